@@ -1,0 +1,173 @@
+"""`oa-dagster` command: check and process sources locally, plus the platform's commands.
+
+Start-up stays light (only argparse and the source model are imported up front) because contributors
+run it many times while editing a source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from oa_dagster.sources.model import LAYERS
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+class Progress:
+    """Progress on stderr: a live line on a terminal, a line every few seconds otherwise."""
+
+    def __init__(self, stream: Any = None, interval: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = 0.2 if self.tty else interval
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, what: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval and (total is None or done < total):
+            return
+        self.last = now
+        unit = "bytes" if what in ("download", "http", "ftp") else "features"
+        amount = f"{done:,}" + (f" / {total:,}" if total else "")
+        line = f"{what}: {amount} {unit} ({now - self.started:.0f} s)"
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.last:
+            self.stream.write("\n")
+
+
+def _check_one(path: str) -> dict[str, Any]:
+    from oa_dagster.conform.acceptance import run_acceptance_tests
+    from oa_dagster.sources import SourceInvalid, load_source
+
+    record: dict[str, Any] = {"source": path, "valid": False, "errors": [], "tests": []}
+    try:
+        source = load_source(path)
+    except SourceInvalid as exc:
+        record["errors"] = exc.errors
+        return record
+    except OSError as exc:
+        record["errors"] = [f"$: cannot read {path}: {exc.strerror or exc}"]
+        return record
+    record["valid"] = True
+    for entry in source.entries:
+        cases = run_acceptance_tests(entry.layer, entry.name, entry.conform, entry.tests)
+        record["tests"] += [case.to_dict() for case in cases]
+    return record
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    ok = True
+    for path in args.sources:
+        record = _check_one(path)
+        ok = ok and record["valid"] and all(t["passed"] for t in record["tests"])
+        if args.json:
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+            continue
+        if not record["valid"]:
+            print(f"{path}: INVALID")
+            for error in record["errors"]:
+                print(f"  {error}")
+            continue
+        passed = sum(t["passed"] for t in record["tests"])
+        print(f"{path}: valid, acceptance tests {passed}/{len(record['tests'])} passed")
+        for case in record["tests"]:
+            if not case["passed"]:
+                detail = case["error"] or f"expected {case['expected']}, got {case['actual']}"
+                print(f"  FAILED {case['layer']}/{case['name']}: {case['description']}: {detail}")
+    return EXIT_OK if ok else EXIT_PROBLEM
+
+
+def _stderr_logger(quiet: bool) -> logging.Logger:
+    logger = logging.getLogger("oa_dagster.cli")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from oa_dagster.process import run_entry
+    from oa_dagster.sources import EntryNotFound, SourceInvalid, has_coverage, load_source
+
+    try:
+        source = load_source(args.source)
+    except OSError as exc:
+        print(f"error: cannot read {args.source}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SourceInvalid as exc:
+        print(f"error: {args.source} is not a valid source:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return EXIT_PROBLEM
+    try:
+        entry = source.entry(args.layer, args.name)
+    except EntryNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    output_dir = Path(args.output) / entry.layer / entry.name
+    progress = None if args.quiet else Progress()
+    state = run_entry(entry, output_dir, preview=not args.no_preview, coverage_ok=has_coverage(source),
+                      log=_stderr_logger(args.quiet), progress=progress)
+    if progress:
+        progress.close()
+    if state.skipped:
+        print(f"{entry.key} ({entry.layer}): skipped: {state.problem_detail}")
+        return EXIT_OK
+    if state.has_output:
+        note = f" ({state.source_problem})" if state.source_problem else ""
+        print(f"{entry.key} ({entry.layer}): {state.feature_count:,} features in {output_dir}{note}")
+        return EXIT_OK
+    print(f"{entry.key} ({entry.layer}): {state.source_problem}: {state.problem_detail}", file=sys.stderr)
+    return EXIT_PROBLEM
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oa-dagster", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate sources and run their acceptance tests")
+    check.add_argument("sources", nargs="+", metavar="SOURCE.json")
+    check.add_argument("--json", action="store_true", help="one JSON object per source per line")
+    check.set_defaults(func=cmd_check)
+
+    process = commands.add_parser("process", help="process one layer entry of a source outside Dagster")
+    process.add_argument("source", metavar="SOURCE.json")
+    process.add_argument("--layer", required=True, choices=LAYERS)
+    process.add_argument("--name", help="entry name; optional when the layer has one entry")
+    process.add_argument("--output", required=True, metavar="DIR")
+    process.add_argument("--no-preview", action="store_true", help="do not draw preview.png")
+    process.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result line")
+    process.set_defaults(func=cmd_process)
+
+    try:
+        from oa_dagster.cli_platform import add_platform_commands
+    except ImportError:
+        pass
+    else:
+        add_platform_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Readers: stream a source file as Arrow batches of string columns plus WKB geometry.
+
+Every reader yields `SourceBatch` objects of bounded size so memory stays flat whatever the input size:
+CSV through pyarrow's streaming CSV reader (all columns read as strings, like the original machine), and
+every OGR format (shapefile, file geodatabase, GeoPackage, GML, GeoJSON, newline-delimited GeoJSON)
+through pyogrio's Arrow stream. Attribute values become strings because the attribute functions are
+defined on strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from oa_dagster.errors import ConformError
+
+BATCH_ROWS = 65_536
+CSV_BLOCK_BYTES = 8 << 20
+
+
+@dataclass
+class SourceBatch:
+    """One batch of source rows: string attribute columns and either WKB or lon/lat geometry."""
+
+    columns: pa.Table
+    wkb: pa.Array | None = None  # WKB per row (null = no geometry), OGR formats
+    geoms: Any = None  # shapely geometries per row (None = no geometry), mixed GeoJSON
+    lon: np.ndarray | None = None  # float coordinates per row (NaN = no geometry), CSV
+    lat: np.ndarray | None = None
+
+
+@dataclass
+class OpenedSource:
+    """An opened input: its CRS as the file states it (None when unknown) and the batch stream."""
+
+    crs: str | None
+    batches: Iterator[SourceBatch]
+    skipped_rows: list[int]  # a one-item list the CSV reader increments for rows it had to drop
+
+
+def _string_table(batch: pa.RecordBatch | pa.Table, drop: set[str]) -> pa.Table:
+    """All non-geometry columns as strings; columns Arrow cannot cast (binary, nested) become JSON-ish text."""
+    names, arrays = [], []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if name in drop:
+            continue
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            try:
+                column = pc.cast(column, pa.string())
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+                column = pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
+        names.append(name)
+        arrays.append(column)
+    return pa.table(arrays, names=names)
+
+
+# ---------------------------------------------------------------------------------------------- CSV
+
+def _csv_column_names(path: Path, read_options: Any, parse_options: Any) -> list[str]:
+    import pyarrow.csv as pcsv
+
+    with pcsv.open_csv(path, read_options=read_options, parse_options=parse_options) as reader:
+        return list(reader.schema.names)
+
+
+def _parse_coordinates(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Coordinates as floats; decimal commas accepted (as the original machine did), bad values NaN."""
+    text = pc.utf8_trim_whitespace(pc.replace_substring(column, ",", "."))
+    text = pc.if_else(pc.equal(text, ""), None, text)
+    try:
+        values = pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        values = pa.array([_to_float(v) for v in text.to_pylist()], pa.float64())
+    return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def _to_float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _find_column(names: list[str], wanted: str) -> str | None:
+    if wanted in names:
+        return wanted
+    lowered = {n.lower(): n for n in names}
+    return lowered.get(wanted.lower())
+
+
+def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
+    """Stream a CSV per the conform's `encoding`, `csvsplit`, `headers`/`skiplines`, `lon`/`lat`."""
+    import pyarrow.csv as pcsv
+
+    encoding = conform.get("encoding") or "utf-8"
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8"
+    delimiter = conform.get("csvsplit") or ","
+    if len(delimiter) != 1:
+        raise ConformError(f"conform.csvsplit must be one character, got {delimiter!r}")
+    headers = int(conform.get("headers", 1) or 1)
+    skipped = [0]
+
+    def on_invalid(row: Any) -> str:
+        skipped[0] += 1
+        return "skip"
+
+    parse_options = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
+    if headers == -1:
+        read_options = pcsv.ReadOptions(encoding=encoding, autogenerate_column_names=True,
+                                        block_size=CSV_BLOCK_BYTES)
+    else:
+        read_options = pcsv.ReadOptions(encoding=encoding, skip_rows=max(headers - 1, 0),
+                                        block_size=CSV_BLOCK_BYTES)
+    try:
+        names = _csv_column_names(path, read_options, parse_options)
+    except (pa.ArrowInvalid, UnicodeDecodeError, LookupError) as exc:
+        raise ConformError(f"cannot read CSV {path.name} with encoding {encoding!r}: {exc}") from exc
+    if headers == -1:
+        read_options = pcsv.ReadOptions(encoding=encoding, column_names=[f"COLUMN{i + 1}" for i in range(len(names))],
+                                        block_size=CSV_BLOCK_BYTES)
+        names = list(read_options.column_names)
+    convert_options = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                                          quoted_strings_can_be_null=False)
+
+    lon_name = lat_name = None
+    if conform.get("lon") is not None or conform.get("lat") is not None:
+        lon_name = _find_column(names, str(conform.get("lon")))
+        lat_name = _find_column(names, str(conform.get("lat")))
+        if lon_name is None or lat_name is None:
+            missing = [c for c, n in ((conform.get("lon"), lon_name), (conform.get("lat"), lat_name)) if n is None]
+            raise ConformError(f"conform.lon/lat name column(s) {missing} not in the CSV (columns: "
+                               f"{', '.join(names[:30])})")
+
+    def batches() -> Iterator[SourceBatch]:
+        skipped[0] = 0  # rows seen while reading the header are counted again below
+        try:
+            reader = pcsv.open_csv(path, read_options=read_options, parse_options=parse_options,
+                                   convert_options=convert_options)
+            for record_batch in reader:
+                if record_batch.num_rows == 0:
+                    continue
+                table = pa.Table.from_batches([record_batch])
+                if lon_name is None:
+                    yield SourceBatch(columns=table)
+                    continue
+                lon = _parse_coordinates(table.column(lon_name))
+                lat = _parse_coordinates(table.column(lat_name))
+                columns = table.drop_columns(list({lon_name, lat_name}))
+                yield SourceBatch(columns=columns, lon=lon, lat=lat)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise ConformError(f"cannot parse CSV {path.name}: {exc}") from exc
+
+    return OpenedSource(crs=None, batches=batches(), skipped_rows=skipped)
+
+
+# ---------------------------------------------------------------------------------------------- OGR
+
+def _ogr_layer(conform: dict[str, Any]) -> int | str:
+    layer = conform.get("layer", 0)
+    if isinstance(layer, str) and re.fullmatch(r"\d+", layer):
+        return int(layer)
+    return layer
+
+
+def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None = None) -> OpenedSource:
+    """Stream any OGR-readable file through pyogrio's Arrow interface."""
+    import pyogrio
+    import pyogrio.raw
+
+    layer = _ogr_layer(conform)
+    kwargs: dict[str, Any] = {"layer": layer, "batch_size": BATCH_ROWS, "use_pyarrow": True,
+                              "datetime_as_string": True}
+    encoding = conform.get("encoding")
+    if encoding and path.suffix.lower() in (".shp", ".dbf"):
+        kwargs["encoding"] = encoding
+    try:
+        available = pyogrio.list_layers(path)
+    except Exception as exc:  # GDAL raises its own error types for unreadable files
+        raise ConformError(f"cannot open {path.name}: {exc}") from exc
+    names = [str(n) for n in available[:, 0]] if len(available) else []
+    if isinstance(layer, int) and layer >= len(names):
+        raise ConformError(f"conform.layer {layer} out of range: {path.name} has layers {names}")
+    if isinstance(layer, str) and layer not in names:
+        lowered = {n.lower(): n for n in names}
+        if layer.lower() not in lowered:
+            raise ConformError(f"conform.layer {layer!r} not found in {path.name} (layers: {', '.join(names)})")
+        kwargs["layer"] = lowered[layer.lower()]
+    try:
+        context = pyogrio.raw.open_arrow(path, **kwargs)
+        meta, reader = context.__enter__()
+    except Exception as exc:
+        raise ConformError(f"cannot read {path.name}: {exc}") from exc
+    geometry_name = meta.get("geometry_name") or "wkb_geometry"
+
+    def batches() -> Iterator[SourceBatch]:
+        try:
+            for record_batch in reader:
+                if record_batch.num_rows == 0:
+                    continue
+                wkb = None
+                if geometry_name in record_batch.schema.names:
+                    wkb = record_batch.column(geometry_name)
+                yield SourceBatch(columns=_string_table(record_batch, {geometry_name}), wkb=wkb)
+        except ConformError:
+            raise
+        except Exception as exc:
+            raise ConformError(f"cannot read {path.name}: {exc}") from exc
+        finally:
+            context.__exit__(None, None, None)
+
+    return OpenedSource(crs=meta.get("crs"), batches=batches(), skipped_rows=[0])
+
+
+GEOJSON_SUFFIXES = (".geojson", ".json", ".geojsonl", ".geojsons", ".ndjson")
+
+
+def open_source_file(path: Path, fmt: str, conform: dict[str, Any]) -> OpenedSource:
+    """Open `path` with the reader for the conform's `format` (ArcGIS dumps are GeoJSON whatever it says)."""
+    suffix = path.suffix.lower()
+    if suffix in GEOJSON_SUFFIXES or (fmt == "geojson" and path.is_file() and not suffix):
+        from oa_dagster.conform.geojson_reader import open_geojson
+
+        return open_geojson(path, conform)
+    if fmt == "csv":
+        return open_csv(path, conform)
+    return open_ogr(path, conform)
