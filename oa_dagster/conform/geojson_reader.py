@@ -70,9 +70,9 @@ class _Buffer:
                     continue
                 raise ConformError(f"invalid GeoJSON: {exc.msg} near character {exc.pos}") from exc
             # a number at the very end of the buffer may continue in the next chunk
-            if end == len(self.text) and not self.eof and not isinstance(value, dict | list | str):
-                if self.more():
-                    continue
+            at_end = end == len(self.text) and not self.eof
+            if at_end and not isinstance(value, dict | list | str) and self.more():
+                continue
             self.pos = end
             return value
 
@@ -112,6 +112,9 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
+_CASTABLE = (pa.types.is_string, pa.types.is_null, pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+
+
 def _property_columns(properties: list[dict[str, Any]]) -> pa.Table:
     """Properties as string columns: Arrow infers them in C++ when types agree, Python does the rest."""
     try:
@@ -122,10 +125,7 @@ def _property_columns(properties: list[dict[str, Any]]) -> pa.Table:
         names, arrays = [], []
         for i, field in enumerate(struct.type):
             column = struct.field(i)
-            if pa.types.is_string(field.type) or pa.types.is_null(field.type):
-                column = column.cast(pa.string())
-            elif pa.types.is_integer(field.type) or pa.types.is_floating(field.type) \
-                    or pa.types.is_boolean(field.type):
+            if any(check(field.type) for check in _CASTABLE):
                 column = column.cast(pa.string())
             else:
                 column = pa.array([_as_text(v) for v in column.to_pylist()], pa.string())

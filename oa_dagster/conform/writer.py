@@ -6,7 +6,6 @@ straight from the Arrow data buffer, so no per-feature Python object is ever bui
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import BinaryIO
@@ -46,17 +45,16 @@ def point_geometry_json(lon: np.ndarray, lat: np.ndarray) -> pa.Array:
 
 
 def feature_hashes(fingerprint: str, source_columns: pa.Table, geometry: pa.Array) -> pa.Array:
-    """16 hex digits of sha1(fingerprint, every source value, output geometry): stable per download and row.
+    """16 hex digits from the fingerprint, every source value and the output geometry of each row.
 
     Depends on the download's bytes (through the fingerprint) and the feature's content, as the original
     machine's hash did, but not on intermediate WKT formatting, so it is reproducible across GDAL versions.
     """
+    from oa_dagster.conform.hashing import hash_strings, hex16
+
     parts = [_as_string(c) for c in source_columns.columns] + [_as_string(geometry)]
     joined = pc.binary_join_element_wise(*parts, "\x1f", null_handling="replace", null_replacement="")
-    prefix = fingerprint.encode()
-    sha1 = hashlib.sha1
-    digests = [sha1(prefix + value.encode()).hexdigest()[:16] for value in joined.to_pylist()]
-    return pa.array(digests, pa.string())
+    return hex16(hash_strings(joined, fingerprint))
 
 
 def feature_lines(properties: dict[str, pa.Array], integer_properties: set[str], geometry: pa.Array) -> pa.Array:
