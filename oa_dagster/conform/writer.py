@@ -14,9 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_CONTROL = r"[\x00-\x1f]"
-
-
 def _as_string(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
@@ -25,13 +22,29 @@ def _as_string(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(values, "")
 
 
+def _data_bytes(values: pa.Array) -> np.ndarray:
+    """The UTF-8 bytes of a string array's visible values (one numpy view, no copy)."""
+    buffer = values.buffers()[2]
+    if buffer is None or len(values) == 0:
+        return np.empty(0, dtype=np.uint8)
+    width = 8 if pa.types.is_large_string(values.type) else 4
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if width == 8 else np.int32,
+                            count=len(values) + 1, offset=values.offset * width)
+    return np.frombuffer(buffer, dtype=np.uint8)[offsets[0]:offsets[-1]]
+
+
 def json_escape(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """String contents escaped for a JSON string literal (without the surrounding quotes)."""
+    """String contents escaped for a JSON string literal (without the surrounding quotes).
+
+    Byte scans decide which (rare) escapes are needed, so clean columns cost one pass over their bytes.
+    """
     values = _as_string(values)
-    escaped = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
-    if pc.any(pc.match_substring_regex(escaped, _CONTROL)).as_py():
-        escaped = pa.array([json.dumps(v, ensure_ascii=False)[1:-1] for v in values.to_pylist()], pa.string())
-    return escaped
+    data = _data_bytes(values)
+    if np.any(data < 0x20):  # control characters: let json do the rare, exact escaping
+        return pa.array([json.dumps(v, ensure_ascii=False)[1:-1] for v in values.to_pylist()], pa.string())
+    if np.any((data == 0x5C) | (data == 0x22)):  # backslash or double quote
+        values = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
+    return values
 
 
 def format_coordinates(values: np.ndarray) -> pa.Array:

@@ -1,0 +1,198 @@
+"""`oa-dagster check` and `oa-dagster process` through the command line, per the CLI contract."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from oa_dagster.cli import main
+from tests.geofiles import read_features, write_source
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "oa_dagster" / "examples"
+EXAMPLE = EXAMPLES / "sources" / "us" / "ca" / "berkeley_example.json"
+STATE_KEYS = ["source", "layer", "name", "skipped", "feature_count", "features_without_geometry", "fingerprint",
+              "source_problem", "problem_detail", "tests_passed", "cache_seconds", "process_seconds", "files"]
+
+
+def process(capsys: pytest.CaptureFixture, source: Path, layer: str, out: Path, *extra: str) -> tuple[int, dict]:
+    code = main(["process", str(source), "--layer", layer, "--output", str(out), "-q", *extra])
+    capsys.readouterr()
+    states = list(out.glob(f"{layer}/*/state.json"))
+    return code, json.loads(states[0].read_text()) if states else {}
+
+
+def csv_source(tmp_path: Path, conform: dict, csv: str = "NUM,STREET,X,Y\n1,MAIN ST,-122.1,37.5\n",
+               **entry: object) -> Path:
+    (tmp_path / "data.csv").write_text(csv)
+    layer = {"name": "city", "protocol": "http", "data": "data.csv",
+             "conform": {"format": "csv", "lon": "X", "lat": "Y", **conform}, **entry}
+    return write_source(tmp_path / "sources" / "us" / "or" / "test.json", {"addresses": [layer]})
+
+
+# ------------------------------------------------------------------------------------------------ check
+
+def test_check_json_reports_a_valid_source_and_its_passing_acceptance_tests(capsys: pytest.CaptureFixture) -> None:
+    assert main(["check", str(EXAMPLE), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip())
+    assert record["source"] == str(EXAMPLE) and record["valid"] is True and record["errors"] == []
+    assert [(t["layer"], t["name"], t["passed"]) for t in record["tests"]] == [("addresses", "city", True)] * 2
+    assert record["tests"][0]["actual"] == record["tests"][0]["expected"]
+
+
+def test_check_names_the_json_path_of_each_schema_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = write_source(tmp_path / "bad.json", {"addresses": [{"name": "city", "protocol": "gopher", "data": "x",
+                                                              "colour": "red"}]})
+    missing = tmp_path / "nope.json"
+    assert main(["check", str(bad), str(missing), "--json"]) == 1
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["valid"] for r in records] == [False, False]
+    assert any(e.startswith("$.layers.addresses[0]") for e in records[0]["errors"])
+    assert records[0]["tests"] == [] and "nope.json" in records[1]["errors"][0]
+
+
+def test_check_shows_expected_and_actual_of_a_failing_case(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    test = {"description": "numbers", "acceptance-tests": [
+        {"description": "wrong on purpose", "inputs": {"NUM": "12", "STREET": "Main St"},
+         "expected": {"number": "13", "street": "Main St"}}]}
+    source = csv_source(tmp_path, {"number": "NUM", "street": "STREET"}, test=test)
+    assert main(["check", str(source), "--json"]) == 1
+    case = json.loads(capsys.readouterr().out)["tests"][0]
+    assert case["passed"] is False and case["error"] is None
+    assert case["expected"] == {"number": "13", "street": "Main St"}
+    assert case["actual"] == {"number": "12", "street": "Main St"}
+
+
+def test_v1_source_is_checked_and_processed_as_its_primary_entry(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "data.csv").write_text("N,S,X,Y\n7,ELM ST,-122.1,37.5\n")
+    v1 = tmp_path / "old.json"
+    v1.write_text(json.dumps({"coverage": {"country": "us", "US Census": {"geoid": "06", "state": "California"}},
+                              "protocol": "http", "data": "data.csv",
+                              "conform": {"format": "csv", "number": "N", "street": "S", "lon": "X", "lat": "Y"}}))
+    assert main(["check", str(v1), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["valid"] is True
+    code, state = process(capsys, v1, "addresses", tmp_path / "out")
+    assert (code, state["name"], state["feature_count"]) == (0, "primary", 1)
+
+
+# ---------------------------------------------------------------------------------------------- process
+
+@pytest.mark.parametrize(("layer", "name", "count", "geometry"), [
+    ("addresses", "city", None, "Point"), ("parcels", "county", 256, "Polygon"),
+    ("buildings", "city", 256, "Polygon"), ("centerlines", "city", 9, "LineString")])
+def test_process_writes_every_file_of_the_contract_for_each_example_layer(
+        tmp_path: Path, capsys: pytest.CaptureFixture, layer: str, name: str, count: int | None,
+        geometry: str) -> None:
+    extra = ["--name", name] if layer == "addresses" else []
+    code, state = process(capsys, EXAMPLE, layer, tmp_path, *extra)
+    assert code == 0, state
+    assert list(state)[: len(STATE_KEYS)] == STATE_KEYS
+    assert (state["source"], state["layer"], state["name"]) == ("us/ca/berkeley_example", layer, name)
+    assert state["source_problem"] is None and state["skipped"] is False
+    files = state["files"]
+    assert files["output"] == "out.geojson" and files["sample"] == "sample.json" and files["log"] == "log.txt"
+    assert files["preview"] == "preview.png" and files["cache"].startswith("cache.")
+    folder = tmp_path / layer / name
+    assert all((folder / f).exists() for f in files.values())
+    assert (folder / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    features = read_features(folder / "out.geojson")
+    assert len(features) == state["feature_count"] and (count is None or len(features) == count)
+    assert {f["geometry"]["type"] for f in features} == {geometry}
+    assert len(state["fingerprint"]) == 32
+    sample = json.loads((folder / "sample.json").read_text())
+    assert len(sample) > 1 and all(len(row) == len(sample[0]) for row in sample)
+
+
+def test_process_example_centerlines_apply_maps_and_mph_to_kph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    process(capsys, EXAMPLE, "centerlines", tmp_path)
+    props = {f["properties"]["name"]: f["properties"] for f in read_features(tmp_path / "centerlines/city/out.geojson")}
+    assert (props["SHATTUCK AVE"]["oneway"], props["SHATTUCK AVE"]["speed"]) == ("yes", "56")
+    assert (props["CEDAR ST"]["oneway"], props["CEDAR ST"]["speed"], props["CEDAR ST"]["classification"]) == \
+        ("no", "40", "residential")
+
+
+def test_process_skipped_entry_exits_zero_with_a_skipped_state(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, state = process(capsys, EXAMPLE, "addresses", tmp_path, "--name", "legacy")
+    assert code == 0 and state["skipped"] is True and state["source_problem"] == "Source says to skip"
+    assert state["feature_count"] is None and state["files"]["output"] is None
+
+
+def test_process_unknown_name_is_a_usage_error_listing_the_choices(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    assert main(["process", str(EXAMPLE), "--layer", "addresses", "--name", "town", "--output", str(tmp_path)]) == 2
+    assert "city, legacy" in capsys.readouterr().err
+    assert main(["process", str(EXAMPLE), "--layer", "addresses", "--output", str(tmp_path)]) == 2
+    assert "--name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("conform", "csv", "problem", "detail"), [
+    ({"number": {"function": "regexp", "field": "HOUSE", "pattern": "^([0-9]+)"}, "street": "STREET"}, None,
+     "Could not conform source data", "HOUSE"),
+    ({"number": "NUM", "street": "STREET", "format": "kml"}, None, "Unknown source conform format", "kml"),
+    ({"number": "NUM", "street": "STREET"}, "NUM,STREET,X,Y\n", "Found no features in source data", "no rows"),
+])
+def test_process_broken_inputs_give_their_problem_string_and_exit_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture, conform: dict, csv: str | None, problem: str,
+        detail: str) -> None:
+    source = csv_source(tmp_path, conform, **({"csv": csv} if csv else {}))
+    code, state = process(capsys, source, "addresses", tmp_path / "out")
+    assert code == 1
+    assert state["source_problem"] == problem and detail in state["problem_detail"]
+    assert state["files"]["output"] is None and not (tmp_path / "out/addresses/city/out.geojson").exists()
+
+
+def test_process_unreadable_archive_is_a_download_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "data.zip").write_bytes(b"PK\x03\x04 this is not really a zip file")
+    layer = {"name": "city", "protocol": "http", "data": "data.zip", "compression": "zip",
+             "conform": {"format": "shapefile", "number": "N", "street": "S"}}
+    source = write_source(tmp_path / "s.json", {"addresses": [layer]})
+    code, state = process(capsys, source, "addresses", tmp_path / "out")
+    assert code == 1 and state["source_problem"] in ("Could not download source data", "Could not conform source data")
+    assert "zip" in state["problem_detail"].lower()
+
+
+def test_process_missing_conform_and_failing_acceptance_test_stop_before_download(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    no_conform = write_source(tmp_path / "a.json", {"addresses": [
+        {"name": "city", "protocol": "http", "data": "https://127.0.0.1:9/never.csv"}]})
+    code, state = process(capsys, no_conform, "addresses", tmp_path / "a")
+    assert (code, state["source_problem"], state["fingerprint"]) == (1, "Source is missing a conform object", None)
+    test = {"description": "t", "acceptance-tests": [{"description": "c", "inputs": {"NUM": "1", "STREET": "A"},
+                                                      "expected": {"number": "2"}}]}
+    source = csv_source(tmp_path, {"number": "NUM", "street": "STREET"}, test=test)
+    code, state = process(capsys, source, "addresses", tmp_path / "b")
+    assert (code, state["source_problem"], state["tests_passed"]) == (1, "An acceptance test failed", False)
+    assert "expected '2', got '1'" in state["problem_detail"] and state["fingerprint"] is None
+
+
+def test_process_without_coverage_still_writes_output_and_records_the_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    source = csv_source(tmp_path, {"number": "NUM", "street": "STREET"})
+    data = json.loads(source.read_text())
+    data["coverage"] = {"country": "us"}
+    source.write_text(json.dumps(data))
+    code, state = process(capsys, source, "addresses", tmp_path / "out")
+    assert code == 0 and state["source_problem"] == "Missing or incomplete coverage"
+    assert state["feature_count"] == 1 and state["files"]["output"] == "out.geojson"
+
+
+def test_console_script_runs_process_end_to_end(tmp_path: Path) -> None:
+    source_dir = tmp_path / "src"
+    shutil.copytree(EXAMPLES, source_dir)
+    with zipfile.ZipFile(source_dir / "data" / "example_parcels.zip") as zf:
+        assert any(n.endswith("Parcels.shp") for n in zf.namelist())
+    script = Path(sys.executable).with_name("oa-dagster")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "oa_dagster.cli"]
+    done = subprocess.run([*command, "process", str(source_dir / "sources/us/ca/berkeley_example.json"),
+                           "--layer", "parcels", "--output", str(tmp_path / "out"), "--no-preview"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "256 features" in done.stdout
+    state = json.loads((tmp_path / "out/parcels/county/state.json").read_text())
+    assert state["files"]["preview"] is None and state["feature_count"] == 256
