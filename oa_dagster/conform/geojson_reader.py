@@ -115,6 +115,22 @@ def _as_text(value: Any) -> str | None:
 _CASTABLE = (pa.types.is_string, pa.types.is_null, pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
 
 
+def _struct_columns(struct: pa.StructArray, rows: int) -> pa.Table:
+    """The fields of a properties struct as string columns (nested values as JSON text)."""
+    names, arrays = [], []
+    for i, field in enumerate(struct.type):
+        column = struct.field(i)
+        if any(check(field.type) for check in _CASTABLE):
+            column = column.cast(pa.string())
+        else:
+            column = pa.array([_as_text(v) for v in column.to_pylist()], pa.string())
+        names.append(field.name)
+        arrays.append(column)
+    if not names:
+        return pa.table({"": pa.nulls(rows, pa.string())}).drop_columns([""])
+    return pa.table(arrays, names=names)
+
+
 def _property_columns(properties: list[dict[str, Any]]) -> pa.Table:
     """Properties as string columns: Arrow infers them in C++ when types agree, Python does the rest."""
     try:
@@ -122,46 +138,42 @@ def _property_columns(properties: list[dict[str, Any]]) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
         struct = None
     if struct is not None and pa.types.is_struct(struct.type):
-        names, arrays = [], []
-        for i, field in enumerate(struct.type):
-            column = struct.field(i)
-            if any(check(field.type) for check in _CASTABLE):
-                column = column.cast(pa.string())
-            else:
-                column = pa.array([_as_text(v) for v in column.to_pylist()], pa.string())
-            names.append(field.name)
-            arrays.append(column)
-        return pa.table(arrays, names=names) if names else pa.table({}).append_column(
-            "__empty", pa.nulls(len(properties), pa.string())).drop_columns(["__empty"])
+        return _struct_columns(struct, len(properties))
     names = list(dict.fromkeys(k for p in properties for k in p))
     return pa.table({name: pa.array([_as_text(p.get(name)) for p in properties], pa.string()) for name in names})
 
 
+def _points_from_struct(struct: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """lon/lat arrays when every present geometry is a Point; None otherwise (or when Arrow typed it oddly)."""
+    n = len(struct)
+    if pa.types.is_null(struct.type):
+        return np.full(n, np.nan), np.full(n, np.nan)
+    if not pa.types.is_struct(struct.type) or struct.type.get_field_index("coordinates") < 0 \
+            or struct.type.get_field_index("type") < 0:
+        return None
+    coords = struct.field("coordinates")
+    if not pa.types.is_list(coords.type) or not (pa.types.is_floating(coords.type.value_type)
+                                                 or pa.types.is_integer(coords.type.value_type)):
+        return None
+    valid = struct.is_valid()
+    if struct.field("type").filter(valid).drop_null().unique().to_pylist() not in (["Point"], []):
+        return None
+    lon, lat = np.full(n, np.nan), np.full(n, np.nan)
+    lengths = coords.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    ok = (lengths >= 2) & valid.to_numpy(zero_copy_only=False)
+    if ok.any():
+        starts = coords.offsets.to_numpy()[:-1][ok]  # absolute positions in `values`, even for slices
+        values = coords.values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+        lon[ok], lat[ok] = values[starts], values[starts + 1]
+    return lon, lat
+
+
 def _point_coordinates(geometries: list[Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    """lon/lat arrays when every present geometry is a Point, decoded by Arrow; None otherwise."""
     try:
         struct = pa.array(geometries)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
         return None
-    if not pa.types.is_struct(struct.type) or struct.type.get_field_index("coordinates") < 0:
-        return None
-    types = struct.field("type")
-    coords = struct.field("coordinates")
-    if not pa.types.is_list(coords.type) or not pa.types.is_floating(coords.type.value_type) and \
-            not pa.types.is_integer(coords.type.value_type):
-        return None
-    kinds = types.drop_null().unique().to_pylist()
-    if kinds not in (["Point"], []):
-        return None
-    n = len(geometries)
-    lon, lat = np.full(n, np.nan), np.full(n, np.nan)
-    lengths = coords.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
-    ok = (lengths >= 2) & struct.is_valid().to_numpy(zero_copy_only=False)
-    if ok.any():
-        starts = coords.offsets.to_numpy()[:-1][ok]
-        values = coords.values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
-        lon[ok], lat[ok] = values[starts], values[starts + 1]
-    return lon, lat
+    return _points_from_struct(struct)
 
 
 def _batch(features: list[dict[str, Any]]) -> SourceBatch:
@@ -180,11 +192,87 @@ def _batch(features: list[dict[str, Any]]) -> SourceBatch:
     return SourceBatch(columns=table, geoms=geoms)
 
 
+def _arrow_or_python_batch(texts: list[bytes]) -> SourceBatch:
+    """A batch through Arrow's JSON parser when it types cleanly and is all points, else feature by feature."""
+    from oa_dagster.conform.geojson_fast import arrow_batch, python_features
+
+    table = arrow_batch(texts)
+    if table is not None and "geometry" in table.column_names:
+        geometry = table.column("geometry").combine_chunks()
+        points = _points_from_struct(geometry)
+        if points is not None:
+            if "properties" in table.column_names:
+                properties = table.column("properties").combine_chunks()
+                if pa.types.is_struct(properties.type):
+                    columns = _struct_columns(properties, len(texts))
+                    return SourceBatch(columns=columns, lon=points[0], lat=points[1])
+            else:
+                return SourceBatch(columns=_struct_columns(pa.array([{}] * len(texts)), len(texts)),
+                                   lon=points[0], lat=points[1])
+    return _batch(python_features(texts))
+
+
+def _fast_start(head: bytes, suffix: str) -> int | None:
+    """Byte offset where features start as top-level objects (a sequence, or inside the features array).
+
+    None when the layout is not recognised in the first chunk; the exact Python reader then takes over.
+    """
+    import numpy as np
+
+    from oa_dagster.conform.geojson_fast import feature_spans, key_context
+
+    stripped = len(head) - len(head.lstrip(b"\xef\xbb\xbf \t\r\n\x1e"))
+    if stripped >= len(head) or head[stripped:stripped + 1] != b"{":
+        return None
+    spans, _, _ = feature_spans(np.frombuffer(head, dtype=np.uint8)[stripped:])
+    if spans:
+        start, end = spans[0]
+        try:
+            first = json.loads(head[stripped + start:stripped + end])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if isinstance(first, dict) and first.get("type") == "Feature":
+            return stripped
+    position = head.find(b'"features"')
+    while position >= 0:
+        depth, in_string = key_context(np.frombuffer(head, dtype=np.uint8)[stripped:position])
+        rest = head[position + len(b'"features"'):].lstrip()
+        if depth == 1 and not in_string and rest[:1] == b":":
+            rest = rest[1:].lstrip()
+            if rest[:1] == b"[":
+                return len(head) - len(rest) + 1
+        position = head.find(b'"features"', position + 1)
+    return None
+
+
 def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
     """Stream features of a GeoJSON file in batches. GeoJSON is WGS84 (RFC 7946) unless `srs` says otherwise."""
     encoding = conform.get("encoding") or "utf-8-sig"
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+
+    def fast_batches() -> Iterator[SourceBatch] | None:
+        from oa_dagster.conform.geojson_fast import CHUNK_BYTES, feature_texts
+
+        stream = path.open("rb")
+        head = stream.read(CHUNK_BYTES)
+        start = _fast_start(head, path.suffix.lower())
+        if start is None:
+            stream.close()
+            return None
+
+        def generate() -> Iterator[SourceBatch]:
+            with stream:
+                for texts in feature_texts(stream, head[start:]):
+                    for i in range(0, len(texts), BATCH_ROWS):
+                        yield _arrow_or_python_batch(texts[i:i + BATCH_ROWS])
+
+        return generate()
 
     def batches() -> Iterator[SourceBatch]:
+        fast = fast_batches() if utf8 else None
+        if fast is not None:
+            yield from fast
+            return
         with path.open("r", encoding=encoding, errors="replace", newline="") as stream:
             pending: list[dict[str, Any]] = []
             for feature in _features(_Buffer(stream)):

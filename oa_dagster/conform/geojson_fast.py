@@ -1,0 +1,114 @@
+"""The fast path of the GeoJSON reader: split features with numpy, parse them with Arrow's JSON reader.
+
+Feature boundaries are found by a vectorised structural scan of the raw UTF-8 bytes (quotes, escapes,
+brace depth), and each batch of features is handed to `pyarrow.json` as newline-delimited JSON, so no
+Python object is built per feature. Batches Arrow cannot type consistently (a property that is a number in
+one feature and a string in the next) or whose geometries are not all points fall back to the exact
+Python path, feature by feature.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+
+from oa_dagster.errors import ConformError
+
+CHUNK_BYTES = 16 << 20
+_NEWLINES_TO_SPACES = bytes.maketrans(b"\n\r", b"  ")
+
+
+def _real_quotes(data: np.ndarray) -> np.ndarray:
+    """Positions of double quotes that are not escaped by an odd run of backslashes."""
+    quotes = np.flatnonzero(data == 0x22)
+    if len(quotes) == 0:
+        return quotes
+    maybe_escaped = quotes[(quotes > 0) & (data[np.maximum(quotes - 1, 0)] == 0x5C)]
+    if len(maybe_escaped) == 0:
+        return quotes
+    escaped = []
+    for q in maybe_escaped.tolist():
+        run = 0
+        while q - run - 1 >= 0 and data[q - run - 1] == 0x5C:
+            run += 1
+        if run % 2:
+            escaped.append(q)
+    return np.setdiff1d(quotes, np.array(escaped, dtype=quotes.dtype), assume_unique=True)
+
+
+def key_context(data: np.ndarray) -> tuple[int, bool]:
+    """Structural depth at the end of `data` and whether the end lies inside a string."""
+    quotes = _real_quotes(data)
+    structural = np.flatnonzero((data == 0x7B) | (data == 0x7D) | (data == 0x5B) | (data == 0x5D))
+    structural = structural[(np.searchsorted(quotes, structural) % 2) == 0]
+    chars = data[structural]
+    opens = np.count_nonzero((chars == 0x7B) | (chars == 0x5B))
+    depth = int(opens - np.count_nonzero((chars == 0x7D) | (chars == 0x5D)))
+    return depth, len(quotes) % 2 == 1
+
+
+def feature_spans(data: np.ndarray) -> tuple[list[tuple[int, int]], int, bool]:
+    """Complete top-level objects in `data`, which starts between two features (depth 0, outside strings).
+
+    Returns (start, end-exclusive) spans, the offset after the last complete one, and whether the
+    enclosing array closed (a `]` at depth 0: the end of a FeatureCollection's features).
+    """
+    quotes = _real_quotes(data)
+    structural = np.flatnonzero((data == 0x7B) | (data == 0x7D) | (data == 0x5B) | (data == 0x5D))
+    outside = (np.searchsorted(quotes, structural) % 2) == 0
+    structural = structural[outside]
+    chars = data[structural]
+    opens = (chars == 0x7B) | (chars == 0x5B)
+    depth_after = np.cumsum(np.where(opens, 1, -1))
+    closed = np.flatnonzero(depth_after < 0)
+    if len(closed):
+        cut = closed[0]
+        structural, chars, depth_after = structural[:cut], chars[:cut], depth_after[:cut]
+    starts = structural[(chars == 0x7B) & (depth_after == 1)]
+    ends = structural[(chars == 0x7D) & (depth_after == 0)]
+    count = min(len(starts), len(ends))
+    spans = list(zip(starts[:count].tolist(), (ends[:count] + 1).tolist(), strict=True))
+    consumed = spans[-1][1] if spans else 0
+    return spans, consumed, bool(len(closed))
+
+
+def feature_texts(stream: BinaryIO, first: bytes) -> Iterator[list[bytes]]:
+    """Lists of raw feature texts (newlines blanked), read from `first` then `stream` chunk by chunk."""
+    pending = first
+    done = False
+    while not done:
+        chunk = stream.read(CHUNK_BYTES)
+        at_eof = not chunk
+        pending += chunk
+        data = np.frombuffer(pending, dtype=np.uint8)
+        spans, consumed, done = feature_spans(data)
+        if spans:
+            blanked = pending[: consumed].translate(_NEWLINES_TO_SPACES)
+            yield [blanked[s:e] for s, e in spans]
+        pending = pending[consumed:]
+        if at_eof and not done:
+            if pending.strip(b" \t\r\n,\x1e"):
+                raise ConformError("invalid GeoJSON: the file ends inside a feature")
+            return
+
+
+def arrow_batch(texts: list[bytes]) -> pa.Table | None:
+    """Parse features with Arrow; None when Arrow cannot type the batch consistently."""
+    import pyarrow.json as pajson
+
+    body = b"\n".join(texts)
+    try:
+        return pajson.read_json(pa.BufferReader(body), read_options=pajson.ReadOptions(block_size=len(body) + 1))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def python_features(texts: list[bytes]) -> list[dict]:
+    try:
+        return [json.loads(t) for t in texts]
+    except json.JSONDecodeError as exc:
+        raise ConformError(f"invalid GeoJSON feature: {exc.msg}") from exc
