@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from oa_dagster.errors import ConformError
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 4 << 20
 _NEWLINES_TO_SPACES = bytes.maketrans(b"\n\r", b"  ")
 
 

@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 
 from oa_dagster.errors import ConformError
 
-BATCH_ROWS = 65_536
-CSV_BLOCK_BYTES = 8 << 20
+BATCH_ROWS = 32768
+CSV_BLOCK_BYTES = 4 << 20
 
 
 @dataclass
