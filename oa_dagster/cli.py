@@ -29,14 +29,22 @@ class Progress:
         self.last = 0.0
         self.started = time.monotonic()
 
+        self.pending: tuple[str, int, int | None] | None = None  # latest report not yet shown
+
     def __call__(self, what: str, done: int, total: int | None) -> None:
         now = time.monotonic()
+        self.pending = (what, done, total)
         if now - self.last < self.interval and (total is None or done < total):
             return
         self.last = now
-        unit = "bytes" if what in ("download", "http", "ftp") else "features"
+        self._show(*self.pending)
+
+    def _show(self, what: str, done: int, total: int | None) -> None:
+        self.pending = None
+        self.last = time.monotonic()
+        unit = {"download": "bytes", "http": "bytes", "ftp": "bytes", "conform": "rows read"}.get(what, "features")
         amount = f"{done:,}" + (f" / {total:,}" if total else "")
-        line = f"{what}: {amount} {unit} ({now - self.started:.0f} s)"
+        line = f"{what}: {amount} {unit} ({time.monotonic() - self.started:.1f} s)"
         if self.tty:
             self.stream.write("\r\033[K" + line)
         else:
@@ -44,6 +52,9 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
+        """Show the last report (so even a fast run says how far it got) and end a live line."""
+        if self.pending:
+            self._show(*self.pending)
         if self.tty and self.last:
             self.stream.write("\n")
 
@@ -120,10 +131,13 @@ def cmd_process(args: argparse.Namespace) -> int:
     except EntryNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from oa_dagster.fetch import FetchOptions
+
     output_dir = Path(args.output) / entry.layer / entry.name
     progress = None if args.quiet else Progress()
+    options = FetchOptions(cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     state = run_entry(entry, output_dir, preview=not args.no_preview, coverage_ok=has_coverage(source),
-                      log=_stderr_logger(args.quiet), progress=progress)
+                      fetch_options=options, log=_stderr_logger(args.quiet), progress=progress)
     if progress:
         progress.close()
     if state.skipped:
@@ -152,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--name", help="entry name; optional when the layer has one entry")
     process.add_argument("--output", required=True, metavar="DIR")
     process.add_argument("--no-preview", action="store_true", help="do not draw preview.png")
+    process.add_argument("--cache-dir", metavar="DIR",
+                         help="keep downloads here and re-use them when the server says they are unchanged")
     process.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result line")
     process.set_defaults(func=cmd_process)
 

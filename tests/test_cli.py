@@ -29,10 +29,13 @@ def process(capsys: pytest.CaptureFixture, source: Path, layer: str, out: Path, 
 
 def csv_source(tmp_path: Path, conform: dict, csv: str = "NUM,STREET,X,Y\n1,MAIN ST,-122.1,37.5\n",
                **entry: object) -> Path:
-    (tmp_path / "data.csv").write_text(csv)
+    source = tmp_path / "sources" / "us" / "or" / "test.json"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    (source.parent / "data.csv").write_text(csv)
+    merged = {"format": "csv", "lon": "X", "lat": "Y", **conform}
     layer = {"name": "city", "protocol": "http", "data": "data.csv",
-             "conform": {"format": "csv", "lon": "X", "lat": "Y", **conform}, **entry}
-    return write_source(tmp_path / "sources" / "us" / "or" / "test.json", {"addresses": [layer]})
+             "conform": {k: v for k, v in merged.items() if v is not None}, **entry}
+    return write_source(source, {"addresses": [layer]})
 
 
 # ------------------------------------------------------------------------------------------------ check
@@ -117,6 +120,13 @@ def test_process_example_centerlines_apply_maps_and_mph_to_kph(tmp_path: Path, c
         ("no", "40", "residential")
 
 
+def test_process_reports_progress_and_the_result_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["process", str(EXAMPLE), "--layer", "parcels", "--output", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "conform: 256 rows read" in captured.err
+    assert captured.out.strip() == f"us/ca/berkeley_example/county (parcels): 256 features in {tmp_path}/parcels/county"
+
+
 def test_process_skipped_entry_exits_zero_with_a_skipped_state(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, state = process(capsys, EXAMPLE, "addresses", tmp_path, "--name", "legacy")
     assert code == 0 and state["skipped"] is True and state["source_problem"] == "Source says to skip"
@@ -134,7 +144,7 @@ def test_process_unknown_name_is_a_usage_error_listing_the_choices(tmp_path: Pat
 @pytest.mark.parametrize(("conform", "csv", "problem", "detail"), [
     ({"number": {"function": "regexp", "field": "HOUSE", "pattern": "^([0-9]+)"}, "street": "STREET"}, None,
      "Could not conform source data", "HOUSE"),
-    ({"number": "NUM", "street": "STREET", "format": "kml"}, None, "Unknown source conform format", "kml"),
+    ({"number": "NUM", "street": "STREET", "format": None}, None, "Unknown source conform format", "missing"),
     ({"number": "NUM", "street": "STREET"}, "NUM,STREET,X,Y\n", "Found no features in source data", "no rows"),
 ])
 def test_process_broken_inputs_give_their_problem_string_and_exit_one(

@@ -1,0 +1,107 @@
+"""FTP downloads: anonymous or URL credentials, passive mode, streamed to disk with retries.
+
+The reference read the whole file into memory and turned every error into a fake HTTP 400; here a
+permanent FTP error (5xx reply, e.g. 550 no such file) fails at once and a transient one is retried.
+The content cache uses the server's size and modification time (`SIZE`, `MDTM`) as the validator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ftplib
+import logging
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from oa_dagster.errors import DownloadError
+from oa_dagster.fetch.cache import CacheEntry, Sink, SizeCapExceeded, open_cache
+from oa_dagster.fetch.filetype import guess_suffix
+from oa_dagster.fetch.options import Download, FetchOptions, Throttle
+
+_TRANSIENT = (ftplib.error_temp, ftplib.error_reply, ftplib.error_proto, OSError, EOFError)
+
+
+def _validator(ftp: ftplib.FTP, path: str) -> tuple[int | None, str | None]:
+    """(size, mtime) if the server answers SIZE/MDTM; either may be None."""
+    size = mtime = None
+    try:
+        ftp.voidcmd("TYPE I")
+        size = ftp.size(path)
+    except ftplib.all_errors:
+        pass
+    with contextlib.suppress(ftplib.all_errors):
+        mtime = ftp.voidcmd(f"MDTM {path}")[4:].strip() or None
+    return size, mtime
+
+
+def _connect(parts, options: FetchOptions) -> ftplib.FTP:
+    ftp = ftplib.FTP(timeout=options.timeout)
+    ftp.connect(parts.hostname or "", parts.port or 21, timeout=options.timeouts[0])
+    user = unquote(parts.username) if parts.username else "anonymous"
+    password = unquote(parts.password) if parts.password else ("anonymous@" if user == "anonymous" else "")
+    ftp.login(user, password)
+    ftp.set_pasv(True)
+    return ftp
+
+
+def _attempt(url: str, part: Path, options: FetchOptions, cached: CacheEntry | None,
+             ) -> tuple[Sink | None, str | None]:
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    with _connect(parts, options) as ftp:
+        size, mtime = _validator(ftp, path)
+        validator = f"{size} {mtime}" if size is not None and mtime else None
+        if cached is not None and validator and cached.validator == validator:
+            return None, validator
+        if size is not None and size > options.max_download_bytes:
+            raise DownloadError(f"download size cap: {url} is {size:,} bytes, more than the cap of "
+                                f"{options.max_download_bytes:,}")
+        throttle = Throttle(options, "download", size)
+        sink = Sink(part, options.max_download_bytes, throttle)
+        try:
+            ftp.retrbinary(f"RETR {path}", sink.write, blocksize=1 << 16)
+        except BaseException:
+            sink.discard()
+            raise
+        sink.close()
+        if size is not None and sink.size != size:
+            part.unlink(missing_ok=True)
+            raise ftplib.error_temp(f"426 transfer truncated: got {sink.size:,} of {size:,} bytes")
+        throttle(sink.size, final=True)
+        return sink, validator
+
+
+def fetch_ftp(url: str, workdir: Path, options: FetchOptions, log: logging.Logger) -> Download:
+    """Download an `ftp://` URL to `workdir/cache<ext>`."""
+    started = time.perf_counter()
+    cache = open_cache(options.cache_dir)
+    cached = cache.get(url) if cache else None
+    part = workdir / "cache.part"
+    for attempt in range(options.retries + 1):
+        try:
+            sink, validator = _attempt(url, part, options, cached)
+            break
+        except SizeCapExceeded as exc:
+            raise DownloadError(f"download size cap: {url}: {exc}") from exc
+        except ftplib.error_perm as exc:
+            raise DownloadError(f"FTP error from {url}: {exc}") from exc
+        except (TimeoutError, *_TRANSIENT) as exc:
+            if attempt == options.retries:
+                raise DownloadError(f"{url} failed after {attempt + 1} attempts: {exc}") from exc
+            wait = options.delay(attempt + 1)
+            log.warning("FTP attempt %d of %s failed (%s); retrying in %.1f s", attempt + 1, url, exc, wait)
+            time.sleep(wait)
+    if sink is None:
+        assert cached is not None and cache is not None
+        target = workdir / f"cache{cached.ext}"
+        cache.restore(cached, target)
+        log.info("%s unchanged since the cached copy (md5 %s)", url, cached.md5)
+        return Download(target, cached.ext, cached.md5, url, time.perf_counter() - started, True)
+    ext = guess_suffix(url, head=sink.head)
+    target = workdir / f"cache{ext}"
+    part.replace(target)
+    if cache is not None:
+        cache.put(CacheEntry(url, ext, sink.md5, sink.size, validator=validator), target)
+    log.info("downloaded %s bytes from %s as %s", f"{sink.size:,}", url, target.name)
+    return Download(target, ext, sink.md5, url, time.perf_counter() - started, False)

@@ -1,0 +1,112 @@
+"""A local HTTP server for download tests: redirects, Content-Disposition, ETag/304, Retry-After, slow and
+truncated responses. Each route counts its hits and keeps the request headers it saw."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    content_type: str | None = "application/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+    statuses: list[int] = field(default_factory=list)  # served (empty body) before the real response
+    retry_after: str | None = None  # sent with 429/503 statuses
+    etag: str | None = None  # answers 304 to a matching If-None-Match
+    last_modified: str | None = None  # answers 304 to an equal If-Modified-Since
+    redirect: str | None = None  # 302 to this path
+    delay: float = 0.0  # seconds before the response headers
+    stall: float = 0.0  # seconds between the first half of the body and the rest
+    truncate: int = 0  # first N responses: half the body, then the connection closes
+    status: int = 200
+    hits: int = 0
+    seen_headers: list[dict[str, str]] = field(default_factory=list)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: DownloadServer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        route = self.server.routes.get(urlsplit(self.path).path)
+        if route is None:
+            self._reply(404, b"not found")
+            return
+        route.hits += 1
+        route.seen_headers.append(dict(self.headers.items()))
+        if route.delay:
+            time.sleep(route.delay)
+        if route.statuses:
+            status = route.statuses.pop(0)
+            extra = {"Retry-After": route.retry_after} if route.retry_after and status in (429, 503) else {}
+            self._reply(status, b"try later", extra)
+            return
+        if route.redirect:
+            self._reply(302, b"", {"Location": route.redirect})
+            return
+        if (route.etag and self.headers.get("If-None-Match") == route.etag) or (
+                route.last_modified and self.headers.get("If-Modified-Since") == route.last_modified):
+            self._reply(304, b"")
+            return
+        headers = dict(route.headers)
+        if route.content_type:
+            headers["Content-Type"] = route.content_type
+        if route.etag:
+            headers["ETag"] = route.etag
+        if route.last_modified:
+            headers["Last-Modified"] = route.last_modified
+        truncate = route.truncate > 0
+        route.truncate -= truncate
+        self._reply(route.status, route.body, headers, truncate=truncate, stall=route.stall)
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None, *,
+               truncate: bool = False, stall: float = 0.0) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)) if status != 304 else "0")
+        self.end_headers()
+        if status == 304:
+            return
+        half = len(body) // 2
+        self.wfile.write(body[:half])
+        self.wfile.flush()
+        if truncate:
+            self.close_connection = True
+            return
+        if stall:
+            time.sleep(stall)
+        self.wfile.write(body[half:])
+
+
+class DownloadServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.routes: dict[str, Route] = {}
+        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def route(self, path: str, **kwargs: Any) -> Route:
+        self.routes[path] = Route(**kwargs)
+        return self.routes[path]
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def start(self) -> DownloadServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

@@ -1,0 +1,31 @@
+"""Small builders shared by the fetch tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from oa_dagster.fetch import FetchOptions
+from oa_dagster.sources.model import LayerEntry
+
+ADDRESS_CONFORM = {"format": "csv", "number": "NUMBER", "street": "STREET"}
+
+
+def make_entry(data: str, *, protocol: str = "http", conform: dict[str, Any] | None = None,
+               layer: str = "addresses", compression: str | None = None, headers: dict[str, str] | None = None,
+               source_dir: Path | None = None) -> LayerEntry:
+    raw: dict[str, Any] = {"name": "test", "data": data, "protocol": protocol,
+                           "conform": conform if conform is not None else dict(ADDRESS_CONFORM)}
+    if compression:
+        raw["compression"] = compression
+    if headers:
+        raw["request"] = {"headers": headers}
+    return LayerEntry("xx/test", layer, "test", 0, raw, source_dir)
+
+
+def fast_options(**overrides: Any) -> FetchOptions:
+    """Options with tiny delays so retry and timeout tests stay fast."""
+    values: dict[str, Any] = {"timeout": 2.0, "connect_timeout": 1.0, "retries": 2, "backoff": 0.01,
+                              "max_backoff": 0.05, "max_retry_after": 5.0}
+    values.update(overrides)
+    return FetchOptions(**values)
