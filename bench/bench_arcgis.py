@@ -1,6 +1,6 @@
 """Benchmark the ArcGIS REST dumper: concurrent pool against the same code with one worker.
 
-Run: `python bench/bench_arcgis.py [--features 200000] [--latency 0.2] [--page 1000] [--workers 4 8]`.
+Run: `python bench/bench_arcgis.py [--features 200000] [--latency 0.2] [--page 1000] [--workers 6 8]` (6 is the default pool).
 The fake server (tests/servers/arcgis.py) runs in its own process, adds `--latency` seconds per request
 and serves pages pre-rendered by an untimed warm-up dump, so the figures measure the dumper. Prints wall
 time, features/s and peak RSS growth of this process during each dump (flat memory: it should not grow
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=200_000)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--page", type=int, default=1000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--workers", type=int, nargs="+", default=[FetchOptions().esri_workers, 8])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     ready: multiprocessing.Queue = multiprocessing.Queue()
