@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -37,7 +38,12 @@ def prepare(data_dir: Path, rows: int) -> dict[str, Path]:
         data = data_dir / name
         if not data.exists():
             print(f"writing {data.name} ...", flush=True)
-            writer(data, rows)
+            # in a child process: a parent grown by the data would inflate the measured children's peak RSS
+            child = multiprocessing.get_context("spawn").Process(target=writer, args=(data, rows))
+            child.start()
+            child.join()
+            if child.exitcode:
+                raise SystemExit(f"writing {data} failed")
         source = data_dir / f"{kind}-{rows}.json"
         write_source(source, data.name, conform, compression)
         sources[kind] = source

@@ -78,8 +78,9 @@ def write_shapefile_zip(path: Path, rows: int) -> None:
     folder = path.with_suffix("")
     folder.mkdir(parents=True, exist_ok=True)
     shp = folder / "address_points.shp"
+    # RESIZE shrinks the 254-character default string fields to their longest value, as a county export has
     pyogrio.write_arrow(table, shp, driver="ESRI Shapefile", geometry_name="geometry", geometry_type="Point",
-                        crs=STATE_PLANE, encoding="UTF-8")
+                        crs=STATE_PLANE, encoding="UTF-8", layer_options={"RESIZE": "YES"})
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for member in sorted(folder.iterdir()):
             archive.write(member, f"AddressPoints/{member.name}")
