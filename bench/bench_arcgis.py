@@ -1,6 +1,7 @@
 """Benchmark the ArcGIS REST dumper: concurrent pool against the same code with one worker.
 
-Run: `python bench/bench_arcgis.py [--features 200000] [--latency 0.2] [--page 1000] [--workers 6 8]` (6 is the default pool).
+Run: `python bench/bench_arcgis.py [--features 200000] [--latency 0.2] [--page 1000] [--workers 6 8]`
+(6 is the default pool size).
 The fake server (tests/servers/arcgis.py) runs in its own process, adds `--latency` seconds per request
 and serves pages pre-rendered by an untimed warm-up dump, so the figures measure the dumper. Prints wall
 time, features/s and peak RSS growth of this process during each dump (flat memory: it should not grow

@@ -1,0 +1,1 @@
+"""Dagster resources: the output store, the sources repository and processing settings."""
