@@ -1,0 +1,67 @@
+"""Shared helpers for the platform tests: definitions on a throwaway instance with a chosen store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from oa_dagster.resources.deployments import local_resources
+from oa_dagster.resources.sources_repo import EXAMPLES_DIR
+
+EXAMPLE_DATA = EXAMPLES_DIR.parent / "data"
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def copy_examples(dest: Path) -> Path:
+    """A writable copy of the bundled example sources and data, keeping their relative layout."""
+    shutil.copytree(EXAMPLES_DIR.parent, dest / "examples")
+    return dest / "examples" / "sources"
+
+
+def write_source(sources: Path, key: str, layers: dict[str, list[dict[str, Any]]]) -> Path:
+    path = sources / f"{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"schema": 2, "coverage": {"ISO 3166": {"alpha2": "US-CA"}, "country": "us"}, "layers": layers}
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def csv_entry(name: str, data: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "protocol": "http", "data": data,
+            "conform": {"format": "csv", "lon": "lon", "lat": "lat", "number": "num", "street": "street"},
+            **extra}
+
+
+def write_csv(path: Path, rows: int, *, street: str = "MAIN ST") -> None:
+    lines = ["lon,lat,num,street"] + [f"-122.{i:04d},37.{i:04d},{i + 1},{street}" for i in range(rows)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def all_assets() -> list[Any]:
+    from oa_dagster.assets.catalog import source_catalog
+    from oa_dagster.assets.layers import LAYER_ASSETS
+
+    return [source_catalog, *LAYER_ASSETS]
+
+
+def materialize_catalog(instance: dg.DagsterInstance, resources: dict[str, Any], tags: dict[str, str] | None = None
+                        ) -> dg.ExecuteInProcessResult:
+    from oa_dagster.assets.catalog import source_catalog
+
+    return dg.materialize([source_catalog], instance=instance, resources=resources, tags=tags or {},
+                          selection=[source_catalog])
+
+
+def materialize_range(instance: dg.DagsterInstance, resources: dict[str, Any], layer: str, start: str, end: str,
+                      tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(all_assets(), instance=instance, resources=resources, selection=[layer],
+                          tags={RANGE_START: start, RANGE_END: end, **(tags or {})}, raise_on_error=False)
+
+
+def local(tmp: Path, sources: Path | None = None, **settings: Any) -> dict[str, Any]:
+    return local_resources(tmp / "data", sources, preview=settings.pop("preview", False), **settings)

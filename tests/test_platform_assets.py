@@ -1,0 +1,151 @@
+"""The catalog and layer assets on a throwaway instance with the local store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from oa_dagster.platform import keys
+from oa_dagster.platform.store import LocalStore, get_json
+from tests.platform_helpers import copy_examples, csv_entry, local, materialize_catalog, materialize_range, \
+    write_csv, write_source
+
+EXAMPLE_KEY = "us/ca/berkeley_example"
+
+
+def test_catalog_adds_partitions_per_layer_and_stores_the_catalog(tmp_path: Path) -> None:
+    resources = local(tmp_path)
+    with dg.instance_for_test() as instance:
+        result = materialize_catalog(instance, resources)
+        assert instance.get_dynamic_partitions("addresses") == [f"{EXAMPLE_KEY}/city", f"{EXAMPLE_KEY}/legacy"]
+        assert instance.get_dynamic_partitions("parcels") == [f"{EXAMPLE_KEY}/county"]
+        meta = result.asset_materializations_for_node("source_catalog")[0].metadata
+        assert meta["addresses_entries"].value == 2
+        assert meta["invalid_sources"].value == 0
+        catalog = get_json(LocalStore(tmp_path / "data"), keys.CURRENT_CATALOG)
+        assert catalog["commit"].startswith("local-")
+        assert f"{EXAMPLE_KEY}/county" in catalog["entries"]["parcels"]
+
+
+def test_catalog_lists_invalid_sources_and_removes_partitions_of_deleted_ones(tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    write_csv(tmp_path / "a.csv", 3)
+    write_source(sources, "us/xx/one", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    write_source(sources, "us/xx/two", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    (sources / "us/xx/broken.json").write_text("{not json")
+    resources = local(tmp_path, sources)
+    with dg.instance_for_test() as instance:
+        first = materialize_catalog(instance, resources).asset_materializations_for_node("source_catalog")[0]
+        assert "us/xx/broken" in first.metadata["invalid"].value
+        assert instance.get_dynamic_partitions("addresses") == ["us/xx/one/city", "us/xx/two/city"]
+        (sources / "us/xx/two.json").unlink()
+        second = materialize_catalog(instance, resources).asset_materializations_for_node("source_catalog")[0]
+        assert instance.get_dynamic_partitions("addresses") == ["us/xx/one/city"]
+        assert second.metadata["addresses_removed"].value == "us/xx/two/city"
+
+
+def test_example_partitions_materialize_with_outputs_metadata_and_checks(tmp_path: Path) -> None:
+    resources = local(tmp_path, preview=True)
+    store = LocalStore(tmp_path / "data")
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        result = materialize_range(instance, resources, "addresses", f"{EXAMPLE_KEY}/city", f"{EXAMPLE_KEY}/legacy")
+        assert result.success
+        by_key = {m.partition: m for m in result.get_asset_materialization_events() and
+                  [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]}
+        city, legacy = by_key[f"{EXAMPLE_KEY}/city"], by_key[f"{EXAMPLE_KEY}/legacy"]
+        assert city.metadata["feature_count"].value > 100
+        assert city.metadata["status"].value == "promoted"
+        assert city.metadata["sample"].value.records
+        assert city.metadata["preview"].value.startswith("![preview](")
+        assert city.tags["dagster/data_version"] == city.metadata["entry_version"].value
+        assert legacy.metadata["status"].value == "skipped"
+        checks = {(e.partition, e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+        assert checks[(f"{EXAMPLE_KEY}/city", "features_present")]
+        assert checks[(f"{EXAMPLE_KEY}/city", "geometry_valid")]
+        assert checks[(f"{EXAMPLE_KEY}/city", "address_quality")]
+        pointer = get_json(store, keys.latest_key("addresses", f"{EXAMPLE_KEY}/city"))
+        assert store.exists(pointer["files"]["output"])
+        assert store.exists(f"{pointer['prefix']}/{keys.MANIFEST}")
+        assert get_json(store, keys.latest_key("addresses", f"{EXAMPLE_KEY}/legacy")) is None
+        status = instance.get_status_by_partition(dg.AssetKey("addresses"), [f"{EXAMPLE_KEY}/city"],
+                                                  dg.DynamicPartitionsDefinition(name="addresses"))
+        assert status[f"{EXAMPLE_KEY}/city"] == dg.AssetPartitionStatus.MATERIALIZED
+
+
+def test_a_broken_entry_fails_alone_and_keeps_the_previous_good_output(tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    write_csv(tmp_path / "good.csv", 5)
+    write_csv(tmp_path / "flaky.csv", 5)
+    write_source(sources, "us/xx/good", {"addresses": [csv_entry("city", "../../../good.csv")]})
+    write_source(sources, "us/xx/flaky", {"addresses": [csv_entry("city", "../../../flaky.csv")]})
+    resources = local(tmp_path, sources)
+    store = LocalStore(tmp_path / "data")
+    part = dg.DynamicPartitionsDefinition(name="addresses")
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        assert materialize_range(instance, resources, "addresses", "us/xx/flaky/city", "us/xx/good/city").success
+        before = get_json(store, keys.latest_key("addresses", "us/xx/flaky/city"))
+        (tmp_path / "flaky.csv").unlink()
+        result = materialize_range(instance, resources, "addresses", "us/xx/flaky/city", "us/xx/good/city")
+        assert not result.success
+        failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+        assert "us/xx/flaky/city: Could not download source data" in failure.description
+        status = instance.get_status_by_partition(dg.AssetKey("addresses"), ["us/xx/flaky/city", "us/xx/good/city"],
+                                                  part)
+        assert status == {"us/xx/flaky/city": dg.AssetPartitionStatus.FAILED,
+                          "us/xx/good/city": dg.AssetPartitionStatus.MATERIALIZED}
+        assert get_json(store, keys.latest_key("addresses", "us/xx/flaky/city")) == before
+        latest = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("addresses"), asset_partitions=["us/xx/flaky/city"]), limit=1).records[0]
+        assert latest.run_id == before["run_id"]
+
+
+def test_a_collapse_is_stored_but_held_until_accepted(tmp_path: Path) -> None:
+    from oa_dagster.assets.quality_gate import accept_held_run
+
+    sources = tmp_path / "sources"
+    write_csv(tmp_path / "a.csv", 20)
+    write_source(sources, "us/xx/a", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    resources = local(tmp_path, sources)
+    store = LocalStore(tmp_path / "data")
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        materialize_range(instance, resources, "addresses", "us/xx/a/city", "us/xx/a/city")
+        good = get_json(store, keys.latest_key("addresses", "us/xx/a/city"))
+        write_csv(tmp_path / "a.csv", 3)
+        result = materialize_range(instance, resources, "addresses", "us/xx/a/city", "us/xx/a/city")
+        assert result.success
+        event = result.get_asset_materialization_events()[0].event_specific_data.materialization
+        assert event.metadata["status"].value == "held"
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert not checks["promoted"].passed and not checks["count_not_down"].passed
+        assert get_json(store, keys.latest_key("addresses", "us/xx/a/city")) == good
+        held = get_json(store, keys.held_key("addresses", "us/xx/a/city"))
+        assert "feature count fell 85%" in held["reasons"][0]
+        accept = accept_held_run.execute_in_process(
+            instance=instance, resources=resources,
+            run_config={"ops": {"accept_held_op": {"config": {"layer": "addresses", "entry": "us/xx/a/city"}}}})
+        assert accept.success
+        latest = get_json(store, keys.latest_key("addresses", "us/xx/a/city"))
+        assert latest["feature_count"] == 3 and latest["run_id"] == held["run_id"]
+        assert not store.exists(keys.held_key("addresses", "us/xx/a/city"))
+
+
+def test_changed_entries_are_listed_after_an_edit(tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    write_csv(tmp_path / "a.csv", 4)
+    write_source(sources, "us/xx/a", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    write_source(sources, "us/xx/b", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    resources = local(tmp_path, sources)
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        materialize_range(instance, resources, "addresses", "us/xx/a/city", "us/xx/b/city")
+        path = sources / "us/xx/b.json"
+        data = json.loads(path.read_text())
+        data["layers"]["addresses"][0]["conform"]["unit"] = "street"
+        path.write_text(json.dumps(data))
+        meta = materialize_catalog(instance, resources).asset_materializations_for_node("source_catalog")[0].metadata
+        assert meta["addresses_changed_keys"].value == "us/xx/b/city"
