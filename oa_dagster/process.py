@@ -122,13 +122,17 @@ def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, st
         cache_name = download.path.name
         log.info("downloaded %s (%s, md5 %s)%s", download.url, download.ext, download.fingerprint,
                  " from the local cache" if download.from_cache else "")
-        files = unpack(download.path, workdir / "unpacked", compression=entry.compression,
-                       conform_file=entry.conform.get("file"), limits=options)
+        if entry.protocol.lower() == "esri":
+            files = [download.path]  # the dump is GeoJSON lines, whatever `format` the source names
+        else:
+            files = unpack(download.path, workdir / "unpacked", compression=entry.compression,
+                           conform_file=entry.conform.get("file"), limits=options)
     finally:
         state.cache_seconds = time.perf_counter() - started
     started = time.perf_counter()
     try:
-        source_file = select_input(files, entry.conform.get("format"), entry.conform.get("file"))
+        source_file = files[0] if entry.protocol.lower() == "esri" else \
+            select_input(files, entry.conform.get("format"), entry.conform.get("file"))
         log.info("reading %s", source_file.relative_to(workdir) if source_file.is_relative_to(workdir)
                  else source_file.name)
         partial = output_dir / (FILE_NAMES["output"] + ".partial")
@@ -163,7 +167,7 @@ def run_entry(entry: LayerEntry, output_dir: Path, *, preview: bool = True, fetc
               progress: ProgressCallback | None = None) -> RunState:
     """Process one layer entry into `output_dir` and return its state (also written as `state.json`)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (*FILE_NAMES.values(), "state.json"):
+    for stale in (*FILE_NAMES.values(), "state.json", *(p.name for p in output_dir.glob("cache.*"))):
         (output_dir / stale).unlink(missing_ok=True)
     state = RunState(entry.source_key, entry.layer, entry.name)
     run_log, handler = _run_logger(output_dir, entry, log)

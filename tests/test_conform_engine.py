@@ -6,7 +6,9 @@ import gzip
 import logging
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+import shapely
 
 from oa_dagster.conform.engine import conform_file
 from oa_dagster.conform.select import select_input
@@ -81,6 +83,15 @@ def test_csv_rows_with_more_fields_than_the_header_are_skipped_and_counted(tmp_p
     assert result.skipped_rows == 1
 
 
+def test_csv_rows_with_fewer_fields_are_kept_with_the_missing_ones_empty(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("X,Y,NUM,STREET,UNIT\n-122.1,37.5,1,A ST\n-122.1,37.5,2,B ST,4\n-122.2,37.6,3\n")
+    result, features = run(path, {**ADDRESS, "unit": "UNIT", "format": "csv", "lon": "X", "lat": "Y"}, tmp_path)
+    rows = sorted((f["properties"]["number"], f["properties"]["street"], f["properties"]["unit"]) for f in features)
+    assert rows == [("1", "A ST", ""), ("2", "B ST", "4"), ("3", "", "")]
+    assert result.skipped_rows == 0
+
+
 def test_rows_without_coordinates_are_left_out_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text("NUM,STREET,X,Y\n1,A ST,-122,37\n2,B ST,,\n3,C ST,abc,37\n")
@@ -111,6 +122,39 @@ def test_geographic_srs_override_is_read_as_lon_lat_without_axis_swap(tmp_path: 
                       driver="ESRI Shapefile", crs=None)
     _, features = run(shp, {**ADDRESS, "format": "shapefile", "srs": "EPSG:4326"}, tmp_path)
     assert features[0]["geometry"]["coordinates"] == [-122.26, 37.8]
+
+
+def test_latin1_shapefile_without_cpg_is_decoded_as_latin1(tmp_path: Path) -> None:
+    shp = write_layer(tmp_path / "pts.shp", [{"NUM": "1", "STREET": "Calle Peñón"}, {"NUM": "2", "STREET": "Plain"}],
+                      ["POINT(-3.7 40.4)", "POINT(-3.8 40.5)"], driver="ESRI Shapefile", encoding="ISO-8859-1")
+    (tmp_path / "pts.cpg").unlink(missing_ok=True)
+    _, features = run(shp, {**ADDRESS, "format": "shapefile"}, tmp_path)
+    assert [f["properties"]["street"] for f in features] == ["Calle Peñón", "Plain"]
+
+
+def test_integral_doubles_keep_every_digit_and_no_exponent(tmp_path: Path) -> None:
+    import pyogrio
+
+    gpkg = tmp_path / "p.gpkg"
+    table = pa.table({"PIN": pa.array([12345678901.0, 12.5]), "geometry": pa.array(
+        [shapely.to_wkb(shapely.box(0, 0, 1, 1)), shapely.to_wkb(shapely.box(1, 1, 2, 2))], pa.binary())})
+    pyogrio.write_arrow(table, gpkg, driver="GPKG", geometry_name="geometry", geometry_type="Polygon",
+                        crs="EPSG:4326")
+    _, features = run(gpkg, {"format": "gpkg", "pid": "PIN"}, tmp_path, layer="parcels")
+    assert [f["properties"]["pid"] for f in features] == ["12345678901", "12.5"]
+    path = tmp_path / "a.geojson"
+    path.write_text(feature_collection([({"ID": v}, {"type": "Point", "coordinates": [1, 2]})
+                                        for v in (123456789012, 12.5, 9007199254740993)]))
+    _, features = run(path, {"format": "geojson", "pid": "ID"}, tmp_path, layer="parcels")
+    assert [f["properties"]["pid"] for f in features] == ["123456789012", "12.5", "9007199254740993"]
+
+
+def test_one_shape_outside_its_projection_is_left_out_not_fatal(tmp_path: Path) -> None:
+    gpkg = write_layer(tmp_path / "p.gpkg", [{"PID": "ok"}, {"PID": "far"}],
+                       ["POLYGON((500000 4100000,500100 4100000,500100 4100100,500000 4100000))",
+                        "POLYGON((1e12 1e12,1e12 2e12,2e12 2e12,1e12 1e12))"], driver="GPKG", crs="EPSG:32610")
+    result, features = run(gpkg, {"format": "gpkg", "pid": "PID"}, tmp_path, layer="parcels")
+    assert [f["properties"]["pid"] for f in features] == ["ok"] and result.features_without_geometry == 1
 
 
 def test_shapefile_without_projection_in_projected_units_is_refused(tmp_path: Path) -> None:
@@ -240,6 +284,14 @@ def test_empty_input_is_reported_as_no_features(tmp_path: Path) -> None:
     with pytest.raises(NoFeatures):
         run(path, {**ADDRESS, "format": "csv", "lon": "X", "lat": "Y"}, tmp_path)
     assert not (tmp_path / "out.geojson").exists()
+
+
+def test_file_with_a_folder_picks_that_folder_even_when_names_repeat(tmp_path: Path) -> None:
+    files = [tmp_path / "u" / "2019" / "addr.shp", tmp_path / "u" / "2020" / "addr.shp"]
+    assert select_input(files, "shapefile", "2020/addr.shp") == files[1]
+    assert select_input(files, "shapefile", "2019/ADDR.shp") == files[0]
+    with pytest.raises(ConformError, match="matches several files"):
+        select_input(files, "shapefile", "addr.shp")
 
 
 def test_input_selection_by_format_and_file(tmp_path: Path) -> None:

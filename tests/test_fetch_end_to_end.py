@@ -123,3 +123,13 @@ def test_zip_slip_end_to_end_is_refused(download_server: DownloadServer, tmp_pat
     assert state["source_problem"] == "Could not download source data"
     assert "unsafe archive member path" in state["problem_detail"]
     assert not list(tmp_path.rglob("escaped.csv"))
+
+
+def test_arcgis_layer_whose_source_says_shapefile_is_read_as_the_geojson_dump(arcgis_server: FakeArcGISServer,
+                                                                               tmp_path: Path) -> None:
+    # ca/bc/summerland's buildings entry pairs protocol ESRI with format shapefile
+    url = arcgis_server.add_layer("odd", FakeLayer(point_features(30), max_record_count=50))
+    result, run_dir = _process(tmp_path, "addresses", {
+        "protocol": "ESRI", "data": url, "conform": {"format": "shapefile", "number": "NUMBER", "street": "STREET"}})
+    assert result.returncode == 0, result.stderr
+    assert len(_features(run_dir)) == 30

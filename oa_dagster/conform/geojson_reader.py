@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from oa_dagster.conform.readers import BATCH_ROWS, OpenedSource, SourceBatch
 from oa_dagster.errors import ConformError
@@ -115,12 +116,24 @@ def _as_text(value: Any) -> str | None:
 _CASTABLE = (pa.types.is_string, pa.types.is_null, pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
 
 
-def _struct_columns(struct: pa.StructArray, rows: int) -> pa.Table:
-    """The fields of a properties struct as string columns (nested values as JSON text)."""
+def _struct_columns(struct: pa.StructArray, rows: int, originals: list[dict[str, Any]] | None = None) -> pa.Table:
+    """The fields of a properties struct as string columns (nested values as JSON text).
+
+    Doubles are formatted by `columns.float_text`; with the parsed `originals` at hand, a double field is
+    re-read from them so big integers mixed with decimals keep every digit.
+    """
+    from oa_dagster.conform.columns import float_text
+
     names, arrays = [], []
     for i, field in enumerate(struct.type):
         column = struct.field(i)
-        if any(check(field.type) for check in _CASTABLE):
+        if pa.types.is_floating(field.type) and originals is not None:
+            column = pa.array([_as_text(p.get(field.name)) for p in originals], pa.string())
+        elif pa.types.is_floating(field.type):
+            column = float_text(column)
+        elif pa.types.is_boolean(field.type):
+            column = pc.if_else(column, "true", "false")
+        elif any(check(field.type) for check in _CASTABLE):
             column = column.cast(pa.string())
         else:
             column = pa.array([_as_text(v) for v in column.to_pylist()], pa.string())
@@ -138,7 +151,7 @@ def _property_columns(properties: list[dict[str, Any]]) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
         struct = None
     if struct is not None and pa.types.is_struct(struct.type):
-        return _struct_columns(struct, len(properties))
+        return _struct_columns(struct, len(properties), properties)
     names = list(dict.fromkeys(k for p in properties for k in p))
     return pa.table({name: pa.array([_as_text(p.get(name)) for p in properties], pa.string()) for name in names})
 
@@ -203,13 +216,21 @@ def _arrow_or_python_batch(texts: list[bytes]) -> SourceBatch:
         if points is not None:
             if "properties" in table.column_names:
                 properties = table.column("properties").combine_chunks()
-                if pa.types.is_struct(properties.type):
+                if pa.types.is_struct(properties.type) and not _inexact_doubles(properties):
                     columns = _struct_columns(properties, len(texts))
                     return SourceBatch(columns=columns, lon=points[0], lat=points[1])
             else:
                 return SourceBatch(columns=_struct_columns(pa.array([{}] * len(texts)), len(texts)),
                                    lon=points[0], lat=points[1])
     return _batch(python_features(texts))
+
+
+def _inexact_doubles(struct: pa.StructArray) -> bool:
+    """Whether Arrow stored big integers as doubles (then the exact Python path must read the batch)."""
+    from oa_dagster.conform.columns import has_inexact_integers
+
+    return any(pa.types.is_floating(field.type) and has_inexact_integers(struct.field(i))
+               for i, field in enumerate(struct.type))
 
 
 def _fast_start(head: bytes, suffix: str) -> int | None:

@@ -181,14 +181,14 @@ def wkb_geometry(wkb: Any, num_rows: int, layer: str, reproject: Reprojector, bo
     if not reproject.identity:
         shapes = shapely.transform(shapes, reproject.coords)
     shapes = shapely.transform(shapes, _round)
-    coords_ok = ~shapely.is_empty(shapes)
+    # a shape outside its projection's valid area reprojects to inf/NaN: leave it out, like a missing one
+    with np.errstate(invalid="ignore"):
+        coords_ok = ~shapely.is_empty(shapes) & np.isfinite(shapely.bounds(shapes)).all(axis=1)
     keep = present.copy()
     keep[present] = coords_ok
     shapes = shapes[coords_ok]
     if len(shapes):
         xmin, ymin, xmax, ymax = shapely.bounds(shapes).T
-        if not (np.isfinite(xmin).all() and np.isfinite(ymin).all()):
-            raise ConformError("geometries with non-finite coordinates after reprojection")
         bounds.update(np.concatenate([xmin, xmax]), np.concatenate([ymin, ymax]))
     return BatchGeometry(keep=keep, geojson=list(shapely.to_geojson(shapes)), shapes=shapes)
 

@@ -9,6 +9,7 @@ defined on strings.
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,20 +46,12 @@ class OpenedSource:
     skipped_rows: list[int]  # a one-item list the CSV reader increments for rows it had to drop
 
 
-def _string_table(batch: pa.RecordBatch | pa.Table, drop: set[str]) -> pa.Table:
-    """All non-geometry columns as strings; columns Arrow cannot cast (binary, nested) become JSON-ish text."""
-    names, arrays = [], []
-    for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        if name in drop:
-            continue
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            try:
-                column = pc.cast(column, pa.string())
-            except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-                column = pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
-        names.append(name)
-        arrays.append(column)
-    return pa.table(arrays, names=names)
+def _string_table(batch: pa.RecordBatch | pa.Table, drop: set[str], fallback_encoding: str) -> pa.Table:
+    """All non-geometry columns as strings (see `columns.as_text` for numbers and bad UTF-8)."""
+    from oa_dagster.conform.columns import as_text
+
+    names = [n for n in batch.schema.names if n not in drop]
+    return pa.table([as_text(batch.column(n), fallback_encoding) for n in names], names=names)
 
 
 # ---------------------------------------------------------------------------------------------- CSV
@@ -107,9 +100,14 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
         raise ConformError(f"conform.csvsplit must be one character, got {delimiter!r}")
     headers = int(conform.get("headers", 1) or 1)
     skipped = [0]
+    short_rows: list[str] = []
 
     def on_invalid(row: Any) -> str:
-        skipped[0] += 1
+        """Rows with too many fields are dropped (as the original machine did); short rows come back later."""
+        if row.actual_columns < row.expected_columns:
+            short_rows.append(row.text)
+        else:
+            skipped[0] += 1
         return "skip"
 
     parse_options = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
@@ -139,22 +137,31 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
             raise ConformError(f"conform.lon/lat name column(s) {missing} not in the CSV (columns: "
                                f"{', '.join(names[:30])})")
 
+    def to_batch(table: pa.Table) -> SourceBatch:
+        if lon_name is None:
+            return SourceBatch(columns=table)
+        lon = _parse_coordinates(table.column(lon_name))
+        lat = _parse_coordinates(table.column(lat_name))
+        return SourceBatch(columns=table.drop_columns(list({lon_name, lat_name})), lon=lon, lat=lat)
+
+    def padded(rows: list[str]) -> pa.Table:
+        """Short rows parsed again, their missing trailing fields empty (spec §3.5 keeps them)."""
+        parsed = [r + [""] * (len(names) - len(r)) for r in csv.reader(rows, delimiter=delimiter)]
+        return pa.table({name: pa.array([r[i] for r in parsed], pa.string()) for i, name in enumerate(names)})
+
     def batches() -> Iterator[SourceBatch]:
         skipped[0] = 0  # rows seen while reading the header are counted again below
+        short_rows.clear()
         try:
             reader = pcsv.open_csv(path, read_options=read_options, parse_options=parse_options,
                                    convert_options=convert_options)
             for record_batch in reader:
-                if record_batch.num_rows == 0:
-                    continue
-                table = pa.Table.from_batches([record_batch])
-                if lon_name is None:
-                    yield SourceBatch(columns=table)
-                    continue
-                lon = _parse_coordinates(table.column(lon_name))
-                lat = _parse_coordinates(table.column(lat_name))
-                columns = table.drop_columns(list({lon_name, lat_name}))
-                yield SourceBatch(columns=columns, lon=lon, lat=lat)
+                if record_batch.num_rows:
+                    yield to_batch(pa.Table.from_batches([record_batch]))
+                if short_rows:
+                    rows = short_rows[:]
+                    short_rows.clear()
+                    yield to_batch(padded(rows))
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise ConformError(f"cannot parse CSV {path.name}: {exc}") from exc
 
@@ -181,6 +188,8 @@ def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None =
     encoding = conform.get("encoding")
     if encoding and path.suffix.lower() in (".shp", ".dbf"):
         kwargs["encoding"] = encoding
+    # text GDAL hands over undecoded (a shapefile without .cpg) is read as the original machine did
+    fallback_encoding = encoding or "ISO-8859-1"
     try:
         available = pyogrio.list_layers(path)
     except Exception as exc:  # GDAL raises its own error types for unreadable files
@@ -208,7 +217,8 @@ def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None =
                 wkb = None
                 if geometry_name in record_batch.schema.names:
                     wkb = record_batch.column(geometry_name)
-                yield SourceBatch(columns=_string_table(record_batch, {geometry_name}), wkb=wkb)
+                columns = _string_table(record_batch, {geometry_name}, fallback_encoding)
+                yield SourceBatch(columns=columns, wkb=wkb)
         except ConformError:
             raise
         except Exception as exc:

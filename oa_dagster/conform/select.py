@@ -24,12 +24,23 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _matches_file(path: Path, wanted: str) -> bool:
-    """`file` matches the path's tail (with directories) or, leniently, the bare file name."""
-    wanted_norm = wanted.replace("\\", "/").strip("/").lower()
-    path_norm = path.as_posix().lower()
-    return path_norm.endswith("/" + wanted_norm) or path_norm == wanted_norm or \
-        path.name.lower() == Path(wanted_norm).name
+def _normalise(name: str) -> str:
+    return name.replace("\\", "/").strip("/").lower()
+
+
+def _files_named(files: list[Path], wanted: str) -> list[Path]:
+    """Files that `file` names: by path tail first (`2020/addr.shp`), else by bare name, leniently.
+
+    Sources often omit the in-archive folder; a bare-name match is taken only when no path matches,
+    so a `file` with a directory never reads a same-named file from another folder.
+    """
+    wanted_norm = _normalise(wanted)
+    by_path = [f for f in files if f.as_posix().lower().endswith("/" + wanted_norm) or
+               f.as_posix().lower() == wanted_norm]
+    if by_path:
+        return by_path
+    bare = Path(wanted_norm).name
+    return [f for f in files if f.name.lower() == bare]
 
 
 def check_format(fmt: str | None) -> str:
@@ -47,11 +58,14 @@ def select_input(files: list[Path], fmt: str | None, wanted_file: str | None) ->
     if not files:
         raise ConformError("the download produced no files")
     if wanted_file:
-        named = [f for f in files if _matches_file(f, wanted_file)]
+        named = _files_named(files, wanted_file)
         if fmt == "gdb":
             named = [f for f in named if f.suffix.lower() == ".gdb"] or named
-        if named:
-            return sorted(named, key=lambda p: len(p.parts))[0]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            raise ConformError(f"conform.file {wanted_file!r} matches several files, name one with its folder: "
+                               f"{', '.join(sorted(f.as_posix() for f in named)[:10])}")
         if fmt != "csv":
             raise ConformError(f"conform.file {wanted_file!r} not found among "
                                f"{', '.join(sorted(f.name for f in files)[:20])}")

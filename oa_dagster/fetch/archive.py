@@ -130,6 +130,8 @@ def _extract_zip(path: Path, dest: Path, conform_file: str | None, budget: _Budg
                 _copy_member(archive, info, target, budget)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                 raise DownloadError(f"corrupt zip member {info.filename!r} in {path.name}: {exc}") from exc
+            except (RuntimeError, NotImplementedError) as exc:  # encrypted members, unsupported compression
+                raise DownloadError(f"cannot extract zip member {info.filename!r} in {path.name}: {exc}") from exc
             out.append(target)
     return _expand_nested(out, conform_file, budget, depth)
 
