@@ -9,8 +9,14 @@ import dagster as dg
 
 from oa_dagster.platform import keys
 from oa_dagster.platform.store import LocalStore, get_json
-from tests.platform_helpers import copy_examples, csv_entry, local, materialize_catalog, materialize_range, \
-    write_csv, write_source
+from tests.platform_helpers import (
+    csv_entry,
+    local,
+    materialize_catalog,
+    materialize_range,
+    write_csv,
+    write_source,
+)
 
 EXAMPLE_KEY = "us/ca/berkeley_example"
 
@@ -53,8 +59,8 @@ def test_example_partitions_materialize_with_outputs_metadata_and_checks(tmp_pat
         materialize_catalog(instance, resources)
         result = materialize_range(instance, resources, "addresses", f"{EXAMPLE_KEY}/city", f"{EXAMPLE_KEY}/legacy")
         assert result.success
-        by_key = {m.partition: m for m in result.get_asset_materialization_events() and
-                  [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]}
+        events = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+        by_key = {m.partition: m for m in events}
         city, legacy = by_key[f"{EXAMPLE_KEY}/city"], by_key[f"{EXAMPLE_KEY}/legacy"]
         assert city.metadata["feature_count"].value > 100
         assert city.metadata["status"].value == "promoted"

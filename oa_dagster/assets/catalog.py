@@ -1,0 +1,100 @@
+"""`source_catalog`: the sources repository at a ref, validated, stored, and mirrored into partitions."""
+
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from oa_dagster.platform import keys
+from oa_dagster.platform.catalog import (
+    build_catalog,
+    changed_entries,
+    fetch_github_archive,
+    local_commit,
+    read_pointers,
+    temp_checkout_dir,
+)
+from oa_dagster.platform.store import put_json
+from oa_dagster.resources.sources_repo import SourcesRepository
+from oa_dagster.resources.store import OutputStoreResource
+
+from .partitions import LAUNCH_TAG, LAYER_PARTITIONS, SET_TAG
+
+MAX_LISTED = 200  # keys listed in metadata per layer; the stored catalog has them all
+
+
+class CatalogConfig(dg.Config):
+    ref: str | None = None  # branch, tag or commit; None = the repository's default branch
+
+
+def sync_partitions(instance: dg.DagsterInstance, layer: str, wanted: list[str]) -> tuple[list[str], list[str]]:
+    """Make the layer's dynamic partitions exactly `wanted`; new keys are appended in sorted order."""
+    name = LAYER_PARTITIONS[layer].name
+    assert name is not None
+    existing = instance.get_dynamic_partitions(name)
+    current = set(existing)
+    added = sorted(set(wanted) - current)
+    removed = [key for key in existing if key not in set(wanted)]
+    if added:
+        instance.add_dynamic_partitions(name, added)
+    for key in removed:  # history stays: Dagster keeps a deleted partition's materializations
+        instance.delete_dynamic_partition(name, key)
+    return added, removed
+
+
+def _listing(keys_: list[str]) -> str:
+    shown = "\n".join(keys_[:MAX_LISTED])
+    more = f"\n... and {len(keys_) - MAX_LISTED} more (see the stored catalog)" if len(keys_) > MAX_LISTED else ""
+    return shown + more
+
+
+@dg.asset(
+    group_name="sources",
+    kinds={"github", "json"},
+    description="Every source of the sources repository at a ref, validated; stored in the output store. "
+                "Materializing it adds and removes the layer assets' partitions.",
+)
+def source_catalog(context: dg.AssetExecutionContext, config: CatalogConfig, sources_repo: SourcesRepository,
+                   store: OutputStoreResource) -> dg.MaterializeResult:
+    out = store.get_store()
+    ref = config.ref or sources_repo.default_ref
+    with temp_checkout_dir() as tmp:
+        if sources_repo.kind == "github":
+            root, commit = fetch_github_archive(sources_repo.api_url, sources_repo.repo, ref, Path(tmp),
+                                                token=sources_repo.token)
+            catalog = build_catalog(root, commit, ref=ref, origin=sources_repo.describe(ref), keep_source_dir=False)
+        else:
+            from oa_dagster.sources.load import sources_dir
+
+            root = sources_dir(sources_repo.local_root())
+            catalog = build_catalog(root, local_commit(root), ref=ref, origin=sources_repo.describe(),
+                                    keep_source_dir=True)
+    pointers = {layer: read_pointers(out, layer, entries) for layer, entries in catalog["entries"].items()}
+    for layer, entries in catalog["entries"].items():
+        for key, info in entries.items():
+            info["seconds"] = (pointers[layer].get(key) or {}).get("seconds")
+    changed = changed_entries(catalog, pointers)
+    catalog["changed"] = changed
+    set_id = context.run.tags.get(SET_TAG)
+    catalog["set"] = set_id
+    put_json(out, keys.catalog_key(catalog["id"]), catalog)
+    put_json(out, keys.CURRENT_CATALOG, catalog)  # after the by-id copy: `current` always names a stored one
+
+    metadata: dict[str, Any] = {
+        "commit": catalog["commit"], "ref": ref, "origin": catalog["origin"],
+        "catalog_id": catalog["id"], "catalog": dg.MetadataValue.path(out.url(keys.catalog_key(catalog["id"]))),
+        "sources": len(catalog["sources"]), "invalid_sources": len(catalog["invalid"]),
+        "invalid": dg.MetadataValue.json(catalog["invalid"]),
+        "launch": context.run.tags.get(LAUNCH_TAG, "none"), "set": set_id or "",
+    }
+    for layer, entries in catalog["entries"].items():
+        added, removed = sync_partitions(context.instance, layer, list(entries))
+        metadata[f"{layer}_entries"] = len(entries)
+        metadata[f"{layer}_added"] = dg.MetadataValue.text(_listing(added))
+        metadata[f"{layer}_removed"] = dg.MetadataValue.text(_listing(removed))
+        metadata[f"{layer}_changed"] = len(changed[layer])
+        metadata[f"{layer}_changed_keys"] = dg.MetadataValue.text(_listing(changed[layer]))
+    for key, errors in catalog["invalid"].items():
+        context.log.warning(f"invalid source {key}: {'; '.join(errors[:3])}")
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(catalog["id"]))

@@ -1,0 +1,137 @@
+"""The four layer assets: each partition is one layer entry, processed by `process.run_entry`.
+
+One run may process several partitions (a range: sets pack small entries to keep Dagster's per-run cost
+low). Each entry is recorded on its own: a materialization and check evaluations for an entry with output
+(or skipped), an observation for a failed one. At the end the step fails, listing the failed entries and
+their source problems, so exactly those partitions show as failed; the others stay materialized and a
+failed entry's previous good materialization stays its latest.
+"""
+
+
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from oa_dagster.platform.runs import publish_run
+from oa_dagster.resources.processing import ProcessingSettings
+from oa_dagster.resources.store import OutputStoreResource
+from oa_dagster.sources.model import LAYERS
+
+from .catalog import source_catalog
+from .layer_checks import check_specs, evaluate_checks
+from .layer_metadata import entry_metadata, failure_metadata, read_sample
+from .partitions import CATALOG_TAG, LAYER_PARTITIONS, SET_TAG
+
+# A set runs weekly: an entry not refreshed for 8 days warns, 9 fails, so a stalled set shows in the UI.
+FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=9), warn_window=timedelta(days=8))
+TRANSIENT_PROBLEMS = {"Could not download source data"}
+POOL = "oa_layer_runs"
+
+
+def _catalog(store: Any, catalog_id: str | None, cache: dict[str, Any]) -> dict[str, Any]:
+    from oa_dagster.platform.catalog import load_stored_catalog
+
+    key = catalog_id or "current"
+    if key not in cache:
+        catalog = load_stored_catalog(store, catalog_id) or load_stored_catalog(store)
+        if catalog is None:
+            raise dg.Failure("no source catalog in the output store: materialize source_catalog first")
+        cache[key] = catalog
+    return cache[key]
+
+
+def _previous_count(instance: dg.DagsterInstance, layer: str, key: str) -> int | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(layer), asset_partitions=[key]), limit=1).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get("feature_count")
+    return int(value.value) if value is not None and value.value is not None else None
+
+
+def _worth_retrying(result: dict[str, Any]) -> bool:
+    return not (result.get("files") or {}).get("output") and result.get("source_problem") in TRANSIENT_PROBLEMS
+
+
+def process_partition(context: dg.AssetExecutionContext, layer: str, key: str, catalog: dict[str, Any],
+                      store: Any, processing: ProcessingSettings) -> dict[str, Any]:
+    """Run one entry and publish it; returns its state dict plus `published` (or a catalog problem)."""
+    from oa_dagster.platform.catalog import entry_from_catalog
+    from oa_dagster.process import run_entry
+    from oa_dagster.sources import SourceInvalid, has_coverage
+
+    try:
+        entry = entry_from_catalog(catalog, layer, key)
+    except (KeyError, SourceInvalid, LookupError) as exc:
+        return {"source_problem": "Source is not in the catalog", "problem_detail": str(exc), "published": None}
+    source_data = catalog["sources"][entry.source_key]["data"]
+    with tempfile.TemporaryDirectory(prefix="oa-run-", dir=processing.work_dir) as tmp:
+        state = run_entry(entry, Path(tmp), preview=processing.preview, fetch_options=processing.fetch_options(),
+                          coverage_ok=has_coverage(source_data), log=context.log)
+        result = state.to_dict()
+        result["published"] = publish_run(store, result, Path(tmp), context.run.run_id, entry_key=key,
+                                          entry_version=catalog["entries"][layer][key]["version"],
+                                          max_drop=processing.max_drop)
+        result.update(read_sample(Path(tmp), state.files))
+    result["entry"] = entry
+    return result
+
+
+def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: OutputStoreResource,
+              processing: ProcessingSettings) -> None:
+    store = store_resource.get_store()
+    catalogs: dict[str, Any] = {}
+    catalog = _catalog(store, context.run.tags.get(CATALOG_TAG), catalogs)
+    set_id = context.run.tags.get(SET_TAG, "")
+    keys_ = list(context.partition_keys)
+    results: dict[str, dict[str, Any]] = {}
+    for attempt in (1, 2):  # a second try, after the others, for entries whose download failed
+        for key in keys_:
+            if attempt == 2 and not _worth_retrying(results[key]):
+                continue
+            context.log.info(f"{layer} {key}: processing" + (" (second attempt)" if attempt == 2 else ""))
+            results[key] = process_partition(context, layer, key, catalog, store, processing)
+    failures: list[str] = []
+    for key in keys_:
+        result = results[key]
+        published = result.get("published")
+        has_output = bool(published and published.file_keys.get("output"))
+        if not has_output and not result.get("skipped"):
+            failures.append(f"{key}: {result.get('source_problem')}: {result.get('problem_detail')}")
+            context.log_event(dg.AssetObservation(asset_key=layer, partition=key,
+                                                  metadata=failure_metadata(result, set_id)))
+            continue
+        version = catalog["entries"][layer][key]["version"]
+        previous = _previous_count(context.instance, layer, key) if has_output else None
+        context.log_event(dg.AssetMaterialization(
+            asset_key=layer, partition=key, tags={"dagster/data_version": version},
+            metadata=entry_metadata(result, store, catalog, set_id, previous)))
+        if has_output:
+            for evaluation in evaluate_checks(layer, key, result, previous, processing.warn_drop):
+                context.log_event(evaluation)
+    if failures:
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(keys_)} {layer} entries failed:\n" + "\n".join(failures),
+            metadata={"failed_entries": dg.MetadataValue.json(failures)}, allow_retries=False)
+
+
+def build_layer_asset(layer: str) -> dg.AssetsDefinition:
+    spec = dg.AssetSpec(
+        layer, partitions_def=LAYER_PARTITIONS[layer], deps=[source_catalog], skippable=True, group_name="layers",
+        kinds={"geojson"}, freshness_policy=FRESHNESS,
+        description=f"The {layer} layer: one partition per entry (`<source key>/<entry name>`); outputs in the "
+                    "store under runs/…, the latest good one under latest/….")
+
+    @dg.multi_asset(name=layer, specs=[spec], check_specs=check_specs(layer), can_subset=True,
+                    partitions_def=LAYER_PARTITIONS[layer], pool=POOL)
+    def _layer(context: dg.AssetExecutionContext, store: OutputStoreResource, processing: ProcessingSettings):
+        run_layer(context, layer, store, processing)
+        yield from ()
+
+    return _layer
+
+
+LAYER_ASSETS = [build_layer_asset(layer) for layer in LAYERS]

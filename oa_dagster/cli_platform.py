@@ -1,0 +1,112 @@
+"""The platform's commands for `oa-dagster`: `quickstart` (a Dagster run of the examples) and `download`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from oa_dagster.sources.model import LAYERS
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the summary lines say what happened
+
+
+def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
+    quick = subparsers.add_parser(
+        "quickstart", help="materialize the catalog and every example entry on a local Dagster instance")
+    quick.add_argument("--home", metavar="DIR", default=".oa-dagster",
+                       help="where the Dagster instance (DIR/dagster_home) and outputs (DIR/data) go")
+    quick.add_argument("--sources", metavar="DIR", help="a sources directory instead of the bundled examples")
+    quick.set_defaults(func=cmd_quickstart)
+
+    download = subparsers.add_parser("download", help="fetch the latest good output of an entry from the store")
+    download.add_argument("source", metavar="SOURCE_KEY", help="e.g. us/ca/alameda")
+    download.add_argument("--layer", required=True, choices=LAYERS)
+    download.add_argument("--name", help="entry name; optional when the source has one entry in the layer")
+    download.add_argument("--dest", default=".", metavar="DIR")
+    download.add_argument("--all-files", action="store_true", help="also the cache, log, sample and preview")
+    download.set_defaults(func=cmd_download)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """Run the main job the way the daemon would, but in this process: catalog, then each layer's entries."""
+    import dagster as dg
+
+    from oa_dagster.assets.catalog import source_catalog
+    from oa_dagster.assets.layers import LAYER_ASSETS
+    from oa_dagster.resources.deployments import local_resources
+
+    home = Path(args.home).resolve()
+    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+    resources = local_resources(home / "data", args.sources)
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        print(f"Dagster instance: {home / 'dagster_home'}", flush=True)
+        catalog = dg.materialize([source_catalog], instance=instance, resources=resources, run_config=QUIET)
+        meta = catalog.asset_materializations_for_node("source_catalog")[0].metadata
+        print(f"catalog {meta['commit'].value}: {meta['sources'].value} sources, "
+              f"{meta['invalid_sources'].value} invalid", flush=True)
+        failed = 0
+        for layer in LAYERS:
+            keys = instance.get_dynamic_partitions(layer)
+            if not keys:
+                continue
+            result = dg.materialize([source_catalog, *LAYER_ASSETS], instance=instance, resources=resources,
+                                    selection=[layer], raise_on_error=False, run_config=QUIET,
+                                    tags={"dagster/asset_partition_range_start": keys[0],
+                                          "dagster/asset_partition_range_end": keys[-1]})
+            for event in result.get_asset_materialization_events():
+                m = event.event_specific_data.materialization
+                print(f"  {layer} {m.partition}: {m.metadata['status'].value}, "
+                      f"{m.metadata['feature_count'].value} features")
+            for event in result.get_step_failure_events():
+                failed += 1
+                data = event.step_failure_data.user_failure_data
+                print(f"  {layer}: {data.description if data else event.message}", file=sys.stderr)
+    print(f"\nOutputs: {home / 'data'} (latest good pointers under latest/, run files under runs/)")
+    print(f"Browse the runs: DAGSTER_HOME={home / 'dagster_home'} OA_DATA_DIR={home / 'data'} "
+          "dagster dev -w workspace.yaml")
+    return 1 if failed else 0
+
+
+def _choose_name(store: Any, layer: str, source: str, name: str | None) -> str | None:
+    if name:
+        return name
+    prefix = f"latest/{layer}/{source}/"
+    names = sorted({k[len(prefix):-len(".json")] for k in store.list(prefix)
+                    if k.endswith(".json") and "/" not in k[len(prefix):]})
+    if len(names) == 1:
+        return names[0]
+    listing = ", ".join(names) or "none with a good output"
+    print(f"{source} {layer}: choose an entry with --name ({listing})", file=sys.stderr)
+    return None
+
+
+def cmd_download(args: argparse.Namespace, store: Any = None) -> int:
+    from oa_dagster.cli import Progress
+    from oa_dagster.platform.runs import latest_good
+
+    if store is None:
+        from oa_dagster.resources.deployments import deployment
+
+        store = deployment().resources["store"].get_store()
+    name = _choose_name(store, args.layer, args.source, args.name)
+    if name is None:
+        return 2
+    pointer = latest_good(store, args.layer, f"{args.source}/{name}")
+    if pointer is None:
+        print(f"{args.source}/{name} {args.layer}: no good output in {store.describe()}", file=sys.stderr)
+        return 1
+    dest = Path(args.dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    roles = list(pointer["files"]) if args.all_files else ["output", "state"]
+    for role in roles:
+        key = pointer["files"].get(role)
+        if not key:
+            continue
+        target = dest / key.rsplit("/", 1)[-1]
+        progress = Progress()
+        store.download(key, target, progress)
+        progress.close()
+        print(target)
+    return 0

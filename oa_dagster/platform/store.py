@@ -1,0 +1,189 @@
+"""The output store: where runs, latest-good pointers, catalogs and set summaries live (local dir or S3).
+
+Plain code, no Dagster: the assets, the CLI's `download` and the tests all use the same two classes. Keys
+are `/`-separated and identical on both backends (the layout is in `keys.py`). Every write is atomic per
+key (a temp file renamed on disk; a single PUT on S3), and a run becomes visible to readers only through
+its `manifest.json` and the pointers written after it, so a crash never leaves a half output as latest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+Progress = Callable[[str, int, "int | None"], None]
+
+
+class OutputStore(Protocol):
+    """What every store offers; keys never start with `/`."""
+
+    def put_file(self, key: str, path: Path) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def get_bytes(self, key: str) -> bytes | None: ...
+    def download(self, key: str, dest: Path, progress: Progress | None = None) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> Iterator[str]: ...
+    def delete(self, key: str) -> None: ...
+    def url(self, key: str) -> str: ...
+    def describe(self) -> str: ...
+
+
+def put_json(store: OutputStore, key: str, value: Any) -> None:
+    store.put_bytes(key, (json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True) + "\n").encode())
+
+
+def get_json(store: OutputStore, key: str) -> Any | None:
+    raw = store.get_bytes(key)
+    return None if raw is None else json.loads(raw)
+
+
+def _check_key(key: str) -> str:
+    if not key or key.startswith("/") or ".." in key.split("/"):
+        raise ValueError(f"bad store key {key!r}")
+    return key
+
+
+class LocalStore:
+    """A directory; writes go to a temp file in the same directory and are renamed into place."""
+
+    def __init__(self, root: Path | str, *, base_url: str | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.base_url = base_url.rstrip("/") if base_url else None
+
+    def path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def _atomic(self, key: str, write: Callable[[Path], None]) -> None:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, path: Path) -> None:
+        self._atomic(key, lambda tmp: shutil.copyfile(path, tmp))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._atomic(key, lambda tmp: tmp.write_bytes(data))
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def download(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+        source = self.path(key)
+        total = source.stat().st_size
+        shutil.copyfile(source, dest)
+        if progress:
+            progress("download", total, total)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self.root / prefix
+        start = base if base.is_dir() else base.parent
+        if not start.is_dir():
+            return
+        for path in sorted(start.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith(".tmp-"):
+                yield key
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def url(self, key: str) -> str:
+        if self.base_url:
+            return f"{self.base_url}/{key}"
+        return self.path(key).as_uri()
+
+    def describe(self) -> str:
+        return str(self.root)
+
+
+class S3Store:
+    """A bucket (and prefix) on any S3-compatible endpoint, through a boto3 client.
+
+    `public_url` (a public bucket or CDN base) or `download_url` (the webhook app's `/download/<key>`
+    redirect to a fresh presigned URL) make the URLs in metadata stable; without either, `url()` gives
+    an `s3://` URI, since presigned URLs expire within 7 days and metadata lives forever.
+    """
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, public_url: str | None = None,
+                 download_url: str | None = None) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.download_url = download_url.rstrip("/") if download_url else None
+
+    def _key(self, key: str) -> str:
+        return self.prefix + _check_key(key)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.client.upload_file(str(path), self.bucket, self._key(key))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def download(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+        total = self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+        done = 0
+
+        def callback(chunk: int) -> None:
+            nonlocal done
+            done += chunk
+            if progress:
+                progress("download", done, total)
+
+        self.client.download_file(self.bucket, self._key(key), str(dest), Callback=callback)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except self.client.exceptions.ClientError:
+            return False
+
+    def list(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix):]
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def url(self, key: str) -> str:
+        if self.public_url:
+            return f"{self.public_url}/{self._key(key)}"
+        if self.download_url:
+            return f"{self.download_url}/{key}"
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def presigned_url(self, key: str, expires: int = 3600) -> str:
+        """A fresh, expiring link; what the webhook app's `/download/<key>` redirects to."""
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires)
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"

@@ -1,0 +1,88 @@
+"""Resources per deployment, chosen in one place by `OA_ENV` (`local` or `production`).
+
+This is the only module that reads environment variables; everything else receives resources.
+
+local (default): outputs in `$OA_DATA_DIR`, else `$DAGSTER_HOME/oa-data`, else `~/.oa-dagster/data`; sources
+from `$OA_SOURCES_DIR`, else the bundled examples.
+production: outputs in S3 (`OA_S3_BUCKET`, `OA_S3_PREFIX`, `OA_S3_ENDPOINT_URL`, `OA_PUBLIC_URL`,
+`OA_DOWNLOAD_URL`; credentials from the usual AWS chain), sources from GitHub (`GITHUB_TOKEN` optional).
+Both: `OA_SET_CRON` (default weekly, Saturday 03:00 UTC); local: `OA_BATCH_MAX_ENTRIES` (entries per set run).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SET_CRON = "0 3 * * 6"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    resources: dict[str, Any]
+    set_cron: str
+
+
+def local_data_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
+    if env.get("OA_DATA_DIR"):
+        return Path(env["OA_DATA_DIR"])
+    if env.get("DAGSTER_HOME"):
+        return Path(env["DAGSTER_HOME"]) / "oa-data"
+    return Path.home() / ".oa-dagster" / "data"
+
+
+def local_resources(data_dir: Path | str, sources_dir: Path | str | None = None, **settings: Any
+                    ) -> dict[str, Any]:
+    """The local deployment's resources with explicit paths (what tests and `quickstart` use)."""
+    from .processing import ProcessingSettings
+    from .sources_repo import SourcesRepository
+    from .store import LocalOutputStore
+
+    return {
+        "store": LocalOutputStore(root=str(data_dir)),
+        "sources_repo": SourcesRepository(kind="local", path=str(sources_dir) if sources_dir else None),
+        "processing": ProcessingSettings(**settings),
+    }
+
+
+def s3_resources(bucket: str, *, prefix: str = "", endpoint_url: str | None = None, region_name: str | None = None,
+                 public_url: str | None = None, download_url: str | None = None,
+                 s3_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    from dagster_aws.s3 import S3Resource
+
+    from .store import S3OutputStore
+
+    s3 = S3Resource(endpoint_url=endpoint_url, region_name=region_name, **(s3_kwargs or {}))
+    return {"s3": s3, "store": S3OutputStore(s3=s3, bucket=bucket, prefix=prefix, public_url=public_url,
+                                             download_url=download_url)}
+
+
+def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deployment:
+    """The resources and settings for `OA_ENV`; unknown names are an error, not a silent local."""
+    import dagster as dg
+
+    from .processing import ProcessingSettings
+    from .sources_repo import SourcesRepository
+
+    name = env.get("OA_ENV", "local")
+    cron = env.get("OA_SET_CRON") or DEFAULT_SET_CRON
+    if name == "local":
+        batch = {"batch_max_entries": int(env["OA_BATCH_MAX_ENTRIES"])} if env.get("OA_BATCH_MAX_ENTRIES") else {}
+        return Deployment(name, local_resources(local_data_dir(env), env.get("OA_SOURCES_DIR"), **batch), cron)
+    if name == "production":
+        resources = s3_resources(env.get("OA_S3_BUCKET", "oa-results"), prefix=env.get("OA_S3_PREFIX", ""),
+                                 endpoint_url=env.get("OA_S3_ENDPOINT_URL") or None,
+                                 region_name=env.get("AWS_REGION") or None,
+                                 public_url=env.get("OA_PUBLIC_URL") or None,
+                                 download_url=env.get("OA_DOWNLOAD_URL") or None)
+        token = dg.EnvVar("GITHUB_TOKEN") if env.get("GITHUB_TOKEN") else None
+        resources["sources_repo"] = SourcesRepository(kind="github", token=token,
+                                                      repo=env.get("OA_SOURCES_REPO", "openaddresses/openaddresses"),
+                                                      default_ref=env.get("OA_SOURCES_REF", "master"))
+        resources["processing"] = ProcessingSettings(cache_dir=env.get("OA_CACHE_DIR") or None,
+                                                     batch_target_seconds=300.0)
+        return Deployment(name, resources, cron)
+    raise ValueError(f"OA_ENV must be local or production, not {name!r}")

@@ -1,0 +1,27 @@
+"""How runs process entries: fetch knobs, previews, the quality gate's threshold, set batching."""
+
+
+import dagster as dg
+
+
+class ProcessingSettings(dg.ConfigurableResource):
+    """Settings every layer run reads; defaults suit a laptop."""
+
+    preview: bool = True
+    cache_dir: str | None = None  # content cache for downloads (unchanged files are not re-downloaded)
+    work_dir: str | None = None  # scratch space for runs; None = the system temp dir
+    timeout: float = 60.0
+    retries: int = 4
+    max_drop: float = 0.5  # quality gate: hold runs losing more than this share of features
+    warn_drop: float = 0.1  # asset check warns at this drop from the previous materialization
+    batch_target_seconds: float = 120.0  # set runs pack entries up to this much expected work
+    batch_max_entries: int = 50
+    run_max_runtime_seconds: int = 6 * 3600  # `dagster/max_runtime` on set runs (needs run_monitoring)
+
+    def fetch_options(self):  # -> oa_dagster.fetch.FetchOptions (imported lazily: it pulls in requests)
+        from pathlib import Path
+
+        from oa_dagster.fetch import FetchOptions
+
+        return FetchOptions(cache_dir=Path(self.cache_dir) if self.cache_dir else None, timeout=self.timeout,
+                            retries=self.retries)

@@ -1,0 +1,189 @@
+"""Sets: the schedule that starts one, the sensor that launches its entries and follows its progress.
+
+The schedule materializes `source_catalog` at the head of the default branch, tagged with a set id. The
+`set_launcher` sensor sees that materialization and requests one run per batch of consecutive partitions
+(a partition range) for each layer, tagged with the set id; it then counts the set's materializations and
+failure observations and reports them as `set_progress` (one unit in the UI), finishing the set when all
+its runs have ended.
+"""
+
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+
+from oa_dagster.assets.partitions import CATALOG_TAG, LAUNCH_TAG, LAYER_PARTITIONS, SET_TAG
+from oa_dagster.platform import keys
+from oa_dagster.platform.catalog import load_stored_catalog
+from oa_dagster.platform.sets import SetProgress, plan_batches
+from oa_dagster.platform.store import put_json
+from oa_dagster.resources.processing import ProcessingSettings
+from oa_dagster.resources.store import OutputStoreResource
+from oa_dagster.sources.model import LAYERS
+
+SET_PRIORITY = "-1"  # CI job runs use 0 or more, so they go first through the queue
+SET_PROGRESS = dg.AssetKey("set_progress")
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+catalog_job = dg.define_asset_job("source_catalog_job", selection=["source_catalog"],
+                                  description="Read, validate and store the sources; sync partitions.")
+launch_changed_job = dg.define_asset_job(
+    "launch_changed_entries", selection=["source_catalog"], tags={LAUNCH_TAG: "changed"},
+    description="Refresh the catalog, then the set_launcher sensor runs every entry whose JSON or the engine "
+                "version changed since its last good run.")
+LAYER_JOBS = {layer: dg.define_asset_job(f"{layer}_job", selection=dg.AssetSelection.assets(layer),
+                                         executor_def=dg.in_process_executor,
+                                         description=f"Process {layer} entries (one step, in the run process).")
+              for layer in LAYERS}
+
+set_progress_spec = dg.AssetSpec(
+    SET_PROGRESS, group_name="sets", deps=list(LAYERS),
+    description="The current set as one unit: entries done, failed, pending, features. Reported by the "
+                "set_launcher sensor; its materialization with finished=true is the hook for collections.")
+
+
+def set_id_for(when: datetime) -> str:
+    return "set-" + when.strftime("%Y%m%dT%H%M")
+
+
+def build_set_schedule(cron: str, running: bool) -> dg.ScheduleDefinition:
+    @dg.schedule(name="weekly_set", cron_schedule=cron, target=catalog_job, execution_timezone="UTC",
+                 default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+                 description="Start a set: the catalog at the head of the default branch, then every entry.")
+    def weekly_set(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        set_id = set_id_for(context.scheduled_execution_time)
+        return dg.RunRequest(run_key=set_id, tags={SET_TAG: set_id, LAUNCH_TAG: "all",
+                                                   "dagster/priority": SET_PRIORITY})
+
+    return weekly_set
+
+
+def set_run_requests(instance: dg.DagsterInstance, catalog: dict[str, Any], set_id: str, launch: str,
+                     processing: ProcessingSettings) -> list[dg.RunRequest]:
+    """One request per batch per layer; `run_key` makes a repeated tick harmless."""
+    requests = []
+    for layer in LAYERS:
+        entries = catalog["entries"].get(layer, {})
+        selected = catalog.get("changed", {}).get(layer, []) if launch == "changed" else list(entries)
+        expected = {k: v.get("seconds") for k, v in entries.items() if v.get("seconds")}
+        name = LAYER_PARTITIONS[layer].name
+        assert name is not None
+        batches = plan_batches(instance.get_dynamic_partitions(name), selected, expected_seconds=expected,
+                               target_seconds=processing.batch_target_seconds,
+                               max_entries=processing.batch_max_entries)
+        for number, batch in enumerate(batches):
+            requests.append(dg.RunRequest(
+                run_key=f"{set_id}:{layer}:{number}", job_name=LAYER_JOBS[layer].name,
+                tags={SET_TAG: set_id, CATALOG_TAG: catalog["id"], RANGE_START: batch.start, RANGE_END: batch.end,
+                      "dagster/priority": SET_PRIORITY, "oa/entries": str(len(batch.keys)),
+                      "dagster/max_runtime": str(processing.run_max_runtime_seconds),
+                      "dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"}))
+    return requests
+
+
+def _count(instance: dg.DagsterInstance, progress: SetProgress) -> bool:
+    """Add the set's new materializations and failure observations; True when something changed."""
+    changed = False
+    for layer in LAYERS:
+        for kind, fetch in (("m", instance.fetch_materializations), ("o", instance.fetch_observations)):
+            cursor_key = f"{kind}:{layer}"
+            while True:
+                result = fetch(dg.AssetRecordsFilter(asset_key=dg.AssetKey(layer),
+                                                     after_storage_id=progress.cursors.get(cursor_key)),
+                               limit=1000, ascending=True)
+                for record in result.records:
+                    progress.cursors[cursor_key] = record.storage_id
+                    event = record.asset_materialization if kind == "m" else record.asset_observation
+                    meta = event.metadata if event else {}
+                    if getattr(meta.get("set"), "value", None) != progress.set_id:
+                        continue
+                    status = meta["status"].value if "status" in meta else ""
+                    changed = True
+                    if kind == "o":
+                        if status == "failed":
+                            progress.add("failed", layer)
+                        continue
+                    progress.add("done", layer)
+                    progress.add("features", layer, int(meta["feature_count"].value or 0)
+                                 if "feature_count" in meta else 0)
+                    if status in ("skipped", "held"):
+                        progress.add(status, layer)
+                if not result.has_more:
+                    break
+    return changed
+
+
+def _runs_finished(instance: dg.DagsterInstance, set_id: str) -> int:
+    records = instance.get_run_records(dg.RunsFilter(tags={SET_TAG: set_id}, statuses=list(
+        dg.DagsterRunStatus.__members__[s] for s in ("SUCCESS", "FAILURE", "CANCELED"))))
+    layer_jobs = {job.name for job in LAYER_JOBS.values()}
+    return sum(1 for r in records if r.dagster_run.job_name in layer_jobs)
+
+
+def progress_metadata(progress: SetProgress) -> dict[str, Any]:
+    return {
+        "set": progress.set_id, "summary": progress.headline(), "finished": bool(progress.finished),
+        "entries": sum(progress.total.values()), "done": sum(progress.done.values()),
+        "failed": sum(progress.failed.values()), "pending": progress.pending(),
+        "held": sum(progress.held.values()), "skipped": sum(progress.skipped.values()),
+        "features": sum(progress.features.values()), "runs": progress.runs_requested,
+        "runs_finished": progress.runs_finished, "catalog_id": progress.catalog_id,
+        "per_layer": dg.MetadataValue.json({k: getattr(progress, k) for k in
+                                            ("total", "done", "failed", "held", "skipped", "features")}),
+        "wall_seconds": round((progress.finished or time.time()) - progress.started, 1),
+    }
+
+
+@dg.sensor(name="set_launcher", minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING,
+           jobs=list(LAYER_JOBS.values()),
+           description="Launches the entries of a set when source_catalog is materialized with oa/launch "
+                       "(all | changed), and reports the set's progress as set_progress.")
+def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource,
+                 processing: ProcessingSettings) -> dg.SensorResult:
+    state = json.loads(context.cursor) if context.cursor else {}
+    instance = context.instance
+    out = store.get_store()
+    requests: list[dg.RunRequest] = []
+    open_sets = {k: SetProgress.from_dict(v) for k, v in state.get("sets", {}).items()}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("source_catalog"), after_storage_id=state.get("after")),
+        limit=1 if "after" not in state else 20, ascending="after" in state).records
+    after = state.get("after", 0)
+    for record in records:
+        after = max(after, record.storage_id)
+        meta = record.asset_materialization.metadata if record.asset_materialization else {}
+        launch = meta["launch"].value if "launch" in meta else "none"
+        if launch not in ("all", "changed"):
+            continue
+        set_id = (meta["set"].value if "set" in meta else "") or f"launch-{record.storage_id}"
+        catalog = load_stored_catalog(out, str(meta["catalog_id"].value))
+        if catalog is None:
+            context.log.warning(f"catalog {meta['catalog_id'].value} is not in the store; {set_id} not launched")
+            continue
+        batch = set_run_requests(instance, catalog, set_id, launch, processing)
+        requests += batch
+        total = {layer: len(catalog["changed"][layer]) if launch == "changed" else len(catalog["entries"][layer])
+                 for layer in LAYERS}
+        open_sets[set_id] = SetProgress(set_id, catalog["id"], started=record.timestamp, total=total,
+                                        runs_requested=len(batch),
+                                        cursors={f"{k}:{layer}": record.storage_id for layer in LAYERS
+                                                 for k in "mo"})
+        context.log.info(f"{set_id}: {len(batch)} runs for {sum(total.values())} entries")
+    for set_id, progress in list(open_sets.items()):
+        changed = _count(instance, progress) or set_id not in state.get("sets", {})
+        finished = _runs_finished(instance, set_id)
+        if finished != progress.runs_finished:
+            progress.runs_finished, changed = finished, True
+        if progress.runs_finished >= progress.runs_requested and set_id in state.get("sets", {}):
+            progress.finished = time.time()
+            put_json(out, keys.set_summary_key(set_id), progress.to_dict())
+            del open_sets[set_id]
+            changed = True
+        if changed:
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                asset_key=SET_PROGRESS, metadata=progress_metadata(progress)))
+    cursor = json.dumps({"after": after, "sets": {k: v.to_dict() for k, v in open_sets.items()}})
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

@@ -1,0 +1,87 @@
+"""Sets: batch planning, the weekly schedule, and the sensor that launches and follows a set."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from oa_dagster.platform.sets import plan_batches
+from oa_dagster.sensors.sets import LAYER_JOBS, SET_PROGRESS, build_set_schedule, set_launcher
+from tests.platform_helpers import csv_entry, local, materialize_catalog, materialize_range, write_csv, write_source
+
+
+def test_batches_are_contiguous_respect_selection_and_time_budget() -> None:
+    keys = [f"k{i}" for i in range(10)]
+    batches = plan_batches(keys, expected_seconds={"k3": 500}, target_seconds=20, max_entries=3, guess_seconds=5)
+    assert [b.keys for b in batches] == [("k0", "k1", "k2"), ("k3",), ("k4", "k5", "k6"), ("k7", "k8", "k9")]
+    selected = plan_batches(keys, ["k1", "k2", "k5"], max_entries=10)
+    assert [(b.start, b.end) for b in selected] == [("k1", "k2"), ("k5", "k5")]
+
+
+def test_schedule_starts_a_tagged_catalog_run() -> None:
+    schedule = build_set_schedule("0 3 * * 6", running=False)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance,
+                                            scheduled_execution_time=datetime(2026, 11, 28, 3, tzinfo=UTC))
+        request = schedule.evaluate_tick(context).run_requests[0]
+    assert schedule.cron_schedule == "0 3 * * 6"
+    assert request.run_key == "set-20261128T0300"
+    assert request.tags["oa/set"] == "set-20261128T0300" and request.tags["oa/launch"] == "all"
+    assert int(request.tags["dagster/priority"]) < 0
+
+
+def _sources(tmp_path: Path, count: int) -> Path:
+    sources = tmp_path / "sources"
+    write_csv(tmp_path / "a.csv", 3)
+    for i in range(count):
+        write_source(sources, f"us/xx/s{i:02d}", {"addresses": [csv_entry("city", "../../../a.csv"),
+                                                                csv_entry("county", "../../../a.csv")]})
+    return sources
+
+
+def test_sensor_launches_batched_runs_for_a_set_and_reports_its_progress(tmp_path: Path) -> None:
+    resources = local(tmp_path, _sources(tmp_path, 5), batch_max_entries=4)
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources, tags={"oa/set": "set-x", "oa/launch": "all"})
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        result = set_launcher(context)
+        requests = result.run_requests
+        assert len(requests) == 3  # 10 entries in batches of at most 4
+        first = requests[0]
+        assert first.job_name == LAYER_JOBS["addresses"].name
+        assert (first.tags["dagster/asset_partition_range_start"], first.tags["dagster/asset_partition_range_end"]) \
+            == ("us/xx/s00/city", "us/xx/s01/county")
+        assert first.tags["oa/set"] == "set-x" and first.tags["dagster/max_runtime"]
+        progress = instance.fetch_materializations(SET_PROGRESS, limit=1).records[0].asset_materialization
+        assert progress.metadata["pending"].value == 10 and progress.metadata["finished"].value is False
+
+        for request in requests:  # what the daemon would launch, in process
+            materialize_range(instance, resources, request.job_name.removesuffix("_job"),
+                              request.tags["dagster/asset_partition_range_start"],
+                              request.tags["dagster/asset_partition_range_end"], tags={"oa/set": "set-x"})
+        cursor = json.loads(result.cursor)
+        assert "set-x" in cursor["sets"]
+        again = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+        assert again.run_requests == []
+        progress = instance.fetch_materializations(SET_PROGRESS, limit=1).records[0].asset_materialization
+        assert progress.metadata["done"].value == 10 and progress.metadata["features"].value == 30
+        # the in-process runs are not tagged runs of the layer jobs, so the set is still open; its counts are right
+        assert progress.metadata["pending"].value == 0
+
+
+def test_launch_changed_only_requests_changed_entries(tmp_path: Path) -> None:
+    sources = _sources(tmp_path, 3)
+    resources = local(tmp_path, sources)
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        for i in range(3):
+            materialize_range(instance, resources, "addresses", f"us/xx/s{i:02d}/city", f"us/xx/s{i:02d}/city")
+        materialize_catalog(instance, resources, tags={"oa/launch": "changed"})
+        requests = set_launcher(dg.build_sensor_context(instance=instance, resources=resources)).run_requests
+        # the city entries are up to date; the county ones never ran, and they are not adjacent
+        ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+                  for r in requests]
+        assert ranges == [(f"us/xx/s{i:02d}/county", f"us/xx/s{i:02d}/county") for i in range(3)]
