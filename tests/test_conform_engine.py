@@ -110,6 +110,18 @@ def test_shapefile_polygons_become_points_on_surface_for_addresses(tmp_path: Pat
     assert point.geom_type == "Point" and shapely.from_wkt(lot).contains(point)
 
 
+def test_lines_and_multipoints_become_single_points_for_addresses(tmp_path: Path) -> None:
+    shp = write_layer(tmp_path / "l.gpkg", [{"NUM": "1", "STREET": "A"}, {"NUM": "2", "STREET": "B"}],
+                      ["LINESTRING(0 0, 10 0)", "MULTIPOINT((5 5), (6 6))"], driver="GPKG", geometry_type="Unknown")
+    _, features = run(shp, {**ADDRESS, "format": "gpkg"}, tmp_path)
+    import shapely
+
+    line, multipoint = (shapely.geometry.shape(f["geometry"]) for f in features)
+    assert line.geom_type == multipoint.geom_type == "Point"
+    assert shapely.from_wkt("LINESTRING(0 0, 10 0)").distance(line) < 1e-9
+    assert shapely.from_wkt("MULTIPOINT((5 5), (6 6))").distance(multipoint) < 1e-9
+
+
 def test_shapefile_with_its_own_projection_is_reprojected(tmp_path: Path) -> None:
     shp = write_layer(tmp_path / "pts.shp", [{"NUM": "5115", "STREET": "FRUITLAND RD"}],
                       ["POINT(7655634.924 668868.414)"], driver="ESRI Shapefile", crs="EPSG:2913")
