@@ -6,6 +6,7 @@ good or bad, ends in `state.json` and a returned `RunState`, so one broken entry
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -113,8 +114,8 @@ def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, st
     from oa_dagster.fetch import FetchOptions, fetch_entry, unpack
 
     options = fetch_options or FetchOptions()
-    if progress is not None and getattr(options, "progress", None) is None:
-        options.progress = progress
+    if progress is not None and options.progress is None:
+        options = dataclasses.replace(options, progress=progress)  # the caller's options stay as they were
     started = time.perf_counter()
     try:
         download = fetch_entry(entry, workdir, options, log)
@@ -130,12 +131,12 @@ def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, st
     finally:
         state.cache_seconds = time.perf_counter() - started
     started = time.perf_counter()
+    partial = output_dir / (FILE_NAMES["output"] + ".partial")
     try:
         source_file = files[0] if entry.protocol.lower() == "esri" else \
             select_input(files, entry.conform.get("format"), entry.conform.get("file"))
         log.info("reading %s", source_file.relative_to(workdir) if source_file.is_relative_to(workdir)
                  else source_file.name)
-        partial = output_dir / (FILE_NAMES["output"] + ".partial")
 
         def rows_done(rows: int) -> None:
             if progress:
@@ -157,6 +158,7 @@ def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, st
             state.files["preview"] = FILE_NAMES["preview"]
     finally:
         state.process_seconds = time.perf_counter() - started
+        partial.unlink(missing_ok=True)  # a conform that failed half way leaves nothing behind
         if download.path.exists():
             shutil.move(download.path, output_dir / cache_name)
             state.files["cache"] = cache_name
