@@ -155,6 +155,7 @@ def test_process_broken_inputs_give_their_problem_string_and_exit_one(
     assert code == 1
     assert state["source_problem"] == problem and detail in state["problem_detail"]
     assert state["files"]["output"] is None and not (tmp_path / "out/addresses/city/out.geojson").exists()
+    assert sorted(p.name for p in (tmp_path / "out/addresses/city").iterdir() if p.name.startswith("out")) == []
 
 
 def test_process_unreadable_archive_is_a_download_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
