@@ -5,7 +5,11 @@ DAGSTER_HOME (deploy/local/dagster.yaml: 2 concurrent runs), materializes the ca
 waits for the set_launcher sensor to finish the set. Reports the set's wall time, per-run and per-entry
 overhead, and Dagster's share: (wall x concurrency - sum of per-entry processing) / (wall x concurrency).
 
-    python bench/bench_set.py --entries 1000 [--batch-max-entries 50]
+    python bench/bench_set.py --entries 1000 [--sets 2] [--rows 50] [--batch-max-entries N]
+
+Set 1 has no history (entries are packed by a guess); set 2 is the weekly case, packed by the previous
+run's seconds. Reported per set; the "set wall" is set_progress's own (catalog materialization to the
+sensor tick that saw the last run end), `catalog_to_last_run_end` leaves out that reporting delay.
 """
 
 from __future__ import annotations
@@ -23,9 +27,23 @@ import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+class SlowHandler(SimpleHTTPRequestHandler):
+    """Serves the files after `latency` seconds: a remote server's response time (no CPU used meanwhile)."""
+
+    latency = 0.0
+
+    def do_GET(self) -> None:
+        time.sleep(self.latency)
+        super().do_GET()
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 def make_sources(base: Path, entries: int, rows: int, url: str) -> Path:
@@ -45,25 +63,90 @@ def make_sources(base: Path, entries: int, rows: int, url: str) -> Path:
     return sources
 
 
+def run_set(instance: Any, resources: dict[str, Any], set_id: str, args: argparse.Namespace,
+            daemon: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Start a set (the catalog tagged like the weekly schedule does), wait for set_progress to finish it."""
+    import dagster as dg
+
+    from tests.platform_helpers import materialize_catalog
+
+    catalog = materialize_catalog(instance, resources, tags={"oa/set": set_id, "oa/launch": "all"})
+    meta = catalog.asset_materializations_for_node("source_catalog")[0].metadata
+    assert meta["invalid_sources"].value == 0, meta["invalid"].value
+    catalog_time = instance.fetch_materializations(dg.AssetKey("source_catalog"), limit=1).records[0].timestamp
+    started = time.time()
+    print(f"{set_id}: catalog ready; {args.entries} entries", flush=True)
+    finished, progress, shown = None, {}, ""
+    while time.time() - started < args.timeout and daemon.poll() is None:
+        records = instance.fetch_materializations(dg.AssetKey("set_progress"), limit=1).records
+        progress = records[0].asset_materialization.metadata if records else {}
+        if progress and progress["set"].value == set_id:
+            if progress["summary"].value != shown:
+                shown = progress["summary"].value
+                print(f"  {time.time() - started:6.1f} s: {shown}", flush=True)
+            if progress["finished"].value:
+                finished = time.time()
+                break
+        time.sleep(1)
+    runs = instance.get_run_records(dg.RunsFilter(tags={"oa/set": set_id}))
+    layer_runs = [r for r in runs if r.dagster_run.job_name == "addresses_job"]
+    work, publish, materialized, cursor = 0.0, 0.0, 0, None
+    while True:
+        result = instance.fetch_materializations(dg.AssetKey("addresses"), limit=5000, cursor=cursor)
+        for record in result.records:
+            m = record.asset_materialization.metadata
+            if m["set"].value == set_id:
+                work += m["download_seconds"].value + m["conform_seconds"].value
+                publish += m["publish_seconds"].value if "publish_seconds" in m else 0.0
+                materialized += 1
+        cursor = result.cursor
+        if not result.has_more:
+            break
+    first = min(r.start_time for r in layer_runs if r.start_time)
+    last = max(r.end_time for r in layer_runs if r.end_time)
+    run_wall = sum(r.end_time - r.start_time for r in layer_runs if r.end_time and r.start_time)
+    # the set's own wall time as set_progress reports it: catalog materialization to "finished" (sensor tick)
+    wall = float(progress["wall_seconds"].value) if finished else time.time() - started
+    to_last_run = last - catalog_time
+    slots = args.concurrency
+
+    def share(seconds: float) -> float:
+        return round((seconds * slots - work) / (seconds * slots), 3)
+
+    return {
+        "entries": args.entries, "materialized": materialized, "runs": len(layer_runs), "concurrency": slots,
+        "finished": bool(finished), "set_wall_seconds": round(wall, 1),
+        "catalog_to_last_run_end_seconds": round(to_last_run, 1), "runs_window_seconds": round(last - first, 1),
+        "latency": args.latency, "sum_entry_processing_seconds": round(work, 1),
+        "sum_publish_seconds": round(publish, 1),  # our store writes: neither Dagster's nor in the processing sum
+        "dagster_share_set": share(wall), "dagster_share_to_last_run_end": share(to_last_run),
+        "dagster_share_runs_window": share(last - first),
+        "per_run_overhead_seconds": round((run_wall - work) / max(1, len(layer_runs)), 2),
+        "per_entry_overhead_seconds": round((wall * slots - work) / max(1, args.entries), 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=50)
-    parser.add_argument("--batch-max-entries", type=int, default=50)
+    parser.add_argument("--batch-max-entries", type=int, default=0, help="0: the settings' default")
+    parser.add_argument("--sets", type=int, default=2, help="the first without history, the next with it")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds the HTTP server waits before answering (a remote server; 0 = worst case)")
     args = parser.parse_args()
 
     import dagster as dg
 
     from oa_dagster.resources.deployments import local_resources
-    from tests.platform_helpers import materialize_catalog
 
     base = Path(tempfile.mkdtemp(prefix="oa-bench-set-"))
     www = base / "www"
     www.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(www)))
-    SimpleHTTPRequestHandler.log_message = lambda *a: None  # type: ignore[method-assign]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(www)))
+    SlowHandler.latency = args.latency
     threading.Thread(target=server.serve_forever, daemon=True).start()
     shutil.rmtree(www)
     sources = make_sources(base, args.entries, args.rows, f"http://127.0.0.1:{server.server_port}")
@@ -74,57 +157,28 @@ def main() -> int:
     config = config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5")
     (home / "dagster.yaml").write_text(config)
     env = {**os.environ, "DAGSTER_HOME": str(home), "OA_ENV": "local", "OA_DATA_DIR": str(base / "data"),
-           "OA_SOURCES_DIR": str(sources), "OA_BATCH_MAX_ENTRIES": str(args.batch_max_entries)}
+           "OA_SOURCES_DIR": str(sources)}
+    settings: dict[str, int] = {}
+    if args.batch_max_entries:
+        env["OA_BATCH_MAX_ENTRIES"] = str(args.batch_max_entries)
+        settings["batch_max_entries"] = args.batch_max_entries
     daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
                                str(ROOT / "workspace.yaml")], cwd=ROOT, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=(base / "daemon.log").open("wb"))
     try:
-        resources = local_resources(base / "data", sources, batch_max_entries=args.batch_max_entries)
+        resources = local_resources(base / "data", sources, **settings)
+        reports = []
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            catalog = materialize_catalog(instance, resources, tags={"oa/set": "bench", "oa/launch": "all"})
-            meta = catalog.asset_materializations_for_node("source_catalog")[0].metadata
-            assert meta["invalid_sources"].value == 0, meta["invalid"].value
-            started = time.time()
-            print(f"catalog ready; {args.entries} entries, batches of {args.batch_max_entries}", flush=True)
-            finished = None
-            while time.time() - started < args.timeout:
-                records = instance.fetch_materializations(dg.AssetKey("set_progress"), limit=1).records
-                meta = records[0].asset_materialization.metadata if records else {}
-                if meta:
-                    print(f"  {time.time() - started:6.0f} s: {meta['summary'].value}", flush=True)
-                if meta and meta["finished"].value:
-                    finished = time.time()
-                    break
-                time.sleep(10)
-            runs = instance.get_run_records(dg.RunsFilter(tags={"oa/set": "bench"}))
-            layer_runs = [r for r in runs if r.dagster_run.job_name == "addresses_job"]
-            work, materialized, cursor = 0.0, 0, None
-            while True:
-                result = instance.fetch_materializations(dg.AssetKey("addresses"), limit=5000, cursor=cursor)
-                for record in result.records:
-                    m = record.asset_materialization.metadata
-                    work += m["download_seconds"].value + m["conform_seconds"].value
-                    materialized += 1
-                cursor = result.cursor
-                if not result.has_more:
-                    break
-            first = min(r.start_time for r in layer_runs if r.start_time)
-            last = max(r.end_time for r in layer_runs if r.end_time)
-            run_wall = sum(r.end_time - r.start_time for r in layer_runs if r.end_time and r.start_time)
-        wall = (finished or time.time()) - started
-        report = {
-            "entries": args.entries, "materialized": materialized, "runs": len(layer_runs),
-            "batch_max_entries": args.batch_max_entries, "concurrency": args.concurrency,
-            "set_wall_seconds": round(wall, 1), "runs_wall_seconds": round(last - first, 1),
-            "sum_entry_processing_seconds": round(work, 1),
-            "overhead_share_set": round((wall * args.concurrency - work) / (wall * args.concurrency), 3),
-            "overhead_share_runs_window": round(((last - first) * args.concurrency - work)
-                                                / ((last - first) * args.concurrency), 3),
-            "per_run_overhead_seconds": round((run_wall - work) / max(1, len(layer_runs)), 2),
-            "per_entry_overhead_seconds": round((wall * args.concurrency - work) / max(1, args.entries), 3),
-        }
-        print(json.dumps(report, indent=1))
-        return 0 if finished else 1
+            for number in range(1, args.sets + 1):
+                report = run_set(instance, resources, f"bench-{number}", args, daemon)
+                report["set"] = number
+                report["history"] = number > 1
+                print(json.dumps(report, indent=1), flush=True)
+                reports.append(report)
+        if not all(r["finished"] for r in reports):
+            print((base / "daemon.log").read_text()[-3000:], file=sys.stderr)
+            return 1
+        return 0
     finally:
         os.killpg(daemon.pid, signal.SIGKILL)
         daemon.wait()

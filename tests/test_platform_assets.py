@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -155,3 +156,64 @@ def test_changed_entries_are_listed_after_an_edit(tmp_path: Path) -> None:
         path.write_text(json.dumps(data))
         meta = materialize_catalog(instance, resources).asset_materializations_for_node("source_catalog")[0].metadata
         assert meta["addresses_changed_keys"].value == "us/xx/b/city"
+
+
+def test_only_an_entrys_warnings_and_errors_reach_the_event_log(tmp_path: Path) -> None:
+    """Each forwarded line is an event-log write: INFO lines stay in the entry's log.txt in the store."""
+    sources = tmp_path / "sources"
+    write_csv(tmp_path / "good.csv", 5)
+    write_source(sources, "us/xx/good", {"addresses": [csv_entry("city", "../../../good.csv")]})
+    write_source(sources, "us/xx/gone", {"addresses": [csv_entry("city", "../../../gone.csv")]})
+    resources = local(tmp_path, sources)
+    store = LocalStore(tmp_path / "data")
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        result = materialize_range(instance, resources, "addresses", "us/xx/gone/city", "us/xx/good/city")
+        assert not result.success
+        user_lines = [(e.level, e.user_message) for e in instance.all_logs(result.run_id) if e.dagster_event is None]
+        assert not any("downloaded" in message or "wrote" in message for _, message in user_lines)
+        errors = [message for level, message in user_lines if level >= logging.WARNING]
+        assert errors and all(message.startswith("us/xx/gone/city: ") for message in errors)
+        assert len(user_lines) <= len(errors) + 4  # a few per run (range, second attempt, summary), none per entry
+        pointer = get_json(store, keys.latest_key("addresses", "us/xx/good/city"))
+        log = (store.get_bytes(pointer["files"]["log"]) or b"").decode()
+        assert "downloaded" in log and "wrote 5 features" in log
+
+
+def test_entry_logger_forwards_warnings_with_the_entry_key() -> None:
+    from oa_dagster.assets.layers import entry_logger
+
+    seen: list[tuple[int, str]] = []
+
+    class Target:
+        def log(self, level: int, message: str) -> None:
+            seen.append((level, message))
+
+    log = entry_logger(Target(), "us/xx/a/city")
+    log.info("downloaded %s", "x")
+    log.warning("coverage missing")
+    log.error("Could not download source data: 404")
+    assert seen == [(logging.WARNING, "us/xx/a/city: coverage missing"),
+                    (logging.ERROR, "us/xx/a/city: Could not download source data: 404")]
+
+
+def test_previous_counts_are_the_latest_materializations_of_the_runs_keys(tmp_path: Path) -> None:
+    from oa_dagster.assets.layers import previous_counts
+
+    sources = tmp_path / "sources"
+    write_csv(tmp_path / "a.csv", 6)
+    write_csv(tmp_path / "b.csv", 4)
+    write_source(sources, "us/xx/a", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    write_source(sources, "us/xx/b", {"addresses": [csv_entry("city", "../../../b.csv")]})
+    resources = local(tmp_path, sources)
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        assert previous_counts(instance, "addresses", ["us/xx/a/city", "us/xx/b/city"]) == {
+            "us/xx/a/city": None, "us/xx/b/city": None}
+        materialize_range(instance, resources, "addresses", "us/xx/a/city", "us/xx/b/city")
+        write_csv(tmp_path / "a.csv", 5)
+        result = materialize_range(instance, resources, "addresses", "us/xx/a/city", "us/xx/a/city")
+        meta = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+        assert meta["previous_feature_count"].value == 6 and meta["feature_count"].value == 5
+        assert previous_counts(instance, "addresses", ["us/xx/a/city", "us/xx/b/city"]) == {
+            "us/xx/a/city": 5, "us/xx/b/city": 4}

@@ -21,6 +21,24 @@ def test_batches_are_contiguous_respect_selection_and_time_budget() -> None:
     assert [(b.start, b.end) for b in selected] == [("k1", "k2"), ("k5", "k5")]
 
 
+def test_batches_for_several_slots_come_in_whole_rounds_and_long_entries_still_run_alone() -> None:
+    keys = [f"k{i:04d}" for i in range(1000)]
+    small = dict.fromkeys(keys, 0.04)  # the weekly case: every entry's previous seconds are known
+    batches = plan_batches(keys, expected_seconds=small, slots=2, entry_overhead_seconds=0.1)
+    sizes = [len(b.keys) for b in batches]
+    assert len(batches) % 2 == 0 and sum(sizes) == 1000 and max(sizes) - min(sizes) <= 10
+    assert len(batches) < 20  # ~140 s of small work: a few runs of 100+ entries, not one per 24 entries
+    assert [b.keys[0] for b in batches] == sorted(b.keys[0] for b in batches)  # contiguous, in order
+    few = plan_batches(keys[:10], expected_seconds=small, slots=2, entry_overhead_seconds=0.1)
+    assert len(few) == 2  # both slots work even on a tiny set
+    with_long = plan_batches(keys[:100], expected_seconds={**small, "k0050": 900}, slots=4,
+                             entry_overhead_seconds=0.1)
+    assert ("k0050",) in [b.keys for b in with_long]
+    assert max(len(b.keys) for b in plan_batches(keys, slots=2)) <= 200  # max_entries still caps a batch
+    unknown = plan_batches(keys, slots=2)  # no history: 5 s guessed per entry, 120 s per run
+    assert all(len(b.keys) <= 24 for b in unknown) and len(unknown) % 2 == 0
+
+
 def test_schedule_starts_a_tagged_catalog_run() -> None:
     schedule = build_set_schedule("0 3 * * 6", running=False)
     with dg.instance_for_test() as instance:
@@ -49,11 +67,13 @@ def test_sensor_launches_batched_runs_for_a_set_and_reports_its_progress(tmp_pat
         context = dg.build_sensor_context(instance=instance, resources=resources)
         result = set_launcher(context)
         requests = result.run_requests
-        assert len(requests) == 3  # 10 entries in batches of at most 4
+        # 10 entries in batches of at most 4, in whole rounds of set_slots (2) runs so no slot idles
+        assert len(requests) == 4
+        assert [int(r.tags["oa/entries"]) for r in requests] == [3, 3, 3, 1]
         first = requests[0]
         assert first.job_name == LAYER_JOBS["addresses"].name
         assert (first.tags["dagster/asset_partition_range_start"], first.tags["dagster/asset_partition_range_end"]) \
-            == ("us/xx/s00/city", "us/xx/s01/county")
+            == ("us/xx/s00/city", "us/xx/s01/city")
         assert first.tags["oa/set"] == "set-x" and first.tags["dagster/max_runtime"]
         progress = instance.fetch_materializations(SET_PROGRESS, limit=1).records[0].asset_materialization
         assert progress.metadata["pending"].value == 10 and progress.metadata["finished"].value is False

@@ -63,6 +63,7 @@ def entry_metadata(result: dict[str, Any], store: Any, catalog: dict[str, Any], 
         "bbox": dg.MetadataValue.json({"bbox": result.get("bbox")}),
         "download_seconds": float(result.get("cache_seconds") or 0.0),
         "conform_seconds": float(result.get("process_seconds") or 0.0),
+        "publish_seconds": round(float(result.get("publish_seconds") or 0.0), 3),  # files + pointer to the store
         "source_problem": result.get("source_problem") or "",
         "problem_detail": result.get("problem_detail") or "",
         "quality_gate": decision.describe() if decision else status,

@@ -5,10 +5,17 @@ low). Each entry is recorded on its own: a materialization and check evaluations
 (or skipped), an observation for a failed one. At the end the step fails, listing the failed entries and
 their source problems, so exactly those partitions show as failed; the others stay materialized and a
 failed entry's previous good materialization stays its latest.
+
+Per-entry cost matters (thousands of small entries per set; every event is a database write): an entry's
+INFO lines go to its own `log.txt` in the store (linked from its materialization), only its warnings and
+errors are forwarded to the run's event log; the previous feature counts of all the run's entries are read
+in two queries before processing, not one per entry.
 """
 
 
+import logging
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,13 +50,44 @@ def _catalog(store: Any, catalog_id: str | None, cache: dict[str, Any]) -> dict[
     return cache[key]
 
 
-def _previous_count(instance: dg.DagsterInstance, layer: str, key: str) -> int | None:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(layer), asset_partitions=[key]), limit=1).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get("feature_count")
-    return int(value.value) if value is not None and value.value is not None else None
+def previous_counts(instance: dg.DagsterInstance, layer: str, keys_: list[str]) -> dict[str, int | None]:
+    """The feature count of each key's latest materialization (None if none): two queries for the whole run."""
+    latest = instance.get_latest_storage_id_by_partition(
+        dg.AssetKey(layer), dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys_))
+    counts: dict[str, int | None] = dict.fromkeys(keys_)
+    ids = list(latest.values())
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(layer), storage_ids=chunk), limit=len(chunk)).records
+        for record in records:
+            event = record.asset_materialization
+            value = event.metadata.get("feature_count") if event is not None else None
+            if event is not None and event.partition in counts and value is not None and value.value is not None:
+                counts[event.partition] = int(value.value)
+    return counts
+
+
+class _WarningsToRun(logging.Handler):
+    """Forwards an entry's warnings and errors to the run's event log, prefixed with the entry key."""
+
+    def __init__(self, target: Any, key: str) -> None:
+        super().__init__(logging.WARNING)
+        self.target, self.key = target, key
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.log(record.levelno, f"{self.key}: {record.getMessage()}")
+
+
+def entry_logger(target: Any, key: str) -> logging.Logger:
+    """What `run_entry` forwards to: a logger passing only WARNING and above on to `target` (context.log).
+
+    Every forwarded line is one event-log write; an entry's INFO lines stay in its `log.txt`.
+    """
+    logger = logging.Logger(f"oa_dagster.entry.{key}", logging.WARNING)  # not registered: no global state
+    logger.propagate = False
+    logger.addHandler(_WarningsToRun(target, key))
+    return logger
 
 
 def _worth_retrying(result: dict[str, Any]) -> bool:
@@ -70,12 +108,14 @@ def process_partition(context: dg.AssetExecutionContext, layer: str, key: str, c
     source_data = catalog["sources"][entry.source_key]["data"]
     with tempfile.TemporaryDirectory(prefix="oa-run-", dir=processing.work_dir) as tmp:
         state = run_entry(entry, Path(tmp), preview=processing.preview, fetch_options=processing.fetch_options(),
-                          coverage_ok=has_coverage(source_data), log=context.log)
+                          coverage_ok=has_coverage(source_data), log=entry_logger(context.log, key))
         result = state.to_dict()
+        started = time.perf_counter()
         result["published"] = publish_run(store, result, Path(tmp), context.run.run_id, entry_key=key,
                                           entry_version=catalog["entries"][layer][key]["version"],
                                           max_drop=processing.max_drop)
         result.update(read_sample(Path(tmp), state.files))
+        result["publish_seconds"] = time.perf_counter() - started
     result["entry"] = entry
     return result
 
@@ -87,12 +127,15 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
     catalog = _catalog(store, context.run.tags.get(CATALOG_TAG), catalogs)
     set_id = context.run.tags.get(SET_TAG, "")
     keys_ = list(context.partition_keys)
+    previous = previous_counts(context.instance, layer, keys_)
+    context.log.info(f"{layer}: {len(keys_)} entries" + (f", {keys_[0]} to {keys_[-1]}" if keys_ else ""))
     results: dict[str, dict[str, Any]] = {}
     for attempt in (1, 2):  # a second try, after the others, for entries whose download failed
         for key in keys_:
             if attempt == 2 and not _worth_retrying(results[key]):
                 continue
-            context.log.info(f"{layer} {key}: processing" + (" (second attempt)" if attempt == 2 else ""))
+            if attempt == 2:
+                context.log.info(f"{layer} {key}: second attempt")
             results[key] = process_partition(context, layer, key, catalog, store, processing)
     failures: list[str] = []
     for key in keys_:
@@ -105,13 +148,14 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
                                                   metadata=failure_metadata(result, set_id)))
             continue
         version = catalog["entries"][layer][key]["version"]
-        previous = _previous_count(context.instance, layer, key) if has_output else None
+        before = previous[key] if has_output else None
         context.log_event(dg.AssetMaterialization(
             asset_key=layer, partition=key, tags={"dagster/data_version": version},
-            metadata=entry_metadata(result, store, catalog, set_id, previous)))
+            metadata=entry_metadata(result, store, catalog, set_id, before)))
         if has_output:
-            for evaluation in evaluate_checks(layer, key, result, previous, processing.warn_drop):
+            for evaluation in evaluate_checks(layer, key, result, before, processing.warn_drop):
                 context.log_event(evaluation)
+    context.log.info(f"{layer}: {len(keys_) - len(failures)} of {len(keys_)} entries materialized")
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} of {len(keys_)} {layer} entries failed:\n" + "\n".join(failures),

@@ -83,6 +83,6 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
                                                       repo=env.get("OA_SOURCES_REPO", "openaddresses/openaddresses"),
                                                       default_ref=env.get("OA_SOURCES_REF", "master"))
         resources["processing"] = ProcessingSettings(cache_dir=env.get("OA_CACHE_DIR") or None,
-                                                     batch_target_seconds=300.0)
+                                                     batch_target_seconds=300.0, set_slots=12)
         return Deployment(name, resources, cron)
     raise ValueError(f"OA_ENV must be local or production, not {name!r}")

@@ -15,7 +15,8 @@ class ProcessingSettings(dg.ConfigurableResource):
     max_drop: float = 0.5  # quality gate: hold runs losing more than this share of features
     warn_drop: float = 0.1  # asset check warns at this drop from the previous materialization
     batch_target_seconds: float = 120.0  # set runs pack entries up to this much expected work
-    batch_max_entries: int = 50
+    batch_max_entries: int = 200
+    set_slots: int = 2  # runs of a set at once (the `oa/set` tag limit): batches come in whole rounds of these
     run_max_runtime_seconds: int = 6 * 3600  # `dagster/max_runtime` on set runs (needs run_monitoring)
 
     def fetch_options(self):  # -> oa_dagster.fetch.FetchOptions (imported lazily: it pulls in requests)
