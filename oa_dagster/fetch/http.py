@@ -20,11 +20,11 @@ from oa_dagster.fetch.filetype import guess_suffix
 from oa_dagster.fetch.options import Download, FetchOptions, Throttle
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
-_TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+TRANSIENT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
               requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 
 
-class _Retry(Exception):
+class RetryableError(Exception):
     """One attempt failed in a way worth retrying; `wait` overrides the backoff (Retry-After)."""
 
     def __init__(self, reason: str, wait: float | None = None) -> None:
@@ -64,7 +64,7 @@ def _check_status(response: requests.Response, options: FetchOptions) -> None:
         if wait is not None and wait > options.max_retry_after:
             raise DownloadError(f"HTTP {status} from {response.url} with Retry-After {wait:.0f} s, longer than "
                                 f"the {options.max_retry_after:.0f} s this run waits")
-        raise _Retry(f"HTTP {status} {response.reason}", wait)
+        raise RetryableError(f"HTTP {status} {response.reason}", wait)
     if 400 <= status < 600:
         raise DownloadError(f"HTTP {status} {response.reason} from {response.url}")
 
@@ -82,8 +82,8 @@ def _attempt(session: requests.Session, url: str, part: Path, headers: dict[str,
         raise DownloadError(f"too many redirects from {url}") from exc
     except requests.exceptions.InvalidURL as exc:
         raise DownloadError(f"invalid URL {url}: {exc}") from exc
-    except _TRANSIENT as exc:
-        raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+    except TRANSIENT_ERRORS as exc:
+        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
     with response:
         if response.status_code == 304 and cached is not None:
             return response, None
@@ -101,10 +101,10 @@ def _attempt(session: requests.Session, url: str, part: Path, headers: dict[str,
         except SizeCapExceeded as exc:
             sink.discard()
             raise DownloadError(f"download size cap: {url}: {exc}") from exc
-        except _TRANSIENT as exc:
+        except TRANSIENT_ERRORS as exc:
             sink.discard()
             got = f" after {sink.size:,} of {total:,} bytes" if total else f" after {sink.size:,} bytes"
-            raise _Retry(f"body truncated or stalled{got}: {type(exc).__name__}") from exc
+            raise RetryableError(f"body truncated or stalled{got}: {type(exc).__name__}") from exc
         except BaseException:
             sink.discard()
             raise
@@ -128,7 +128,7 @@ def fetch_http(url: str, workdir: Path, headers: dict[str, str], options: FetchO
             try:
                 response, sink = _attempt(session, url, part, request_headers, options, cached)
                 break
-            except _Retry as retry:
+            except RetryableError as retry:
                 if attempt == options.retries:
                     raise DownloadError(f"{url} failed after {attempt + 1} attempts: {retry}") from retry
                 wait = retry.wait if retry.wait is not None else options.delay(attempt + 1)

@@ -17,21 +17,12 @@ from typing import Any
 import requests
 
 from oa_dagster.errors import DownloadError, EsriTokenRequired
-from oa_dagster.fetch.http import RETRY_STATUSES, make_session, retry_after_seconds
+from oa_dagster.fetch.http import RETRY_STATUSES, TRANSIENT_ERRORS, make_session, retry_after_seconds
+from oa_dagster.fetch.http import RetryableError as _Transient
 from oa_dagster.fetch.options import FetchOptions
 
 TOKEN_CODES = frozenset({498, 499})
 RETRY_ERROR_CODES = frozenset({500, 502, 503, 504})
-_TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-              requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
-
-
-class _Transient(Exception):
-    def __init__(self, reason: str, wait: float | None = None) -> None:
-        super().__init__(reason)
-        self.wait = wait
-
-
 @dataclass
 class LayerInfo:
     """What the dumper needs from `<layer>?f=json`."""
@@ -116,7 +107,7 @@ class ArcGISClient:
                                             verify=self.options.verify_tls)
         except requests.exceptions.SSLError as exc:
             raise DownloadError(f"TLS certificate verification failed for {url}: {exc}") from exc
-        except _TRANSIENT as exc:
+        except TRANSIENT_ERRORS as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code in RETRY_STATUSES:
             raise _Transient(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After")))
