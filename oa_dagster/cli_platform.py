@@ -1,4 +1,4 @@
-"""The platform's commands for `oa-dagster`: `quickstart` (a Dagster run of the examples) and `download`."""
+"""The platform's commands for `oa-dagster`: `quickstart` (a Dagster run of the examples), `download`, `serve`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument("--dest", default=".", metavar="DIR")
     download.add_argument("--all-files", action="store_true", help="also the cache, log, sample and preview")
     download.set_defaults(func=cmd_download)
+
+    serve = subparsers.add_parser("serve", help="serve stable download URLs for the configured store (web app)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--presign-seconds", type=int, default=3600, metavar="N",
+                       help="how long the presigned S3 URLs that /download redirects to stay valid (max 7 days)")
+    serve.set_defaults(func=cmd_serve)
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
@@ -109,4 +116,24 @@ def cmd_download(args: argparse.Namespace, store: Any = None) -> int:
         store.download(key, target, progress)
         progress.close()
         print(target)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, store: Any = None) -> int:
+    """Run the web app with uvicorn until interrupted; imports stay here so other commands start fast."""
+    import uvicorn
+
+    from oa_dagster.webhook.app import create_app
+
+    if store is None:
+        from oa_dagster.resources.deployments import deployment
+
+        store = deployment().resources["store"].get_store()
+    try:
+        app = create_app(store, presign_seconds=args.presign_seconds)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"serving {store.describe()} on http://{args.host}:{args.port}/download/<key>", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port)
     return 0

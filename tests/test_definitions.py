@@ -34,6 +34,8 @@ def test_definitions_have_the_layer_assets_checks_jobs_schedule_and_sensor(tmp_p
 def test_deployment_is_chosen_by_oa_env_only() -> None:
     local = deployment({"OA_ENV": "local", "OA_DATA_DIR": "/data/oa", "OA_SET_CRON": "0 1 * * *"})
     assert local.resources["store"].root == "/data/oa" and local.set_cron == "0 1 * * *"
+    served = deployment({"OA_DATA_DIR": "/data/oa", "OA_DOWNLOAD_URL": "http://oa.example:8080/download"})
+    assert served.resources["store"].get_store().url("latest/a.json") == "http://oa.example:8080/download/latest/a.json"
     production = deployment({"OA_ENV": "production", "OA_S3_BUCKET": "b"})
     assert production.resources["store"].bucket == "b"
     assert production.resources["sources_repo"].kind == "github"

@@ -6,7 +6,8 @@ local (default): outputs in `$OA_DATA_DIR`, else `$DAGSTER_HOME/oa-data`, else `
 from `$OA_SOURCES_DIR`, else the bundled examples.
 production: outputs in S3 (`OA_S3_BUCKET`, `OA_S3_PREFIX`, `OA_S3_ENDPOINT_URL`, `OA_PUBLIC_URL`,
 `OA_DOWNLOAD_URL`; credentials from the usual AWS chain), sources from GitHub (`GITHUB_TOKEN` optional).
-Both: `OA_SET_CRON` (default weekly, Saturday 03:00 UTC); local: `OA_BATCH_MAX_ENTRIES` (entries per set run).
+Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable links in metadata), `OA_SET_CRON`
+(default weekly, Saturday 03:00 UTC); local: `OA_BATCH_MAX_ENTRIES` (entries per set run).
 """
 
 from __future__ import annotations
@@ -34,15 +35,18 @@ def local_data_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
     return Path.home() / ".oa-dagster" / "data"
 
 
-def local_resources(data_dir: Path | str, sources_dir: Path | str | None = None, **settings: Any
-                    ) -> dict[str, Any]:
-    """The local deployment's resources with explicit paths (what tests and `quickstart` use)."""
+def local_resources(data_dir: Path | str, sources_dir: Path | str | None = None, *, download_url: str | None = None,
+                    **settings: Any) -> dict[str, Any]:
+    """The local deployment's resources with explicit paths (what tests and `quickstart` use).
+
+    `download_url` (`oa-dagster serve`'s `/download` base) makes metadata links http:// instead of file://.
+    """
     from .processing import ProcessingSettings
     from .sources_repo import SourcesRepository
     from .store import LocalOutputStore
 
     return {
-        "store": LocalOutputStore(root=str(data_dir)),
+        "store": LocalOutputStore(root=str(data_dir), base_url=download_url),
         "sources_repo": SourcesRepository(kind="local", path=str(sources_dir) if sources_dir else None),
         "processing": ProcessingSettings(**settings),
     }
@@ -71,7 +75,8 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
     cron = env.get("OA_SET_CRON") or DEFAULT_SET_CRON
     if name == "local":
         batch = {"batch_max_entries": int(env["OA_BATCH_MAX_ENTRIES"])} if env.get("OA_BATCH_MAX_ENTRIES") else {}
-        return Deployment(name, local_resources(local_data_dir(env), env.get("OA_SOURCES_DIR"), **batch), cron)
+        return Deployment(name, local_resources(local_data_dir(env), env.get("OA_SOURCES_DIR"),
+                                                download_url=env.get("OA_DOWNLOAD_URL") or None, **batch), cron)
     if name == "production":
         resources = s3_resources(env.get("OA_S3_BUCKET", "oa-results"), prefix=env.get("OA_S3_PREFIX", ""),
                                  endpoint_url=env.get("OA_S3_ENDPOINT_URL") or None,

@@ -1,0 +1,100 @@
+"""Stable download URLs for the output store: `/download/<store key>` and `/latest/<layer>/<partition key>`.
+
+Metadata stores `<download_url>/<key>` forever, while presigned S3 URLs expire within 7 days, so every request
+is answered with a fresh presigned URL (307, never cached) for S3, or with the file itself for a local store.
+Only the published parts of the layout are served (`held/` runs wait for an operator; pointers to them are not).
+"""
+
+from __future__ import annotations
+
+from stat import S_ISREG
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from oa_dagster.platform.keys import latest_key
+from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, _check_key, get_json
+from oa_dagster.sources.model import LAYERS
+
+SERVED_PREFIXES = ("runs/", "latest/", "catalog/", "sets/", "jobs/")
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 limit
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class BadKey(ValueError):
+    """A key the store would refuse or that could escape it; answered with 400."""
+
+
+def check_key(key: str) -> str:
+    """The store's own check plus empty and `.` segments, which name a different object on S3 than on disk."""
+    try:
+        _check_key(key)
+    except ValueError:
+        raise BadKey(f"bad key {key!r}: empty, absolute or with '..'") from None
+    if any(part in ("", ".") for part in key.split("/")) or "\x00" in key:
+        raise BadKey(f"bad key {key!r}: empty or '.' path segment")
+    return key
+
+
+def _text(status: int, message: str) -> PlainTextResponse:
+    return PlainTextResponse(message + "\n", status_code=status, headers=NO_STORE)
+
+
+def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[Route]:
+    """The routes, bound to one store; `presign_seconds` is how long each redirect target stays valid."""
+    if not 1 <= presign_seconds <= MAX_PRESIGN_SECONDS:
+        raise ValueError(f"presign seconds must be 1..{MAX_PRESIGN_SECONDS}, not {presign_seconds}")
+    if not isinstance(store, S3Store | LocalStore):
+        raise TypeError(f"cannot serve downloads from {type(store).__name__}")
+
+    def serve(key: str) -> Response:
+        if isinstance(store, S3Store):
+            if not store.exists(key):
+                return _text(404, f"not found: {key}")
+            return RedirectResponse(store.presigned_url(key, presign_seconds), status_code=307, headers=NO_STORE)
+        path = store.path(key)
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return _text(404, f"not found: {key}")
+        if not S_ISREG(stat.st_mode) or path.name.startswith(".tmp-"):  # a write in progress
+            return _text(404, f"not found: {key}")
+        return FileResponse(path, stat_result=stat)
+
+    def download(request: Request) -> Response:
+        key: str = request.path_params["key"]
+        try:
+            check_key(key)
+        except BadKey as exc:
+            return _text(400, str(exc))
+        if not key.startswith(SERVED_PREFIXES):
+            return _text(404, f"not found: {key} (served: {', '.join(SERVED_PREFIXES)})")
+        return serve(key)
+
+    def latest(request: Request) -> Response:
+        layer: str = request.path_params["layer"]
+        partition_key: str = request.path_params["partition_key"]
+        if layer not in LAYERS:
+            return _text(404, f"unknown layer {layer!r} (layers: {', '.join(LAYERS)})")
+        try:
+            check_key(partition_key)
+        except BadKey as exc:
+            return _text(400, str(exc))
+        pointer: dict[str, Any] | None = get_json(store, latest_key(layer, partition_key))
+        if pointer is None:
+            return _text(404, f"no good output for {layer} {partition_key}")
+        files: dict[str, str] = pointer.get("files") or {}
+        role = request.query_params.get("file", "output")
+        if role not in files:
+            return _text(404, f"no file {role!r} for {layer} {partition_key} (files: {', '.join(sorted(files))})")
+        # A relative Location keeps the redirect right behind a proxy that rewrites the host.
+        target = request.scope.get("root_path", "") + "/download/" + quote(files[role], safe="/")
+        return RedirectResponse(target, status_code=307, headers=NO_STORE)
+
+    return [
+        Route("/download/{key:path}", download, methods=["GET", "HEAD"], name="download"),
+        Route("/latest/{layer}/{partition_key:path}", latest, methods=["GET", "HEAD"], name="latest"),
+    ]
