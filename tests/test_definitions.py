@@ -21,8 +21,8 @@ def test_definitions_have_the_layer_assets_checks_jobs_schedule_and_sensor(tmp_p
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "source_catalog", "addresses", "parcels", "buildings", "centerlines", "set_progress"}
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert ("addresses", "address_quality") in checks and ("parcels", "count_not_down") in checks
-    assert ("parcels", "address_quality") not in checks
+    assert {name for layer, name in checks if layer == "parcels"} == {"output_valid", "output_quality"}
+    assert ("addresses", "output_quality") in checks
     for job in ("source_catalog_job", "launch_changed_entries", "addresses_job", "accept_held_run"):
         defs.resolve_job_def(job)
     assert defs.resolve_schedule_def("weekly_set").cron_schedule == "0 3 * * 6"

@@ -69,10 +69,13 @@ def test_example_partitions_materialize_with_outputs_metadata_and_checks(tmp_pat
         assert city.metadata["preview"].value.startswith("![preview](")
         assert city.tags["dagster/data_version"] == city.metadata["entry_version"].value
         assert legacy.metadata["status"].value == "skipped"
-        checks = {(e.partition, e.check_name): e.passed for e in result.get_asset_check_evaluations()}
-        assert checks[(f"{EXAMPLE_KEY}/city", "features_present")]
-        assert checks[(f"{EXAMPLE_KEY}/city", "geometry_valid")]
-        assert checks[(f"{EXAMPLE_KEY}/city", "address_quality")]
+        checks = {(e.partition, e.check_name): e for e in result.get_asset_check_evaluations()}
+        city_key = f"{EXAMPLE_KEY}/city"
+        valid, quality = checks[(city_key, "output_valid")], checks[(city_key, "output_quality")]
+        assert valid.passed and valid.metadata["features_present"].value and valid.metadata["geometry_valid"].value
+        assert valid.severity == dg.AssetCheckSeverity.ERROR and quality.severity == dg.AssetCheckSeverity.WARN
+        assert quality.passed and quality.metadata["address_quality"].value
+        assert {e.partition for e in checks.values()} == {f"{EXAMPLE_KEY}/city"}  # skipped: nothing to check
         pointer = get_json(store, keys.latest_key("addresses", f"{EXAMPLE_KEY}/city"))
         assert store.exists(pointer["files"]["output"])
         assert store.exists(f"{pointer['prefix']}/{keys.MANIFEST}")
@@ -128,7 +131,12 @@ def test_a_collapse_is_stored_but_held_until_accepted(tmp_path: Path) -> None:
         event = result.get_asset_materialization_events()[0].event_specific_data.materialization
         assert event.metadata["status"].value == "held"
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-        assert not checks["promoted"].passed and not checks["count_not_down"].passed
+        quality = checks["output_quality"]
+        assert checks["output_valid"].passed and not quality.passed
+        assert not quality.metadata["promoted"].value and not quality.metadata["count_not_down"].value
+        assert quality.metadata["address_quality"].value
+        assert "down 85% from the previous materialization (20)" in quality.description
+        assert "quality gate held: feature count fell 85%" in quality.description
         assert get_json(store, keys.latest_key("addresses", "us/xx/a/city")) == good
         held = get_json(store, keys.held_key("addresses", "us/xx/a/city"))
         assert "feature count fell 85%" in held["reasons"][0]

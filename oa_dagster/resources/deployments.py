@@ -57,7 +57,7 @@ def s3_resources(bucket: str, *, prefix: str = "", endpoint_url: str | None = No
                  s3_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     from dagster_aws.s3 import S3Resource
 
-    from .store import S3OutputStore
+    from .store_s3 import S3OutputStore
 
     s3 = S3Resource(endpoint_url=endpoint_url, region_name=region_name, **(s3_kwargs or {}))
     return {"s3": s3, "store": S3OutputStore(s3=s3, bucket=bucket, prefix=prefix, public_url=public_url,

@@ -1,12 +1,15 @@
-"""The output store as a Dagster resource: a local directory or an S3 bucket (any endpoint URL)."""
+"""The output store as a Dagster resource: a local directory here, an S3 bucket in `store_s3.py`.
+
+The S3 one lives apart because importing dagster-aws costs ~0.5 s, paid by every run process that loads the
+code location: a local deployment never needs it.
+"""
 
 
 from abc import ABC, abstractmethod
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
-from oa_dagster.platform.store import LocalStore, OutputStore, S3Store
+from oa_dagster.platform.store import LocalStore, OutputStore
 
 
 class OutputStoreResource(dg.ConfigurableResource, ABC):
@@ -24,17 +27,3 @@ class LocalOutputStore(OutputStoreResource):
 
     def get_store(self) -> OutputStore:
         return LocalStore(self.root, base_url=self.base_url)
-
-
-class S3OutputStore(OutputStoreResource):
-    """Outputs in a bucket through dagster-aws's `S3Resource` (AWS, MinIO, R2, moto...)."""
-
-    s3: dg.ResourceDependency[S3Resource]
-    bucket: str
-    prefix: str = ""
-    public_url: str | None = None  # public bucket/CDN base: metadata links are stable forever
-    download_url: str | None = None  # the webhook app's /download base, which redirects to a presigned URL
-
-    def get_store(self) -> OutputStore:
-        return S3Store(self.s3.get_client(), self.bucket, self.prefix, public_url=self.public_url,
-                       download_url=self.download_url)
