@@ -17,7 +17,6 @@ step's thread writes the events of those done, so the writes overlap the next en
 import logging
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.sources.model import LAYERS
 
+from .background import in_background
 from .catalog import source_catalog
 from .layer_checks import check_specs, evaluate_checks
 from .layer_metadata import entry_metadata, failure_metadata, read_sample
@@ -184,26 +184,19 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
         if failure:
             failures.append(failure)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"oa-{layer}") as worker:
-        def submit(batch: list[str]) -> list[tuple[str, Future[dict[str, Any]]]]:
-            return [(k, worker.submit(process_partition, context, layer, k, catalog, store, processing))
-                    for k in batch]
+    def process(key: str) -> dict[str, Any]:
+        return process_partition(context, layer, key, catalog, store, processing)
 
-        try:
-            retry: list[str] = []
-            for key, future in submit(keys_):
-                result = future.result()
-                if _worth_retrying(result):  # one more try after the others: a server's hiccup may be over
-                    retry.append(key)
-                else:
-                    record(key, result)
-            if retry:
-                context.log.info(f"{layer}: second attempt for {len(retry)} entries whose download failed")
-            for key, future in submit(retry):
-                record(key, future.result())
-        except BaseException:
-            worker.shutdown(cancel_futures=True)
-            raise
+    retry: list[str] = []
+    for key, result in in_background(process, keys_, name=f"oa-{layer}"):
+        if _worth_retrying(result):  # one more try after the others: a server's hiccup may be over
+            retry.append(key)
+        else:
+            record(key, result)
+    if retry:
+        context.log.info(f"{layer}: second attempt for {len(retry)} entries whose download failed")
+    for key, result in in_background(process, retry, name=f"oa-{layer}-retry"):
+        record(key, result)
     context.log.info(f"{layer}: {len(keys_) - len(failures)} of {len(keys_)} entries materialized")
     if failures:
         raise dg.Failure(
