@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import dagster as dg
-import pytest
 
 from oa_dagster.platform import keys
 from oa_dagster.platform.store import S3Store, get_json
 from oa_dagster.resources.deployments import local_resources, s3_resources
 from tests.platform_helpers import materialize_catalog, materialize_range
-
-CREDS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+from tests.servers.fixtures import MOTO_CREDS
 
 
 def _bucket(url: str, name: str) -> S3Store:
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **CREDS)
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **MOTO_CREDS)
     client.create_bucket(Bucket=name)
     return S3Store(client, name, "oa")
 
@@ -54,7 +40,7 @@ def test_example_entries_materialize_into_s3_and_download_from_there(moto_url: s
     store = _bucket(moto_url, "oa-results")
     resources = {**local_resources(tmp_path / "unused", preview=False),
                  **s3_resources("oa-results", prefix="oa", endpoint_url=moto_url, region_name="us-east-1",
-                                public_url="https://data.example.org", s3_kwargs=CREDS)}
+                                public_url="https://data.example.org", s3_kwargs=MOTO_CREDS)}
     key = "us/ca/berkeley_example/county"
     with dg.instance_for_test() as instance:
         materialize_catalog(instance, resources)

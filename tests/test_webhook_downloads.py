@@ -17,23 +17,13 @@ from oa_dagster.cli import main
 from oa_dagster.platform import keys
 from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, put_json
 from oa_dagster.webhook.app import create_app
+from tests.servers.fixtures import MOTO_CREDS
 
-CREDS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 ENTRY = "us/ca/example/city"
 OUTPUT = f"runs/addresses/{ENTRY}/r1/out.geojson"
 STATE = f"runs/addresses/{ENTRY}/r1/state.json"
 DATA = b'{"type":"Feature","properties":{"number":"1"},"geometry":null}\n' * 100
 
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
@@ -69,7 +59,7 @@ def _publish(store: OutputStore) -> None:
 
 
 def _s3_store(url: str, bucket: str) -> S3Store:
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **CREDS)
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **MOTO_CREDS)
     client.create_bucket(Bucket=bucket)
     return S3Store(client, bucket, "oa", download_url="https://oa.example.org/download")
 

@@ -42,3 +42,18 @@ def ftp_server(ftp_root: Path) -> Iterator[FTPTestServer]:
     server = FTPTestServer(ftp_root).start()
     yield server
     server.stop()
+
+
+MOTO_CREDS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's S3 server over HTTP; tests create their own buckets (credentials: `MOTO_CREDS`)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
