@@ -86,6 +86,9 @@ def baseline_seconds(sources: Path, scratch: Path) -> float:
         for entry in source.entries:
             out = scratch / "out"
             state = run_entry(entry, out, preview=settings.preview, fetch_options=settings.fetch_options())
+            if not state.files.get("output"):  # a failed entry would make the baseline cheaper than the work
+                raise RuntimeError(f"baseline: {entry.source_key}/{entry.name}: {state.source_problem}: "
+                                   f"{state.problem_detail}")
             publish_run(store, state.to_dict(), out, "baseline", entry_key=f"{entry.source_key}/{entry.name}",
                         entry_version="baseline")
             shutil.rmtree(out)
@@ -205,30 +208,31 @@ def main() -> int:
     SlowHandler.latency = args.latency
     threading.Thread(target=server.serve_forever, daemon=True).start()
     shutil.rmtree(www)
-    sources = make_sources(base, args.entries, args.rows, f"http://127.0.0.1:{server.server_port}")
-    home = base / "home"
-    home.mkdir()
-    config = (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
-    config = config.replace("max_concurrent_runs: 2", f"max_concurrent_runs: {args.concurrency}")
-    config = config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5")
+    daemon: subprocess.Popen[bytes] | None = None
     drop_database = None
-    if args.storage == "postgres":
-        url, drop_database = postgres_database()
-        config += f"storage:\n  postgres:\n    postgres_url: {url}\n"
-    (home / "dagster.yaml").write_text(config)
-    args.baseline = baseline_seconds(sources, base / "baseline")
-    print(f"baseline: {args.entries} entries processed and published in {args.baseline:.1f} s without Dagster",
-          flush=True)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "OA_ENV": "local", "OA_DATA_DIR": str(base / "data"),
-           "OA_SOURCES_DIR": str(sources)}
-    settings: dict[str, int] = {}
-    if args.batch_max_entries:
-        env["OA_BATCH_MAX_ENTRIES"] = str(args.batch_max_entries)
-        settings["batch_max_entries"] = args.batch_max_entries
-    daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
-                               str(ROOT / "workspace.yaml")], cwd=ROOT, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=(base / "daemon.log").open("wb"))
     try:
+        sources = make_sources(base, args.entries, args.rows, f"http://127.0.0.1:{server.server_port}")
+        home = base / "home"
+        home.mkdir()
+        config = (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
+        config = config.replace("max_concurrent_runs: 2", f"max_concurrent_runs: {args.concurrency}")
+        config = config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5")
+        if args.storage == "postgres":
+            url, drop_database = postgres_database()
+            config += f"storage:\n  postgres:\n    postgres_url: {url}\n"
+        (home / "dagster.yaml").write_text(config)
+        args.baseline = baseline_seconds(sources, base / "baseline")
+        print(f"baseline: {args.entries} entries processed and published in {args.baseline:.1f} s without Dagster",
+              flush=True)
+        env = {**os.environ, "DAGSTER_HOME": str(home), "OA_ENV": "local", "OA_DATA_DIR": str(base / "data"),
+               "OA_SOURCES_DIR": str(sources)}
+        settings: dict[str, int] = {}
+        if args.batch_max_entries:
+            env["OA_BATCH_MAX_ENTRIES"] = str(args.batch_max_entries)
+            settings["batch_max_entries"] = args.batch_max_entries
+        daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
+                                   str(ROOT / "workspace.yaml")], cwd=ROOT, env=env, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=(base / "daemon.log").open("wb"))
         resources = local_resources(base / "data", sources, **settings)
         reports = []
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -243,13 +247,13 @@ def main() -> int:
             return 1
         return 0
     finally:
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait()
+        if daemon is not None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
         server.shutdown()
         if drop_database:
             drop_database()
         shutil.rmtree(base, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import pytest
 
 from oa_dagster.platform import keys
 from oa_dagster.platform.store import LocalStore, get_json
@@ -225,3 +227,38 @@ def test_previous_counts_are_the_latest_materializations_of_the_runs_keys(tmp_pa
         assert meta["previous_feature_count"].value == 6 and meta["feature_count"].value == 5
         assert previous_counts(instance, "addresses", ["us/xx/a/city", "us/xx/b/city"]) == {
             "us/xx/a/city": 5, "us/xx/b/city": 4}
+
+
+def test_an_unexpected_error_in_one_entry_fails_only_that_entry(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import oa_dagster.assets.layers as layers
+
+    sources = tmp_path / "sources"
+    write_csv(tmp_path / "a.csv", 5)
+    for name in ("a", "b", "c"):
+        write_source(sources, f"us/xx/{name}", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    real_publish = layers.publish_run
+
+    def publish(store: Any, state: dict[str, Any], *args: Any, entry_key: str, **kwargs: Any) -> Any:
+        if entry_key == "us/xx/b/city":
+            raise ConnectionError("store unreachable")
+        return real_publish(store, state, *args, entry_key=entry_key, **kwargs)
+
+    monkeypatch.setattr(layers, "publish_run", publish)
+    resources = local(tmp_path, sources)
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        result = materialize_range(instance, resources, "addresses", "us/xx/a/city", "us/xx/c/city")
+        assert not result.success
+        failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+        assert failure.description.startswith("1 of 3 addresses entries failed")
+        assert "us/xx/b/city: Could not process or publish the entry: unexpected ConnectionError" in \
+            failure.description
+        status = instance.get_status_by_partition(dg.AssetKey("addresses"), ["us/xx/a/city", "us/xx/b/city",
+                                                  "us/xx/c/city"], dg.DynamicPartitionsDefinition(name="addresses"))
+        assert status == {"us/xx/a/city": dg.AssetPartitionStatus.MATERIALIZED,
+                          "us/xx/b/city": dg.AssetPartitionStatus.FAILED,
+                          "us/xx/c/city": dg.AssetPartitionStatus.MATERIALIZED}
+        errors = [e.user_message for e in instance.all_logs(result.run_id)
+                  if e.dagster_event is None and e.level >= logging.ERROR]
+        assert any(m.startswith("us/xx/b/city: unexpected ConnectionError") and "Traceback" in m for m in errors)

@@ -102,10 +102,12 @@ def test_local_store_serves_the_file(tmp_path: Path, serve: Callable[[Starlette]
 
     response = requests.get(f"{base}/download/{OUTPUT}", allow_redirects=False, timeout=10)
     assert response.status_code == 200 and response.content == DATA
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Security-Policy"] == "sandbox" and "Cache-Control" not in response.headers
     head = requests.head(f"{base}/download/{OUTPUT}", timeout=10)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(DATA) and head.content == b""
     pointer = requests.get(f"{base}/download/{keys.latest_key('addresses', ENTRY)}", timeout=10)
-    assert pointer.json()["files"]["output"] == OUTPUT
+    assert pointer.json()["files"]["output"] == OUTPUT and pointer.headers["Cache-Control"] == "no-cache"
 
     health = requests.get(f"{base}/health", timeout=10)
     assert health.json() == {"ok": True, "store": str(tmp_path / "data")}

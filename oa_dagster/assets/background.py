@@ -1,8 +1,10 @@
 """Process a run's entries in a background thread while the step's thread records the finished ones.
 
-A daemon thread rather than a thread pool: when a run is terminated (`dagster/max_runtime`, a cancel in the
-UI) the step's thread stops at once, and the entry in progress must not hold the process open until its
-download ends (a pool's threads are joined at interpreter exit).
+The worker starts an entry when the step takes the previous one, so it is never more than one finished entry
+ahead: an entry published but not recorded (no materialization yet) is lost to Dagster if the run stops.
+A daemon thread, not a pool: a terminated run (`dagster/max_runtime`, a cancel in the UI) must not be held
+open by a download. When the consumer stops, `cancelled` is set; the entry in hand sees it through its
+progress callback (`raise_if_cancelled`), unwinds its temporary directories and the thread ends.
 """
 
 from __future__ import annotations
@@ -10,30 +12,56 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+JOIN_SECONDS = 10.0  # how long a stopping consumer waits for the entry in hand to unwind
 
 
-def in_background(func: Callable[[str], T], keys: Iterable[str], *, name: str = "oa-entries"
+class Cancelled(BaseException):
+    """Raised inside an entry's processing once the run stopped consuming (a BaseException: nothing that
+    catches errors to record them as a source problem may swallow it)."""
+
+
+def raise_if_cancelled(cancelled: threading.Event) -> Callable[..., None]:
+    """A progress callback for `run_entry` that stops the entry when the run has stopped."""
+
+    def progress(*_: Any) -> None:
+        if cancelled.is_set():
+            raise Cancelled()
+
+    return progress
+
+
+def in_background(func: Callable[[str, threading.Event], T], keys: Iterable[str], *, name: str = "oa-entries"
                   ) -> Iterator[tuple[str, T]]:
-    """Yield `(key, func(key))` in order while the next keys are already being computed.
+    """Yield `(key, func(key, cancelled))` in order while the next key is already being computed.
 
-    An exception in `func` is raised here, at its key, and no further key is started; when the consumer
-    stops early, the thread finishes the key in hand and starts no other.
+    An exception in `func` is raised here, at its key, and no further key is started. Close the generator
+    (`contextlib.closing`) when stopping early: that sets `cancelled` and waits up to `JOIN_SECONDS` for
+    the entry in hand.
     """
     keys = list(keys)
     done: queue.SimpleQueue[tuple[str, T | None, BaseException | None]] = queue.SimpleQueue()
-    stop = threading.Event()
+    cancelled = threading.Event()
+    turn = threading.Semaphore(1)  # released when the consumer takes a result: the worker starts the next key
+
+    def my_turn() -> bool:
+        while not cancelled.is_set():
+            if turn.acquire(timeout=0.2):
+                return True
+        return False
 
     def work() -> None:
         for key in keys:
-            if stop.is_set():
+            if not my_turn():
                 return
             try:
-                done.put((key, func(key), None))
+                item: tuple[str, T | None, BaseException | None] = (key, func(key, cancelled), None)
             except BaseException as exc:  # handed to the consumer, which re-raises it
-                done.put((key, None, exc))
+                item = (key, None, exc)
+            done.put(item)
+            if item[2] is not None:
                 return
 
     thread = threading.Thread(target=work, name=name, daemon=True)
@@ -41,8 +69,10 @@ def in_background(func: Callable[[str], T], keys: Iterable[str], *, name: str = 
     try:
         for _ in keys:
             key, value, error = done.get()
+            turn.release()
             if error is not None:
                 raise error
             yield key, value  # type: ignore[misc]
     finally:
-        stop.set()
+        cancelled.set()
+        thread.join(JOIN_SECONDS)

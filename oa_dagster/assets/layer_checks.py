@@ -1,6 +1,6 @@
 """Asset checks of the layer assets, evaluated per entry from the stats gathered while publishing.
 
-Two checks per entry, not one per condition: every evaluation is an event-log write (~10-20 ms on SQLite,
+Two checks per entry, not one per condition: every evaluation is an event-log write (~15-25 ms on SQLite here,
 as much as processing a small source), and a set writes one per check per entry. The ERROR check holds what
 makes an output wrong, the WARN check what makes it suspicious; each condition's verdict is in the
 evaluation's metadata and the failed ones are named in its description.

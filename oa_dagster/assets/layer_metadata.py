@@ -10,6 +10,8 @@ from typing import Any
 
 import dagster as dg
 
+from oa_dagster.platform.keys import MANIFEST
+
 INLINE_PREVIEW_BYTES = 48_000  # a local store has no web URL: small previews are inlined so the UI shows them
 SAMPLE_ROWS = 10
 
@@ -71,7 +73,7 @@ def entry_metadata(result: dict[str, Any], store: Any, catalog: dict[str, Any], 
         "engine_version": result.get("engine_version") or "",
         "catalog_id": catalog["id"],
         "set": set_id,
-        "run_files": dg.MetadataValue.path(store.url(published.prefix)),
+        "url_manifest": dg.MetadataValue.url(store.url(f"{published.prefix}/{MANIFEST}")),  # lists the run's files
         "files": dg.MetadataValue.json({role: store.url(k) for role, k in published.file_keys.items()}),
         "licence": licence.get("text") or licence.get("url") or "",
         "attribution": entry.attribution or "",

@@ -16,7 +16,10 @@ step's thread writes the events of those done, so the writes overlap the next en
 
 import logging
 import tempfile
+import threading
 import time
+import traceback
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.sources.model import LAYERS
 
-from .background import in_background
+from .background import in_background, raise_if_cancelled
 from .catalog import source_catalog
 from .layer_checks import check_specs, evaluate_checks
 from .layer_metadata import entry_metadata, failure_metadata, read_sample
@@ -106,34 +109,52 @@ class _Buffered:
         self.lines.append((level, message))
 
 
-def process_partition(context: dg.AssetExecutionContext, layer: str, key: str, catalog: dict[str, Any],
-                      store: Any, processing: ProcessingSettings) -> dict[str, Any]:
-    """Run one entry and publish it; returns its state dict plus `published` (or a catalog problem).
+def process_partition(run_id: str, layer: str, key: str, catalog: dict[str, Any], store: Any,
+                      processing: ProcessingSettings, cancelled: threading.Event | None = None) -> dict[str, Any]:
+    """Run one entry and publish it; returns its state dict plus `published` (or the problem that stopped it).
 
     Runs in the step's worker thread, so it writes nothing to the event log: warnings come back in `log_lines`.
+    An unexpected error (the store unreachable, a bad catalog) becomes this entry's problem, not the run's.
     """
     from oa_dagster.platform.catalog import entry_from_catalog
-    from oa_dagster.process import run_entry
     from oa_dagster.sources import SourceInvalid, has_coverage
 
     try:
         entry = entry_from_catalog(catalog, layer, key)
+        coverage_ok = has_coverage(catalog["sources"][entry.source_key]["data"])
     except (KeyError, SourceInvalid, LookupError) as exc:
         return {"source_problem": "Source is not in the catalog", "problem_detail": str(exc), "published": None}
-    source_data = catalog["sources"][entry.source_key]["data"]
     lines = _Buffered()
+    try:
+        result = _process_and_publish(run_id, entry, coverage_ok, catalog, store, processing, lines, cancelled)
+    except Exception as exc:
+        detail = f"unexpected {type(exc).__name__} while processing or publishing: {exc}"
+        lines.log(logging.ERROR, f"{key}: {detail}\n{traceback.format_exc()}")
+        result = {"source_problem": "Could not process or publish the entry", "problem_detail": detail,
+                  "published": None}
+    result["entry"] = entry
+    result["log_lines"] = lines.lines
+    return result
+
+
+def _process_and_publish(run_id: str, entry: Any, coverage_ok: bool, catalog: dict[str, Any], store: Any,
+                         processing: ProcessingSettings, lines: _Buffered,
+                         cancelled: threading.Event | None) -> dict[str, Any]:
+    from oa_dagster.process import run_entry
+
+    key, layer = entry.key, entry.layer
     with tempfile.TemporaryDirectory(prefix="oa-run-", dir=processing.work_dir) as tmp:
         state = run_entry(entry, Path(tmp), preview=processing.preview, fetch_options=processing.fetch_options(),
-                          coverage_ok=has_coverage(source_data), log=entry_logger(lines, key))
+                          coverage_ok=coverage_ok,
+                          log=entry_logger(lines, key),
+                          progress=raise_if_cancelled(cancelled) if cancelled is not None else None)
         result = state.to_dict()
         started = time.perf_counter()
-        result["published"] = publish_run(store, result, Path(tmp), context.run.run_id, entry_key=key,
+        result["published"] = publish_run(store, result, Path(tmp), run_id, entry_key=key,
                                           entry_version=catalog["entries"][layer][key]["version"],
                                           max_drop=processing.max_drop)
         result.update(read_sample(Path(tmp), state.files))
         result["publish_seconds"] = time.perf_counter() - started
-    result["entry"] = entry
-    result["log_lines"] = lines.lines
     return result
 
 
@@ -166,7 +187,7 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
               processing: ProcessingSettings) -> None:
     """Process the run's entries in a worker thread while this thread writes the finished ones' events.
 
-    Event writes cost ~10-20 ms each on SQLite, as much as a small source's processing; pipelined, they overlap
+    Event writes cost ~15-25 ms each on SQLite, as much as a small source's processing; pipelined, they overlap
     the next entry's download (mostly waiting on a server) instead of adding to it.
     """
     store = store_resource.get_store()
@@ -184,19 +205,24 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
         if failure:
             failures.append(failure)
 
-    def process(key: str) -> dict[str, Any]:
-        return process_partition(context, layer, key, catalog, store, processing)
+    run_id = context.run.run_id  # the worker thread gets plain values, never the context
 
-    retry: list[str] = []
-    for key, result in in_background(process, keys_, name=f"oa-{layer}"):
-        if _worth_retrying(result):  # one more try after the others: a server's hiccup may be over
-            retry.append(key)
-        else:
+    def process(key: str, cancelled: threading.Event) -> dict[str, Any]:
+        return process_partition(run_id, layer, key, catalog, store, processing, cancelled)
+
+    first_lines: dict[str, list[tuple[int, str]]] = {}
+    with closing(in_background(process, keys_, name=f"oa-{layer}")) as entries:
+        for key, result in entries:
+            if _worth_retrying(result):  # one more try after the others: a server's hiccup may be over
+                first_lines[key] = result.get("log_lines") or []
+            else:
+                record(key, result)
+    if first_lines:
+        context.log.info(f"{layer}: second attempt for {len(first_lines)} entries whose download failed")
+    with closing(in_background(process, list(first_lines), name=f"oa-{layer}-retry")) as entries:
+        for key, result in entries:
+            result["log_lines"] = first_lines[key] + (result.get("log_lines") or [])
             record(key, result)
-    if retry:
-        context.log.info(f"{layer}: second attempt for {len(retry)} entries whose download failed")
-    for key, result in in_background(process, retry, name=f"oa-{layer}-retry"):
-        record(key, result)
     context.log.info(f"{layer}: {len(keys_) - len(failures)} of {len(keys_)} entries materialized")
     if failures:
         raise dg.Failure(

@@ -22,6 +22,8 @@ from oa_dagster.sources.model import LAYERS
 SERVED_PREFIXES = ("runs/", "latest/", "catalog/", "sets/", "jobs/")
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 limit
 NO_STORE = {"Cache-Control": "no-store"}
+# Files come from sources (cache.<ext> may be XML, HTML...): never sniffed or run as active content here.
+FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
 
 
 class BadKey(ValueError):
@@ -62,7 +64,8 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
             return _text(404, f"not found: {key}")
         if not S_ISREG(stat.st_mode) or path.name.startswith(".tmp-"):  # a write in progress
             return _text(404, f"not found: {key}")
-        return FileResponse(path, stat_result=stat)
+        headers = {**FILE_HEADERS, **({"Cache-Control": "no-cache"} if key.startswith("latest/") else {})}
+        return FileResponse(path, stat_result=stat, headers=headers)
 
     def download(request: Request) -> Response:
         key: str = request.path_params["key"]
