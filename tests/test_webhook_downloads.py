@@ -176,3 +176,18 @@ def test_serve_command(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatc
     assert str(tmp_path / "data") in capsys.readouterr().out
     assert main(["serve", "--presign-seconds", "0"]) == 2
     assert "presign seconds" in capsys.readouterr().err
+
+
+def test_a_store_that_refuses_is_a_502_not_a_404(moto_url: str, serve: Callable[[Starlette], str]) -> None:
+    from botocore.stub import Stubber
+
+    store = _s3_store(moto_url, "refusing")
+    base = serve(create_app(store))
+    with Stubber(store.client) as stub:  # the bucket's policy now denies this role
+        stub.add_client_error("head_object", service_error_code="AccessDenied", http_status_code=403)
+        stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+        denied = requests.get(f"{base}/download/{OUTPUT}", allow_redirects=False, timeout=10)
+        assert denied.status_code == 502 and "AccessDenied" in denied.text
+        pointer = requests.get(f"{base}/latest/addresses/{ENTRY}", allow_redirects=False, timeout=10)
+        assert pointer.status_code == 502 and "AccessDenied" in pointer.text
+    assert requests.get(f"{base}/download/{OUTPUT}", allow_redirects=False, timeout=10).status_code == 404

@@ -7,6 +7,7 @@ Only the published parts of the layout are served (`held/` runs wait for an oper
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from stat import S_ISREG
 from typing import Any
 from urllib.parse import quote
@@ -45,6 +46,20 @@ def _text(status: int, message: str) -> PlainTextResponse:
     return PlainTextResponse(message + "\n", status_code=status, headers=NO_STORE)
 
 
+class StoreUnavailable(Exception):
+    """The store refused or failed a request (credentials, permissions, outage): a 502, never a 404."""
+
+
+def _store_call(call: Any, *args: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call(*args)
+    except (ClientError, BotoCoreError, OSError) as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        raise StoreUnavailable(f"the store could not answer ({code})") from exc
+
+
 def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[Route]:
     """The routes, bound to one store; `presign_seconds` is how long each redirect target stays valid."""
     if not 1 <= presign_seconds <= MAX_PRESIGN_SECONDS:
@@ -54,14 +69,17 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
 
     def serve(key: str) -> Response:
         if isinstance(store, S3Store):
-            if not store.exists(key):
+            if not _store_call(store.exists, key):
                 return _text(404, f"not found: {key}")
-            return RedirectResponse(store.presigned_url(key, presign_seconds), status_code=307, headers=NO_STORE)
+            url = _store_call(store.presigned_url, key, presign_seconds)
+            return RedirectResponse(url, status_code=307, headers=NO_STORE)
         path = store.path(key)
         try:
             stat = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             return _text(404, f"not found: {key}")
+        except OSError as exc:
+            raise StoreUnavailable(f"the store could not answer ({type(exc).__name__})") from exc
         if not S_ISREG(stat.st_mode) or path.name.startswith(".tmp-"):  # a write in progress
             return _text(404, f"not found: {key}")
         headers = {**FILE_HEADERS, **({"Cache-Control": "no-cache"} if key.startswith("latest/") else {})}
@@ -86,7 +104,7 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
             check_key(partition_key)
         except BadKey as exc:
             return _text(400, str(exc))
-        pointer: dict[str, Any] | None = get_json(store, latest_key(layer, partition_key))
+        pointer: dict[str, Any] | None = _store_call(get_json, store, latest_key(layer, partition_key))
         if pointer is None:
             return _text(404, f"no good output for {layer} {partition_key}")
         files: dict[str, str] = pointer.get("files") or {}
@@ -97,6 +115,16 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
         target = request.scope.get("root_path", "") + "/download/" + quote(files[role], safe="/")
         return RedirectResponse(target, status_code=307, headers=NO_STORE)
 
+    def answering_502(endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def guarded(request: Request) -> Response:
+            try:
+                return endpoint(request)
+            except StoreUnavailable as exc:
+                return _text(502, str(exc))
+
+        return guarded
+
+    download, latest = answering_502(download), answering_502(latest)
     return [
         Route("/download/{key:path}", download, methods=["GET", "HEAD"], name="download"),
         Route("/latest/{layer}/{partition_key:path}", latest, methods=["GET", "HEAD"], name="latest"),
