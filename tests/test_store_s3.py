@@ -7,9 +7,10 @@ from pathlib import Path
 
 import boto3
 import dagster as dg
+import pytest
 
 from oa_dagster.platform import keys
-from oa_dagster.platform.store import S3Store, get_json
+from oa_dagster.platform.store import LocalStore, S3Store, get_json
 from oa_dagster.resources.deployments import local_resources, s3_resources
 from tests.platform_helpers import materialize_catalog, materialize_range
 from tests.servers.fixtures import MOTO_CREDS
@@ -55,3 +56,11 @@ def test_example_entries_materialize_into_s3_and_download_from_there(moto_url: s
                               all_files=False)
     assert cmd_download(args, store=store) == 0
     assert (tmp_path / "dl" / "out.geojson").stat().st_size == pointer["sizes"]["output"]
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/./b", "a/../b", "..", "a/b/", "a\x00b"])
+def test_both_stores_refuse_keys_that_escape_or_mean_different_objects(moto_url: str, tmp_path: Path,
+                                                                       key: str) -> None:
+    for store in (LocalStore(tmp_path), _bucket(moto_url, "refuse")):
+        with pytest.raises(ValueError, match="bad key"):
+            store.put_bytes(key, b"x")

@@ -42,9 +42,14 @@ def get_json(store: OutputStore, key: str) -> Any | None:
     return None if raw is None else json.loads(raw)
 
 
-def _check_key(key: str) -> str:
-    if not key or key.startswith("/") or ".." in key.split("/"):
-        raise ValueError(f"bad store key {key!r}")
+def check_key(key: str) -> str:
+    """Refuse keys that could leave the store, or that name one object on disk and another on S3.
+
+    `..`, a leading `/`, empty or `.` segments and NUL bytes are all refused.
+    """
+    parts = key.split("/")
+    if not key or "\x00" in key or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"bad key {key!r}: empty, absolute, or with an empty, '.' or '..' segment")
     return key
 
 
@@ -56,7 +61,7 @@ class LocalStore:
         self.base_url = base_url.rstrip("/") if base_url else None
 
     def path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+        return self.root / check_key(key)
 
     def _atomic(self, key: str, write: Callable[[Path], None]) -> None:
         target = self.path(key)
@@ -131,7 +136,7 @@ class S3Store:
         self.download_url = download_url.rstrip("/") if download_url else None
 
     def _key(self, key: str) -> str:
-        return self.prefix + _check_key(key)
+        return self.prefix + check_key(key)
 
     def put_file(self, key: str, path: Path) -> None:
         self.client.upload_file(str(path), self.bucket, self._key(key))

@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from oa_dagster.platform.keys import latest_key
-from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, _check_key, get_json
+from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, check_key, get_json
 from oa_dagster.sources.model import LAYERS
 
 SERVED_PREFIXES = ("runs/", "latest/", "catalog/", "sets/", "jobs/")
@@ -25,21 +25,6 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 limit
 NO_STORE = {"Cache-Control": "no-store"}
 # Files come from sources (cache.<ext> may be XML, HTML...): never sniffed or run as active content here.
 FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
-
-
-class BadKey(ValueError):
-    """A key the store would refuse or that could escape it; answered with 400."""
-
-
-def check_key(key: str) -> str:
-    """The store's own check plus empty and `.` segments, which name a different object on S3 than on disk."""
-    try:
-        _check_key(key)
-    except ValueError:
-        raise BadKey(f"bad key {key!r}: empty, absolute or with '..'") from None
-    if any(part in ("", ".") for part in key.split("/")) or "\x00" in key:
-        raise BadKey(f"bad key {key!r}: empty or '.' path segment")
-    return key
 
 
 def _text(status: int, message: str) -> PlainTextResponse:
@@ -89,7 +74,7 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
         key: str = request.path_params["key"]
         try:
             check_key(key)
-        except BadKey as exc:
+        except ValueError as exc:
             return _text(400, str(exc))
         if not key.startswith(SERVED_PREFIXES):
             return _text(404, f"not found: {key} (served: {', '.join(SERVED_PREFIXES)})")
@@ -102,7 +87,7 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
             return _text(404, f"unknown layer {layer!r} (layers: {', '.join(LAYERS)})")
         try:
             check_key(partition_key)
-        except BadKey as exc:
+        except ValueError as exc:
             return _text(400, str(exc))
         pointer: dict[str, Any] | None = _store_call(get_json, store, latest_key(layer, partition_key))
         if pointer is None:
