@@ -21,7 +21,7 @@ from oa_dagster.fetch.options import Download, FetchOptions, Throttle
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 TRANSIENT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-              requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+                    requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 
 
 class RetryableError(Exception):

@@ -17,12 +17,13 @@ from typing import Any
 import requests
 
 from oa_dagster.errors import DownloadError, EsriTokenRequired
-from oa_dagster.fetch.http import RETRY_STATUSES, TRANSIENT_ERRORS, make_session, retry_after_seconds
-from oa_dagster.fetch.http import RetryableError as _Transient
+from oa_dagster.fetch.http import RETRY_STATUSES, TRANSIENT_ERRORS, RetryableError, make_session, retry_after_seconds
 from oa_dagster.fetch.options import FetchOptions
 
 TOKEN_CODES = frozenset({498, 499})
 RETRY_ERROR_CODES = frozenset({500, 502, 503, 504})
+
+
 @dataclass
 class LayerInfo:
     """What the dumper needs from `<layer>?f=json`."""
@@ -108,9 +109,10 @@ class ArcGISClient:
         except requests.exceptions.SSLError as exc:
             raise DownloadError(f"TLS certificate verification failed for {url}: {exc}") from exc
         except TRANSIENT_ERRORS as exc:
-            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code in RETRY_STATUSES:
-            raise _Transient(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After")))
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            raise RetryableError(f"HTTP {response.status_code}", wait)
         if response.status_code in TOKEN_CODES or (response.status_code in (401, 403)
                                                    and b"token" in response.content.lower()):
             raise EsriTokenRequired(f"{url}: HTTP {response.status_code}")
@@ -130,7 +132,7 @@ class ArcGISClient:
             try:
                 body = self._once(path, params, post)
                 return self._decode(body, parse, what)
-            except _Transient as exc:
+            except RetryableError as exc:
                 if attempt == options.retries:
                     raise DownloadError(f"ArcGIS {what} failed after {attempt + 1} attempts for "
                                         f"{self.url}: {exc}") from exc
@@ -147,24 +149,24 @@ class ArcGISClient:
             try:
                 return parse(body)
             except ValueError as exc:
-                raise _Transient(f"unusable page ({len(body):,} bytes): {exc}") from exc
+                raise RetryableError(f"unusable page ({len(body):,} bytes): {exc}") from exc
         try:
             payload = json.loads(body)
         except ValueError as exc:  # a dropped connection can leave half a JSON document
-            raise _Transient(f"invalid JSON ({len(body):,} bytes): {exc}") from exc
+            raise RetryableError(f"invalid JSON ({len(body):,} bytes): {exc}") from exc
         error = _error_of(payload)
         if error is not None:
             message = _describe(error)
             if error.get("code") in TOKEN_CODES or "token required" in message.lower():
                 raise EsriTokenRequired(f"{self.url}: {message}")
             if error.get("code") in RETRY_ERROR_CODES:
-                raise _Transient(f"ArcGIS error {message}")
+                raise RetryableError(f"ArcGIS error {message}")
             raise DownloadError(f"ArcGIS {what} failed for {self.url}: {message}")
         if parse is not None:
             try:
                 return parse(body)
             except ValueError as exc:
-                raise _Transient(f"unusable page ({len(body):,} bytes): {exc}") from exc
+                raise RetryableError(f"unusable page ({len(body):,} bytes): {exc}") from exc
         return payload
 
     def metadata(self) -> LayerInfo:
