@@ -63,5 +63,12 @@ def materialize_range(instance: dg.DagsterInstance, resources: dict[str, Any], l
                           tags={RANGE_START: start, RANGE_END: end, **(tags or {})}, raise_on_error=False)
 
 
+def partition_status(instance: dg.DagsterInstance, layer: str, keys: list[str]
+                     ) -> dict[str, dg.AssetPartitionStatus]:
+    """What the UI shows for each of a layer's partitions (materialized, failed, ...)."""
+    return dict(instance.get_status_by_partition(dg.AssetKey(layer), keys,
+                                                 dg.DynamicPartitionsDefinition(name=layer)))
+
+
 def local(tmp: Path, sources: Path | None = None, **settings: Any) -> dict[str, Any]:
     return local_resources(tmp / "data", sources, preview=settings.pop("preview", False), **settings)

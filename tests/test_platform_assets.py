@@ -17,6 +17,7 @@ from tests.platform_helpers import (
     local,
     materialize_catalog,
     materialize_range,
+    partition_status,
     write_csv,
     write_source,
 )
@@ -82,9 +83,8 @@ def test_example_partitions_materialize_with_outputs_metadata_and_checks(tmp_pat
         assert store.exists(pointer["files"]["output"])
         assert store.exists(f"{pointer['prefix']}/{keys.MANIFEST}")
         assert get_json(store, keys.latest_key("addresses", f"{EXAMPLE_KEY}/legacy")) is None
-        status = instance.get_status_by_partition(dg.AssetKey("addresses"), [f"{EXAMPLE_KEY}/city"],
-                                                  dg.DynamicPartitionsDefinition(name="addresses"))
-        assert status[f"{EXAMPLE_KEY}/city"] == dg.AssetPartitionStatus.MATERIALIZED
+        assert partition_status(instance, "addresses", [f"{EXAMPLE_KEY}/city"]) == {
+            f"{EXAMPLE_KEY}/city": dg.AssetPartitionStatus.MATERIALIZED}
 
 
 def test_a_broken_entry_fails_alone_and_keeps_the_previous_good_output(tmp_path: Path) -> None:
@@ -95,7 +95,6 @@ def test_a_broken_entry_fails_alone_and_keeps_the_previous_good_output(tmp_path:
     write_source(sources, "us/xx/flaky", {"addresses": [csv_entry("city", "../../../flaky.csv")]})
     resources = local(tmp_path, sources)
     store = LocalStore(tmp_path / "data")
-    part = dg.DynamicPartitionsDefinition(name="addresses")
     with dg.instance_for_test() as instance:
         materialize_catalog(instance, resources)
         assert materialize_range(instance, resources, "addresses", "us/xx/flaky/city", "us/xx/good/city").success
@@ -105,10 +104,8 @@ def test_a_broken_entry_fails_alone_and_keeps_the_previous_good_output(tmp_path:
         assert not result.success
         failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
         assert "us/xx/flaky/city: Could not download source data" in failure.description
-        status = instance.get_status_by_partition(dg.AssetKey("addresses"), ["us/xx/flaky/city", "us/xx/good/city"],
-                                                  part)
-        assert status == {"us/xx/flaky/city": dg.AssetPartitionStatus.FAILED,
-                          "us/xx/good/city": dg.AssetPartitionStatus.MATERIALIZED}
+        assert partition_status(instance, "addresses", ["us/xx/flaky/city", "us/xx/good/city"]) == {
+            "us/xx/flaky/city": dg.AssetPartitionStatus.FAILED, "us/xx/good/city": dg.AssetPartitionStatus.MATERIALIZED}
         assert get_json(store, keys.latest_key("addresses", "us/xx/flaky/city")) == before
         latest = instance.fetch_materializations(dg.AssetRecordsFilter(
             asset_key=dg.AssetKey("addresses"), asset_partitions=["us/xx/flaky/city"]), limit=1).records[0]
@@ -190,20 +187,15 @@ def test_only_an_entrys_warnings_and_errors_reach_the_event_log(tmp_path: Path) 
         assert "downloaded" in log and "wrote 5 features" in log
 
 
-def test_entry_logger_forwards_warnings_with_the_entry_key() -> None:
-    from oa_dagster.assets.layers import entry_logger
+def test_entry_logger_keeps_warnings_with_the_entry_key() -> None:
+    from oa_dagster.assets.layers import EntryWarnings, entry_logger
 
-    seen: list[tuple[int, str]] = []
-
-    class Target:
-        def log(self, level: int, message: str) -> None:
-            seen.append((level, message))
-
-    log = entry_logger(Target(), "us/xx/a/city")
+    warnings = EntryWarnings("us/xx/a/city")
+    log = entry_logger(warnings)
     log.info("downloaded %s", "x")
     log.warning("coverage missing")
     log.error("Could not download source data: 404")
-    assert seen == [(logging.WARNING, "us/xx/a/city: coverage missing"),
+    assert warnings.lines == [(logging.WARNING, "us/xx/a/city: coverage missing"),
                     (logging.ERROR, "us/xx/a/city: Could not download source data: 404")]
 
 
@@ -254,11 +246,9 @@ def test_an_unexpected_error_in_one_entry_fails_only_that_entry(tmp_path: Path,
         assert failure.description.startswith("1 of 3 addresses entries failed")
         assert "us/xx/b/city: Could not process or publish the entry: unexpected ConnectionError" in \
             failure.description
-        status = instance.get_status_by_partition(dg.AssetKey("addresses"), ["us/xx/a/city", "us/xx/b/city",
-                                                  "us/xx/c/city"], dg.DynamicPartitionsDefinition(name="addresses"))
-        assert status == {"us/xx/a/city": dg.AssetPartitionStatus.MATERIALIZED,
-                          "us/xx/b/city": dg.AssetPartitionStatus.FAILED,
-                          "us/xx/c/city": dg.AssetPartitionStatus.MATERIALIZED}
+        assert partition_status(instance, "addresses", ["us/xx/a/city", "us/xx/b/city", "us/xx/c/city"]) == {
+            "us/xx/a/city": dg.AssetPartitionStatus.MATERIALIZED, "us/xx/b/city": dg.AssetPartitionStatus.FAILED,
+            "us/xx/c/city": dg.AssetPartitionStatus.MATERIALIZED}
         errors = [e.user_message for e in instance.all_logs(result.run_id)
                   if e.dagster_event is None and e.level >= logging.ERROR]
         assert any(m.startswith("us/xx/b/city: unexpected ConnectionError") and "Traceback" in m for m in errors)

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.platform_helpers import local, materialize_catalog, materialize_range
+from tests.platform_helpers import local, materialize_catalog, materialize_range, partition_status
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
@@ -44,6 +44,4 @@ def test_catalog_and_a_partition_on_postgres_storage(pg_url: str, tmp_path: Path
         assert "Postgres" in type(instance.run_storage).__name__
         materialize_catalog(instance, resources)
         assert materialize_range(instance, resources, "centerlines", key, key).success
-        status = instance.get_status_by_partition(dg.AssetKey("centerlines"), [key],
-                                                  dg.DynamicPartitionsDefinition(name="centerlines"))
-        assert status[key] == dg.AssetPartitionStatus.MATERIALIZED
+        assert partition_status(instance, "centerlines", [key]) == {key: dg.AssetPartitionStatus.MATERIALIZED}

@@ -43,16 +43,14 @@ TRANSIENT_PROBLEMS = {"Could not download source data"}
 POOL = "oa_layer_runs"
 
 
-def _catalog(store: Any, catalog_id: str | None, cache: dict[str, Any]) -> dict[str, Any]:
+def _catalog(store: Any, catalog_id: str | None) -> dict[str, Any]:
+    """The catalog the run was launched with (its tag), else the current one."""
     from oa_dagster.platform.catalog import load_stored_catalog
 
-    key = catalog_id or "current"
-    if key not in cache:
-        catalog = load_stored_catalog(store, catalog_id) or load_stored_catalog(store)
-        if catalog is None:
-            raise dg.Failure("no source catalog in the output store: materialize source_catalog first")
-        cache[key] = catalog
-    return cache[key]
+    catalog = (load_stored_catalog(store, catalog_id) if catalog_id else None) or load_stored_catalog(store)
+    if catalog is None:
+        raise dg.Failure("no source catalog in the output store: materialize source_catalog first")
+    return catalog
 
 
 def previous_counts(instance: dg.DagsterInstance, layer: str, keys_: list[str]) -> dict[str, int | None]:
@@ -73,40 +71,31 @@ def previous_counts(instance: dg.DagsterInstance, layer: str, keys_: list[str]) 
     return counts
 
 
-class _WarningsToRun(logging.Handler):
-    """Forwards an entry's warnings and errors to the run's event log, prefixed with the entry key."""
+class EntryWarnings(logging.Handler):
+    """Keeps an entry's warnings and errors, prefixed with its key, for the step's thread to write to the run.
 
-    def __init__(self, target: Any, key: str) -> None:
+    Every line written is one event-log write; an entry's INFO lines stay in its `log.txt`.
+    """
+
+    def __init__(self, key: str) -> None:
         super().__init__(logging.WARNING)
-        self.target, self.key = target, key
+        self.key = key
+        self.lines: list[tuple[int, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.target.log(record.levelno, f"{self.key}: {record.getMessage()}")
+        self.lines.append((record.levelno, f"{self.key}: {record.getMessage()}"))
 
 
-def entry_logger(target: Any, key: str) -> logging.Logger:
-    """What `run_entry` forwards to: a logger passing only WARNING and above on to `target` (context.log).
-
-    Every forwarded line is one event-log write; an entry's INFO lines stay in its `log.txt`.
-    """
-    logger = logging.Logger(f"oa_dagster.entry.{key}", logging.WARNING)  # not registered: no global state
+def entry_logger(warnings: EntryWarnings) -> logging.Logger:
+    """What `run_entry` forwards to: a logger passing only WARNING and above on to `warnings`."""
+    logger = logging.Logger(f"oa_dagster.entry.{warnings.key}", logging.WARNING)  # not registered: no global state
     logger.propagate = False
-    logger.addHandler(_WarningsToRun(target, key))
+    logger.addHandler(warnings)
     return logger
 
 
 def _worth_retrying(result: dict[str, Any]) -> bool:
     return not (result.get("files") or {}).get("output") and result.get("source_problem") in TRANSIENT_PROBLEMS
-
-
-class _Buffered:
-    """Collects an entry's forwarded lines in the worker thread; the step's thread writes them to the run."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[int, str]] = []
-
-    def log(self, level: int, message: str) -> None:
-        self.lines.append((level, message))
 
 
 def process_partition(run_id: str, layer: str, key: str, catalog: dict[str, Any], store: Any,
@@ -124,29 +113,29 @@ def process_partition(run_id: str, layer: str, key: str, catalog: dict[str, Any]
         coverage_ok = has_coverage(catalog["sources"][entry.source_key]["data"])
     except (KeyError, SourceInvalid, LookupError) as exc:
         return {"source_problem": "Source is not in the catalog", "problem_detail": str(exc), "published": None}
-    lines = _Buffered()
+    warnings = EntryWarnings(key)
     try:
-        result = _process_and_publish(run_id, entry, coverage_ok, catalog, store, processing, lines, cancelled)
+        result = _process_and_publish(run_id, entry, coverage_ok, catalog, store, processing,
+                                      entry_logger(warnings), cancelled)
     except Exception as exc:
         detail = f"unexpected {type(exc).__name__} while processing or publishing: {exc}"
-        lines.log(logging.ERROR, f"{key}: {detail}\n{traceback.format_exc()}")
+        warnings.lines.append((logging.ERROR, f"{key}: {detail}\n{traceback.format_exc()}"))
         result = {"source_problem": "Could not process or publish the entry", "problem_detail": detail,
                   "published": None}
     result["entry"] = entry
-    result["log_lines"] = lines.lines
+    result["log_lines"] = warnings.lines
     return result
 
 
 def _process_and_publish(run_id: str, entry: Any, coverage_ok: bool, catalog: dict[str, Any], store: Any,
-                         processing: ProcessingSettings, lines: _Buffered,
+                         processing: ProcessingSettings, log: logging.Logger,
                          cancelled: threading.Event | None) -> dict[str, Any]:
     from oa_dagster.process import run_entry
 
     key, layer = entry.key, entry.layer
     with tempfile.TemporaryDirectory(prefix="oa-run-", dir=processing.work_dir) as tmp:
         state = run_entry(entry, Path(tmp), preview=processing.preview, fetch_options=processing.fetch_options(),
-                          coverage_ok=coverage_ok,
-                          log=entry_logger(lines, key),
+                          coverage_ok=coverage_ok, log=log,
                           progress=raise_if_cancelled(cancelled) if cancelled is not None else None)
         result = state.to_dict()
         started = time.perf_counter()
@@ -191,8 +180,7 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
     the next entry's download (mostly waiting on a server) instead of adding to it.
     """
     store = store_resource.get_store()
-    catalogs: dict[str, Any] = {}
-    catalog = _catalog(store, context.run.tags.get(CATALOG_TAG), catalogs)
+    catalog = _catalog(store, context.run.tags.get(CATALOG_TAG))
     set_id = context.run.tags.get(SET_TAG, "")
     keys_ = list(context.partition_keys)
     previous = previous_counts(context.instance, layer, keys_)
