@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 Progress = Callable[[str, int, "int | None"], None]
+WRITING_PREFIX = ".tmp-"  # a local file being written: renamed into place when complete, never listed or served
 
 
 class OutputStore(Protocol):
@@ -66,7 +67,7 @@ class LocalStore:
     def _atomic(self, key: str, write: Callable[[Path], None]) -> None:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=WRITING_PREFIX, dir=target.parent)
         os.close(fd)
         try:
             write(Path(tmp))
@@ -104,7 +105,7 @@ class LocalStore:
             return
         for path in sorted(start.rglob("*")):
             key = path.relative_to(self.root).as_posix()
-            if path.is_file() and key.startswith(prefix) and not path.name.startswith(".tmp-"):
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith(WRITING_PREFIX):
                 yield key
 
     def delete(self, key: str) -> None:

@@ -12,12 +12,13 @@ from stat import S_ISREG
 from typing import Any
 from urllib.parse import quote
 
+from botocore.exceptions import BotoCoreError, ClientError
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from oa_dagster.platform.keys import latest_key
-from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, check_key, get_json
+from oa_dagster.platform.store import WRITING_PREFIX, LocalStore, OutputStore, S3Store, check_key, get_json
 from oa_dagster.sources.model import LAYERS
 
 SERVED_PREFIXES = ("runs/", "latest/", "catalog/", "sets/", "jobs/")
@@ -31,18 +32,18 @@ def _text(status: int, message: str) -> PlainTextResponse:
     return PlainTextResponse(message + "\n", status_code=status, headers=NO_STORE)
 
 
-class StoreUnavailable(Exception):
-    """The store refused or failed a request (credentials, permissions, outage): a 502, never a 404."""
+def _answering_502(endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    """A store that refuses or fails (credentials, permissions, an outage) is a 502 naming the cause, never a 404:
+    not-found is decided by the store calls themselves."""
 
+    def guarded(request: Request) -> Response:
+        try:
+            return endpoint(request)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            return _text(502, f"the store could not answer ({code})")
 
-def _store_call(call: Any, *args: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return call(*args)
-    except (ClientError, BotoCoreError, OSError) as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-        raise StoreUnavailable(f"the store could not answer ({code})") from exc
+    return guarded
 
 
 def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[Route]:
@@ -54,22 +55,20 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
 
     def serve(key: str) -> Response:
         if isinstance(store, S3Store):
-            if not _store_call(store.exists, key):
+            if not store.exists(key):
                 return _text(404, f"not found: {key}")
-            url = _store_call(store.presigned_url, key, presign_seconds)
-            return RedirectResponse(url, status_code=307, headers=NO_STORE)
+            return RedirectResponse(store.presigned_url(key, presign_seconds), status_code=307, headers=NO_STORE)
         path = store.path(key)
         try:
             stat = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             return _text(404, f"not found: {key}")
-        except OSError as exc:
-            raise StoreUnavailable(f"the store could not answer ({type(exc).__name__})") from exc
-        if not S_ISREG(stat.st_mode) or path.name.startswith(".tmp-"):  # a write in progress
+        if not S_ISREG(stat.st_mode) or path.name.startswith(WRITING_PREFIX):
             return _text(404, f"not found: {key}")
         headers = {**FILE_HEADERS, **({"Cache-Control": "no-cache"} if key.startswith("latest/") else {})}
         return FileResponse(path, stat_result=stat, headers=headers)
 
+    @_answering_502
     def download(request: Request) -> Response:
         key: str = request.path_params["key"]
         try:
@@ -80,6 +79,7 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
             return _text(404, f"not found: {key} (served: {', '.join(SERVED_PREFIXES)})")
         return serve(key)
 
+    @_answering_502
     def latest(request: Request) -> Response:
         layer: str = request.path_params["layer"]
         partition_key: str = request.path_params["partition_key"]
@@ -89,7 +89,7 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
             check_key(partition_key)
         except ValueError as exc:
             return _text(400, str(exc))
-        pointer: dict[str, Any] | None = _store_call(get_json, store, latest_key(layer, partition_key))
+        pointer: dict[str, Any] | None = get_json(store, latest_key(layer, partition_key))
         if pointer is None:
             return _text(404, f"no good output for {layer} {partition_key}")
         files: dict[str, str] = pointer.get("files") or {}
@@ -100,16 +100,6 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
         target = request.scope.get("root_path", "") + "/download/" + quote(files[role], safe="/")
         return RedirectResponse(target, status_code=307, headers=NO_STORE)
 
-    def answering_502(endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
-        def guarded(request: Request) -> Response:
-            try:
-                return endpoint(request)
-            except StoreUnavailable as exc:
-                return _text(502, str(exc))
-
-        return guarded
-
-    download, latest = answering_502(download), answering_502(latest)
     return [
         Route("/download/{key:path}", download, methods=["GET", "HEAD"], name="download"),
         Route("/latest/{layer}/{partition_key:path}", latest, methods=["GET", "HEAD"], name="latest"),
