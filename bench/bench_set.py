@@ -21,6 +21,7 @@ entry after another). The baseline share is the honest one: every second beyond 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -93,26 +94,6 @@ def baseline_seconds(sources: Path, scratch: Path) -> float:
                         entry_version="baseline")
             shutil.rmtree(out)
     return time.perf_counter() - started
-
-
-def postgres_database() -> tuple[str, Any]:
-    """A throwaway database on the machine's server: its URL and a function that drops it."""
-    import uuid
-
-    import psycopg2
-
-    admin = psycopg2.connect(dbname="postgres", host="127.0.0.1", port=5432, user="postgres", connect_timeout=3)
-    admin.autocommit = True
-    name = f"oa_bench_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}", drop
 
 
 def run_set(instance: Any, resources: dict[str, Any], set_id: str, args: argparse.Namespace,
@@ -200,6 +181,7 @@ def main() -> int:
     import dagster as dg
 
     from oa_dagster.resources.deployments import local_resources
+    from tests.platform_helpers import throwaway_postgres
 
     base = Path(tempfile.mkdtemp(prefix="oa-bench-set-"))
     www = base / "www"
@@ -209,7 +191,7 @@ def main() -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     shutil.rmtree(www)
     daemon: subprocess.Popen[bytes] | None = None
-    drop_database = None
+    cleanup = contextlib.ExitStack()
     try:
         sources = make_sources(base, args.entries, args.rows, f"http://127.0.0.1:{server.server_port}")
         home = base / "home"
@@ -218,7 +200,7 @@ def main() -> int:
         config = config.replace("max_concurrent_runs: 2", f"max_concurrent_runs: {args.concurrency}")
         config = config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5")
         if args.storage == "postgres":
-            url, drop_database = postgres_database()
+            url = cleanup.enter_context(throwaway_postgres("oa_bench"))
             config += f"storage:\n  postgres:\n    postgres_url: {url}\n"
         (home / "dagster.yaml").write_text(config)
         args.baseline = baseline_seconds(sources, base / "baseline")
@@ -251,8 +233,7 @@ def main() -> int:
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
         server.shutdown()
-        if drop_database:
-            drop_database()
+        cleanup.close()
         shutil.rmtree(base, ignore_errors=True)
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,30 @@ from oa_dagster.resources.sources_repo import EXAMPLES_DIR
 
 EXAMPLE_DATA = EXAMPLES_DIR.parent / "data"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+@contextmanager
+def throwaway_postgres(prefix: str) -> Iterator[str]:
+    """A new database on the machine's PostgreSQL (over TCP), dropped afterwards: its SQLAlchemy URL.
+
+    Raises psycopg2.OperationalError when no server answers.
+    """
+    import psycopg2
+
+    admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
+    admin.autocommit = True
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def copy_examples(dest: Path) -> Path:

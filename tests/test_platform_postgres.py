@@ -3,38 +3,34 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from tests.platform_helpers import local, materialize_catalog, materialize_range, partition_status
-
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+from tests.platform_helpers import (
+    local,
+    materialize_catalog,
+    materialize_range,
+    partition_status,
+    throwaway_postgres,
+)
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     import psycopg2
 
-    try:
-        admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
-    except psycopg2.OperationalError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    admin.autocommit = True
-    name = f"oa_test_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_postgres("oa_test"))
+        except psycopg2.OperationalError:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+        yield url
 
 
 def test_catalog_and_a_partition_on_postgres_storage(pg_url: str, tmp_path: Path) -> None:
