@@ -5,25 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import boto3
 import dagster as dg
 import pytest
 
 from oa_dagster.platform import keys
-from oa_dagster.platform.store import LocalStore, S3Store, get_json
+from oa_dagster.platform.store import LocalStore, get_json
 from oa_dagster.resources.deployments import local_resources, s3_resources
 from tests.platform_helpers import materialize_catalog, materialize_range
-from tests.servers.fixtures import MOTO_CREDS
-
-
-def _bucket(url: str, name: str) -> S3Store:
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **MOTO_CREDS)
-    client.create_bucket(Bucket=name)
-    return S3Store(client, name, "oa")
+from tests.servers.fixtures import MOTO_CREDS, moto_bucket
 
 
 def test_s3_store_round_trips_lists_and_downloads(moto_url: str, tmp_path: Path) -> None:
-    store = _bucket(moto_url, "roundtrip")
+    store = moto_bucket(moto_url, "roundtrip")
     store.put_bytes("latest/addresses/us/a/city.json", b"{}")
     (tmp_path / "f").write_bytes(b"x" * 1000)
     store.put_file("runs/addresses/us/a/city/r1/out.geojson", tmp_path / "f")
@@ -38,7 +31,7 @@ def test_s3_store_round_trips_lists_and_downloads(moto_url: str, tmp_path: Path)
 def test_example_entries_materialize_into_s3_and_download_from_there(moto_url: str, tmp_path: Path) -> None:
     from oa_dagster.cli_platform import cmd_download
 
-    store = _bucket(moto_url, "oa-results")
+    store = moto_bucket(moto_url, "oa-results")
     resources = {**local_resources(tmp_path / "unused", preview=False),
                  **s3_resources("oa-results", prefix="oa", endpoint_url=moto_url, region_name="us-east-1",
                                 public_url="https://data.example.org", s3_kwargs=MOTO_CREDS)}
@@ -61,6 +54,6 @@ def test_example_entries_materialize_into_s3_and_download_from_there(moto_url: s
 @pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/./b", "a/../b", "..", "a/b/", "a\x00b"])
 def test_both_stores_refuse_keys_that_escape_or_mean_different_objects(moto_url: str, tmp_path: Path,
                                                                        key: str) -> None:
-    for store in (LocalStore(tmp_path), _bucket(moto_url, "refuse")):
+    for store in (LocalStore(tmp_path), moto_bucket(moto_url, "refuse")):
         with pytest.raises(ValueError, match="bad key"):
             store.put_bytes(key, b"x")

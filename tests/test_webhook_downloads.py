@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 import uvicorn
@@ -17,7 +16,7 @@ from oa_dagster.cli import main
 from oa_dagster.platform import keys
 from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, put_json
 from oa_dagster.webhook.app import create_app
-from tests.servers.fixtures import MOTO_CREDS
+from tests.servers.fixtures import moto_bucket
 
 ENTRY = "us/ca/example/city"
 OUTPUT = f"runs/addresses/{ENTRY}/r1/out.geojson"
@@ -59,9 +58,7 @@ def _publish(store: OutputStore) -> None:
 
 
 def _s3_store(url: str, bucket: str) -> S3Store:
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **MOTO_CREDS)
-    client.create_bucket(Bucket=bucket)
-    return S3Store(client, bucket, "oa", download_url="https://oa.example.org/download")
+    return moto_bucket(url, bucket, download_url="https://oa.example.org/download")
 
 
 def test_s3_download_redirects_to_a_fresh_presigned_url(moto_url: str, serve: Callable[[Starlette], str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,17 @@ def ftp_server(ftp_root: Path) -> Iterator[FTPTestServer]:
 
 
 MOTO_CREDS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+def moto_bucket(url: str, bucket: str, **store_options: Any) -> Any:
+    """An `S3Store` under prefix `oa` of a new bucket on the moto server at `url`."""
+    import boto3
+
+    from oa_dagster.platform.store import S3Store
+
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **MOTO_CREDS)
+    client.create_bucket(Bucket=bucket)
+    return S3Store(client, bucket, "oa", **store_options)
 
 
 @pytest.fixture(scope="session")
