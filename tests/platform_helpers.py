@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -61,6 +62,15 @@ def csv_entry(name: str, data: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "protocol": "http", "data": data,
             "conform": {"format": "csv", "lon": "lon", "lat": "lat", "number": "num", "street": "street"},
             **extra}
+
+
+def city_sources(tmp: Path, files: dict[str, str]) -> Path:
+    """`tmp/sources` with one addresses entry `city` per source key, reading the CSV `tmp/<file>`."""
+    sources = tmp / "sources"
+    for key, file in files.items():
+        relative = os.path.relpath(tmp / file, (sources / key).parent)
+        write_source(sources, key, {"addresses": [csv_entry("city", relative)]})
+    return sources
 
 
 def write_csv(path: Path, rows: int, *, street: str = "MAIN ST") -> None:

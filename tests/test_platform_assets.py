@@ -13,13 +13,12 @@ import pytest
 from oa_dagster.platform import keys
 from oa_dagster.platform.store import LocalStore, get_json
 from tests.platform_helpers import (
-    csv_entry,
+    city_sources,
     local,
     materialize_catalog,
     materialize_range,
     partition_status,
     write_csv,
-    write_source,
 )
 
 EXAMPLE_KEY = "us/ca/berkeley_example"
@@ -40,10 +39,8 @@ def test_catalog_adds_partitions_per_layer_and_stores_the_catalog(tmp_path: Path
 
 
 def test_catalog_lists_invalid_sources_and_removes_partitions_of_deleted_ones(tmp_path: Path) -> None:
-    sources = tmp_path / "sources"
     write_csv(tmp_path / "a.csv", 3)
-    write_source(sources, "us/xx/one", {"addresses": [csv_entry("city", "../../../a.csv")]})
-    write_source(sources, "us/xx/two", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    sources = city_sources(tmp_path, {"us/xx/one": "a.csv", "us/xx/two": "a.csv"})
     (sources / "us/xx/broken.json").write_text("{not json")
     resources = local(tmp_path, sources)
     with dg.instance_for_test() as instance:
@@ -88,11 +85,9 @@ def test_example_partitions_materialize_with_outputs_metadata_and_checks(tmp_pat
 
 
 def test_a_broken_entry_fails_alone_and_keeps_the_previous_good_output(tmp_path: Path) -> None:
-    sources = tmp_path / "sources"
     write_csv(tmp_path / "good.csv", 5)
     write_csv(tmp_path / "flaky.csv", 5)
-    write_source(sources, "us/xx/good", {"addresses": [csv_entry("city", "../../../good.csv")]})
-    write_source(sources, "us/xx/flaky", {"addresses": [csv_entry("city", "../../../flaky.csv")]})
+    sources = city_sources(tmp_path, {"us/xx/good": "good.csv", "us/xx/flaky": "flaky.csv"})
     resources = local(tmp_path, sources)
     store = LocalStore(tmp_path / "data")
     with dg.instance_for_test() as instance:
@@ -115,9 +110,8 @@ def test_a_broken_entry_fails_alone_and_keeps_the_previous_good_output(tmp_path:
 def test_a_collapse_is_stored_but_held_until_accepted(tmp_path: Path) -> None:
     from oa_dagster.assets.quality_gate import accept_held_run
 
-    sources = tmp_path / "sources"
     write_csv(tmp_path / "a.csv", 20)
-    write_source(sources, "us/xx/a", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    sources = city_sources(tmp_path, {"us/xx/a": "a.csv"})
     resources = local(tmp_path, sources)
     store = LocalStore(tmp_path / "data")
     with dg.instance_for_test() as instance:
@@ -149,10 +143,8 @@ def test_a_collapse_is_stored_but_held_until_accepted(tmp_path: Path) -> None:
 
 
 def test_changed_entries_are_listed_after_an_edit(tmp_path: Path) -> None:
-    sources = tmp_path / "sources"
     write_csv(tmp_path / "a.csv", 4)
-    write_source(sources, "us/xx/a", {"addresses": [csv_entry("city", "../../../a.csv")]})
-    write_source(sources, "us/xx/b", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    sources = city_sources(tmp_path, {"us/xx/a": "a.csv", "us/xx/b": "a.csv"})
     resources = local(tmp_path, sources)
     with dg.instance_for_test() as instance:
         materialize_catalog(instance, resources)
@@ -167,10 +159,8 @@ def test_changed_entries_are_listed_after_an_edit(tmp_path: Path) -> None:
 
 def test_only_an_entrys_warnings_and_errors_reach_the_event_log(tmp_path: Path) -> None:
     """Each forwarded line is an event-log write: INFO lines stay in the entry's log.txt in the store."""
-    sources = tmp_path / "sources"
     write_csv(tmp_path / "good.csv", 5)
-    write_source(sources, "us/xx/good", {"addresses": [csv_entry("city", "../../../good.csv")]})
-    write_source(sources, "us/xx/gone", {"addresses": [csv_entry("city", "../../../gone.csv")]})
+    sources = city_sources(tmp_path, {"us/xx/good": "good.csv", "us/xx/gone": "gone.csv"})
     resources = local(tmp_path, sources)
     store = LocalStore(tmp_path / "data")
     with dg.instance_for_test() as instance:
@@ -202,11 +192,9 @@ def test_entry_logger_keeps_warnings_with_the_entry_key() -> None:
 def test_previous_counts_are_the_latest_materializations_of_the_runs_keys(tmp_path: Path) -> None:
     from oa_dagster.assets.layers import previous_counts
 
-    sources = tmp_path / "sources"
     write_csv(tmp_path / "a.csv", 6)
     write_csv(tmp_path / "b.csv", 4)
-    write_source(sources, "us/xx/a", {"addresses": [csv_entry("city", "../../../a.csv")]})
-    write_source(sources, "us/xx/b", {"addresses": [csv_entry("city", "../../../b.csv")]})
+    sources = city_sources(tmp_path, {"us/xx/a": "a.csv", "us/xx/b": "b.csv"})
     resources = local(tmp_path, sources)
     with dg.instance_for_test() as instance:
         materialize_catalog(instance, resources)
@@ -225,10 +213,8 @@ def test_an_unexpected_error_in_one_entry_fails_only_that_entry(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import oa_dagster.assets.layers as layers
 
-    sources = tmp_path / "sources"
     write_csv(tmp_path / "a.csv", 5)
-    for name in ("a", "b", "c"):
-        write_source(sources, f"us/xx/{name}", {"addresses": [csv_entry("city", "../../../a.csv")]})
+    sources = city_sources(tmp_path, {f"us/xx/{name}": "a.csv" for name in "abc"})
     real_publish = layers.publish_run
 
     def publish(store: Any, state: dict[str, Any], *args: Any, entry_key: str, **kwargs: Any) -> Any:
