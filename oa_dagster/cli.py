@@ -17,6 +17,8 @@ from typing import Any
 from oa_dagster.sources.model import LAYERS
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+ALLOW_LOCAL_FILES_HELP = ("let data be a file:// URL or any local path (without it, a path is relative to the "
+                          "source file and stays inside the sources tree, as on the platform)")
 
 
 class Progress:
@@ -59,13 +61,13 @@ class Progress:
             self.stream.write("\n")
 
 
-def _check_one(path: str) -> dict[str, Any]:
+def _check_one(path: str, allow_local_files: bool) -> dict[str, Any]:
     from oa_dagster.conform.acceptance import run_acceptance_tests
     from oa_dagster.sources import SourceInvalid, load_source
 
     record: dict[str, Any] = {"source": path, "valid": False, "errors": [], "tests": []}
     try:
-        source = load_source(path)
+        source = load_source(path, allow_local_files=allow_local_files)
     except SourceInvalid as exc:
         record["errors"] = exc.errors
         return record
@@ -79,10 +81,19 @@ def _check_one(path: str) -> dict[str, Any]:
     return record
 
 
+def _check_or_report(path: str, allow_local_files: bool) -> dict[str, Any]:
+    """`_check_one`, with a bug met by one file reported as that file's error so the other files still run."""
+    try:
+        return _check_one(path, allow_local_files)
+    except Exception as exc:
+        return {"source": path, "valid": False, "tests": [],
+                "errors": [f"$: could not be checked ({type(exc).__name__}: {exc})"]}
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     ok = True
     for path in args.sources:
-        record = _check_one(path)
+        record = _check_or_report(path, args.allow_local_files)
         ok = ok and record["valid"] and all(t["passed"] for t in record["tests"])
         if args.json:
             print(json.dumps(record, ensure_ascii=False), flush=True)
@@ -117,7 +128,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     from oa_dagster.sources import EntryNotFound, SourceInvalid, has_coverage, load_source
 
     try:
-        source = load_source(args.source)
+        source = load_source(args.source, allow_local_files=args.allow_local_files)
     except OSError as exc:
         print(f"error: cannot read {args.source}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -158,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate sources and run their acceptance tests")
     check.add_argument("sources", nargs="+", metavar="SOURCE.json")
     check.add_argument("--json", action="store_true", help="one JSON object per source per line")
+    check.add_argument("--allow-local-files", action="store_true", help=ALLOW_LOCAL_FILES_HELP)
     check.set_defaults(func=cmd_check)
 
     process = commands.add_parser("process", help="process one layer entry of a source outside Dagster")
@@ -168,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--no-preview", action="store_true", help="do not draw preview.png")
     process.add_argument("--cache-dir", metavar="DIR",
                          help="keep downloads here and re-use them when the server says they are unchanged")
+    process.add_argument("--allow-local-files", action="store_true", help=ALLOW_LOCAL_FILES_HELP)
     process.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result line")
     process.set_defaults(func=cmd_process)
 

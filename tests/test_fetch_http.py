@@ -180,8 +180,8 @@ def test_relative_data_path_is_read_from_the_source_directory(tmp_path: Path) ->
     entry = make_entry("data/points.csv", source_dir=tmp_path)
     download = fetch_entry(entry, tmp_path / "work", fast_options())
     assert download.path.read_bytes() == CSV and download.ext == ".csv"
-    file_url = fetch_entry(make_entry((tmp_path / "data" / "points.csv").as_uri(), protocol="file"),
-                           tmp_path / "work2", fast_options())
+    file_url = fetch_entry(make_entry((tmp_path / "data" / "points.csv").as_uri(), protocol="file",
+                                      allow_local_files=True), tmp_path / "work2", fast_options())
     assert file_url.fingerprint == download.fingerprint
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -16,37 +18,99 @@ from oa_dagster.fetch.filetype import guess_suffix
 from oa_dagster.fetch.ftp import fetch_ftp
 from oa_dagster.fetch.http import fetch_http
 from oa_dagster.fetch.options import Download, FetchOptions, get_logger
+from oa_dagster.sources.local_data import LocalDataRefused, inside, local_data_path
 from oa_dagster.sources.model import LayerEntry
 
 URL_PROTOCOLS = frozenset({"http", "ftp", "file"})
 
 
 def resolve_data(entry: LayerEntry) -> str:
-    """The entry's `data` as a URL; a value without a scheme is a path relative to the source file."""
+    """The entry's `data` as a URL; a value without a scheme is a path relative to the source file.
+
+    The local-file rule of `sources.local_data` is applied again here (the source was checked when loaded, but
+    a catalog may be older than the rule, and an entry can be built without loading a file).
+    """
     data = entry.data.strip()
     if not data:
         raise DownloadError("the entry has no data URL")
-    scheme = urlsplit(data).scheme.lower()
-    if scheme in ("http", "https", "ftp", "file"):
-        return data
-    path = Path(data)
-    if not path.is_absolute():
-        path = (entry.source_dir or Path.cwd()) / path
-    return path.resolve().as_uri()
+    try:
+        local = local_data_path(data, source_dir=entry.source_dir, sources_root=entry.sources_root,
+                                allow_local_files=entry.allow_local_files)
+    except LocalDataRefused as exc:
+        raise DownloadError(f"data {data[:80]!r} refused: {exc}") from None
+    return data if local is None else local.as_uri()
 
 
-def _copy_file(url: str, workdir: Path, options: FetchOptions, log: logging.Logger) -> Download:
+def _tree(entry: LayerEntry) -> Path | None:
+    """The directory a local file must be in when opened, or None when the entry may read any local file."""
+    if entry.allow_local_files:
+        return None
+    return entry.sources_root or entry.source_dir
+
+
+_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def _open_local(path: Path, tree: Path | None, cap: int) -> int:
+    """Open `path` for reading and check what was opened: inside `tree`, a regular file, not over the size cap.
+
+    The checks look at the open descriptor, not the name, so a symlink swapped in after the source was
+    validated (or after `resolve_data`) cannot redirect the read. Non-blocking open: a named pipe can't hang it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise DownloadError(f"local file {path} does not exist") from None
+    except OSError as exc:
+        raise DownloadError(f"local file {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        real = _real_path(fd, path)
+        if tree is not None and not inside(real, tree):
+            raise DownloadError(f"local file {path} leads outside the sources tree (symbolic links are followed)")
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise DownloadError(f"local path {path} is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+            raise DownloadError(f"local path {path} is {kind}, not a regular file")
+        if info.st_size > cap:
+            raise DownloadError(f"download size cap: {path.name}: the file has {info.st_size:,} bytes, "
+                                f"over the cap of {cap:,} bytes")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _real_path(fd: int, path: Path) -> Path:
+    """Where the open descriptor really points (Linux: /proc), else the name resolved again."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        pass
+    try:
+        real = path.resolve()
+        same = os.path.samestat(os.fstat(fd), os.stat(real))
+    except OSError:
+        same = False
+    if not same:
+        raise DownloadError(f"local file {path} changed while it was opened")
+    return real
+
+
+def _copy_file(url: str, workdir: Path, options: FetchOptions, log: logging.Logger, tree: Path | None) -> Download:
     started = time.perf_counter()
     path = Path(url2pathname(unquote(urlsplit(url).path)))
-    if not path.is_file():
-        raise DownloadError(f"local file {path} does not exist")
+    fd = _open_local(path, tree, options.max_download_bytes)
     part = workdir / "cache.part"
     sink = Sink(part, options.max_download_bytes)
     try:
-        with path.open("rb") as src:
+        with os.fdopen(fd, "rb") as src:
             while chunk := src.read(1 << 20):
                 sink.write(chunk)
-    except SizeCapExceeded as exc:
+    except SizeCapExceeded as exc:  # a file that grew while being read
         sink.discard()
         raise DownloadError(f"download size cap: {path.name}: {exc}") from exc
     sink.close()
@@ -86,6 +150,6 @@ def fetch_entry(entry: LayerEntry, workdir: Path, options: FetchOptions | None =
     if scheme == "ftp":
         return fetch_ftp(url, workdir, options, log)
     if scheme == "file":
-        return _copy_file(url, workdir, options, log)
+        return _copy_file(url, workdir, options, log, _tree(entry))
     raise DownloadError(f"unsupported URL scheme in {url!r}")
 

@@ -75,17 +75,37 @@ def build_catalog(root: Path, commit: str, *, ref: str, origin: str,
                   keep_source_dir: bool) -> dict[str, Any]:
     """Load and validate every source under `root` into the stored catalog form.
 
-    `keep_source_dir` records the directory for relative `data` paths (local checkouts and the bundled
-    examples); an archive's temporary directory is not kept.
+    `keep_source_dir` records, per source, its directory and the sources tree its relative `data` paths must
+    stay in (local checkouts and the bundled examples); an archive's temporary directory is not kept, so its
+    sources are loaded without a tree and a relative `data` there is refused. Local files outside the tree,
+    `file://` URLs and absolute paths are always refused: the platform has no `--allow-local-files`.
     """
-    from oa_dagster.sources import LAYERS, load_catalog
+    from oa_dagster.sources import load_catalog
+    from oa_dagster.sources.load import sources_dir
+    from oa_dagster.sources.local_data import tree_of
 
-    sources, invalid = load_catalog(root)
+    sources, invalid = load_catalog(root, local_data=keep_source_dir)
+    return catalog_from_sources(sources, invalid, commit, ref=ref, origin=origin,
+                                tree=tree_of(sources_dir(root)) if keep_source_dir else None)
+
+
+def catalog_from_sources(sources: list[Any], invalid: dict[str, list[str]], commit: str, *, ref: str,
+                         origin: str, tree: Path | None) -> dict[str, Any]:
+    """The stored catalog of loaded sources; sources whose entries share a partition key are all invalid."""
+    from oa_dagster.sources import LAYERS
+
+    invalid = dict(invalid)
+    clashes = shared_partition_keys(sources)
+    invalid.update(clashes)
     entries: dict[str, dict[str, dict[str, Any]]] = {layer: {} for layer in LAYERS}
     stored_sources: dict[str, Any] = {}
     for source in sources:
-        source_dir = str(source.path.parent) if keep_source_dir and source.path else None
-        stored_sources[source.key] = {"data": source.data, "source_dir": source_dir}
+        if source.key in clashes:
+            continue
+        keep = tree is not None and source.path is not None
+        stored_sources[source.key] = {"data": source.data,
+                                      "source_dir": str(source.path.parent) if keep else None,
+                                      "sources_root": str(tree) if keep else None}
         for entry in source.entries:
             entries[entry.layer][entry.key] = {
                 "source": source.key, "name": entry.name, "index": entry.index, "skip": entry.skip,
@@ -94,8 +114,33 @@ def build_catalog(root: Path, commit: str, *, ref: str, origin: str,
             "sources": stored_sources, "entries": entries, "invalid": invalid}
 
 
+def shared_partition_keys(sources: list[Any]) -> dict[str, list[str]]:
+    """Errors, by source key, for every source with an entry whose partition key another source also makes.
+
+    Keeping either entry would silently drop the other (and report nothing), so both sources are refused.
+    Entry names are single path segments, so two sources should never meet; this is the catalog's own guard.
+    """
+    owners: dict[tuple[str, str], dict[str, int]] = {}  # (layer, partition key) -> {source key: entry index}
+    for source in sources:
+        for entry in source.entries:
+            owners.setdefault((entry.layer, entry.key), {}).setdefault(source.key, entry.index)
+    errors: dict[str, list[str]] = {}
+    for (layer, key), found in owners.items():
+        for owner, index in found.items() if len(found) > 1 else ():
+            others = ", ".join(k for k in found if k != owner)
+            errors.setdefault(owner, []).append(
+                f"$.layers.{layer}[{index}].name: partition key {key!r} is also the key of an entry of source "
+                f"{others}, so neither is processed; rename one of them")
+    return errors
+
+
 def entry_from_catalog(catalog: dict[str, Any], layer: str, partition_key: str) -> Any:
-    """The `LayerEntry` a partition names, rebuilt from the stored source JSON."""
+    """The `LayerEntry` a partition names, rebuilt from the stored source JSON.
+
+    Validated again under the platform's strict local-file rule (a catalog stored before the rule existed may
+    hold `file://` or absolute `data`); the tree is the stored one, or for older catalogs the one around the
+    stored source directory.
+    """
     from oa_dagster.sources import source_from_dict
 
     info = catalog["entries"][layer].get(partition_key)
@@ -104,7 +149,8 @@ def entry_from_catalog(catalog: dict[str, Any], layer: str, partition_key: str) 
     stored = catalog["sources"][info["source"]]
     path = Path(stored["source_dir"]) / (info["source"].rsplit("/", 1)[-1] + ".json") \
         if stored.get("source_dir") else None
-    source = source_from_dict(stored["data"], info["source"], path)
+    tree = Path(stored["sources_root"]) if stored.get("sources_root") else None
+    source = source_from_dict(stored["data"], info["source"], path, sources_root=tree)
     return source.entry(layer, info["name"])
 
 

@@ -25,6 +25,8 @@ class LayerEntry:
     index: int  # position in `layers.<layer>[]`
     raw: dict[str, Any]  # the entry's JSON object as in the (upgraded) source
     source_dir: Path | None = None  # directory of the source file, for relative `data` paths
+    sources_root: Path | None = None  # the tree relative `data` must stay in; None = `source_dir`
+    allow_local_files: bool = False  # `file://` and absolute `data` (the CLI's --allow-local-files only)
 
     @property
     def key(self) -> str:

@@ -27,7 +27,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT7
 
-from .model import LAYERS
+from .model import LAYERS, LayerEntry
 
 SUPPORTED_SCHEMA = 2
 
@@ -332,6 +332,26 @@ def bad_key_part(text: str) -> str | None:
     return None
 
 
+MAX_NAME_CHARS = 100
+MAX_NAME_BYTES = 200  # UTF-8; a path segment holds 255 bytes and a repeated name gets a `-2` suffix
+
+
+def bad_entry_name(name: str) -> str | None:
+    """Why `name` can't name a layer entry, or None. Names become one path segment and the partition key's last
+    part, so anything that could climb out of a directory, hide a file or split a key is refused."""
+    if not name.strip():
+        return "is empty"
+    if "/" in name or "\\" in name:
+        return "contains a slash, but an entry name is a single path segment"
+    if name.startswith("."):
+        return "starts with a dot, which would hide its output directory or climb out of it ('..')"
+    if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"is too long (at most {MAX_NAME_CHARS} characters and {MAX_NAME_BYTES} bytes in UTF-8)"
+    if (why := bad_key_part(name)) is not None:
+        return f"contains {why}, which a partition key cannot hold"
+    return None
+
+
 def platform_errors(data: Mapping[str, Any]) -> list[str]:
     """What the platform refuses although the schema allows it: another schema version, unusable names."""
     errors: list[str] = []
@@ -349,12 +369,21 @@ def platform_errors(data: Mapping[str, Any]) -> list[str]:
             name = item.get("name") if isinstance(item, Mapping) else None
             if not isinstance(name, str):
                 continue
-            path = json_path(["layers", layer, index, "name"])
-            if not name.strip():
-                errors.append(f"{path}: entry name is empty")
-            elif (why := bad_key_part(name)) is not None:
-                errors.append(f"{path}: entry name {_short(name)} contains {why}, "
-                              "which a partition key cannot hold")
+            if (why := bad_entry_name(name)) is not None:
+                shown = f" {_short(name)}" if name.strip() else ""
+                errors.append(f"{json_path(['layers', layer, index, 'name'])}: entry name{shown} {why}")
+    return errors
+
+
+def suffixed_name_errors(entries: Iterable[LayerEntry]) -> list[str]:
+    """Names made unique by a suffix (`city-2`) must still be valid names; only the length can fail."""
+    errors: list[str] = []
+    for entry in entries:
+        original = entry.raw.get("name")
+        if entry.name != original and (why := bad_entry_name(entry.name)) is not None:
+            errors.append(f"{json_path(['layers', entry.layer, entry.index, 'name'])}: entry name "
+                          f"{_short(original)} repeats an earlier one, and made unique as {_short(entry.name)} "
+                          f"it {why}")
     return errors
 
 

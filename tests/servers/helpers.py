@@ -13,14 +13,14 @@ ADDRESS_CONFORM = {"format": "csv", "number": "NUMBER", "street": "STREET"}
 
 def make_entry(data: str, *, protocol: str = "http", conform: dict[str, Any] | None = None,
                layer: str = "addresses", compression: str | None = None, headers: dict[str, str] | None = None,
-               source_dir: Path | None = None) -> LayerEntry:
+               source_dir: Path | None = None, allow_local_files: bool = False) -> LayerEntry:
     raw: dict[str, Any] = {"name": "test", "data": data, "protocol": protocol,
                            "conform": conform if conform is not None else dict(ADDRESS_CONFORM)}
     if compression:
         raw["compression"] = compression
     if headers:
         raw["request"] = {"headers": headers}
-    return LayerEntry("xx/test", layer, "test", 0, raw, source_dir)
+    return LayerEntry("xx/test", layer, "test", 0, raw, source_dir, allow_local_files=allow_local_files)
 
 
 def fast_options(**overrides: Any) -> FetchOptions:
