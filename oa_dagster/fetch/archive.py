@@ -12,8 +12,10 @@ from __future__ import annotations
 import gzip
 import shutil
 import stat
+import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from oa_dagster.errors import DownloadError
@@ -89,12 +91,51 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
-def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: _Budget) -> None:
+# What reading a damaged member raises: a cut or shifted archive sends zipfile seeking before the start of
+# the file (OSError) or reading a short header (struct.error); cut data ends the stream (EOFError); damaged
+# data fails to inflate (zlib.error) or its CRC (BadZipFile).
+_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error, ValueError)
+
+
+def _damage(exc: BaseException, info: zipfile.ZipInfo, archive_name: str) -> DownloadError:
+    member = f"zip member {info.filename!r} in {archive_name}"
+    if isinstance(exc, EOFError):
+        cause = "its compressed data ends early (truncated archive)"
+    elif isinstance(exc, zipfile.BadZipFile) and "CRC" in str(exc):
+        cause = "its data fails the CRC check (corrupt or truncated archive)"
+    elif isinstance(exc, OSError | struct.error):
+        cause = "its data is not where the archive directory says (truncated or damaged archive)"
+    else:
+        cause = f"its data cannot be read (truncated or corrupt archive): {exc}"
+    return DownloadError(f"corrupt {member}: {cause}")
+
+
+def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo, archive_name: str) -> Iterator[bytes]:
+    """The member's bytes; any failure to read them is a `DownloadError` naming the member."""
+    try:
+        src = archive.open(info)
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted members, unsupported compression
+        raise DownloadError(f"cannot extract zip member {info.filename!r} in {archive_name}: {exc}") from exc
+    except _DAMAGED as exc:
+        raise _damage(exc, info, archive_name) from exc
+    with src:
+        while True:
+            try:
+                chunk = src.read(CHUNK)
+            except _DAMAGED as exc:
+                raise _damage(exc, info, archive_name) from exc
+            if not chunk:
+                return
+            yield chunk
+
+
+def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: _Budget,
+                 archive_name: str) -> None:
     budget.check_ratio(info.file_size, info.compress_size, info.filename)
     written = 0
     target.parent.mkdir(parents=True, exist_ok=True)
-    with archive.open(info) as src, target.open("wb") as out:
-        while chunk := src.read(CHUNK):
+    with target.open("wb") as out:
+        for chunk in _member_chunks(archive, info, archive_name):
             written += len(chunk)
             budget.spend(len(chunk), info.filename)
             budget.check_ratio(written, info.compress_size, info.filename)
@@ -126,12 +167,7 @@ def _extract_zip(path: Path, dest: Path, conform_file: str | None, budget: _Budg
         out: list[Path] = []
         for info in chosen:
             target = safe_member_path(info.filename, dest)
-            try:
-                _copy_member(archive, info, target, budget)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                raise DownloadError(f"corrupt zip member {info.filename!r} in {path.name}: {exc}") from exc
-            except (RuntimeError, NotImplementedError) as exc:  # encrypted members, unsupported compression
-                raise DownloadError(f"cannot extract zip member {info.filename!r} in {path.name}: {exc}") from exc
+            _copy_member(archive, info, target, budget, path.name)
             out.append(target)
     return _expand_nested(out, conform_file, budget, depth)
 

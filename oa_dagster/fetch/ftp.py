@@ -3,6 +3,8 @@
 The reference read the whole file into memory and turned every error into a fake HTTP 400; here a
 permanent FTP error (5xx reply, e.g. 550 no such file) fails at once and a transient one is retried.
 The content cache uses the server's size and modification time (`SIZE`, `MDTM`) as the validator.
+The download's deadline and minimum throughput (`Pace`) are checked as each block arrives; a transfer
+given up that way closes the connection without the polite `QUIT`, whose reply could wait on the server.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from oa_dagster.errors import DownloadError
 from oa_dagster.fetch.cache import CacheEntry, Sink, SizeCapExceeded, open_cache
 from oa_dagster.fetch.filetype import guess_suffix
-from oa_dagster.fetch.options import Download, FetchOptions, Throttle
+from oa_dagster.fetch.options import Download, FetchOptions, Pace, Throttle
 
 _TRANSIENT = (ftplib.error_temp, ftplib.error_reply, ftplib.error_proto, OSError, EOFError)
 
@@ -37,39 +39,64 @@ def _validator(ftp: ftplib.FTP, path: str) -> tuple[int | None, str | None]:
 
 def _connect(parts, options: FetchOptions) -> ftplib.FTP:
     ftp = ftplib.FTP(timeout=options.timeout)
-    ftp.connect(parts.hostname or "", parts.port or 21, timeout=options.timeouts[0])
-    user = unquote(parts.username) if parts.username else "anonymous"
-    password = unquote(parts.password) if parts.password else ("anonymous@" if user == "anonymous" else "")
-    ftp.login(user, password)
+    try:
+        ftp.connect(parts.hostname or "", parts.port or 21, timeout=options.timeouts[0])
+        ftp.timeout = options.timeout  # connect() kept the connect timeout for every later read and transfer
+        ftp.sock.settimeout(options.timeout)
+        user = unquote(parts.username) if parts.username else "anonymous"
+        password = unquote(parts.password) if parts.password else ("anonymous@" if user == "anonymous" else "")
+        ftp.login(user, password)
+    except BaseException:
+        ftp.close()
+        raise
     ftp.set_pasv(True)
     return ftp
 
 
-def _attempt(url: str, part: Path, options: FetchOptions, cached: CacheEntry | None,
+def _attempt(url: str, part: Path, options: FetchOptions, cached: CacheEntry | None, pace: Pace,
              ) -> tuple[Sink | None, str | None]:
     parts = urlsplit(url)
     path = unquote(parts.path)
-    with _connect(parts, options) as ftp:
-        size, mtime = _validator(ftp, path)
-        validator = f"{size} {mtime}" if size is not None and mtime else None
-        if cached is not None and validator and cached.validator == validator:
-            return None, validator
-        if size is not None and size > options.max_download_bytes:
-            raise DownloadError(f"download size cap: {url} is {size:,} bytes, more than the cap of "
-                                f"{options.max_download_bytes:,}")
-        throttle = Throttle(options, "download", size)
-        sink = Sink(part, options.max_download_bytes, throttle)
-        try:
-            ftp.retrbinary(f"RETR {path}", sink.write, blocksize=1 << 16)
-        except BaseException:
-            sink.discard()
-            raise
-        sink.close()
-        if size is not None and sink.size != size:
-            part.unlink(missing_ok=True)
-            raise ftplib.error_temp(f"426 transfer truncated: got {sink.size:,} of {size:,} bytes")
-        throttle(sink.size, final=True)
-        return sink, validator
+    ftp = _connect(parts, options)
+    try:
+        result = _retrieve(ftp, url, path, part, options, cached, pace)
+    except BaseException:
+        ftp.close()  # no QUIT: after an abandoned transfer its reply may never come
+        raise
+    with contextlib.suppress(*ftplib.all_errors):
+        ftp.quit()
+    ftp.close()
+    return result
+
+
+def _retrieve(ftp: ftplib.FTP, url: str, path: str, part: Path, options: FetchOptions,
+              cached: CacheEntry | None, pace: Pace) -> tuple[Sink | None, str | None]:
+    size, mtime = _validator(ftp, path)
+    validator = f"{size} {mtime}" if size is not None and mtime else None
+    if cached is not None and validator and cached.validator == validator:
+        return None, validator
+    if size is not None and size > options.max_download_bytes:
+        raise DownloadError(f"download size cap: {url} is {size:,} bytes, more than the cap of "
+                            f"{options.max_download_bytes:,}")
+    throttle = Throttle(options, "download", size)
+    sink = Sink(part, options.max_download_bytes, throttle)
+
+    def write(block: bytes) -> None:
+        sink.write(block)
+        pace.received(len(block), sink.size)
+
+    pace.start_body()
+    try:
+        ftp.retrbinary(f"RETR {path}", write, blocksize=1 << 16)
+    except BaseException:
+        sink.discard()
+        raise
+    sink.close()
+    if size is not None and sink.size != size:
+        part.unlink(missing_ok=True)
+        raise ftplib.error_temp(f"426 transfer truncated: got {sink.size:,} of {size:,} bytes")
+    throttle(sink.size, final=True)
+    return sink, validator
 
 
 def fetch_ftp(url: str, workdir: Path, options: FetchOptions, log: logging.Logger) -> Download:
@@ -78,9 +105,10 @@ def fetch_ftp(url: str, workdir: Path, options: FetchOptions, log: logging.Logge
     cache = open_cache(options.cache_dir)
     cached = cache.get(url) if cache else None
     part = workdir / "cache.part"
+    pace = Pace(f"download of {url}", options.download_deadline, options)
     for attempt in range(options.retries + 1):
         try:
-            sink, validator = _attempt(url, part, options, cached)
+            sink, validator = _attempt(url, part, options, cached, pace)
             break
         except SizeCapExceeded as exc:
             raise DownloadError(f"download size cap: {url}: {exc}") from exc
@@ -91,7 +119,7 @@ def fetch_ftp(url: str, workdir: Path, options: FetchOptions, log: logging.Logge
                 raise DownloadError(f"{url} failed after {attempt + 1} attempts: {exc}") from exc
             wait = options.delay(attempt + 1)
             log.warning("FTP attempt %d of %s failed (%s); retrying in %.1f s", attempt + 1, url, exc, wait)
-            time.sleep(wait)
+            pace.sleep_before_retry(wait, url)
     if sink is None:
         assert cached is not None and cache is not None
         target = workdir / f"cache{cached.ext}"

@@ -6,12 +6,14 @@ Every delay (timeouts, backoff) is a field so tests can shrink them; defaults su
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from oa_dagster import __version__
+from oa_dagster.errors import DownloadError
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
@@ -33,6 +35,12 @@ class FetchOptions:
     max_download_bytes: int = 8 * 2**30
     max_unpacked_bytes: int = 32 * 2**30
     max_unpack_ratio: float = 1000.0  # uncompressed/compressed size above which a member is a bomb
+    # (archive members and Content-Encoding alike, once past `archive.BOMB_MIN_BYTES` decoded)
+    download_deadline: float = 6 * 3600.0  # wall clock for one HTTP/FTP download, retries included; 0 = none
+    esri_request_deadline: float = 600.0  # wall clock for one ArcGIS request (a page), retries included
+    esri_max_response_bytes: int = 2**30  # one ArcGIS response, decoded (a page is held in memory)
+    min_throughput: float = 1024.0  # bytes/s averaged over `throughput_window`; slower fails; 0 = no rule
+    throughput_window: float = 120.0  # seconds; the read timeout already covers a server sending nothing
     esri_workers: int = 6  # concurrent page requests; 6 keeps ~5x a sequential dump on slow servers
     esri_page_size_cap: int = 2000
     esri_geometry_precision: int = 7
@@ -81,6 +89,70 @@ class Throttle:
         if final or now - self.last >= self.every:
             self.last = now
             self.callback(self.what, done, self.total)
+
+
+class LimitExceeded(DownloadError):
+    """A transfer refused by a limit (deadline, throughput, size, expansion): asking again, or another way, is
+    no use, so fallbacks that follow other download errors (ArcGIS formats and paging) re-raise it."""
+
+
+def seconds(value: float) -> str:
+    """`21,600 s`, `60 s`, `0.5 s`: whole seconds unless the value is small (tests shrink the limits)."""
+    return f"{value:,.0f} s" if value >= 10 else f"{value:.2g} s"
+
+
+class Pace:
+    """The wall-clock deadline and minimum throughput of one transfer (all its attempts).
+
+    A read timeout only fires when a server sends nothing at all; one that drips a byte a second keeps the
+    connection alive forever. `received` is called with every chunk and fails the transfer when the
+    deadline has passed or when a whole `throughput_window` brought less than `min_throughput` bytes/s.
+    The window restarts with each attempt's body (`start_body`), so time to the first byte, governed by
+    the read timeout, is not counted as slowness. Both failures are `LimitExceeded`, never retried: a
+    spent deadline is spent, and retrying a trickling server would multiply the time the run waits.
+    """
+
+    def __init__(self, what: str, deadline: float, options: FetchOptions) -> None:
+        self.what = what
+        self.deadline = deadline
+        self.min_rate = options.min_throughput
+        self.window = options.throughput_window
+        self.started = time.monotonic()
+        self.ends = self.started + deadline if deadline > 0 else math.inf
+        self.start_body()
+
+    def start_body(self) -> None:
+        self.window_start = time.monotonic()
+        self.window_bytes = 0
+
+    def left(self) -> float:
+        """Seconds before the deadline."""
+        return self.ends - time.monotonic()
+
+    def sleep_before_retry(self, wait: float, what: str) -> None:
+        """Sleep `wait` seconds before a retry, unless that would pass the deadline."""
+        if wait > self.left():
+            raise LimitExceeded(f"{what}: a retry in {seconds(wait)} would pass the {seconds(self.deadline)} deadline")
+        time.sleep(wait)
+
+    def check_deadline(self, received: int | None = None) -> None:
+        if time.monotonic() > self.ends:
+            got = f" ({received:,} bytes received)" if received is not None else ""
+            raise LimitExceeded(f"{self.what} took longer than the {seconds(self.deadline)} deadline{got}")
+
+    def received(self, n: int, total: int) -> None:
+        """Account for `n` more bytes (`total` so far in this attempt)."""
+        self.check_deadline(total)
+        if self.min_rate <= 0:
+            return
+        now = time.monotonic()
+        self.window_bytes += n
+        elapsed = now - self.window_start
+        if elapsed >= self.window:
+            if self.window_bytes < self.min_rate * elapsed:
+                raise LimitExceeded(f"{self.what} too slow: {self.window_bytes:,} bytes in {seconds(elapsed)} "
+                                    f"(minimum {self.min_rate:,.0f} bytes/s over {seconds(self.window)})")
+            self.window_start, self.window_bytes = now, 0
 
 
 def get_logger(log: logging.Logger | None) -> logging.Logger:

@@ -2,12 +2,13 @@
 
 Layers are registered under `/arcgis/rest/services/<name>/FeatureServer/0` with switches for the
 behaviours real servers show (no pagination, no GeoJSON, Token Required, 500s, dropped connections,
-short pages, a count larger than what is served). Responses can be cached by query so a benchmark
-measures the client, not this server's JSON encoding.
+short pages, a count larger than what is served, pages that trickle, gzip responses, padded pages).
+Responses can be cached by query so a benchmark measures the client, not this server's JSON encoding.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import threading
@@ -40,6 +41,10 @@ class FakeLayer:
     short_queries: int = 0  # first N feature queries: silently half the records
     real_limit: int | None = None  # at most this many records per query, whatever maxRecordCount says
     count_extra: int = 0  # the count reports this many features more than are served
+    drip: float = 0.0  # feature queries: seconds between `drip_bytes`-byte pieces of the body
+    drip_bytes: int = 1
+    pad_bytes: int = 0  # feature queries: this many spaces after the JSON (valid, and compresses ~1000x)
+    gzip: bool = False  # every response with Content-Encoding: gzip
     cache_responses: bool = False
     queries: list[dict[str, str]] = field(default_factory=list)
     _cache: dict[tuple, bytes] = field(default_factory=dict, repr=False)
@@ -182,11 +187,26 @@ class _Handler(BaseHTTPRequestHandler):
         form = dict(parse_qsl(self.rfile.read(length).decode("utf-8")))
         self._handle({**dict(parse_qsl(urlsplit(self.path).query)), **form})
 
-    def _send(self, status: int, body: bytes, *, drop: bool = False) -> None:
+    def _send(self, status: int, body: bytes, *, drop: bool = False, layer: FakeLayer | None = None,
+              drip: float = 0.0) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
+        if layer is not None and layer.gzip:
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if drip:
+            self.close_connection = True
+            step = layer.drip_bytes if layer is not None else 1
+            try:
+                for start in range(0, len(body), step):
+                    self.wfile.write(body[start:start + step])
+                    self.wfile.flush()
+                    time.sleep(drip)
+            except OSError:  # the client gave up, as it should
+                pass
+            return
         if drop:
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
@@ -207,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(TOKEN_ERROR).encode())
             return
         if not is_query:
-            self._send(200, json.dumps(layer.metadata()).encode())
+            self._send(200, json.dumps(layer.metadata()).encode(), layer=layer)
             return
         feature_query = params.get("returnCountOnly") != "true" and params.get("returnIdsOnly") != "true"
         if feature_query:
@@ -225,9 +245,12 @@ class _Handler(BaseHTTPRequestHandler):
             if feature_query and "features" in payload and layer.take_fault("short_queries"):
                 payload["features"] = payload["features"][: len(payload["features"]) // 2]
             body = json.dumps(payload, separators=(",", ":")).encode()
+            if feature_query and layer.pad_bytes:
+                body += b" " * layer.pad_bytes
             if layer.cache_responses:
                 layer._cache[key] = body
-        self._send(200, body, drop=feature_query and layer.take_fault("drop_queries"))
+        self._send(200, body, drop=feature_query and layer.take_fault("drop_queries"), layer=layer,
+                   drip=layer.drip if feature_query else 0.0)
 
 
 class FakeArcGISServer(ThreadingHTTPServer):

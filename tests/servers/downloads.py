@@ -1,5 +1,5 @@
-"""A local HTTP server for download tests: redirects, Content-Disposition, ETag/304, Retry-After, slow and
-truncated responses. Each route counts its hits and keeps the request headers it saw."""
+"""A local HTTP server for download tests: redirects, Content-Disposition, ETag/304, Retry-After, slow,
+dripping and truncated responses. Each route counts its hits and keeps the request headers it saw."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ class Route:
     redirect: str | None = None  # 302 to this path
     delay: float = 0.0  # seconds before the response headers
     stall: float = 0.0  # seconds between the first half of the body and the rest
-    truncate: int = 0  # first N responses: half the body, then the connection closes
+    truncate: int = 0  # first N responses: half the body (or `cut_at` bytes), then the connection closes
+    cut_at: int | None = None
+    drip: float = 0.0  # seconds between `drip_bytes`-byte pieces of the body (a server that trickles)
+    drip_bytes: int = 1
     status: int = 200
     hits: int = 0
     seen_headers: list[dict[str, str]] = field(default_factory=list)
@@ -66,10 +69,28 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Last-Modified"] = route.last_modified
         truncate = route.truncate > 0
         route.truncate -= truncate
-        self._reply(route.status, route.body, headers, truncate=truncate, stall=route.stall)
+        if route.drip:
+            self._drip(route, headers)
+            return
+        self._reply(route.status, route.body, headers, truncate=truncate, stall=route.stall, cut_at=route.cut_at)
+
+    def _drip(self, route: Route, headers: dict[str, str]) -> None:
+        self.send_response(route.status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(route.body)))
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for start in range(0, len(route.body), route.drip_bytes):
+                self.wfile.write(route.body[start:start + route.drip_bytes])
+                self.wfile.flush()
+                time.sleep(route.drip)
+        except OSError:  # the client gave up, as it should
+            pass
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None, *,
-               truncate: bool = False, stall: float = 0.0) -> None:
+               truncate: bool = False, stall: float = 0.0, cut_at: int | None = None) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -77,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if status == 304:
             return
-        half = len(body) // 2
+        half = cut_at if truncate and cut_at is not None else len(body) // 2
         self.wfile.write(body[:half])
         self.wfile.flush()
         if truncate:

@@ -2,14 +2,15 @@
 
 ArcGIS servers often answer HTTP 200 with an `error` object, drop connections mid-page and rate-limit;
 every request therefore goes through `request_json`, which retries transient failures with backoff and
-maps "Token Required" to `EsriTokenRequired` and other errors to `DownloadError`.
+maps "Token Required" to `EsriTokenRequired` and other errors to `DownloadError`. Each request (a page,
+retries included) has a wall-clock deadline and the minimum throughput of every download, and its body is
+streamed under a size cap and the decompression-bomb rule, since a page is held in memory.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +18,17 @@ from typing import Any
 import requests
 
 from oa_dagster.errors import DownloadError, EsriTokenRequired
-from oa_dagster.fetch.http import RETRY_STATUSES, TRANSIENT_ERRORS, RetryableError, make_session, retry_after_seconds
-from oa_dagster.fetch.options import FetchOptions
+from oa_dagster.fetch.http import (
+    BODY_ERRORS,
+    RETRY_STATUSES,
+    TRANSIENT_ERRORS,
+    RetryableError,
+    describe_body_error,
+    make_session,
+    read_body,
+    retry_after_seconds,
+)
+from oa_dagster.fetch.options import FetchOptions, LimitExceeded, Pace
 
 TOKEN_CODES = frozenset({498, 499})
 RETRY_ERROR_CODES = frozenset({500, 502, 503, 504})
@@ -96,29 +106,48 @@ class ArcGISClient:
     def close(self) -> None:
         self.session.close()
 
-    def _once(self, path: str, params: dict[str, Any], post: bool) -> bytes:
+    def _once(self, path: str, params: dict[str, Any], post: bool, pace: Pace) -> bytes:
         url = self.url + path
         params = {**params, **self.extra_params}
+        options = self.options
         try:
             if post:
-                response = self.session.post(url, data=params, timeout=self.options.timeouts,
-                                             verify=self.options.verify_tls)
+                response = self.session.post(url, data=params, timeout=options.timeouts,
+                                             verify=options.verify_tls, stream=True)
             else:
-                response = self.session.get(url, params=params, timeout=self.options.timeouts,
-                                            verify=self.options.verify_tls)
+                response = self.session.get(url, params=params, timeout=options.timeouts,
+                                            verify=options.verify_tls, stream=True)
         except requests.exceptions.SSLError as exc:
             raise DownloadError(f"TLS certificate verification failed for {url}: {exc}") from exc
         except TRANSIENT_ERRORS as exc:
             raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code in RETRY_STATUSES:
-            wait = retry_after_seconds(response.headers.get("Retry-After"))
-            raise RetryableError(f"HTTP {response.status_code}", wait)
+        with response:
+            if response.status_code in RETRY_STATUSES:
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                raise RetryableError(f"HTTP {response.status_code}", wait)
+            body = self._read(response, url, pace)
         if response.status_code in TOKEN_CODES or (response.status_code in (401, 403)
-                                                   and b"token" in response.content.lower()):
+                                                   and b"token" in body.lower()):
             raise EsriTokenRequired(f"{url}: HTTP {response.status_code}")
         if response.status_code >= 400:
             raise DownloadError(f"HTTP {response.status_code} {response.reason} from {url}")
-        return response.content
+        return body
+
+    def _read(self, response: requests.Response, url: str, pace: Pace) -> bytes:
+        """The whole (decoded) body, refused past `esri_max_response_bytes`."""
+        cap = self.options.esri_max_response_bytes
+        parts: list[bytes] = []
+        size = 0
+        try:
+            for chunk in read_body(response, pace, self.options):
+                size += len(chunk)
+                if size > cap:
+                    raise LimitExceeded(f"ArcGIS response from {url} is larger than the cap of {cap:,} bytes")
+                parts.append(chunk)
+        except BODY_ERRORS as exc:
+            raise RetryableError(f"body truncated or stalled after {response.raw.tell():,} bytes: "
+                                 f"{describe_body_error(exc)}") from exc
+        return b"".join(parts)
 
     def request_json(self, path: str, params: dict[str, Any], *, post: bool = False, what: str = "request",
                      parse: Callable[[bytes], Any] | None = None) -> Any:
@@ -128,9 +157,10 @@ class ArcGISClient:
         ValueError from it (e.g. a body cut short by a dropped connection) is retried like a 5xx.
         """
         options = self.options
+        pace = Pace(f"ArcGIS {what} from {self.url}", options.esri_request_deadline, options)
         for attempt in range(options.retries + 1):
             try:
-                body = self._once(path, params, post)
+                body = self._once(path, params, post, pace)
                 return self._decode(body, parse, what)
             except RetryableError as exc:
                 if attempt == options.retries:
@@ -141,7 +171,7 @@ class ArcGISClient:
                     raise DownloadError(f"ArcGIS {what}: server asks to wait {wait:.0f} s") from exc
                 self.log.warning("ArcGIS %s attempt %d failed (%s); retrying in %.1f s", what, attempt + 1,
                                  exc, wait)
-                time.sleep(wait)
+                pace.sleep_before_retry(wait, f"ArcGIS {what} from {self.url}")
         raise AssertionError("unreachable")
 
     def _decode(self, body: bytes, parse: Callable[[bytes], Any] | None, what: str) -> Any:
@@ -182,7 +212,7 @@ class ArcGISClient:
         try:
             payload = self.request_json("/query", {"where": "1=1", "returnCountOnly": "true", "f": "json"},
                                         what="count")
-        except EsriTokenRequired:
+        except (EsriTokenRequired, LimitExceeded):
             raise
         except DownloadError as exc:
             self.log.warning("feature count unavailable: %s", exc.detail)

@@ -31,7 +31,7 @@ from oa_dagster.fetch.esri.pages import (
     parse_geojson_page,
     split_envelope,
 )
-from oa_dagster.fetch.options import Download, FetchOptions, Throttle
+from oa_dagster.fetch.options import Download, FetchOptions, LimitExceeded, Throttle
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_SPLIT_DEPTH = 24
@@ -118,7 +118,7 @@ def _plan(client: ArcGISClient, info: LayerInfo, count: int | None, page_size: i
         return offset_pages(count, page_size, info.oid_field), count
     try:
         oid_name, ids = client.object_ids()
-    except EsriTokenRequired:
+    except (EsriTokenRequired, LimitExceeded):
         raise
     except DownloadError as exc:
         log.warning("object ids unavailable (%s); splitting the extent instead", exc.detail)
@@ -140,7 +140,7 @@ def _run_pages(pages: list[Page], fetcher: _Pages, writer: _Writer, options: Fet
         return
     try:
         first = fetcher.fetch(pages[0])
-    except EsriTokenRequired:
+    except (EsriTokenRequired, LimitExceeded):
         raise
     except DownloadError as exc:
         if fetcher.fmt != "geojson":
