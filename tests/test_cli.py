@@ -207,3 +207,17 @@ def test_console_script_runs_process_end_to_end(tmp_path: Path) -> None:
     assert "256 features" in done.stdout
     state = json.loads((tmp_path / "out/parcels/county/state.json").read_text())
     assert state["files"]["preview"] is None and state["feature_count"] == 256
+
+
+def test_process_logs_to_the_stderr_of_each_call(tmp_path: Path) -> None:
+    """`main()` run twice in one process (tests, embedding) logs to the stderr of the second call, not the first's."""
+    import contextlib
+    import io
+
+    source = csv_source(tmp_path, {"number": "NUM", "street": "STREET"})
+    streams = [io.StringIO(), io.StringIO()]
+    for n, stream in enumerate(streams):
+        with contextlib.redirect_stderr(stream), contextlib.redirect_stdout(io.StringIO()):
+            assert main(["process", str(source), "--layer", "addresses", "--output", str(tmp_path / f"out{n}"),
+                         "--no-preview"]) == 0
+    assert [s.getvalue().count("INFO oa-dagster") for s in streams] == [1, 1]
