@@ -1,4 +1,5 @@
-"""The platform's commands for `oa-dagster`: `quickstart` (a Dagster run of the examples), `download`, `serve`."""
+"""The platform's commands for `oa-dagster`: `quickstart` (a Dagster run of the examples), `download`, `serve`,
+`cleanup`."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--presign-seconds", type=int, default=3600, metavar="N",
                        help="how long the presigned S3 URLs that /download redirects to stay valid (max 7 days)")
     serve.set_defaults(func=cmd_serve)
+
+    clean = subparsers.add_parser(
+        "cleanup", help="remove what killed runs leave behind: store debris, stale work folders, stuck runs",
+        description="Removes half-written store files, run folders without a manifest and oa-run-* work folders "
+                    "(under OA_WORK_DIR) that nothing changed for the grace period, and fails runs left STARTED by "
+                    "a killed process (when DAGSTER_HOME names the instance). Same as the `cleanup` job.")
+    clean.add_argument("--grace", type=float, default=None, metavar="HOURS",
+                       help="leave anything changed more recently than this (default 24)")
+    clean.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    clean.add_argument("--no-runs", action="store_true", help="do not look at the Dagster instance's runs")
+    clean.set_defaults(func=cmd_cleanup)
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
@@ -137,3 +149,44 @@ def cmd_serve(args: argparse.Namespace, store: Any = None) -> int:
     print(f"serving {store.describe()} on http://{args.host}:{args.port}/download/<key>", flush=True)
     uvicorn.run(app, host=args.host, port=args.port)
     return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """The `cleanup` job's work from the command line, on the store and work root `OA_ENV` configures."""
+    import os
+
+    from oa_dagster.platform.cleanup import DEFAULT_GRACE_HOURS, cleanup
+    from oa_dagster.resources.deployments import deployment
+
+    grace = DEFAULT_GRACE_HOURS if args.grace is None else args.grace
+    if grace < 0:
+        print(f"error: --grace must be 0 hours or more, not {grace:g}", file=sys.stderr)
+        return 2
+    resources = deployment().resources
+    store = resources["store"].get_store()
+    work_root = resources["processing"].work_root()
+    report = cleanup(store, [work_root], grace_hours=grace, dry_run=args.dry_run)
+    status = 0
+    if args.no_runs:
+        pass
+    elif os.environ.get("DAGSTER_HOME"):
+        import dagster as dg
+
+        from oa_dagster.assets.cleanup import fail_stuck_runs
+
+        try:
+            instance = dg.DagsterInstance.get()
+        except Exception as exc:  # a missing or unreadable DAGSTER_HOME: the files were still cleaned
+            print(f"error: runs not checked: cannot open the Dagster instance in DAGSTER_HOME="
+                  f"{os.environ['DAGSTER_HOME']}: {exc}", file=sys.stderr)
+            status = 1
+        else:
+            with instance:
+                fail_stuck_runs(instance, report)
+    else:
+        print("runs: not checked (DAGSTER_HOME is not set)")
+    verb = "would remove" if args.dry_run else "removed"
+    for item in report.removed:
+        print(f"{verb} {item.kind}: {item.where} ({item.size:,} bytes)")
+    print(f"{report.summary()} (store {store.describe()}, work root {work_root})")
+    return status

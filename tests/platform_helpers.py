@@ -5,18 +5,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 
 from oa_dagster.resources.deployments import local_resources
 from oa_dagster.resources.sources_repo import EXAMPLES_DIR
 
 EXAMPLE_DATA = EXAMPLES_DIR.parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
@@ -42,6 +47,21 @@ def throwaway_postgres(prefix: str) -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@contextmanager
+def postgres_or_skip(prefix: str) -> Iterator[str]:
+    """`throwaway_postgres`, or the test is skipped where no server answers (never in CI, which starts one)."""
+    import psycopg2
+
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_postgres(prefix))
+        except psycopg2.OperationalError:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+        yield url
 
 
 def copy_examples(dest: Path) -> Path:
@@ -109,3 +129,27 @@ def partition_status(instance: dg.DagsterInstance, layer: str, keys: list[str]
 
 def local(tmp: Path, sources: Path | None = None, **settings: Any) -> dict[str, Any]:
     return local_resources(tmp / "data", sources, preview=settings.pop("preview", False), **settings)
+
+
+def local_instance_home(home: Path) -> Path:
+    """A DAGSTER_HOME with deploy/local/dagster.yaml (queued runs, run monitoring, crash retries)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / "local" / "dagster.yaml").read_text())
+    return home
+
+
+@contextmanager
+def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`dagster-daemon run` on the workspace with DAGSTER_HOME=`home`; its process group is killed at the end.
+
+    The daemon starts a code server, which starts run workers: all in one new session, so one killpg ends them.
+    """
+    daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
+                               str(ROOT / "workspace.yaml")], cwd=ROOT, start_new_session=True,
+                              env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+                              stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    try:
+        yield daemon
+    finally:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait()

@@ -23,9 +23,11 @@ def test_definitions_have_the_layer_assets_checks_jobs_schedule_and_sensor(tmp_p
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert {name for layer, name in checks if layer == "parcels"} == {"output_valid", "output_quality"}
     assert ("addresses", "output_quality") in checks
-    for job in ("source_catalog_job", "launch_changed_entries", "addresses_job", "accept_held_run"):
+    for job in ("source_catalog_job", "launch_changed_entries", "addresses_job", "accept_held_run", "cleanup"):
         defs.resolve_job_def(job)
     assert defs.resolve_schedule_def("weekly_set").cron_schedule == "0 3 * * 6"
+    cleanup = defs.resolve_schedule_def("daily_cleanup")
+    assert cleanup.job_name == "cleanup" and cleanup.default_status == dg.DefaultScheduleStatus.STOPPED
     assert defs.resolve_sensor_def("set_launcher").default_status == dg.DefaultSensorStatus.RUNNING
     spec = graph.get(dg.AssetKey("addresses"))
     assert spec.freshness_policy is not None
@@ -34,10 +36,13 @@ def test_definitions_have_the_layer_assets_checks_jobs_schedule_and_sensor(tmp_p
 def test_deployment_is_chosen_by_oa_env_only() -> None:
     local = deployment({"OA_ENV": "local", "OA_DATA_DIR": "/data/oa", "OA_SET_CRON": "0 1 * * *"})
     assert local.resources["store"].root == "/data/oa" and local.set_cron == "0 1 * * *"
+    assert local.resources["processing"].work_root().name == "oa-dagster-work"  # under the system temp dir
+    assert deployment({"OA_WORK_DIR": "/scratch/oa"}).resources["processing"].work_root() == Path("/scratch/oa")
     served = deployment({"OA_DATA_DIR": "/data/oa", "OA_DOWNLOAD_URL": "http://oa.example:8080/download"})
     assert served.resources["store"].get_store().url("latest/a.json") == "http://oa.example:8080/download/latest/a.json"
-    production = deployment({"OA_ENV": "production", "OA_S3_BUCKET": "b"})
+    production = deployment({"OA_ENV": "production", "OA_S3_BUCKET": "b", "OA_WORK_DIR": "/scratch/oa"})
     assert production.resources["store"].bucket == "b"
+    assert production.resources["processing"].work_root() == Path("/scratch/oa")
     assert production.resources["sources_repo"].kind == "github"
     try:
         deployment({"OA_ENV": "staging"})
@@ -64,7 +69,7 @@ def test_deploy_instance_configs_load(tmp_path: Path) -> None:
         home.mkdir()
         (home / "dagster.yaml").write_text((ROOT / "deploy" / name / "dagster.yaml").read_text())
         config, _ = dagster_instance_config(str(home))
-        assert config["run_monitoring"]["enabled"] is True
+        assert config["run_monitoring"]["enabled"] is True and config["run_monitoring"]["max_runtime_seconds"] > 0
         assert yaml.safe_load((home / "dagster.yaml").read_text())["concurrency"]["runs"]["max_concurrent_runs"]
     local_home = tmp_path / "local"
     with dg.DagsterInstance.from_config(str(local_home)) as instance:

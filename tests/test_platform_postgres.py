@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from tests.platform_helpers import (
-    local,
-    materialize_catalog,
-    materialize_range,
-    partition_status,
-    throwaway_postgres,
-)
+from tests.platform_helpers import local, materialize_catalog, materialize_range, partition_status, postgres_or_skip
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    import psycopg2
-
-    with ExitStack() as stack:
-        try:
-            url = stack.enter_context(throwaway_postgres("oa_test"))
-        except psycopg2.OperationalError:
-            if os.environ.get("CI"):
-                raise
-            pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    with postgres_or_skip("oa_test") as url:
         yield url
 
 

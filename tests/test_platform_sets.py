@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from oa_dagster.platform.sets import plan_batches
+from oa_dagster.platform.sets import ChainsState, RunState, chains_state, plan_batches
 from oa_dagster.sensors.sets import LAYER_JOBS, SET_PROGRESS, build_set_schedule, set_launcher
 from tests.platform_helpers import csv_entry, local, materialize_catalog, materialize_range, write_csv, write_source
 
@@ -105,3 +105,24 @@ def test_launch_changed_only_requests_changed_entries(tmp_path: Path) -> None:
         ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
                   for r in requests]
         assert ranges == [(f"us/xx/s{i:02d}/county", f"us/xx/s{i:02d}/county") for i in range(3)]
+
+
+def test_a_set_run_has_ended_only_when_no_retry_is_to_come() -> None:
+    def run(run_id: str, status: str, *, root: str | None = None, created: float = 0.0, ended: float | None = 10.0,
+            will_retry: bool | None = None, launched: bool = False) -> RunState:
+        return RunState(run_id, root or run_id, status, created, ended, will_retry, launched)
+
+    now = 100.0
+    assert chains_state([run("a", "SUCCESS"), run("b", "STARTED", ended=None)], now=now) == ChainsState(2, 1, 0)
+    # the instance will retry b; the daemon has not created the retry yet: b's chain is open
+    assert chains_state([run("b", "FAILURE", will_retry=True)], now=now).ended == 0
+    # the retry exists and runs, then ends: the chain ends with it, and counts once
+    failed = run("b", "FAILURE", will_retry=True, launched=True)
+    assert chains_state([failed, run("b2", "STARTED", root="b", created=1, ended=None)], now=now).ended == 0
+    assert chains_state([failed, run("b2", "SUCCESS", root="b", created=1)], now=now) == ChainsState(1, 1, 1)
+    # a source problem (will_retry=false), a cancel, retries switched off: nothing more will come
+    assert chains_state([run("c", "FAILURE", will_retry=False), run("d", "CANCELED")], now=now).ended == 2
+    assert chains_state([run("e", "FAILURE")], now=now, retries_enabled=False).ended == 1
+    # no verdict yet: wait for it a while after the failure, not forever
+    assert chains_state([run("f", "FAILURE", ended=now - 5)], now=now).ended == 0
+    assert chains_state([run("f", "FAILURE", ended=now - 5)], now=now, grace_seconds=1).ended == 1

@@ -188,3 +188,25 @@ def test_a_store_that_refuses_is_a_502_not_a_404(moto_url: str, serve: Callable[
         pointer = requests.get(f"{base}/latest/addresses/{ENTRY}", allow_redirects=False, timeout=10)
         assert pointer.status_code == 502 and "AccessDenied" in pointer.text
     assert requests.get(f"{base}/download/{OUTPUT}", allow_redirects=False, timeout=10).status_code == 404
+
+
+def test_over_long_keys_are_refused_with_400_before_the_store_is_asked(
+        tmp_path: Path, moto_url: str, serve: Callable[[Starlette], str]) -> None:
+    """A 6 KB key made the local store fail (file name too long) and S3 refuse it (KeyTooLongError): a 502."""
+    for store in (LocalStore(tmp_path / "data"), _s3_store(moto_url, "long-keys")):
+        _publish(store)
+        base = serve(create_app(store))
+        long_key = "runs/addresses/" + "/".join(["x" * 200] * 30) + "/out.geojson"  # 6 KB
+        response = requests.get(f"{base}/download/{long_key}", allow_redirects=False, timeout=10)
+        assert response.status_code == 400, (store.describe(), response.text)
+        assert "over the 1,024-byte limit" in response.text and "bad key" in response.text
+        head = requests.head(f"{base}/download/{long_key}", allow_redirects=False, timeout=10)
+        assert head.status_code == 400
+        segment = requests.get(f"{base}/download/runs/addresses/{'y' * 300}/out.geojson", timeout=10)
+        assert segment.status_code == 400 and "300 bytes" in segment.text
+        latest = requests.get(f"{base}/latest/addresses/us/ca/{'z' * 2000}", allow_redirects=False, timeout=10)
+        assert latest.status_code == 400 and "bad key" in latest.text
+        # a long but possible key is still looked up: not there
+        near = requests.get(f"{base}/download/runs/addresses/" + "/".join(["w" * 200] * 4), timeout=10)
+        assert near.status_code == 404
+        assert requests.get(f"{base}/download/{OUTPUT}", timeout=10).content == DATA

@@ -11,21 +11,27 @@ INFO lines go to its own `log.txt` in the store (linked from its materialization
 errors are forwarded to the run's event log; the previous feature counts of all the run's entries are read
 in two queries before processing, not one per entry; and entries are processed in a worker thread while the
 step's thread writes the events of those done, so the writes overlap the next entry's download.
+
+Every event write is retried on a lost database connection (`event_writes.py`); if the instance stays
+unreachable, the run fails and is marked retryable, so the set's run-retry policy runs the batch again.
 """
 
 
 import logging
+import os
 import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import dagster as dg
 
+from oa_dagster.platform.cleanup import WORK_FOLDER_PREFIX  # + the pid: cleanup spares a live process's folder
 from oa_dagster.platform.runs import publish_run
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
@@ -33,6 +39,8 @@ from oa_dagster.sources.model import LAYERS
 
 from .background import in_background, raise_if_cancelled
 from .catalog import source_catalog
+from .event_writes import LOG as WRITES_LOG
+from .event_writes import InstanceUnreachable, write_retrying
 from .layer_checks import check_specs, evaluate_checks
 from .layer_metadata import entry_metadata, failure_metadata, read_sample
 from .partitions import CATALOG_TAG, LAYER_PARTITIONS, SET_TAG
@@ -41,6 +49,8 @@ from .partitions import CATALOG_TAG, LAYER_PARTITIONS, SET_TAG
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=9), warn_window=timedelta(days=8))
 TRANSIENT_PROBLEMS = {"Could not download source data"}
 POOL = "oa_layer_runs"
+RETRY_ON_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
+INSTANCE_LOST_TAG = "oa/instance_lost"  # "true": this run failed because the instance was unreachable
 
 
 def _catalog(store: Any, catalog_id: str | None) -> dict[str, Any]:
@@ -133,7 +143,9 @@ def _process_and_publish(run_id: str, entry: Any, coverage_ok: bool, catalog: di
     from oa_dagster.process import run_entry
 
     key, layer = entry.key, entry.layer
-    with tempfile.TemporaryDirectory(prefix="oa-run-", dir=processing.work_dir) as tmp:
+    root = processing.work_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{WORK_FOLDER_PREFIX}{os.getpid()}-", dir=root) as tmp:
         state = run_entry(entry, Path(tmp), preview=processing.preview, fetch_options=processing.fetch_options(),
                           coverage_ok=coverage_ok, log=log,
                           progress=raise_if_cancelled(cancelled) if cancelled is not None else None)
@@ -147,29 +159,50 @@ def _process_and_publish(run_id: str, entry: Any, coverage_ok: bool, catalog: di
     return result
 
 
+Write = Callable[[str, Callable[[], None]], None]  # (what, write): one event-log write, retried
+
+
 def record_entry(context: dg.AssetExecutionContext, layer: str, key: str, result: dict[str, Any], store: Any,
-                 catalog: dict[str, Any], set_id: str, previous: int | None, warn_drop: float) -> str | None:
+                 catalog: dict[str, Any], set_id: str, previous: int | None, warn_drop: float,
+                 write: Write) -> str | None:
     """Write an entry's events: its warnings, then a materialization and checks, or a failure observation.
 
     Returns the failure line for the step's failure message, or None when the entry materialized.
     """
     for level, message in result.get("log_lines") or ():
-        context.log.log(level, message)
+        write(f"{key}: a log line", lambda level=level, message=message: context.log.log(level, message))
     published = result.get("published")
     has_output = bool(published and published.file_keys.get("output"))
     if not has_output and not result.get("skipped"):
-        context.log_event(dg.AssetObservation(asset_key=layer, partition=key,
-                                              metadata=failure_metadata(result, set_id)))
+        observation = dg.AssetObservation(asset_key=layer, partition=key, metadata=failure_metadata(result, set_id))
+        write(f"{key}: its failure", lambda: context.log_event(observation))
         return f"{key}: {result.get('source_problem')}: {result.get('problem_detail')}"
     version = catalog["entries"][layer][key]["version"]
     before = previous if has_output else None
-    context.log_event(dg.AssetMaterialization(
+    materialization = dg.AssetMaterialization(
         asset_key=layer, partition=key, tags={"dagster/data_version": version},
-        metadata=entry_metadata(result, store, catalog, set_id, before)))
+        metadata=entry_metadata(result, store, catalog, set_id, before))
+    write(f"{key}: its materialization", lambda: context.log_event(materialization))
     if has_output:
         for evaluation in evaluate_checks(layer, key, result, before, warn_drop):
-            context.log_event(evaluation)
+            write(f"{key}: check {evaluation.check_name}", lambda evaluation=evaluation: context.log_event(evaluation))
     return None
+
+
+def _fail_retryable(context: dg.AssetExecutionContext, error: InstanceUnreachable) -> NoReturn:
+    """The instance stayed unreachable: fail the run so that the run-retry daemon runs the batch again.
+
+    Set runs retry crashes only (`retry_on_asset_or_op_failure=false`: a source problem is not worth a rerun),
+    and an error raised in the step is a step failure, so the run first tags itself retryable (read when its
+    failure is stored). If even that tag cannot be written, the failure cannot be either: the run worker ends
+    with the run not finished, which the code server, run monitoring (`dagster/max_runtime`) or the cleanup job
+    later fails as a crash, and crashes are retried.
+    """
+    try:
+        context.instance.add_run_tags(context.run.run_id, {RETRY_ON_FAILURE_TAG: "true", INSTANCE_LOST_TAG: "true"})
+    except Exception as tag_error:
+        WRITES_LOG.error("could not mark run %s retryable: %s", context.run.run_id, tag_error)
+    raise dg.Failure(description=f"{error}; the run fails so that it is retried", allow_retries=False) from error
 
 
 def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: OutputStoreResource,
@@ -182,14 +215,20 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
     store = store_resource.get_store()
     catalog = _catalog(store, context.run.tags.get(CATALOG_TAG))
     set_id = context.run.tags.get(SET_TAG, "")
+    if set_id and context.run.tags.get(INSTANCE_LOST_TAG) == "true":
+        # the retry of a run that lost the instance: like every set run, it retries crashes only
+        context.instance.add_run_tags(context.run.run_id, {RETRY_ON_FAILURE_TAG: "false", INSTANCE_LOST_TAG: "retry"})
     keys_ = list(context.partition_keys)
     previous = previous_counts(context.instance, layer, keys_)
     context.log.info(f"{layer}: {len(keys_)} entries" + (f", {keys_[0]} to {keys_[-1]}" if keys_ else ""))
     failures: list[str] = []
 
+    def write(what: str, event: Callable[[], None]) -> None:
+        write_retrying(event, f"{layer} {what}", processing.instance_retry_seconds)
+
     def record(key: str, result: dict[str, Any]) -> None:
         failure = record_entry(context, layer, key, result, store, catalog, set_id, previous[key],
-                               processing.warn_drop)
+                               processing.warn_drop, write)
         if failure:
             failures.append(failure)
 
@@ -199,19 +238,24 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
         return process_partition(run_id, layer, key, catalog, store, processing, cancelled)
 
     first_lines: dict[str, list[tuple[int, str]]] = {}
-    with closing(in_background(process, keys_, name=f"oa-{layer}")) as entries:
-        for key, result in entries:
-            if _worth_retrying(result):  # one more try after the others: a server's hiccup may be over
-                first_lines[key] = result.get("log_lines") or []
-            else:
+    try:
+        with closing(in_background(process, keys_, name=f"oa-{layer}")) as entries:
+            for key, result in entries:
+                if _worth_retrying(result):  # one more try after the others: a server's hiccup may be over
+                    first_lines[key] = result.get("log_lines") or []
+                else:
+                    record(key, result)
+        if first_lines:
+            message = f"{layer}: second attempt for {len(first_lines)} entries whose download failed"
+            write("second attempt", lambda: context.log.info(message))
+        with closing(in_background(process, list(first_lines), name=f"oa-{layer}-retry")) as entries:
+            for key, result in entries:
+                result["log_lines"] = first_lines[key] + (result.get("log_lines") or [])
                 record(key, result)
-    if first_lines:
-        context.log.info(f"{layer}: second attempt for {len(first_lines)} entries whose download failed")
-    with closing(in_background(process, list(first_lines), name=f"oa-{layer}-retry")) as entries:
-        for key, result in entries:
-            result["log_lines"] = first_lines[key] + (result.get("log_lines") or [])
-            record(key, result)
-    context.log.info(f"{layer}: {len(keys_) - len(failures)} of {len(keys_)} entries materialized")
+        summary = f"{layer}: {len(keys_) - len(failures)} of {len(keys_)} entries materialized"
+        write("summary", lambda: context.log.info(summary))
+    except InstanceUnreachable as error:
+        _fail_retryable(context, error)
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} of {len(keys_)} {layer} entries failed:\n" + "\n".join(failures),

@@ -8,6 +8,10 @@ dynamic partitions' insertion order, so a batch is a contiguous slice of that or
 With `slots` (runs of a set at once) above 1 the budget also shrinks so the set splits into whole rounds of
 `slots` batches, a few rounds when there is enough work (`min_batch_seconds` per run): a set of small entries
 packed into fewer runs than slots would leave slots idle, and a last round with one run would idle the others.
+
+A set is finished when every requested run has ended *with its retries*: a crashed run is retried by the
+instance's run-retry daemon, asynchronously, so a failed run that the instance will retry (or has not decided
+about yet) keeps the set open (`chains_state`).
 """
 
 from __future__ import annotations
@@ -104,9 +108,11 @@ class SetProgress:
     held: dict[str, int] = field(default_factory=dict)
     features: dict[str, int] = field(default_factory=dict)
     runs_requested: int = 0
-    runs_finished: int = 0
+    runs_finished: int = 0  # requested runs that ended with no retry to come (a retried run counts once)
+    retries: int = 0  # runs launched again after a crash (automatic retries and re-executions)
     finished: float | None = None
     cursors: dict[str, int] = field(default_factory=dict)  # last storage id counted, per layer and kind
+    start_id: int = 0  # storage id of the catalog materialization that started the set
 
     def pending(self) -> int:
         return max(0, sum(self.total.values()) - sum(self.done.values()) - sum(self.failed.values()))
@@ -127,3 +133,55 @@ class SetProgress:
         return (f"set {self.set_id} {state}: {sum(self.done.values()):,} done, {sum(self.failed.values()):,} "
                 f"failed, {self.pending():,} pending of {sum(self.total.values()):,}; "
                 f"{sum(self.features.values()):,} features")
+
+
+TERMINAL_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
+WILL_RETRY_GRACE_SECONDS = 60.0  # how long a failed run may stay without the instance's retry verdict
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What the finish rule needs to know of one run of a set (plain values read from Dagster's run record)."""
+
+    run_id: str
+    root_run_id: str  # the first attempt's id (itself for a first attempt): one chain per requested run
+    status: str  # a DagsterRunStatus name
+    created: float
+    ended: float | None = None
+    will_retry: bool | None = None  # the instance's verdict on a failed run; None until it has decided
+    retry_launched: bool = False  # the run-retry daemon created the next attempt
+
+
+@dataclass(frozen=True)
+class ChainsState:
+    chains: int  # requested runs seen (each with its retries)
+    ended: int  # chains whose last attempt ended with no retry to come
+    retries: int  # attempts beyond the first
+
+
+def _retry_pending(run: RunState, now: float, retries_enabled: bool, grace: float) -> bool:
+    if run.status != "FAILURE" or not retries_enabled or run.retry_launched:
+        return False  # a launched retry is the chain's next attempt (if it vanished, nothing more will come)
+    if run.will_retry is not None:
+        return run.will_retry
+    # the verdict is tagged right after the failure is stored; give it a moment, not forever
+    return run.ended is None or now - run.ended < grace
+
+
+def chains_state(runs: Iterable[RunState], *, now: float, retries_enabled: bool = True,
+                 grace_seconds: float = WILL_RETRY_GRACE_SECONDS) -> ChainsState:
+    """Group a set's runs into retry chains and say how many have ended for good.
+
+    A chain has ended when its latest attempt is SUCCESS, CANCELED, or FAILURE that the instance will not
+    retry (`dagster/will_retry=false`, or retries disabled). A failed run marked to be retried whose retry the
+    daemon has not created yet, or one the instance has not judged yet, keeps its chain open.
+    """
+    chains: dict[str, list[RunState]] = {}
+    for run in runs:
+        chains.setdefault(run.root_run_id, []).append(run)
+    ended = 0
+    for attempts in chains.values():
+        last = max(attempts, key=lambda r: r.created)
+        if last.status in TERMINAL_STATUSES and not _retry_pending(last, now, retries_enabled, grace_seconds):
+            ended += 1
+    return ChainsState(chains=len(chains), ended=ended, retries=sum(len(a) - 1 for a in chains.values()))

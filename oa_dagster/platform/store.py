@@ -13,11 +13,22 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 Progress = Callable[[str, int, "int | None"], None]
 WRITING_PREFIX = ".tmp-"  # a local file being written: renamed into place when complete, never listed or served
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A key with its size and last change (what the cleanup needs to judge debris by age)."""
+
+    key: str
+    size: int
+    modified: float  # seconds since the epoch
+    upload_id: str | None = None  # S3: an unfinished multipart upload of `key`
 
 
 class OutputStore(Protocol):
@@ -30,6 +41,9 @@ class OutputStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> Iterator[str]: ...
     def delete(self, key: str) -> None: ...
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]: ...
+    def in_progress(self) -> Iterator[StoredObject]: ...  # half-written files (what a killed write leaves)
+    def discard_in_progress(self, item: StoredObject) -> None: ...
     def url(self, key: str) -> str: ...
     def describe(self) -> str: ...
 
@@ -111,6 +125,37 @@ class LocalStore:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        for key in self.list(prefix):
+            try:
+                stat = self.path(key).stat()
+            except FileNotFoundError:  # removed since listed
+                continue
+            yield StoredObject(key, stat.st_size, stat.st_mtime)
+
+    def in_progress(self) -> Iterator[StoredObject]:
+        """Files being written (`.tmp-*`), or left half written by a process that was killed."""
+        for path in sorted(self.root.rglob(WRITING_PREFIX + "*")):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # renamed into place since listed
+                continue
+            if path.is_file():
+                yield StoredObject(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime)
+
+    def discard_in_progress(self, item: StoredObject) -> None:
+        (self.root / item.key).unlink(missing_ok=True)
+
+    def prune_empty(self, prefix: str) -> None:
+        """Remove the folder of `prefix` and its parents while they are empty (never the root)."""
+        folder = self.path(prefix)
+        while folder != self.root and self.root in folder.parents:
+            try:
+                folder.rmdir()  # only ever removes an empty folder: a concurrent writer's is never lost
+            except OSError:
+                return
+            folder = folder.parent
+
     def url(self, key: str) -> str:
         if self.base_url:
             return f"{self.base_url}/{key}"
@@ -180,6 +225,26 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"][len(self.prefix):], int(item["Size"]),
+                                   item["LastModified"].timestamp())
+
+    def in_progress(self) -> Iterator[StoredObject]:
+        """Unfinished multipart uploads (large files): invisible to readers, but billed until aborted."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for upload in page.get("Uploads", []):
+                parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                size = sum(int(part["Size"]) for part in parts.get("Parts", []))
+                yield StoredObject(upload["Key"][len(self.prefix):], size, upload["Initiated"].timestamp(),
+                                   upload_id=upload["UploadId"])
+
+    def discard_in_progress(self, item: StoredObject) -> None:
+        self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.prefix + item.key, UploadId=item.upload_id)
 
     def url(self, key: str) -> str:
         if self.public_url:

@@ -7,7 +7,8 @@ from `$OA_SOURCES_DIR`, else the bundled examples.
 production: outputs in S3 (`OA_S3_BUCKET`, `OA_S3_PREFIX`, `OA_S3_ENDPOINT_URL`, `OA_PUBLIC_URL`,
 `OA_DOWNLOAD_URL`; credentials from the usual AWS chain), sources from GitHub (`GITHUB_TOKEN` optional).
 Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable links in metadata), `OA_SET_CRON`
-(default weekly, Saturday 03:00 UTC); local: `OA_BATCH_MAX_ENTRIES` (entries per set run).
+(default weekly, Saturday 03:00 UTC), `OA_WORK_DIR` (the one folder runs' scratch space goes under; default
+`<system temp>/oa-dagster-work`); local: `OA_BATCH_MAX_ENTRIES` (entries per set run).
 """
 
 from __future__ import annotations
@@ -73,10 +74,12 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
 
     name = env.get("OA_ENV", "local")
     cron = env.get("OA_SET_CRON") or DEFAULT_SET_CRON
+    work = {"work_dir": env["OA_WORK_DIR"]} if env.get("OA_WORK_DIR") else {}
     if name == "local":
         batch = {"batch_max_entries": int(env["OA_BATCH_MAX_ENTRIES"])} if env.get("OA_BATCH_MAX_ENTRIES") else {}
         return Deployment(name, local_resources(local_data_dir(env), env.get("OA_SOURCES_DIR"),
-                                                download_url=env.get("OA_DOWNLOAD_URL") or None, **batch), cron)
+                                                download_url=env.get("OA_DOWNLOAD_URL") or None, **batch, **work),
+                          cron)
     if name == "production":
         resources = s3_resources(env.get("OA_S3_BUCKET", "oa-results"), prefix=env.get("OA_S3_PREFIX", ""),
                                  endpoint_url=env.get("OA_S3_ENDPOINT_URL") or None,
@@ -88,6 +91,6 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
                                                       repo=env.get("OA_SOURCES_REPO", "openaddresses/openaddresses"),
                                                       default_ref=env.get("OA_SOURCES_REF", "master"))
         resources["processing"] = ProcessingSettings(cache_dir=env.get("OA_CACHE_DIR") or None,
-                                                     batch_target_seconds=300.0, set_slots=12)
+                                                     batch_target_seconds=300.0, set_slots=12, **work)
         return Deployment(name, resources, cron)
     raise ValueError(f"OA_ENV must be local or production, not {name!r}")

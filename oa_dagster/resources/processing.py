@@ -1,7 +1,12 @@
 """How runs process entries: fetch knobs, previews, the quality gate's threshold, set batching."""
 
 
+import tempfile
+from pathlib import Path
+
 import dagster as dg
+
+WORK_DIR_NAME = "oa-dagster-work"  # under the system temp dir when `work_dir` is not set
 
 
 class ProcessingSettings(dg.ConfigurableResource):
@@ -9,7 +14,7 @@ class ProcessingSettings(dg.ConfigurableResource):
 
     preview: bool = True
     cache_dir: str | None = None  # content cache for downloads (unchanged files are not re-downloaded)
-    work_dir: str | None = None  # scratch space for runs; None = the system temp dir
+    work_dir: str | None = None  # scratch space of runs (`oa-run-*` folders); None = <system temp>/oa-dagster-work
     timeout: float = 60.0
     retries: int = 4
     max_drop: float = 0.5  # quality gate: hold runs losing more than this share of features
@@ -18,10 +23,14 @@ class ProcessingSettings(dg.ConfigurableResource):
     batch_max_entries: int = 200
     set_slots: int = 2  # runs of a set at once (the `oa/set` tag limit): batches come in whole rounds of these
     run_max_runtime_seconds: int = 6 * 3600  # `dagster/max_runtime` on set runs (needs run_monitoring)
+    # how long a layer run keeps retrying an event write on a lost database connection before failing (retried)
+    instance_retry_seconds: float = 300.0
+
+    def work_root(self) -> Path:
+        """The one folder all runs' scratch space goes under (what `oa-dagster cleanup` sweeps)."""
+        return Path(self.work_dir) if self.work_dir else Path(tempfile.gettempdir()) / WORK_DIR_NAME
 
     def fetch_options(self):  # -> oa_dagster.fetch.FetchOptions (imported lazily: it pulls in requests)
-        from pathlib import Path
-
         from oa_dagster.fetch import FetchOptions
 
         return FetchOptions(cache_dir=Path(self.cache_dir) if self.cache_dir else None, timeout=self.timeout,

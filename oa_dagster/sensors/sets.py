@@ -4,7 +4,8 @@ The schedule materializes `source_catalog` at the head of the default branch, ta
 `set_launcher` sensor sees that materialization and requests one run per batch of consecutive partitions
 (a partition range) for each layer, tagged with the set id; it then counts the set's materializations and
 failure observations and reports them as `set_progress` (one unit in the UI), finishing the set when all
-its runs have ended.
+its runs have ended, retries included; an entry recorded by a run and again by its retry counts once, by its
+last outcome.
 """
 
 
@@ -18,7 +19,14 @@ import dagster as dg
 from oa_dagster.assets.partitions import CATALOG_TAG, LAUNCH_TAG, LAYER_PARTITIONS, SET_TAG
 from oa_dagster.platform import keys
 from oa_dagster.platform.catalog import load_stored_catalog
-from oa_dagster.platform.sets import ENTRY_OVERHEAD_SECONDS, SetProgress, plan_batches
+from oa_dagster.platform.sets import (
+    ENTRY_OVERHEAD_SECONDS,
+    ChainsState,
+    RunState,
+    SetProgress,
+    chains_state,
+    plan_batches,
+)
 from oa_dagster.platform.store import put_json
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
@@ -27,6 +35,9 @@ from oa_dagster.sources.model import LAYERS
 SET_PRIORITY = "-1"  # CI job runs use 0 or more, so they go first through the queue
 SET_PROGRESS = dg.AssetKey("set_progress")
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+# Set by the instance on a failed run when run retries are on (its verdict), and by the run-retry daemon once it
+# created the next attempt (dagster 1.13: dagster._core.storage.tags).
+WILL_RETRY_TAG, AUTO_RETRY_RUN_ID_TAG = "dagster/will_retry", "dagster/auto_retry_run_id"
 
 catalog_job = dg.define_asset_job("source_catalog_job", selection=["source_catalog"],
                                   description="Read, validate and store the sources; sync partitions.")
@@ -85,8 +96,29 @@ def set_run_requests(instance: dg.DagsterInstance, catalog: dict[str, Any], set_
     return requests
 
 
+def _outcome(progress: SetProgress, layer: str, meta: Any, observation: bool) -> bool:
+    """Add one entry's recorded outcome to the counts; False when the event is not this set's."""
+    if getattr(meta.get("set"), "value", None) != progress.set_id:
+        return False
+    status = meta["status"].value if "status" in meta else ""
+    if observation:
+        if status == "failed":
+            progress.add("failed", layer)
+            return True
+        return False
+    progress.add("done", layer)
+    progress.add("features", layer, int(meta["feature_count"].value or 0) if "feature_count" in meta else 0)
+    if status in ("skipped", "held"):
+        progress.add(status, layer)
+    return True
+
+
 def _count(instance: dg.DagsterInstance, progress: SetProgress) -> bool:
-    """Add the set's new materializations and failure observations; True when something changed."""
+    """Add the set's new materializations and failure observations; True when something changed.
+
+    Cheap (only events after the cursors), but an entry recorded twice (its run was retried) counts twice:
+    `_recount` then replaces these counts.
+    """
     changed = False
     for layer in LAYERS:
         for kind, fetch in (("m", instance.fetch_materializations), ("o", instance.fetch_observations)):
@@ -98,30 +130,62 @@ def _count(instance: dg.DagsterInstance, progress: SetProgress) -> bool:
                 for record in result.records:
                     progress.cursors[cursor_key] = record.storage_id
                     event = record.asset_materialization if kind == "m" else record.asset_observation
-                    meta = event.metadata if event else {}
-                    if getattr(meta.get("set"), "value", None) != progress.set_id:
-                        continue
-                    status = meta["status"].value if "status" in meta else ""
-                    changed = True
-                    if kind == "o":
-                        if status == "failed":
-                            progress.add("failed", layer)
-                        continue
-                    progress.add("done", layer)
-                    progress.add("features", layer, int(meta["feature_count"].value or 0)
-                                 if "feature_count" in meta else 0)
-                    if status in ("skipped", "held"):
-                        progress.add(status, layer)
+                    if _outcome(progress, layer, event.metadata if event else {}, kind == "o"):
+                        changed = True
                 if not result.has_more:
                     break
     return changed
 
 
-def _runs_finished(instance: dg.DagsterInstance, set_id: str) -> int:
-    records = instance.get_run_records(dg.RunsFilter(tags={SET_TAG: set_id}, statuses=list(
-        dg.DagsterRunStatus.__members__[s] for s in ("SUCCESS", "FAILURE", "CANCELED"))))
+def _metadata_by_id(fetch: Any, key: dg.AssetKey, ids: list[int], observation: bool) -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for record in fetch(dg.AssetRecordsFilter(asset_key=key, storage_ids=chunk), limit=len(chunk)).records:
+            event = record.asset_observation if observation else record.asset_materialization
+            found[record.storage_id] = event.metadata if event else {}
+    return found
+
+
+def _recount(instance: dg.DagsterInstance, progress: SetProgress) -> None:
+    """Count every entry once, by its last outcome in this set (a retried run records its entries again).
+
+    Two queries per layer give each entry's latest materialization and observation since the set started;
+    only those records are read (in chunks of 500): at most two records per entry the set touched.
+    """
+    for bucket in ("done", "failed", "held", "skipped", "features"):
+        setattr(progress, bucket, {})
+    for layer in LAYERS:
+        key = dg.AssetKey(layer)
+        mats = instance.get_latest_storage_id_by_partition(
+            key, dg.DagsterEventType.ASSET_MATERIALIZATION, after_cursor=progress.start_id)
+        obs = instance.get_latest_storage_id_by_partition(
+            key, dg.DagsterEventType.ASSET_OBSERVATION, after_cursor=progress.start_id)
+        meta = {False: _metadata_by_id(instance.fetch_materializations, key, list(mats.values()), False),
+                True: _metadata_by_id(instance.fetch_observations, key, list(obs.values()), True)}
+        for partition in set(mats) | set(obs):
+            events = [(ids[partition], is_obs) for ids, is_obs in ((mats, False), (obs, True)) if partition in ids]
+            # the later event decides; an observation that is not this set's failure (e.g. an accepted held run)
+            # leaves the decision to the materialization
+            for storage_id, is_obs in sorted(events, reverse=True):
+                if _outcome(progress, layer, meta[is_obs].get(storage_id, {}), is_obs):
+                    break
+
+
+def _chains(instance: dg.DagsterInstance, set_id: str) -> ChainsState:
+    """The set's layer runs grouped by retry chain (a retry carries the set tag and its root run id)."""
     layer_jobs = {job.name for job in LAYER_JOBS.values()}
-    return sum(1 for r in records if r.dagster_run.job_name in layer_jobs)
+    runs = []
+    for record in instance.get_run_records(dg.RunsFilter(tags={SET_TAG: set_id})):
+        run = record.dagster_run
+        if run.job_name not in layer_jobs:
+            continue
+        verdict = run.tags.get(WILL_RETRY_TAG)
+        runs.append(RunState(run_id=run.run_id, root_run_id=run.root_run_id or run.run_id, status=run.status.value,
+                             created=record.create_timestamp.timestamp(), ended=record.end_time,
+                             will_retry=None if verdict is None else verdict.lower() == "true",
+                             retry_launched=AUTO_RETRY_RUN_ID_TAG in run.tags))
+    return chains_state(runs, now=time.time(), retries_enabled=instance.run_retries_enabled)
 
 
 def progress_metadata(progress: SetProgress) -> dict[str, Any]:
@@ -131,7 +195,7 @@ def progress_metadata(progress: SetProgress) -> dict[str, Any]:
         "failed": sum(progress.failed.values()), "pending": progress.pending(),
         "held": sum(progress.held.values()), "skipped": sum(progress.skipped.values()),
         "features": sum(progress.features.values()), "runs": progress.runs_requested,
-        "runs_finished": progress.runs_finished, "catalog_id": progress.catalog_id,
+        "runs_finished": progress.runs_finished, "retries": progress.retries, "catalog_id": progress.catalog_id,
         "per_layer": dg.MetadataValue.json({k: getattr(progress, k) for k in
                                             ("total", "done", "failed", "held", "skipped", "features")}),
         "wall_seconds": round((progress.finished or time.time()) - progress.started, 1),
@@ -171,16 +235,20 @@ def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource
         total = {layer: len(catalog["changed"][layer]) if launch == "changed" else len(catalog["entries"][layer])
                  for layer in LAYERS}
         open_sets[set_id] = SetProgress(set_id, catalog["id"], started=record.timestamp, total=total,
-                                        runs_requested=len(batch),
+                                        runs_requested=len(batch), start_id=record.storage_id,
                                         cursors={f"{k}:{layer}": record.storage_id for layer in LAYERS
                                                  for k in "mo"})
         context.log.info(f"{set_id}: {len(batch)} runs for {sum(total.values())} entries")
     for set_id, progress in list(open_sets.items()):
+        chains = _chains(instance, set_id)  # before counting: a run that ended has stored all its events
         changed = _count(instance, progress) or set_id not in state.get("sets", {})
-        finished = _runs_finished(instance, set_id)
-        if finished != progress.runs_finished:
-            progress.runs_finished, changed = finished, True
-        if progress.runs_finished >= progress.runs_requested and set_id in state.get("sets", {}):
+        if (chains.ended, chains.retries) != (progress.runs_finished, progress.retries):
+            progress.runs_finished, progress.retries, changed = chains.ended, chains.retries, True
+        done = (chains.chains >= progress.runs_requested and chains.ended == chains.chains
+                and set_id in state.get("sets", {}))
+        if done or (changed and chains.retries):
+            _recount(instance, progress)
+        if done:
             progress.finished = time.time()
             put_json(out, keys.set_summary_key(set_id), progress.to_dict())
             del open_sets[set_id]

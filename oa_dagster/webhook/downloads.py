@@ -23,6 +23,9 @@ from oa_dagster.sources.model import LAYERS
 
 SERVED_PREFIXES = ("runs/", "latest/", "catalog/", "sets/", "jobs/")
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 limit
+# Longer keys name nothing in any store, so they are refused before a lookup (which failed as a 502 before):
+MAX_KEY_BYTES = 1024  # S3's own limit on a key (UTF-8)
+MAX_SEGMENT_BYTES = 255  # a file name on a local store; the layout's segments (keys, names, run ids) are short
 NO_STORE = {"Cache-Control": "no-store"}
 # Files come from sources (cache.<ext> may be XML, HTML...): never sniffed or run as active content here.
 FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
@@ -44,6 +47,21 @@ def _answering_502(endpoint: Callable[[Request], Response]) -> Callable[[Request
             return _text(502, f"the store could not answer ({code})")
 
     return guarded
+
+
+def _refused(key: str) -> PlainTextResponse | None:
+    """A `400` for a key that cannot name anything in the store; None when the key may be looked up."""
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        return _text(400, f"bad key: {size:,} bytes long, over the {MAX_KEY_BYTES:,}-byte limit of store keys")
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in key.split("/"))
+    if longest > MAX_SEGMENT_BYTES:
+        return _text(400, f"bad key: a segment of {longest:,} bytes, over the {MAX_SEGMENT_BYTES}-byte limit")
+    try:
+        check_key(key)
+    except ValueError as exc:
+        return _text(400, str(exc))
+    return None
 
 
 def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[Route]:
@@ -71,10 +89,9 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
     @_answering_502
     def download(request: Request) -> Response:
         key: str = request.path_params["key"]
-        try:
-            check_key(key)
-        except ValueError as exc:
-            return _text(400, str(exc))
+        refused = _refused(key)
+        if refused is not None:
+            return refused
         if not key.startswith(SERVED_PREFIXES):
             return _text(404, f"not found: {key} (served: {', '.join(SERVED_PREFIXES)})")
         return serve(key)
@@ -85,10 +102,9 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
         partition_key: str = request.path_params["partition_key"]
         if layer not in LAYERS:
             return _text(404, f"unknown layer {layer!r} (layers: {', '.join(LAYERS)})")
-        try:
-            check_key(partition_key)
-        except ValueError as exc:
-            return _text(400, str(exc))
+        refused = _refused(partition_key) or _refused(latest_key(layer, partition_key))
+        if refused is not None:
+            return refused
         pointer: dict[str, Any] | None = get_json(store, latest_key(layer, partition_key))
         if pointer is None:
             return _text(404, f"no good output for {layer} {partition_key}")

@@ -1,0 +1,127 @@
+"""The `cleanup` job (and its daily schedule): what killed runs leave behind, on the store, disk and instance.
+
+The store and work-folder part is plain code in `platform/cleanup.py`, shared with `oa-dagster cleanup`. The
+Dagster part is runs left in STARTED: a run worker that is killed with the process that watches it (the code
+server, `dagster dev`, an in-process `materialize`) leaves its run STARTED, and the default run launcher
+cannot tell run monitoring whether a worker is alive, so only `dagster/max_runtime` (set runs) or the
+instance's `max_runtime_seconds` backstop would end it, hours later. The cleanup fails such a run when no
+event was written for the grace period and the process that started it is gone from this machine; a failed
+run is then retried like any crash (set runs: `dagster/max_retries`).
+"""
+
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+
+from oa_dagster.platform.cleanup import DEFAULT_GRACE_HOURS, CleanupReport, cleanup, pid_alive
+from oa_dagster.resources.processing import ProcessingSettings
+from oa_dagster.resources.store import OutputStoreResource
+
+DEFAULT_CLEANUP_CRON = "0 4 * * *"  # daily, off the weekly set's start (Saturday 03:00 UTC)
+
+
+@dataclass(frozen=True)
+class StuckRun:
+    run_id: str
+    job_name: str
+    pid: int | None  # the process that started it (its RUN_START event)
+    idle_seconds: float  # since its last event
+
+
+def stuck_runs(instance: dg.DagsterInstance, *, grace_seconds: float, now: float | None = None) -> list[StuckRun]:
+    """Runs in STARTED with no event for `grace_seconds` whose starting process is not alive here.
+
+    A run whose worker ran on another machine looks dead from here: the grace period (far above the time
+    any run goes without writing an event: one per entry) is what protects it.
+    """
+    moment = time.time() if now is None else now
+    found = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        run = record.dagster_run
+        last = instance.get_records_for_run(run.run_id, limit=1, ascending=False).records
+        last_time = last[0].event_log_entry.timestamp if last else (record.start_time or 0.0)
+        if moment - last_time < grace_seconds:
+            continue
+        start = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
+        event = start[0].event_log_entry.dagster_event if start else None
+        pid = event.pid if event is not None else None
+        if pid is not None and pid_alive(pid):
+            continue
+        found.append(StuckRun(run.run_id, run.job_name, pid, moment - last_time))
+    return found
+
+
+def fail_stuck_runs(instance: dg.DagsterInstance, report: CleanupReport, *, now: float | None = None) -> None:
+    """Mark the stuck runs failed (unless a dry run) and add them to the report."""
+    for stuck in stuck_runs(instance, grace_seconds=report.grace_seconds, now=now):
+        if not report.dry_run:
+            run = instance.get_run_by_id(stuck.run_id)
+            if run is None or run.is_finished:
+                continue
+            instance.report_run_failed(
+                run,
+                f"oa-dagster cleanup: no event for {stuck.idle_seconds / 3600:.1f} h and its process "
+                f"({stuck.pid or 'unknown'}) is gone: the run worker was killed",
+            )
+        report.add("stuck run", f"{stuck.job_name} {stuck.run_id}")
+
+
+class CleanupConfig(dg.Config):
+    grace_hours: float = DEFAULT_GRACE_HOURS  # nothing changed more recently than this is touched
+    dry_run: bool = False  # report only
+    runs: bool = True  # also fail runs left in STARTED by a killed process
+
+
+@dg.op(
+    description="Remove store debris (half-written files, run folders without a manifest) and stale work "
+    "folders older than the grace period; fail runs left STARTED by a killed process."
+)
+def cleanup_op(
+    context: dg.OpExecutionContext, config: CleanupConfig, store: OutputStoreResource, processing: ProcessingSettings
+) -> dg.Output[None]:
+    report = cleanup(
+        store.get_store(), [processing.work_root()], grace_hours=config.grace_hours, dry_run=config.dry_run
+    )
+    if config.runs:
+        fail_stuck_runs(context.instance, report)
+    for item in report.removed:
+        context.log.info(
+            f"{'would remove' if config.dry_run else 'removed'} {item.kind}: {item.where} ({item.size:,} bytes)"
+        )
+    context.log.info(report.summary())
+    counts = report.counts()
+    return dg.Output(
+        None,
+        metadata={
+            "summary": report.summary(),
+            "dry_run": config.dry_run,
+            "bytes_freed": report.bytes_freed,
+            **{
+                kind.replace(" ", "_") + "s": counts.get(kind, 0)
+                for kind in ("temp file", "unfinished upload", "incomplete run", "work folder", "stuck run")
+            },
+            "kept_recent": report.kept_recent,
+            "kept_in_use": report.kept_in_use,
+            "removed": dg.MetadataValue.json([vars(item) for item in report.removed[:1000]]),
+        },
+    )
+
+
+@dg.job(
+    name="cleanup",
+    description="Remove what killed runs leave behind (config: grace_hours, dry_run, runs). Also `oa-dagster cleanup`.",
+)
+def cleanup_job() -> None:
+    cleanup_op()
+
+
+def build_cleanup_schedule(cron: str, running: bool) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="daily_cleanup",
+        cron_schedule=cron,
+        job=cleanup_job,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        description="Run the cleanup job with its defaults (24 h grace).",
+    )
