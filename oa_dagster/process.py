@@ -36,6 +36,7 @@ class RunState:
     skipped: bool = False
     feature_count: int | None = None
     features_without_geometry: int = 0
+    features_out_of_range: int = 0  # left out: coordinates outside lon/lat range (or not finite) in WGS84
     fingerprint: str | None = None
     source_problem: str | None = None
     problem_detail: str | None = None
@@ -59,8 +60,8 @@ class RunState:
             "fingerprint": self.fingerprint, "source_problem": self.source_problem,
             "problem_detail": self.problem_detail, "tests_passed": self.tests_passed,
             "cache_seconds": round(self.cache_seconds, 3), "process_seconds": round(self.process_seconds, 3),
-            "files": dict(self.files), "bbox": self.bbox, "source_crs": self.source_crs,
-            "engine_version": self.engine_version,
+            "files": dict(self.files), "features_out_of_range": self.features_out_of_range, "bbox": self.bbox,
+            "source_crs": self.source_crs, "engine_version": self.engine_version,
         }
 
 
@@ -106,7 +107,7 @@ def _check_before_download(entry: LayerEntry, state: RunState, log: logging.Logg
 
 
 def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, state: RunState, *,
-                          preview: bool, fetch_options: Any, log: logging.Logger,
+                          preview: bool, fetch_options: Any, conform_limits: Any, log: logging.Logger,
                           progress: ProgressCallback | None) -> None:
     from oa_dagster.conform.engine import conform_file
     from oa_dagster.conform.preview import render_preview
@@ -143,15 +144,17 @@ def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, st
                 progress("conform", rows, None)
 
         result = conform_file(source_file, layer=entry.layer, conform=entry.conform, protocol=entry.protocol,
-                              fingerprint=download.fingerprint, out_path=partial, log=log, progress=rows_done)
+                              fingerprint=download.fingerprint, out_path=partial, log=log, progress=rows_done,
+                              limits=conform_limits)
         partial.replace(output_dir / FILE_NAMES["output"])
         state.files["output"] = FILE_NAMES["output"]
         state.feature_count = result.feature_count
         state.features_without_geometry = result.features_without_geometry
+        state.features_out_of_range = result.features_out_of_range
         state.bbox = result.bbox
         state.source_crs = result.source_crs
-        log.info("wrote %d features (%d without geometry left out)", result.feature_count,
-                 result.features_without_geometry)
+        log.info("wrote %d features (%d without geometry and %d outside lon/lat range left out)",
+                 result.feature_count, result.features_without_geometry, result.features_out_of_range)
         (output_dir / FILE_NAMES["sample"]).write_text(json.dumps(result.sample, ensure_ascii=False))
         state.files["sample"] = FILE_NAMES["sample"]
         if preview and render_preview(result.preview, output_dir / FILE_NAMES["preview"]):
@@ -166,8 +169,12 @@ def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, st
 
 def run_entry(entry: LayerEntry, output_dir: Path, *, preview: bool = True, fetch_options: Any = None,
               coverage_ok: bool = True, log: logging.Logger | None = None,
-              progress: ProgressCallback | None = None) -> RunState:
-    """Process one layer entry into `output_dir` and return its state (also written as `state.json`)."""
+              progress: ProgressCallback | None = None, conform_limits: Any = None) -> RunState:
+    """Process one layer entry into `output_dir` and return its state (also written as `state.json`).
+
+    `conform_limits` (`conform.limits.ConformLimits`, defaults when None) bounds what the entry's patterns
+    may cost and how many of its features may lie outside lon/lat range.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     for stale in (*FILE_NAMES.values(), "state.json", *(p.name for p in output_dir.glob("cache.*"))):
         (output_dir / stale).unlink(missing_ok=True)
@@ -178,7 +185,7 @@ def run_entry(entry: LayerEntry, output_dir: Path, *, preview: bool = True, fetc
     try:
         _check_before_download(entry, state, run_log)
         _download_and_conform(entry, output_dir, workdir, state, preview=preview, fetch_options=fetch_options,
-                              log=run_log, progress=progress)
+                              conform_limits=conform_limits, log=run_log, progress=progress)
         if not coverage_ok:
             state.source_problem = MISSING_COVERAGE
             state.problem_detail = "coverage has none of US Census, ISO 3166 or geometry"
@@ -191,7 +198,8 @@ def run_entry(entry: LayerEntry, output_dir: Path, *, preview: bool = True, fetc
     except Exception as exc:  # an engine bug must still leave a state naming the entry and the cause
         state.source_problem = "Could not conform source data"
         state.problem_detail = f"unexpected {type(exc).__name__}: {exc}"
-        run_log.error("%s\n%s", state.problem_detail, traceback.format_exc())
+        run_log.error("%s", state.problem_detail)
+        run_log.debug("%s", traceback.format_exc())  # log.txt only: the forwarded log stays one line
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         (output_dir / "state.json").write_text(json.dumps(state.to_dict(), indent=2, ensure_ascii=False) + "\n")

@@ -166,7 +166,7 @@ def test_one_shape_outside_its_projection_is_left_out_not_fatal(tmp_path: Path) 
                        ["POLYGON((500000 4100000,500100 4100000,500100 4100100,500000 4100000))",
                         "POLYGON((1e12 1e12,1e12 2e12,2e12 2e12,1e12 1e12))"], driver="GPKG", crs="EPSG:32610")
     result, features = run(gpkg, {"format": "gpkg", "pid": "PID"}, tmp_path, layer="parcels")
-    assert [f["properties"]["pid"] for f in features] == ["ok"] and result.features_without_geometry == 1
+    assert [f["properties"]["pid"] for f in features] == ["ok"] and result.features_out_of_range == 1
 
 
 def test_shapefile_without_projection_in_projected_units_is_refused(tmp_path: Path) -> None:

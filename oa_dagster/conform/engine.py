@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from oa_dagster.conform.fields import OUTPUT_ATTRIBUTES
-from oa_dagster.conform.geometry import Bounds, Reprojector, looks_geographic, point_geometry, wkb_geometry
+from oa_dagster.conform.geometry import BatchGeometry, Bounds, Reprojector, point_geometry, wkb_geometry
+from oa_dagster.conform.limits import ConformLimits
 from oa_dagster.conform.preview import PreviewData
 from oa_dagster.conform.readers import OpenedSource, SourceBatch, open_source_file
 from oa_dagster.conform.writer import feature_hashes, feature_lines, open_output, point_geometry_json, write_lines
@@ -32,6 +33,7 @@ class ConformResult:
 
     feature_count: int = 0
     features_without_geometry: int = 0
+    features_out_of_range: int = 0  # a geometry, but outside lon/lat range once in WGS84 (or not finite)
     bbox: list[float] | None = None
     sample: list[list[str]] = field(default_factory=list)  # header row, then the first source rows
     preview: PreviewData = field(default_factory=PreviewData)
@@ -40,24 +42,52 @@ class ConformResult:
 
 
 def _source_crs(fmt: str, conform: dict[str, Any], opened: OpenedSource, protocol: str,
-                first: SourceBatch | None, log: logging.Logger) -> str | None:
-    """The CRS to read coordinates in: ArcGIS dumps are WGS84 already; `srs` overrides the file's own."""
+                log: logging.Logger) -> tuple[str | None, bool]:
+    """The CRS to read coordinates in (None: WGS84), and whether it is only assumed.
+
+    ArcGIS dumps are WGS84 already; `srs` overrides the file's own; GeoJSON is WGS84 by definition. A CSV
+    without `srs` and a file stating no projection are assumed WGS84, which their first batch must bear out.
+    """
     srs = conform.get("srs")
     if protocol.lower() == "esri":
         if srs and srs.upper() != "EPSG:4326":
             log.info("ignoring conform.srs %s: ArcGIS features are requested in EPSG:4326", srs)
-        return None
+        return None, False
     if srs:
-        return str(srs)
-    if fmt == "csv" or opened.crs:
-        return opened.crs
-    if fmt == "geojson":
-        return None
-    if first is not None and looks_geographic(first.wkb if first.wkb is not None else first.geoms):
-        log.warning("the %s file states no projection and conform.srs is not set; coordinates look like "
-                    "lon/lat, so WGS84 is assumed", fmt)
-        return None
-    raise ConformError("no projection found: the file states none and conform.srs is not set")
+        return str(srs), False
+    if opened.crs:
+        return opened.crs, False
+    return None, fmt != "geojson"
+
+
+@dataclass
+class _RangeCheck:
+    """Features outside lon/lat range, counted over the entry; too many of them refuse it."""
+
+    max_share: float
+    crs: str | None
+    with_geometry: int = 0
+    outside: int = 0
+    example: tuple[float, float] | None = None
+
+    def add(self, geometry: BatchGeometry) -> None:
+        self.with_geometry += int(geometry.keep.sum()) + geometry.out_of_range
+        self.outside += geometry.out_of_range
+        self.example = self.example or geometry.example
+
+    def example_text(self) -> str:
+        x, y = self.example or (float("nan"), float("nan"))
+        return f"e.g. x={x:.10g}, y={y:.10g}"
+
+    def describe(self, scope: str = "") -> str:
+        return (f"{self.outside:,} of {self.with_geometry:,} features{scope} have coordinates outside lon/lat "
+                f"range ({self.example_text()})")
+
+    def check(self, scope: str = "", prefix: str = "") -> None:
+        if self.outside and self.outside > self.max_share * self.with_geometry:
+            advice = (f"check `srs` (the data was reprojected from {self.crs})" if self.crs else
+                      "the data looks projected; set `srs` in the conform")
+            raise ConformError(f"{prefix}{self.describe(scope)}: {advice}")
 
 
 def _sample(batch: SourceBatch) -> list[list[str]]:
@@ -92,10 +122,8 @@ def conform_file(path: Path, **kwargs: Any) -> ConformResult:
 
 
 def _conform_file(path: Path, *, layer: str, conform: dict[str, Any] | None, protocol: str, fingerprint: str,
-                 out_path: Path, log: logging.Logger,
-                 progress: Callable[[int], None] | None = None) -> ConformResult:
-    from oa_dagster.conform.functions import evaluate_conform
-
+                 out_path: Path, log: logging.Logger, progress: Callable[[int], None] | None = None,
+                 limits: ConformLimits | None = None) -> ConformResult:
     if not conform:
         raise MissingConform("the entry has no conform object")
     fmt = conform.get("format")
@@ -103,16 +131,37 @@ def _conform_file(path: Path, *, layer: str, conform: dict[str, Any] | None, pro
         raise UnknownFormat("conform.format is missing")
     opened = open_source_file(path, fmt, conform)
     batches = iter(opened.batches)
-    first = next(batches, None)
+    try:
+        return _conform_batches(batches, path, opened, layer=layer, conform=conform, protocol=protocol,
+                                fingerprint=fingerprint, out_path=out_path, log=log, progress=progress,
+                                limits=limits or ConformLimits())
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        raise
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # a reader stopped half way releases its file and GDAL dataset now, not at collection
+
+
+def _conform_batches(batches: Any, path: Path, opened: OpenedSource, *, layer: str, conform: dict[str, Any],
+                     protocol: str, fingerprint: str, out_path: Path, log: logging.Logger,
+                     progress: Callable[[int], None] | None, limits: ConformLimits) -> ConformResult:
+    from oa_dagster.conform.functions import evaluate_conform
+    from oa_dagster.conform.patterns import PatternSet
+
+    fmt = str(conform.get("format"))
     result = ConformResult()
-    crs = _source_crs(fmt, conform, opened, protocol, first, log)
+    crs, assumed = _source_crs(fmt, conform, opened, protocol, log)
     result.source_crs = crs or "EPSG:4326"
     reproject = Reprojector.for_crs(crs)
     bounds = Bounds()
+    ranges = _RangeCheck(limits.max_out_of_range_share, crs)
+    patterns = PatternSet(limits)
     attributes = OUTPUT_ATTRIBUTES[layer]
     rows_read = 0
     with open_output(out_path) as out:
-        batch = first
+        batch = next(batches, None)
         while batch is not None:
             if not result.sample:
                 result.sample = _sample(batch)
@@ -122,11 +171,20 @@ def _conform_file(path: Path, *, layer: str, conform: dict[str, Any] | None, pro
             else:
                 geoms = batch.wkb if batch.wkb is not None else batch.geoms
                 geometry = wkb_geometry(geoms, n, layer, reproject, bounds, log)
+            ranges.add(geometry)
+            if assumed and not rows_read:  # decided on the first batch, as the reference did for files
+                stated = "conform.srs is not set" if fmt == "csv" else \
+                    "no projection found: the file states none and conform.srs is not set"
+                ranges.check(" of the first batch", f"{stated}, and ")
+                if fmt != "csv":
+                    log.warning("the %s file states no projection and conform.srs is not set; coordinates look "
+                                "like lon/lat, so WGS84 is assumed", fmt)
             kept = int(geometry.keep.sum())
-            result.features_without_geometry += n - kept
+            result.features_without_geometry += n - kept - geometry.out_of_range
+            result.features_out_of_range += geometry.out_of_range
             if kept:
                 columns = _filter(batch.columns, geometry.keep)
-                values = evaluate_conform(columns, conform, layer)
+                values = evaluate_conform(columns, conform, layer, patterns)
                 if geometry.geojson is None:
                     geojson = point_geometry_json(geometry.lon, geometry.lat)
                     result.preview.add_points(geometry.lon, geometry.lat)
@@ -147,8 +205,11 @@ def _conform_file(path: Path, *, layer: str, conform: dict[str, Any] | None, pro
         log.warning("skipped %d CSV rows with more fields than the header", result.skipped_rows)
     if result.features_without_geometry:
         log.warning("left out %d features without a usable geometry", result.features_without_geometry)
+    ranges.check()
+    if ranges.outside:
+        log.warning("left out %d features with coordinates outside lon/lat range (%s)", ranges.outside,
+                    ranges.example_text())
     if result.feature_count == 0:
-        out_path.unlink(missing_ok=True)
         raise NoFeatures(f"read {rows_read} rows from {path.name}, none with a usable geometry"
                          if rows_read else f"{path.name} holds no rows")
     return result

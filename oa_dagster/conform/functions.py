@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import regex
 
 from oa_dagster.conform import functions_arrow as fa
 from oa_dagster.conform import functions_text as ft
 from oa_dagster.conform.fields import OUTPUT_ATTRIBUTES, output_properties
+from oa_dagster.conform.patterns import BoundedPattern, PatternSet, PatternTooSlow
 from oa_dagster.errors import ConformError
 
 STRIPPED_ADDRESS_ATTRIBUTES = ("number", "street", "unit")
@@ -71,12 +73,12 @@ class WorkingColumns:
 
 @dataclass
 class _Context:
-    """What an evaluation needs besides the columns: the layer, and the attribute for error messages."""
+    """What an evaluation needs besides the columns: the layer, the entry's patterns, the attribute for errors."""
 
     layer: str
     columns: WorkingColumns
+    patterns: PatternSet
     attribute: str = ""
-    patterns: dict[str, re.Pattern[str]] = field(default_factory=dict)
     distinct: fa.DistinctValues = field(default_factory=fa.DistinctValues)
 
     @property
@@ -108,16 +110,16 @@ class _Context:
             raise self.fail(f"{function} needs {key!r}")
         return spec[key]
 
-    def pattern(self, source: Any) -> re.Pattern[str]:
+    def pattern(self, source: Any) -> BoundedPattern:
         if not isinstance(source, str):
             raise self.fail(f"regexp pattern must be a string, got {source!r}")
-        compiled = self.patterns.get(source)
-        if compiled is None:
-            try:
-                compiled = self.patterns[source] = re.compile(source)
-            except re.error as exc:
-                raise self.fail(f"regexp pattern {source!r} is invalid: {exc}") from exc
-        return compiled
+        try:
+            return self.patterns.user(source)
+        except re.error as exc:
+            raise self.fail(f"regexp pattern {source!r} is invalid: {exc}") from exc
+
+    def grammar(self, name: str, plain: re.Pattern[str]) -> BoundedPattern:
+        return self.patterns.grammar(name, plain)
 
 
 # ------------------------------------------------------------------------------------------ functions
@@ -149,26 +151,40 @@ def _regexp(ctx: _Context, spec: Mapping[str, Any]) -> pa.Array:
     values = ctx.read("regexp", ctx.param(spec, "field", "regexp"))
     pattern = ctx.pattern(ctx.param(spec, "pattern", "regexp"))
     replace = spec.get("replace")
-    if replace:
+    with pattern.budget.metered():
+        use = pattern.plain_for(*ctx.distinct.shape(values)) or pattern
+        if not replace:
+            return ctx.distinct.apply(ft.regexp_searcher(use), values)
         try:
-            substitute = ft.regexp_replacer(pattern, str(replace))
+            substitute = ft.regexp_replacer(use, str(replace))
             return ctx.distinct.apply(substitute, values)
-        except (re.error, IndexError) as exc:
+        except (re.error, regex.error, IndexError) as exc:
             raise ctx.fail(f"regexp replace {replace!r} does not fit pattern {pattern.pattern!r}: {exc}") from exc
-    return ctx.distinct.apply(ft.regexp_searcher(pattern), values)
 
 
-def _single_field(function: str, apply: Callable[[str], str]) -> Callable[[_Context, Mapping[str, Any]], pa.Array]:
-    def evaluate(ctx: _Context, spec: Mapping[str, Any]) -> pa.Array:
-        return ctx.distinct.apply(apply, ctx.read(function, ctx.param(spec, "field", function)))
+def _grammar(ctx: _Context, spec: Mapping[str, Any], name: str, plain: re.Pattern[str],
+             apply: Callable[[str, ft.Searchable], str]) -> pa.Array:
+    """A built-in grammar over a column: a batch of short values on plain `re` (at worst quadratic, so
+    seconds per batch at most), else each value bounded in time."""
+    values = ctx.read(name, ctx.param(spec, "field", name))
+    grammar = ctx.grammar(name, plain)
+    with grammar.budget.metered():
+        use = grammar.plain_for(*ctx.distinct.shape(values)) or grammar
+        return ctx.distinct.apply(lambda value: apply(value, use), values)
 
-    return evaluate
+
+def _prefixed_number(ctx: _Context, spec: Mapping[str, Any]) -> pa.Array:
+    return _grammar(ctx, spec, "prefixed_number", ft.PREFIXED_NUMBER, ft.prefixed_number)
 
 
 def _postfixed_street(ctx: _Context, spec: Mapping[str, Any]) -> pa.Array:
-    values = ctx.read("postfixed_street", ctx.param(spec, "field", "postfixed_street"))
     units = bool(spec.get("may_contain_units", False))
-    return ctx.distinct.apply(lambda value: ft.postfixed_street(value, units), values)
+    return _grammar(ctx, spec, "postfixed_street", ft.POSTFIXED_STREET_UNITS if units else ft.POSTFIXED_STREET,
+                    lambda value, pattern: ft.postfixed_street(value, units, pattern))
+
+
+def _postfixed_unit(ctx: _Context, spec: Mapping[str, Any]) -> pa.Array:
+    return _grammar(ctx, spec, "postfixed_unit", ft.POSTFIXED_UNIT, ft.postfixed_unit)
 
 
 def _remove(function: str, apply: Callable[[str, str], str]) -> Callable[[_Context, Mapping[str, Any]], pa.Array]:
@@ -247,9 +263,9 @@ _FUNCTIONS: dict[str, Callable[[_Context, Mapping[str, Any]], pa.Array]] = {
     "join": _join,
     "format": _format,
     "regexp": _regexp,
-    "prefixed_number": _single_field("prefixed_number", ft.prefixed_number),
+    "prefixed_number": _prefixed_number,
     "postfixed_street": _postfixed_street,
-    "postfixed_unit": _single_field("postfixed_unit", ft.postfixed_unit),
+    "postfixed_unit": _postfixed_unit,
     "remove_prefix": _remove("remove_prefix", ft.remove_prefix),
     "remove_postfix": _remove("remove_postfix", ft.remove_postfix),
     "first_non_empty": _first_non_empty,
@@ -275,7 +291,11 @@ def _evaluate_into(ctx: _Context, key: str, value: Any) -> None:
         function = _FUNCTIONS.get(name) if isinstance(name, str) else None
         if function is None:
             raise ctx.fail(f"unknown function {name!r} (known: {', '.join(sorted(FUNCTION_NAMES))})")
-        ctx.columns.set(f"oa:{key}", function(ctx, value))
+        try:
+            result = function(ctx, value)
+        except PatternTooSlow as exc:
+            raise ctx.fail(str(exc)) from None
+        ctx.columns.set(f"oa:{key}", result)
     elif isinstance(value, str):
         column = ctx.read_or_empty(value)
         ctx.columns.set(f"oa:{key}", column if column is not None else fa.constant("", ctx.length))
@@ -312,16 +332,18 @@ def _output(ctx: _Context, attribute: str, value: Any) -> pa.Array:
     return fa.constant("", ctx.length)
 
 
-def evaluate_conform(table: pa.Table | pa.RecordBatch, conform: Mapping[str, Any],
-                     layer: str) -> dict[str, pa.Array]:
+def evaluate_conform(table: pa.Table | pa.RecordBatch, conform: Mapping[str, Any], layer: str,
+                     patterns: PatternSet | None = None) -> dict[str, pa.Array]:
     """The output attributes of `layer` (no `hash`) for every row of `table`, in output order.
 
     String attributes are non-null `pa.string()` arrays (`''` for empty or missing); `accuracy` is int64.
     For addresses, `number`, `street` and `unit` are stripped and `number` loses a trailing `.0`.
-    Raises `ConformError` for an unknown function, a bad parameter, or a column a strict function needs.
+    Raises `ConformError` for an unknown function, a bad parameter, a column a strict function needs, or a
+    pattern over its time limits. `patterns` carries compiled patterns and their budgets from batch to batch
+    of one entry; without it the batch gets fresh ones with the default limits.
     """
     attributes = OUTPUT_ATTRIBUTES[layer]
-    ctx = _Context(layer, WorkingColumns(table))
+    ctx = _Context(layer, WorkingColumns(table), patterns or PatternSet())
     for attribute, value in conform.items():
         if attribute in attributes and isinstance(value, list | Mapping):
             ctx.attribute = attribute

@@ -93,15 +93,26 @@ class DistinctValues:
     """
 
     def __init__(self) -> None:
-        self._encoded: dict[int, tuple[pa.Array, pa.Array, list[str]]] = {}
+        self._encoded: dict[int, tuple[pa.Array, pa.Array, list[str], int]] = {}
 
-    def encode(self, array: pa.Array) -> tuple[pa.Array, list[str]]:
-        """Each row's index into the distinct values, and the distinct values as Python strings."""
+    def _hit(self, array: pa.Array) -> tuple[pa.Array, pa.Array, list[str], int]:
         hit = self._encoded.get(id(array))
         if hit is None or hit[0] is not array:
             encoded = pc.dictionary_encode(array)
-            hit = self._encoded[id(array)] = (array, encoded.indices, encoded.dictionary.to_pylist())
+            lengths = pc.utf8_length(encoded.dictionary)
+            longest = pc.max(lengths).as_py() if len(lengths) else 0
+            hit = self._encoded[id(array)] = (array, encoded.indices, encoded.dictionary.to_pylist(), longest or 0)
+        return hit
+
+    def encode(self, array: pa.Array) -> tuple[pa.Array, list[str]]:
+        """Each row's index into the distinct values, and the distinct values as Python strings."""
+        hit = self._hit(array)
         return hit[1], hit[2]
+
+    def shape(self, array: pa.Array) -> tuple[int, int]:
+        """How many distinct values, and the length in characters of the longest: what a pattern may cost."""
+        hit = self._hit(array)
+        return len(hit[2]), hit[3]
 
     def apply(self, function: Callable[[str], Any], array: pa.Array, result_type: pa.DataType = STRING) -> pa.Array:
         """`function` over every value, called once per distinct value."""

@@ -11,7 +11,23 @@ import ast
 import json
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
+
+
+class Searchable(Protocol):
+    """What the grammars need of a pattern: `re.Pattern`, or the engine's time-bounded stand-in."""
+
+    def search(self, value: str) -> Any: ...
+
+
+class PatternLike(Searchable, Protocol):
+    """What `regexp` needs of a pattern (`re.Pattern`, or `patterns.BoundedPattern`)."""
+
+    pattern: str
+    groups: int
+
+    def sub(self, repl: Any, value: str) -> str: ...
+
 
 # House numbers at the start of an address, as the reference grammar accepts them: digits with an optional
 # one-digit fraction after a space or hyphen (`123 1/2`, `123-1/2`), two digit groups joined by a hyphen
@@ -20,28 +36,30 @@ _NUMBER = r"\d+(?:[ -]\d/\d)?|\d+-\d+|\d+-?[A-Z]"
 # Unit designators cut from the end of a street (`may_contain_units`) or returned by `postfixed_unit`.
 _UNIT = r"(?:(?:UNIT|APARTMENT|APT\.?|SUITE|STE\.?|BUILDING|BLDG\.?|LOT)\s+|#)"
 
-_PREFIXED_NUMBER = re.compile(rf"^\s*({_NUMBER})\s+", re.IGNORECASE)
-_POSTFIXED_STREET = re.compile(rf"^(?:\s*(?:{_NUMBER})\s+)?(.*)", re.IGNORECASE)
-_POSTFIXED_STREET_UNITS = re.compile(rf"^(?:\s*(?:{_NUMBER})\s+)?(.+?)(?:\s+{_UNIT}.+)?$", re.IGNORECASE)
-_POSTFIXED_UNIT = re.compile(rf"\s({_UNIT}.+)$", re.IGNORECASE)
+PREFIXED_NUMBER = re.compile(rf"^\s*({_NUMBER})\s+", re.IGNORECASE)
+POSTFIXED_STREET = re.compile(rf"^(?:\s*(?:{_NUMBER})\s+)?(.*)", re.IGNORECASE)
+# at worst quadratic in a value's length (a long run of spaces): the engine bounds long values
+POSTFIXED_STREET_UNITS = re.compile(rf"^(?:\s*(?:{_NUMBER})\s+)?(.+?)(?:\s+{_UNIT}.+)?$", re.IGNORECASE)
+POSTFIXED_UNIT = re.compile(rf"\s({_UNIT}.+)$", re.IGNORECASE)
 
 
-def prefixed_number(value: str) -> str:
+def prefixed_number(value: str, pattern: Searchable = PREFIXED_NUMBER) -> str:
     """The leading house number; `''` unless whitespace follows it (so `3rd St` and a bare `123` give `''`)."""
-    match = _PREFIXED_NUMBER.search(value)
-    return match.group(1) if match else ""
-
-
-def postfixed_street(value: str, may_contain_units: bool = False) -> str:
-    """The street after an optional leading house number; with units, a trailing unit part is cut too."""
-    pattern = _POSTFIXED_STREET_UNITS if may_contain_units else _POSTFIXED_STREET
     match = pattern.search(value)
     return match.group(1) if match else ""
 
 
-def postfixed_unit(value: str) -> str:
+def postfixed_street(value: str, may_contain_units: bool = False, pattern: Searchable | None = None) -> str:
+    """The street after an optional leading house number; with units, a trailing unit part is cut too."""
+    if pattern is None:
+        pattern = POSTFIXED_STREET_UNITS if may_contain_units else POSTFIXED_STREET
+    match = pattern.search(value)
+    return match.group(1) if match else ""
+
+
+def postfixed_unit(value: str, pattern: Searchable = POSTFIXED_UNIT) -> str:
     """From the leftmost whitespace-preceded unit designator (a whole word, or `#`) to the end, else `''`."""
-    match = _POSTFIXED_UNIT.search(value)
+    match = pattern.search(value)
     return match.group(1) if match else ""
 
 
@@ -68,7 +86,7 @@ def convert_replace(replace: str) -> str:
     return _REPLACE_REFERENCE.sub(lambda m: rf"\g<{m.group(1) or m.group(2)}>", replace)
 
 
-def regexp_search(pattern: re.Pattern[str], value: str) -> str:
+def regexp_search(pattern: PatternLike, value: str) -> str:
     """Search mode: the concatenation of the groups that took part in the first match, else `''`."""
     match = pattern.search(value)
     if match is None:
@@ -76,7 +94,7 @@ def regexp_search(pattern: re.Pattern[str], value: str) -> str:
     return "".join([group for group in match.groups() if group is not None])
 
 
-def regexp_searcher(pattern: re.Pattern[str]) -> Callable[[str], str]:
+def regexp_searcher(pattern: PatternLike) -> Callable[[str], str]:
     """`regexp_search` bound to a pattern, with the one-group case (most sources) kept short."""
     search = pattern.search
     if pattern.groups == 0:
@@ -91,12 +109,13 @@ def regexp_searcher(pattern: re.Pattern[str]) -> Callable[[str], str]:
     return lambda value: regexp_search(pattern, value)
 
 
-def regexp_replacer(pattern: re.Pattern[str], replace: str) -> Callable[[str], str]:
+def regexp_replacer(pattern: PatternLike, replace: str) -> Callable[[str], str]:
     """Replace mode: every match replaced by `replace` (`$N` syntax); no match leaves the value unchanged.
 
     A template that is only literal text and group references is compiled into a function once: Python
     3.11 re-reads a string template on every `sub` call, which costs four times the matching itself.
-    Raises `re.error` for a reference to a group the pattern lacks, as `re.sub` would.
+    Raises `re.error` for a reference to a group the pattern lacks, as `re.sub` would. `pattern` may be
+    the engine's time-bounded stand-in for `re.Pattern`; a template with escapes is checked by `re` itself.
     """
     template = convert_replace(replace)
     pieces = _TEMPLATE_GROUP.split(template)
@@ -105,6 +124,7 @@ def regexp_replacer(pattern: re.Pattern[str], replace: str) -> Callable[[str], s
         if group > pattern.groups:
             raise re.error(f"invalid group reference {group}")
     if any("\\" in literal for literal in literals):
+        re.compile(pattern.pattern).sub(template, "")  # re reads the template before any match: same errors
         return lambda value: pattern.sub(template, value)
 
     sub = pattern.sub

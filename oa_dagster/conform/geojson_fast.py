@@ -5,6 +5,9 @@ brace depth), and each batch of features is handed to `pyarrow.json` as newline-
 Python object is built per feature. Batches Arrow cannot type consistently (a property that is a number in
 one feature and a string in the next) or whose geometries are not all points fall back to the exact
 Python path, feature by feature.
+
+Nesting is bounded (`MAX_DEPTH`) before any parser sees a feature: Arrow's JSON reader crashes the process on
+features nested some ten thousand levels deep, and Python's decoder stops at its recursion limit.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pyarrow as pa
 from oa_dagster.errors import ConformError
 
 CHUNK_BYTES = 4 << 20
+MAX_DEPTH = 200  # objects and arrays inside one feature; real features nest fewer than ten
 _NEWLINES_TO_SPACES = bytes.maketrans(b"\n\r", b"  ")
 
 
@@ -51,11 +55,20 @@ def key_context(data: np.ndarray) -> tuple[int, bool]:
     return depth, len(quotes) % 2 == 1
 
 
-def feature_spans(data: np.ndarray) -> tuple[list[tuple[int, int]], int, bool]:
+class TooDeep(Exception):
+    """JSON nested deeper than allowed; `position` is the offset in the scanned bytes where it happens."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
+
+
+def feature_spans(data: np.ndarray, max_depth: int = MAX_DEPTH) -> tuple[list[tuple[int, int]], int, bool]:
     """Complete top-level objects in `data`, which starts between two features (depth 0, outside strings).
 
     Returns (start, end-exclusive) spans, the offset after the last complete one, and whether the
-    enclosing array closed (a `]` at depth 0: the end of a FeatureCollection's features).
+    enclosing array closed (a `]` at depth 0: the end of a FeatureCollection's features). Raises `TooDeep`
+    where the nesting first exceeds `max_depth`, complete object or not.
     """
     quotes = _real_quotes(data)
     structural = np.flatnonzero((data == 0x7B) | (data == 0x7D) | (data == 0x5B) | (data == 0x5D))
@@ -68,6 +81,9 @@ def feature_spans(data: np.ndarray) -> tuple[list[tuple[int, int]], int, bool]:
     if len(closed):
         cut = closed[0]
         structural, chars, depth_after = structural[:cut], chars[:cut], depth_after[:cut]
+    deep = np.flatnonzero(depth_after > max_depth)
+    if len(deep):
+        raise TooDeep(int(structural[deep[0]]))
     starts = structural[(chars == 0x7B) & (depth_after == 1)]
     ends = structural[(chars == 0x7D) & (depth_after == 0)]
     count = min(len(starts), len(ends))
@@ -76,19 +92,30 @@ def feature_spans(data: np.ndarray) -> tuple[list[tuple[int, int]], int, bool]:
     return spans, consumed, bool(len(closed))
 
 
-def feature_texts(stream: BinaryIO, first: bytes) -> Iterator[list[bytes]]:
-    """Lists of raw feature texts (newlines blanked), read from `first` then `stream` chunk by chunk."""
+def feature_texts(stream: BinaryIO, first: bytes, offset: int = 0) -> Iterator[list[bytes]]:
+    """Lists of raw feature texts (newlines blanked), read from `first` then `stream` chunk by chunk.
+
+    `offset` is where `first` starts in the file, for error messages.
+    """
     pending = first
     done = False
+    features = 0
     while not done:
         chunk = stream.read(CHUNK_BYTES)
         at_eof = not chunk
         pending += chunk
         data = np.frombuffer(pending, dtype=np.uint8)
-        spans, consumed, done = feature_spans(data)
+        try:
+            spans, consumed, done = feature_spans(data)
+        except TooDeep as deep:
+            before = len(feature_spans(data[:deep.position], max_depth=len(data))[0])
+            raise ConformError(f"invalid GeoJSON: feature {features + before + 1} nests objects and arrays deeper "
+                               f"than {MAX_DEPTH} levels (at byte {offset + deep.position:,})") from None
         if spans:
             blanked = pending[: consumed].translate(_NEWLINES_TO_SPACES)
             yield [blanked[s:e] for s, e in spans]
+        features += len(spans)
+        offset += consumed
         pending = pending[consumed:]
         if at_eof and not done:
             if pending.strip(b" \t\r\n,\x1e"):
@@ -107,8 +134,15 @@ def arrow_batch(texts: list[bytes]) -> pa.Table | None:
         return None
 
 
-def python_features(texts: list[bytes]) -> list[dict]:
-    try:
-        return [json.loads(t) for t in texts]
-    except json.JSONDecodeError as exc:
-        raise ConformError(f"invalid GeoJSON feature: {exc.msg}") from exc
+def python_features(texts: list[bytes], first_index: int = 0) -> list[dict]:
+    """Features parsed one by one; `first_index` is the 0-based position of the first, for error messages."""
+    features = []
+    for i, text in enumerate(texts):
+        try:
+            features.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ConformError(f"invalid GeoJSON: feature {first_index + i + 1}: {exc.msg}") from exc
+        except RecursionError:
+            raise ConformError(f"invalid GeoJSON: feature {first_index + i + 1} nests objects and arrays too "
+                               "deeply to be read") from None
+    return features

@@ -70,6 +70,9 @@ class _Buffer:
                 if self.more():
                     continue
                 raise ConformError(f"invalid GeoJSON: {exc.msg} near character {exc.pos}") from exc
+            except RecursionError:
+                raise ConformError(f"invalid GeoJSON: the value at character {self.pos} nests objects and arrays "
+                                   "too deeply to be read") from None
             # a number at the very end of the buffer may continue in the next chunk
             at_end = end == len(self.text) and not self.eof
             if at_end and not isinstance(value, dict | list | str) and self.more():
@@ -189,8 +192,26 @@ def _point_coordinates(geometries: list[Any]) -> tuple[np.ndarray, np.ndarray] |
     return _points_from_struct(struct)
 
 
-def _batch(features: list[dict[str, Any]]) -> SourceBatch:
-    table = _property_columns([f.get("properties") or {} for f in features])
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number")
+
+
+def _properties(features: list[dict[str, Any]], first_index: int) -> list[dict[str, Any]]:
+    """Each feature's properties; null (or empty) is none, anything else but an object refuses the input."""
+    found = []
+    for i, feature in enumerate(features):
+        properties = feature.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise ConformError(f"invalid GeoJSON: feature {first_index + i + 1}: properties is "
+                               f"{_json_kind(properties)}, expected an object")
+        found.append(properties)
+    return found
+
+
+def _batch(features: list[dict[str, Any]], first_index: int = 0) -> SourceBatch:
+    """A batch from parsed features; `first_index` is the 0-based position of the first, for errors."""
+    table = _property_columns(_properties(features, first_index))
     geometries = [f.get("geometry") or None for f in features]
     points = _point_coordinates(geometries)
     if points is not None:
@@ -205,7 +226,7 @@ def _batch(features: list[dict[str, Any]]) -> SourceBatch:
     return SourceBatch(columns=table, geoms=geoms)
 
 
-def _arrow_or_python_batch(texts: list[bytes]) -> SourceBatch:
+def _arrow_or_python_batch(texts: list[bytes], first_index: int = 0) -> SourceBatch:
     """A batch through Arrow's JSON parser when it types cleanly and is all points, else feature by feature."""
     from oa_dagster.conform.geojson_fast import arrow_batch, python_features
 
@@ -222,7 +243,7 @@ def _arrow_or_python_batch(texts: list[bytes]) -> SourceBatch:
             else:
                 return SourceBatch(columns=_struct_columns(pa.array([{}] * len(texts)), len(texts)),
                                    lon=points[0], lat=points[1])
-    return _batch(python_features(texts))
+    return _batch(python_features(texts, first_index), first_index)
 
 
 def _inexact_doubles(struct: pa.StructArray) -> bool:
@@ -240,17 +261,21 @@ def _fast_start(head: bytes, suffix: str) -> int | None:
     """
     import numpy as np
 
-    from oa_dagster.conform.geojson_fast import feature_spans, key_context
+    from oa_dagster.conform.geojson_fast import MAX_DEPTH, TooDeep, feature_spans, key_context
 
     stripped = len(head) - len(head.lstrip(b"\xef\xbb\xbf \t\r\n\x1e"))
     if stripped >= len(head) or head[stripped:stripped + 1] != b"{":
         return None
-    spans, _, _ = feature_spans(np.frombuffer(head, dtype=np.uint8)[stripped:])
+    try:  # a FeatureCollection puts its features two levels down
+        spans, _, _ = feature_spans(np.frombuffer(head, dtype=np.uint8)[stripped:], MAX_DEPTH + 2)
+        too_deep = False
+    except TooDeep:  # not parsed here: the features are located by their key, else `feature_texts` reports it
+        spans, too_deep = [], True
     if spans:
         start, end = spans[0]
         try:
             first = json.loads(head[stripped + start:stripped + end])
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return None
         if isinstance(first, dict) and first.get("type") == "Feature":
             return stripped
@@ -263,7 +288,7 @@ def _fast_start(head: bytes, suffix: str) -> int | None:
             if rest[:1] == b"[":
                 return len(head) - len(rest) + 1
         position = head.find(b'"features"', position + 1)
-    return None
+    return stripped if too_deep else None
 
 
 def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
@@ -282,10 +307,12 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
             return None
 
         def generate() -> Iterator[SourceBatch]:
+            read = 0
             with stream:
-                for texts in feature_texts(stream, head[start:]):
+                for texts in feature_texts(stream, head[start:], start):
                     for i in range(0, len(texts), BATCH_ROWS):
-                        yield _arrow_or_python_batch(texts[i:i + BATCH_ROWS])
+                        yield _arrow_or_python_batch(texts[i:i + BATCH_ROWS], read)
+                        read += len(texts[i:i + BATCH_ROWS])
 
         return generate()
 
@@ -296,14 +323,17 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
             return
         with path.open("r", encoding=encoding, errors="replace", newline="") as stream:
             pending: list[dict[str, Any]] = []
+            read = 0
             for feature in _features(_Buffer(stream)):
                 if not isinstance(feature, dict):
-                    raise ConformError(f"invalid GeoJSON: a feature is a {type(feature).__name__}")
+                    raise ConformError(f"invalid GeoJSON: feature {read + len(pending) + 1} is "
+                                       f"{_json_kind(feature)}, expected an object")
                 pending.append(feature)
                 if len(pending) >= BATCH_ROWS:
-                    yield _batch(pending)
+                    yield _batch(pending, read)
+                    read += len(pending)
                     pending = []
             if pending:
-                yield _batch(pending)
+                yield _batch(pending, read)
 
     return OpenedSource(crs=None, batches=batches(), skipped_rows=[0])

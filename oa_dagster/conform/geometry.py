@@ -2,7 +2,8 @@
 
 All work is vectorised (shapely 2 arrays, pyproj on numpy arrays). Source axis order is always read as
 x=lon/easting, y=lat/northing (`always_xy`), which closes the reference processor's axis swap for
-geographic `srs` overrides.
+geographic `srs` overrides. A geometry whose output coordinates are not finite or not within lon [-180, 180]
+and lat [-90, 90] is left out and counted (`out_of_range`): `inf` is not JSON, and 500/100 is no place.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ class Bounds:
             self.max_y = max(self.max_y, float(np.max(y)))
 
     def as_list(self) -> list[float] | None:
-        if not np.isfinite(self.min_x):
+        corners = [self.min_x, self.min_y, self.max_x, self.max_y]
+        if not np.isfinite(corners).all():
             return None
-        return [round(v, DECIMALS) for v in (self.min_x, self.min_y, self.max_x, self.max_y)]
+        return [round(v, DECIMALS) for v in corners]
 
 
 @dataclass
@@ -84,6 +86,8 @@ class BatchGeometry:
     """The output geometry of one batch: `keep` marks rows with a usable geometry.
 
     Points carry `lon`/`lat` (for fast writing); other shapes carry `geojson` text, both for kept rows only.
+    Rows with a geometry outside lon/lat range are not kept; `out_of_range` counts them and `example` gives
+    the source x/y of the first.
     """
 
     keep: np.ndarray
@@ -92,6 +96,8 @@ class BatchGeometry:
     geojson: list[str] | None = None
     shapes: Any = None  # shapely geometries of kept rows (non-point layers), for the preview
     warnings: list[str] = field(default_factory=list)
+    out_of_range: int = 0
+    example: tuple[float, float] | None = None
 
 
 def _points_on_surface(geoms: np.ndarray, log: logging.Logger | None) -> np.ndarray:
@@ -117,13 +123,22 @@ def _round(values: np.ndarray) -> np.ndarray:
     return np.round(values, DECIMALS)
 
 
-def point_geometry(lon: np.ndarray, lat: np.ndarray, reproject: Reprojector, bounds: Bounds) -> BatchGeometry:
-    """Geometry for rows given as coordinates (CSV lon/lat columns)."""
-    lon, lat = reproject.xy(lon, lat)
-    keep = np.isfinite(lon) & np.isfinite(lat)
+def in_lon_lat_range(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Where both are finite and within lon/lat ranges (NaN and inf fail every comparison)."""
+    with np.errstate(invalid="ignore"):
+        return (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+
+
+def point_geometry(x: np.ndarray, y: np.ndarray, reproject: Reprojector, bounds: Bounds) -> BatchGeometry:
+    """Geometry for rows given as coordinates (CSV lon/lat columns); NaN marks a row without coordinates."""
+    present = ~(np.isnan(x) | np.isnan(y))
+    lon, lat = reproject.xy(x, y)
+    keep = present & in_lon_lat_range(lon, lat)
+    outside = np.flatnonzero(present & ~keep)
+    example = (float(x[outside[0]]), float(y[outside[0]])) if len(outside) else None
     lon, lat = _round(lon[keep]), _round(lat[keep])
     bounds.update(lon, lat)
-    return BatchGeometry(keep=keep, lon=lon, lat=lat)
+    return BatchGeometry(keep=keep, lon=lon, lat=lat, out_of_range=len(outside), example=example)
 
 
 _WKB_POINT = np.dtype([("order", "u1"), ("type", "<u4"), ("x", "<f8"), ("y", "<f8")])
@@ -177,30 +192,24 @@ def wkb_geometry(wkb: Any, num_rows: int, layer: str, reproject: Reprojector, bo
         if others.any():
             points[others] = _points_on_surface(geoms[others], log)
         return point_geometry(shapely.get_x(points), shapely.get_y(points), reproject, bounds)
-    shapes = shapely.force_2d(geoms[present])
-    if not reproject.identity:
-        shapes = shapely.transform(shapes, reproject.coords)
-    shapes = shapely.transform(shapes, _round)
-    # a shape outside its projection's valid area reprojects to inf/NaN: leave it out, like a missing one
+    source = shapely.force_2d(geoms[present])
+    shapes = source if reproject.identity else shapely.transform(source, reproject.coords)
+    # a shape outside its projection's valid area reprojects to inf/NaN, a projected file read as lon/lat
+    # lies far outside: leave both out and count them; rounding only what stays cannot overflow
     with np.errstate(invalid="ignore"):
-        coords_ok = ~shapely.is_empty(shapes) & np.isfinite(shapely.bounds(shapes)).all(axis=1)
+        xmin, ymin, xmax, ymax = shapely.bounds(shapes).T
+    empty = shapely.is_empty(shapes)
+    coords_ok = ~empty & in_lon_lat_range(xmin, ymin) & in_lon_lat_range(xmax, ymax)
+    outside = np.flatnonzero(~empty & ~coords_ok)
+    example = None
+    if len(outside):
+        first = shapely.get_coordinates(source[outside[0]])
+        example = (float(first[0, 0]), float(first[0, 1])) if len(first) else None
     keep = present.copy()
     keep[present] = coords_ok
-    shapes = shapes[coords_ok]
+    shapes = shapely.transform(shapes[coords_ok], _round)
     if len(shapes):
-        xmin, ymin, xmax, ymax = shapely.bounds(shapes).T
-        bounds.update(np.concatenate([xmin, xmax]), np.concatenate([ymin, ymax]))
-    return BatchGeometry(keep=keep, geojson=list(shapely.to_geojson(shapes)), shapes=shapes)
-
-
-def looks_geographic(wkb: pa.Array | None) -> bool:
-    """True when a batch's coordinates all fall inside lon/lat ranges (used when a file states no CRS)."""
-    import shapely
-
-    if wkb is None or len(wkb) == 0:
-        return True
-    geoms = _decode(wkb)
-    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
-    if not np.isfinite(xmin):
-        return True
-    return -180 <= xmin <= 180 and -180 <= xmax <= 180 and -90 <= ymin <= 90 and -90 <= ymax <= 90
+        bounds.update(np.concatenate([xmin[coords_ok], xmax[coords_ok]]),
+                      np.concatenate([ymin[coords_ok], ymax[coords_ok]]))
+    return BatchGeometry(keep=keep, geojson=list(shapely.to_geojson(shapes)), shapes=shapes,
+                         out_of_range=len(outside), example=example)

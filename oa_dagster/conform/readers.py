@@ -9,6 +9,7 @@ defined on strings.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from collections.abc import Iterator
@@ -51,16 +52,63 @@ def _string_table(batch: pa.RecordBatch | pa.Table, drop: set[str], fallback_enc
     from oa_dagster.conform.columns import as_text
 
     names = [n for n in batch.schema.names if n not in drop]
+    if not names:  # geometry only: a table without columns must still count the rows
+        return pa.table({"": pa.nulls(batch.num_rows, pa.string())}).drop_columns([""])
     return pa.table([as_text(batch.column(n), fallback_encoding) for n in names], names=names)
 
 
 # ---------------------------------------------------------------------------------------------- CSV
 
-def _csv_column_names(path: Path, read_options: Any, parse_options: Any) -> list[str]:
+class _Utf8Checked:
+    """A CSV file read for pyarrow that fails, with the offset, on the first byte that is not UTF-8.
+
+    pyarrow decodes a malformed row for the invalid-row handler itself, and a decoding failure there is
+    printed to stderr as "Exception ignored" instead of raised; checking the bytes as they are read
+    raises before any row of a block is parsed, and costs one pass of the C decoder.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+        self._file = path.open("rb")
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._offset = 0
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        held = len(self._decoder.getstate()[0])  # the start of a character split across two reads
+        try:
+            self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise ConformError(f"{self.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                               f"{self._offset - held + exc.start:,}): set conform.encoding to the file's "
+                               "encoding") from None
+        self._offset += len(data)
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._file.close()
+
+
+def _csv_input(path: Path, encoding: str) -> Any:
+    """What pyarrow reads: the path (it transcodes other encodings strictly itself), or checked UTF-8."""
+    return _Utf8Checked(path) if encoding == "utf-8" else path
+
+
+def _csv_column_names(path: Path, encoding: str, read_options: Any, parse_options: Any) -> list[str]:
     import pyarrow.csv as pcsv
 
-    with pcsv.open_csv(path, read_options=read_options, parse_options=parse_options) as reader:
-        return list(reader.schema.names)
+    source = _csv_input(path, encoding)
+    try:
+        with pcsv.open_csv(source, read_options=read_options, parse_options=parse_options) as reader:
+            return list(reader.schema.names)
+    finally:
+        if not isinstance(source, Path):
+            source.close()
 
 
 def _parse_coordinates(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -118,7 +166,7 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
         read_options = pcsv.ReadOptions(encoding=encoding, skip_rows=max(headers - 1, 0),
                                         block_size=CSV_BLOCK_BYTES)
     try:
-        names = _csv_column_names(path, read_options, parse_options)
+        names = _csv_column_names(path, encoding, read_options, parse_options)
     except (pa.ArrowInvalid, UnicodeDecodeError, LookupError) as exc:
         raise ConformError(f"cannot read CSV {path.name} with encoding {encoding!r}: {exc}") from exc
     if headers == -1:
@@ -152,8 +200,9 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
     def batches() -> Iterator[SourceBatch]:
         skipped[0] = 0  # rows seen while reading the header are counted again below
         short_rows.clear()
+        source = _csv_input(path, encoding)
         try:
-            reader = pcsv.open_csv(path, read_options=read_options, parse_options=parse_options,
+            reader = pcsv.open_csv(source, read_options=read_options, parse_options=parse_options,
                                    convert_options=convert_options)
             for record_batch in reader:
                 if record_batch.num_rows:
@@ -164,6 +213,9 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
                     yield to_batch(padded(rows))
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise ConformError(f"cannot parse CSV {path.name}: {exc}") from exc
+        finally:
+            if not isinstance(source, Path):
+                source.close()
 
     return OpenedSource(crs=None, batches=batches(), skipped_rows=skipped)
 
@@ -177,11 +229,23 @@ def _ogr_layer(conform: dict[str, Any]) -> int | str:
     return layer
 
 
+def _check_shapefile_parts(path: Path) -> None:
+    """A shapefile's attributes live in its .dbf: GDAL reads a .shp without one as geometry only, which would
+    publish every feature with empty attributes."""
+    if path.suffix.lower() != ".shp":
+        return
+    siblings = {p.name.lower() for p in path.parent.iterdir()}
+    if f"{path.stem}.dbf".lower() not in siblings:
+        raise ConformError(f"shapefile {path.name} has no {path.stem}.dbf next to it: the download lacks its "
+                           "attribute table")
+
+
 def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None = None) -> OpenedSource:
     """Stream any OGR-readable file through pyogrio's Arrow interface."""
     import pyogrio
     import pyogrio.raw
 
+    _check_shapefile_parts(path)
     layer = _ogr_layer(conform)
     kwargs: dict[str, Any] = {"layer": layer, "batch_size": BATCH_ROWS, "use_pyarrow": True,
                               "datetime_as_string": True}
