@@ -1,0 +1,373 @@
+"""GitHub webhook deliveries, stored durably: what the receiver (`hooks.py`) writes and the CI sensor reads.
+
+No Dagster here: the receiver keeps accepting deliveries while Dagster is down or being upgraded, and the sensor
+(in the code server) reads them later with an id cursor. One database holds the deliveries and the maintenance
+switch, so every app process and the sensor see the same state: a SQLite file beside the local instance, or the
+production instance's Postgres (`default_database_url`).
+
+Ids are the sensor's cursor, so a row with a smaller id must never become visible after one with a larger id
+(the sensor would skip it for good). SQLite has one writer at a time, which gives that order; on Postgres a
+sequence hands out ids before commit, so inserts take a table lock that plain reads do not wait for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from oa_dagster.local_home import DEFAULT_HOME
+
+# What deploy/production/dagster.yaml reads for the instance's Postgres (its port is fixed there too).
+PG_ENV = ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
+PG_PORT = 5432
+SQLITE_NAME = "webhook.db"
+# GitHub gives up on a delivery after 10 s: every wait below ends well before, so the answer is a 503, not a
+# timeout GitHub reports without a status.
+SQLITE_BUSY_SECONDS = 5.0
+PG_CONNECT_SECONDS = 3
+PG_LOCK_TIMEOUT = "5s"
+POOL_TIMEOUT_SECONDS = 5.0
+MAINTENANCE_CACHE_SECONDS = 1.0
+MAX_PAGE = 1000
+
+metadata = sa.MetaData()
+
+deliveries_table = sa.Table(
+    "oa_webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(100), nullable=False, unique=True),  # X-GitHub-Delivery
+    sa.Column("event", sa.String(64), nullable=False),  # X-GitHub-Event
+    sa.Column("action", sa.String(64)),
+    sa.Column("repository", sa.String(255)),  # owner/name of the repository the hook belongs to
+    sa.Column("pr_number", sa.Integer()),
+    sa.Column("head_sha", sa.String(64)),  # PR head, or the pushed `after`; unknown for a comment
+    sa.Column("ref", sa.Text()),  # push: the ref pushed; PR: the head branch
+    sa.Column("before_sha", sa.String(64)),  # push only
+    sa.Column("deleted", sa.Boolean()),  # push only: a branch deletion
+    sa.Column("head_repository", sa.String(255)),  # PR: where the head lives (a fork), None once deleted
+    sa.Column("base_sha", sa.String(64)),  # PR only
+    sa.Column("merged", sa.Boolean()),  # PR only
+    sa.Column("sender", sa.String(255)),  # who caused the event
+    sa.Column("comment_author", sa.String(255)),  # issue_comment only
+    sa.Column("author_association", sa.String(64)),  # issue_comment only: OWNER, MEMBER, CONTRIBUTOR, NONE...
+    sa.Column("comment_body", sa.Text()),  # issue_comment only
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),  # the raw body, exactly as signed (UTF-8 JSON)
+    sqlite_autoincrement=True,  # never reuse an id, even the last one after a delete: ids are the cursor
+)
+
+settings_table = sa.Table(
+    "oa_webhook_settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+MAINTENANCE = "maintenance"
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or refused the work; the message is safe to log (no SQL, no values)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryFields:
+    """What a delivery says, taken from its headers and payload (`payloads.extract`)."""
+
+    delivery_id: str
+    event: str
+    action: str | None = None
+    repository: str | None = None
+    pr_number: int | None = None
+    head_sha: str | None = None
+    ref: str | None = None
+    before_sha: str | None = None
+    deleted: bool | None = None
+    head_repository: str | None = None
+    base_sha: str | None = None
+    merged: bool | None = None
+    sender: str | None = None
+    comment_author: str | None = None
+    author_association: str | None = None
+    comment_body: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery(DeliveryFields):
+    """A stored delivery; `payload` is None when the caller did not ask for it."""
+
+    id: int
+    received_at: datetime
+    payload: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The outcome of `record`: the delivery's row id, and whether it was there already (a redelivery)."""
+
+    id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class MaintenanceState:
+    on: bool
+    updated_at: datetime | None  # None: never set
+
+
+FIELD_NAMES = tuple(f.name for f in fields(DeliveryFields))
+
+
+def default_database_url(env: Mapping[str, str]) -> str:
+    """Where deliveries go: `OA_WEBHOOK_DB`; else the production instance's Postgres when its variables are set;
+    else a SQLite file in the local instance's home. Half of the Postgres variables is an error, not a silent
+    SQLite file that the code server (another process, maybe another machine) would never read."""
+    if env.get("OA_WEBHOOK_DB"):
+        return env["OA_WEBHOOK_DB"]
+    present = [name for name in PG_ENV if name in env]
+    if present:
+        missing = [name for name in PG_ENV if name not in env or (not env[name] and name != "DAGSTER_PG_PASSWORD")]
+        if missing:
+            raise ValueError(
+                f"the production Postgres is half configured: {', '.join(missing)} not set "
+                f"(set all of {', '.join(PG_ENV)}, or OA_WEBHOOK_DB)"
+            )
+        user, password = quote(env["DAGSTER_PG_USER"], safe=""), quote(env["DAGSTER_PG_PASSWORD"], safe="")
+        login = f"{user}:{password}" if password else user
+        database = quote(env["DAGSTER_PG_DB"], safe="")
+        return f"postgresql+psycopg2://{login}@{env['DAGSTER_PG_HOST']}:{PG_PORT}/{database}"
+    if env.get("OA_ENV") == "production":
+        raise ValueError(
+            f"OA_ENV=production needs a shared deliveries database: set OA_WEBHOOK_DB or {', '.join(PG_ENV)}"
+        )
+    home = Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else DEFAULT_HOME / "dagster_home"
+    return f"sqlite:///{(home / SQLITE_NAME).absolute()}"
+
+
+def _safe_reason(exc: BaseException) -> str:
+    """One line naming the failure: a DBAPI error's own first line, never SQLAlchemy's text with the statement
+    and its parameters (payloads, comment bodies)."""
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0][:300] if lines else 'no detail'}"
+
+
+def _make_engine(url: str) -> sa.Engine:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(
+            parsed, connect_args={"timeout": SQLITE_BUSY_SECONDS}, pool_timeout=POOL_TIMEOUT_SECONDS
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_connection: Any, _record: Any) -> None:
+            # WAL: readers (the sensor, `hooks list`) never block the receiver's writes; concurrent writers wait
+            # for each other up to the busy timeout instead of failing with "database is locked".
+            # (the busy timeout is sqlite3's `timeout` argument)
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.close()
+
+        return engine
+    connect_args = {"connect_timeout": PG_CONNECT_SECONDS} if parsed.get_backend_name() == "postgresql" else {}
+    # pre-ping: after a database restart the first delivery gets a fresh connection instead of a 503
+    return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_SECONDS)
+
+
+class DeliveryStore:
+    """Deliveries and the maintenance switch in one SQL database (SQLite or Postgres), safe across threads and
+    processes. Tables are created on first use; every database failure is raised as `StoreUnavailable`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        maintenance_cache_seconds: float = MAINTENANCE_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = _make_engine(url)
+        self._ready = False
+        self._lock = threading.Lock()
+        # SQLite has one writer at a time and its busy handler waits by sleeping (up to 100 ms a try): with 8
+        # concurrent clients the 99th percentile was 350-390 ms, 100-130 ms with the threads of one process queued
+        # here instead (bench/bench_webhook.py). The busy timeout is left for other processes.
+        sqlite = self._engine.url.get_backend_name() == "sqlite"
+        self._write_lock: AbstractContextManager[Any] = threading.Lock() if sqlite else nullcontext()
+        self._cache_seconds = maintenance_cache_seconds
+        self._clock = clock
+        self._cached: tuple[float, bool] | None = None  # (read at, on)
+
+    def describe(self) -> str:
+        """The URL without its password, for logs and messages."""
+        return self._engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _connect(self, *, write: bool) -> Iterator[sa.Connection]:
+        """A connection in a transaction (committed at the end), tables created first; database failures become
+        `StoreUnavailable`."""
+        try:
+            self._create_tables()
+            if not write:
+                with self._engine.connect() as conn:
+                    yield conn
+                return
+            with self._write_lock, self._engine.begin() as conn:
+                yield conn
+        except (
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.InternalError,
+            sa_exc.TimeoutError,
+            OSError,
+        ) as exc:
+            raise StoreUnavailable(f"deliveries database {self.describe()}: {_safe_reason(exc)}") from exc
+
+    def _create_tables(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            if self._engine.url.get_backend_name() == "sqlite" and self._engine.url.database:
+                Path(self._engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                metadata.create_all(self._engine)
+            except (sa_exc.ProgrammingError, sa_exc.IntegrityError):
+                # another process created them between the check and the CREATE (Postgres): look again
+                metadata.create_all(self._engine)
+            self._ready = True
+
+    # -- deliveries -------------------------------------------------------------------------------------------
+
+    def record(self, delivery: DeliveryFields, *, payload: str, received_at: datetime | None = None) -> Recorded:
+        """Insert the delivery once: a redelivery (same delivery id, also when both arrive at the same moment)
+        returns the first one's id with `duplicate=True`."""
+        row = {name: getattr(delivery, name) for name in FIELD_NAMES}
+        row.update(payload=payload, received_at=received_at or datetime.now(UTC))
+        try:
+            with self._connect(write=True) as conn:
+                if conn.dialect.name == "postgresql":
+                    # ids must become visible in id order (see the module docstring); plain reads go on
+                    conn.exec_driver_sql(
+                        f"SET LOCAL lock_timeout = '{PG_LOCK_TIMEOUT}'; "
+                        f"LOCK TABLE {deliveries_table.name} IN EXCLUSIVE MODE"
+                    )
+                new_id = conn.execute(deliveries_table.insert().values(**row)).inserted_primary_key[0]
+            return Recorded(int(new_id), duplicate=False)
+        except sa_exc.IntegrityError as exc:
+            existing = self._id_of(delivery.delivery_id)
+            if existing is None:  # not the delivery id's uniqueness: a real bug, say so
+                raise StoreUnavailable(f"deliveries database refused a row: {_safe_reason(exc)}") from exc
+            return Recorded(existing, duplicate=True)
+
+    def _id_of(self, delivery_id: str) -> int | None:
+        with self._connect(write=False) as conn:
+            found = conn.execute(
+                sa.select(deliveries_table.c.id).where(deliveries_table.c.delivery_id == delivery_id)
+            ).scalar()
+        return None if found is None else int(found)
+
+    def deliveries_after(self, cursor: int, limit: int, *, with_payload: bool = True) -> list[Delivery]:
+        """The deliveries with an id above `cursor`, oldest first, at most `limit` (1..1000): the sensor keeps the
+        last id it handled as its cursor. Payloads can be large (a push lists its commits): leave them out with
+        `with_payload=False` and fetch one with `payload(id)`."""
+        if cursor < 0 or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"cursor must be >= 0 and limit 1..{MAX_PAGE}, not {cursor} and {limit}")
+        query = (
+            self._select(with_payload)
+            .where(deliveries_table.c.id > cursor)
+            .order_by(deliveries_table.c.id)
+            .limit(limit)
+        )
+        with self._connect(write=False) as conn:
+            return [_delivery(row) for row in conn.execute(query).mappings()]
+
+    def recent(self, limit: int) -> list[Delivery]:
+        """The last `limit` deliveries, newest first, without payloads (for `oa-dagster hooks list`)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be 1..{MAX_PAGE}, not {limit}")
+        query = self._select(False).order_by(deliveries_table.c.id.desc()).limit(limit)
+        with self._connect(write=False) as conn:
+            return [_delivery(row) for row in conn.execute(query).mappings()]
+
+    def payload(self, id: int) -> str | None:
+        with self._connect(write=False) as conn:
+            return conn.execute(sa.select(deliveries_table.c.payload).where(deliveries_table.c.id == id)).scalar()
+
+    def count(self) -> int:
+        with self._connect(write=False) as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(deliveries_table)).scalar_one())
+
+    @staticmethod
+    def _select(with_payload: bool) -> sa.Select[Any]:
+        columns = [c for c in deliveries_table.c if with_payload or c.name != "payload"]
+        return sa.select(*columns)
+
+    # -- the maintenance switch -------------------------------------------------------------------------------
+
+    def maintenance_state(self) -> MaintenanceState:
+        """The switch as stored now (no cache)."""
+        with self._connect(write=False) as conn:
+            row = conn.execute(
+                sa.select(settings_table.c.value, settings_table.c.updated_at).where(
+                    settings_table.c.name == MAINTENANCE
+                )
+            ).first()
+        state = (
+            MaintenanceState(False, None) if row is None else MaintenanceState(row.value == "on", _utc(row.updated_at))
+        )
+        self._cached = (self._clock(), state.on)
+        return state
+
+    def cached_maintenance(self) -> bool | None:
+        """The switch as read less than `maintenance_cache_seconds` ago, or None: lets the receiver skip both the
+        query and the thread hop on most requests."""
+        cached = self._cached
+        if cached is None or self._clock() - cached[0] >= self._cache_seconds:
+            return None
+        return cached[1]
+
+    def maintenance(self) -> bool:
+        """Whether new deliveries are refused; another process's change is seen within the cache period."""
+        cached = self.cached_maintenance()
+        return self.maintenance_state().on if cached is None else cached
+
+    def set_maintenance(self, on: bool) -> None:
+        values = {"value": "on" if on else "off", "updated_at": datetime.now(UTC)}
+        where = settings_table.c.name == MAINTENANCE
+        try:
+            with self._connect(write=True) as conn:
+                if conn.execute(settings_table.update().where(where).values(**values)).rowcount == 0:
+                    conn.execute(settings_table.insert().values(name=MAINTENANCE, **values))
+        except sa_exc.IntegrityError:  # another process inserted it first: update that row
+            with self._connect(write=True) as conn:
+                conn.execute(settings_table.update().where(where).values(**values))
+        self._cached = (self._clock(), on)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _delivery(row: Mapping[str, Any]) -> Delivery:
+    values = dict(row)
+    values["received_at"] = _utc(values["received_at"])
+    return Delivery(**values)
