@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_platform_commands(commands)
+    from oa_dagster.cli_hooks import add_hook_commands
+
+    add_hook_commands(commands)
     return parser
 
 

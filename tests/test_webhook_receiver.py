@@ -591,3 +591,14 @@ def test_secret_parsing_and_signing() -> None:
         b"Hello, World!",
         "sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17",
     )
+
+
+def test_the_hooks_commands_are_part_of_oa_dagster(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`oa-dagster hooks maintenance …` works through the real command line, not only through its own parser."""
+    from oa_dagster.cli import main
+
+    db = f"sqlite:///{tmp_path / 'hooks.db'}"
+    assert main(["hooks", "maintenance", "on", "--db", db]) == 0
+    assert main(["hooks", "maintenance", "status", "--db", db]) == 0
+    assert "on" in capsys.readouterr().out
+    assert main(["hooks", "list", "--db", db]) == 0
