@@ -72,7 +72,7 @@ def make_sources(base: Path, entries: int, rows: int, url: str) -> Path:
 
 def baseline_seconds(sources: Path, scratch: Path) -> float:
     """Seconds to process and publish every entry one after another in this process, without Dagster."""
-    from oa_dagster.platform.runs import publish_run
+    from oa_dagster.platform.publishing import publish_run
     from oa_dagster.platform.store import LocalStore
     from oa_dagster.process import run_entry
     from oa_dagster.resources.processing import ProcessingSettings
@@ -101,9 +101,10 @@ def run_set(instance: Any, resources: dict[str, Any], set_id: str, args: argpars
     """Start a set (the catalog tagged like the weekly schedule does), wait for set_progress to finish it."""
     import dagster as dg
 
+    from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_TAG, SET_TAG
     from tests.platform_helpers import materialize_catalog
 
-    catalog = materialize_catalog(instance, resources, tags={"oa/set": set_id, "oa/launch": "all"})
+    catalog = materialize_catalog(instance, resources, tags={SET_TAG: set_id, LAUNCH_TAG: LAUNCH_ALL})
     meta = catalog.asset_materializations_for_node("source_catalog")[0].metadata
     assert meta["invalid_sources"].value == 0, meta["invalid"].value
     catalog_time = instance.fetch_materializations(dg.AssetKey("source_catalog"), limit=1).records[0].timestamp
@@ -121,7 +122,7 @@ def run_set(instance: Any, resources: dict[str, Any], set_id: str, args: argpars
                 finished = time.time()
                 break
         time.sleep(1)
-    runs = instance.get_run_records(dg.RunsFilter(tags={"oa/set": set_id}))
+    runs = instance.get_run_records(dg.RunsFilter(tags={SET_TAG: set_id}))
     layer_runs = [r for r in runs if r.dagster_run.job_name == "addresses_job"]
     work, publish, materialized, cursor = 0.0, 0.0, 0, None
     while True:

@@ -1,37 +1,62 @@
-"""The platform's commands for `oa-dagster`: `quickstart` (a Dagster run of the examples), `download`, `serve`,
-`cleanup`."""
+"""The platform's commands for `oa-dagster`: `quickstart` (Dagster runs of the examples), `ui`, `download`, `serve`,
+`cleanup`.
+
+Local commands find the store by one rule (`resources/deployments.py: local_data_dir`): `$OA_DATA_DIR`, else
+`$DAGSTER_HOME/oa-data`, else `./.oa-dagster/data`, where `quickstart` writes by default.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
 from typing import Any
 
+from oa_dagster.local_home import DEFAULT_DOWNLOAD_PORT, DEFAULT_HOME, LOCAL_HOST
 from oa_dagster.sources.model import LAYERS
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the summary lines say what happened
 
 
 def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
     quick = subparsers.add_parser(
-        "quickstart", help="materialize the catalog and every example entry on a local Dagster instance")
-    quick.add_argument("--home", metavar="DIR", default=".oa-dagster",
-                       help="where the Dagster instance (DIR/dagster_home) and outputs (DIR/data) go")
+        "quickstart", help="materialize the catalog and every example entry on a local Dagster instance",
+        description="Runs the source catalog and every layer entry through the code location's jobs, in this "
+                    "process, on a persistent instance; prints a line per entry as it finishes and a summary. "
+                    "Exit code 1 when an entry failed or a source is invalid.")
+    quick.add_argument("--home", metavar="DIR", default=None,
+                       help=f"where the Dagster instance (DIR/dagster_home) and outputs (DIR/data) go "
+                            f"(default {DEFAULT_HOME}, where the other commands look)")
     quick.add_argument("--sources", metavar="DIR", help="a sources directory instead of the bundled examples")
+    quick.add_argument("--download-port", type=int, default=DEFAULT_DOWNLOAD_PORT, metavar="PORT",
+                       help="the port `oa-dagster ui` serves downloads on: the metadata links point there "
+                            f"(default {DEFAULT_DOWNLOAD_PORT})")
     quick.set_defaults(func=cmd_quickstart)
+
+    ui = subparsers.add_parser(
+        "ui", help="the Dagster UI on the quickstart's instance, with the download app its links point at",
+        description="Starts `dagster dev` (webserver and daemon) on DIR/dagster_home with the outputs in DIR/data, "
+                    "and the download app those outputs' links point at; Ctrl-C stops both.")
+    ui.add_argument("--home", metavar="DIR", default=str(DEFAULT_HOME), help=f"the quickstart's home (default "
+                                                                               f"{DEFAULT_HOME})")
+    ui.add_argument("--host", default=LOCAL_HOST)
+    ui.add_argument("--port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
+    ui.add_argument("--download-port", type=int, default=None, metavar="PORT",
+                    help="the download app's port (default: the one the quickstart's links point at, "
+                         f"else {DEFAULT_DOWNLOAD_PORT})")
+    ui.set_defaults(func=cmd_ui)
 
     download = subparsers.add_parser("download", help="fetch the latest good output of an entry from the store")
     download.add_argument("source", metavar="SOURCE_KEY", help="e.g. us/ca/alameda")
     download.add_argument("--layer", required=True, choices=LAYERS)
     download.add_argument("--name", help="entry name; optional when the source has one entry in the layer")
-    download.add_argument("--dest", default=".", metavar="DIR")
+    download.add_argument("--dest", default=".", metavar="DIR",
+                          help="files go to DIR/<layer>/<source key>/<name>/ (default: the current directory)")
     download.add_argument("--all-files", action="store_true", help="also the cache, log, sample and preview")
     download.set_defaults(func=cmd_download)
 
     serve = subparsers.add_parser("serve", help="serve stable download URLs for the configured store (web app)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=DEFAULT_DOWNLOAD_PORT)
     serve.add_argument("--presign-seconds", type=int, default=3600, metavar="N",
                        help="how long the presigned S3 URLs that /download redirects to stay valid (max 7 days)")
     serve.set_defaults(func=cmd_serve)
@@ -40,7 +65,7 @@ def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
         "cleanup", help="remove what killed runs leave behind: store debris, stale work folders, stuck runs",
         description="Removes half-written store files, run folders without a manifest and oa-run-* work folders "
                     "(under OA_WORK_DIR) that nothing changed for the grace period, and fails runs left STARTED by "
-                    "a killed process (when DAGSTER_HOME names the instance). Same as the `cleanup` job.")
+                    "a killed process (when DAGSTER_HOME names the instance). Same as `cleanup_job`.")
     clean.add_argument("--grace", type=float, default=None, metavar="HOURS",
                        help="leave anything changed more recently than this (default 24)")
     clean.add_argument("--dry-run", action="store_true", help="only report what would be removed")
@@ -49,74 +74,89 @@ def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    """Run the main job the way the daemon would, but in this process: catalog, then each layer's entries."""
-    import dagster as dg
+    from oa_dagster.cli_quickstart import cmd_quickstart as run
 
-    from oa_dagster.assets.catalog import source_catalog
-    from oa_dagster.assets.layers import LAYER_ASSETS
-    from oa_dagster.resources.deployments import local_resources
-
-    home = Path(args.home).resolve()
-    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
-    resources = local_resources(home / "data", args.sources)
-    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
-        print(f"Dagster instance: {home / 'dagster_home'}", flush=True)
-        catalog = dg.materialize([source_catalog], instance=instance, resources=resources, run_config=QUIET)
-        meta = catalog.asset_materializations_for_node("source_catalog")[0].metadata
-        print(f"catalog {meta['commit'].value}: {meta['sources'].value} sources, "
-              f"{meta['invalid_sources'].value} invalid", flush=True)
-        failed = 0
-        for layer in LAYERS:
-            keys = instance.get_dynamic_partitions(layer)
-            if not keys:
-                continue
-            result = dg.materialize([source_catalog, *LAYER_ASSETS], instance=instance, resources=resources,
-                                    selection=[layer], raise_on_error=False, run_config=QUIET,
-                                    tags={"dagster/asset_partition_range_start": keys[0],
-                                          "dagster/asset_partition_range_end": keys[-1]})
-            for event in result.get_asset_materialization_events():
-                m = event.event_specific_data.materialization
-                print(f"  {layer} {m.partition}: {m.metadata['status'].value}, "
-                      f"{m.metadata['feature_count'].value} features")
-            for event in result.get_step_failure_events():
-                failed += 1
-                data = event.step_failure_data.user_failure_data
-                print(f"  {layer}: {data.description if data else event.message}", file=sys.stderr)
-    print(f"\nOutputs: {home / 'data'} (latest good pointers under latest/, run files under runs/)")
-    print(f"Browse the runs: DAGSTER_HOME={home / 'dagster_home'} OA_DATA_DIR={home / 'data'} "
-          "dagster dev -w workspace.yaml")
-    return 1 if failed else 0
+    return run(args)
 
 
-def _choose_name(store: Any, layer: str, source: str, name: str | None) -> str | None:
-    if name:
-        return name
+def cmd_ui(args: argparse.Namespace) -> int:
+    from oa_dagster.cli_ui import cmd_ui as run
+
+    return run(args)
+
+
+def _plain_path(value: str, segments: int | None = None) -> bool:
+    """A key the store and the destination folder take as is: no empty, `.` or `..` segment (nothing escapes)."""
+    parts = value.split("/")
+    plain = all(p not in ("", ".", "..") and "\\" not in p for p in parts)
+    return plain and (segments is None or len(parts) == segments)
+
+
+def _names_with_output(store: Any, layer: str, source: str) -> list[str]:
     prefix = f"latest/{layer}/{source}/"
-    names = sorted({k[len(prefix):-len(".json")] for k in store.list(prefix)
-                    if k.endswith(".json") and "/" not in k[len(prefix):]})
-    if len(names) == 1:
-        return names[0]
-    listing = ", ".join(names) or "none with a good output"
-    print(f"{source} {layer}: choose an entry with --name ({listing})", file=sys.stderr)
-    return None
+    return sorted({k[len(prefix):-len(".json")] for k in store.list(prefix)
+                   if k.endswith(".json") and "/" not in k[len(prefix):]})
+
+
+def why_no_output(store: Any, layer: str, source: str, name: str | None) -> tuple[str, int]:
+    """Why there is nothing to download, from the current catalog: an unknown source, a layer the source does
+    not have, an unknown entry name, or an entry without a good output yet. Returns (message, exit code)."""
+    from oa_dagster.platform.catalog import load_stored_catalog
+
+    catalog = load_stored_catalog(store)
+    if catalog is None:
+        return (f"no source catalog in {store.describe()}: nothing was processed there (run `oa-dagster quickstart` "
+                "in this directory, or set OA_DATA_DIR to the store's directory)", 1)
+    sources = catalog.get("sources") or {}
+    if source not in sources:
+        close = difflib.get_close_matches(source, list(sources), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return (f"{source}: unknown source: it is not in the current catalog ({catalog.get('id')}, "
+                f"{len(sources):,} sources){hint}", 2)
+    entries = catalog.get("entries") or {}
+    names = sorted(k[len(source) + 1:] for k in entries.get(layer, {}) if k.startswith(source + "/"))
+    if not names:
+        has = sorted(other for other in LAYERS if any(k.startswith(source + "/") for k in entries.get(other, {})))
+        return f"{source} has no {layer} entries (its layers: {', '.join(has) or 'none'})", 2
+    if name is not None and name not in names:
+        return f"{source} has no {layer} entry named {name!r} (its {layer} entries: {', '.join(names)})", 2
+    if name is not None and (entries[layer].get(f"{source}/{name}") or {}).get("skip"):
+        return f"{source}/{name} {layer}: the source marks it skip: true, so it has no output", 1
+    if name is None:
+        return (f"{source} {layer}: choose an entry with --name ({', '.join(names)}; none has a good output yet "
+                f"in {store.describe()})", 2) if len(names) > 1 else (
+                f"{source}/{names[0]} {layer}: no good output yet in {store.describe()}", 1)
+    return f"{source}/{name} {layer}: no good output yet in {store.describe()}", 1
 
 
 def cmd_download(args: argparse.Namespace, store: Any = None) -> int:
+    """The latest good output of an entry, to `<dest>/<layer>/<source key>/<name>/`: entries never share a folder,
+    so downloading another layer or entry never overwrites a file downloaded before."""
     from oa_dagster.cli import Progress
-    from oa_dagster.platform.runs import latest_good
+    from oa_dagster.platform.publishing import latest_good
 
     if store is None:
         from oa_dagster.resources.deployments import deployment
 
         store = deployment().resources["store"].get_store()
-    name = _choose_name(store, args.layer, args.source, args.name)
-    if name is None:
+    if not _plain_path(args.source) or (args.name is not None and not _plain_path(args.name, segments=1)):
+        print("error: a source key is segments like us/ca/alameda and an entry name one segment, without empty, "
+              f"'.' or '..' parts (got {args.source!r}" + (f", --name {args.name!r})" if args.name else ")"),
+              file=sys.stderr)
         return 2
-    pointer = latest_good(store, args.layer, f"{args.source}/{name}")
+    name = args.name
+    if name is None:
+        names = _names_with_output(store, args.layer, args.source)
+        if len(names) > 1:
+            print(f"{args.source} {args.layer}: choose an entry with --name ({', '.join(names)})", file=sys.stderr)
+            return 2
+        name = names[0] if names else None
+    pointer = latest_good(store, args.layer, f"{args.source}/{name}") if name else None
     if pointer is None:
-        print(f"{args.source}/{name} {args.layer}: no good output in {store.describe()}", file=sys.stderr)
-        return 1
-    dest = Path(args.dest)
+        message, status = why_no_output(store, args.layer, args.source, name)
+        print(f"error: {message}", file=sys.stderr)
+        return status
+    dest = Path(args.dest) / args.layer / args.source / name
     dest.mkdir(parents=True, exist_ok=True)
     roles = list(pointer["files"]) if args.all_files else ["output", "state"]
     for role in roles:
@@ -152,10 +192,10 @@ def cmd_serve(args: argparse.Namespace, store: Any = None) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    """The `cleanup` job's work from the command line, on the store and work root `OA_ENV` configures."""
+    """`cleanup_job`'s work from the command line, on the store and work root `OA_ENV` configures."""
     import os
 
-    from oa_dagster.platform.cleanup import DEFAULT_GRACE_HOURS, cleanup
+    from oa_dagster.platform.store_cleanup import DEFAULT_GRACE_HOURS, cleanup
     from oa_dagster.resources.deployments import deployment
 
     grace = DEFAULT_GRACE_HOURS if args.grace is None else args.grace
@@ -172,7 +212,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     elif os.environ.get("DAGSTER_HOME"):
         import dagster as dg
 
-        from oa_dagster.assets.cleanup import fail_stuck_runs
+        from oa_dagster.jobs.cleanup import fail_stuck_runs
 
         try:
             instance = dg.DagsterInstance.get()

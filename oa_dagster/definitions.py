@@ -1,41 +1,68 @@
-"""The code location: assets, checks, jobs, the set and cleanup schedules, the set sensor, resources.
+"""The code location, assembled by concern: each concern's assets, jobs and automation come from the module of
+the same name in `assets/`, `jobs/` and `sensors/`.
 
 `build_definitions(resources, ...)` assembles; the module-level `defs` picks resources by `OA_ENV`
-(see `resources/deployments.py`, the only place reading the environment).
+(see `resources/deployments.py`, the only place reading the environment). `tests/test_definitions.py` keeps a
+snapshot of the result, so a change to the graph shows up in review.
 """
 
 from __future__ import annotations
 
+import inspect
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 
-from oa_dagster.assets.catalog import source_catalog
-from oa_dagster.assets.cleanup import DEFAULT_CLEANUP_CRON, build_cleanup_schedule, cleanup_job
+from oa_dagster.assets.catalog import CATALOG_ASSETS
 from oa_dagster.assets.layers import LAYER_ASSETS
-from oa_dagster.assets.quality_gate import accept_held_run
+from oa_dagster.assets.sets import SET_ASSETS
+from oa_dagster.jobs.catalog import CATALOG_JOBS
+from oa_dagster.jobs.cleanup import cleanup_job
+from oa_dagster.jobs.layers import LAYER_JOBS
+from oa_dagster.jobs.quality_gate import accept_held_run_job
 from oa_dagster.resources.deployments import DEFAULT_SET_CRON, deployment
-from oa_dagster.sensors.sets import (
-    LAYER_JOBS,
-    build_set_schedule,
-    catalog_job,
-    launch_changed_job,
-    set_launcher,
-    set_progress_spec,
-)
+from oa_dagster.run_tags import CODE_REFERENCES_KEY
+from oa_dagster.sensors.cleanup import DEFAULT_CLEANUP_CRON, build_cleanup_schedule
+from oa_dagster.sensors.sets import SET_SENSORS, build_set_schedule, progress_metadata
+
+ASSETS = [*CATALOG_ASSETS, *LAYER_ASSETS, *SET_ASSETS]
+JOBS = [*CATALOG_JOBS, *LAYER_JOBS.values(), accept_held_run_job, cleanup_job]
+SENSORS = [*SET_SENSORS]
 
 
 def build_definitions(resources: dict[str, Any], *, set_cron: str = DEFAULT_SET_CRON,
                       schedule_running: bool = False) -> dg.Definitions:
     """`schedule_running`: the weekly set and the daily cleanup start RUNNING (production) or STOPPED (local)."""
     return dg.Definitions(
-        assets=[source_catalog, *LAYER_ASSETS, set_progress_spec],
-        jobs=[catalog_job, launch_changed_job, *LAYER_JOBS.values(), accept_held_run, cleanup_job],
+        assets=_with_code_references(ASSETS),
+        jobs=JOBS,
         schedules=[build_set_schedule(set_cron, schedule_running),
                    build_cleanup_schedule(DEFAULT_CLEANUP_CRON, schedule_running)],
-        sensors=[set_launcher],
+        sensors=SENSORS,
         resources=resources,
     )
+
+
+def _with_code_references(assets: Sequence[Any]) -> list[Any]:
+    """Each asset linked, in the UI, to the code that makes it: its function, or for `set_progress` (a spec the
+    set sensor reports) the sensor's code.
+
+    The API is beta in Dagster 1.13; its warnings would be printed by every process loading the code location
+    (each run worker), so they are silenced here, and only here.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        linked = list(dg.with_source_code_references(assets))
+        for index, asset in enumerate(linked):
+            if isinstance(asset, dg.AssetSpec):  # no function of its own: point at what reports it
+                reference = dg.LocalFileCodeReference(
+                    file_path=inspect.getfile(progress_metadata), line_number=inspect.getsourcelines(
+                        progress_metadata)[1], label="reported by the set_launcher sensor")
+                linked[index] = asset.merge_attributes(metadata={
+                    CODE_REFERENCES_KEY: dg.CodeReferencesMetadataValue(code_references=[reference])})
+    return linked
 
 
 def _defs() -> dg.Definitions:

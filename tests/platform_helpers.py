@@ -6,23 +6,26 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
+import requests
 
 from oa_dagster.resources.deployments import local_resources
 from oa_dagster.resources.sources_repo import EXAMPLES_DIR
+from oa_dagster.run_tags import RANGE_END_TAG, RANGE_START_TAG
 
 EXAMPLE_DATA = EXAMPLES_DIR.parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
@@ -117,7 +120,7 @@ def materialize_catalog(instance: dg.DagsterInstance, resources: dict[str, Any],
 def materialize_range(instance: dg.DagsterInstance, resources: dict[str, Any], layer: str, start: str, end: str,
                       tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(all_assets(), instance=instance, resources=resources, selection=[layer],
-                          tags={RANGE_START: start, RANGE_END: end, **(tags or {})}, raise_on_error=False)
+                          tags={RANGE_START_TAG: start, RANGE_END_TAG: end, **(tags or {})}, raise_on_error=False)
 
 
 def partition_status(instance: dg.DagsterInstance, layer: str, keys: list[str]
@@ -153,3 +156,43 @@ def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subpr
     finally:
         os.killpg(daemon.pid, signal.SIGKILL)
         daemon.wait()
+
+
+GraphQL = Callable[..., dict[str, Any]]  # graphql(query, **variables) -> the answer's "data"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[GraphQL]:
+    """`dagster-webserver` on the workspace with DAGSTER_HOME=`home`: a function posting to its GraphQL API, which
+    is what the UI reads and sends. Its process group (with its code server) is killed at the end."""
+    port = _free_port()
+    web = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml",
+                            "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, start_new_session=True,
+                           env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+                           stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    base = f"http://127.0.0.1:{port}"
+
+    def graphql(query: str, **variables: Any) -> dict[str, Any]:
+        answer = requests.post(f"{base}/graphql", json={"query": query, "variables": variables}, timeout=60)
+        assert answer.ok and "errors" not in answer.json(), answer.text
+        return answer.json()["data"]
+
+    try:
+        deadline = time.monotonic() + 120  # bounded: a webserver that never comes up fails the test
+        while time.monotonic() < deadline and web.poll() is None:
+            try:
+                if requests.get(f"{base}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        assert web.poll() is None, log.read_text()[-3000:]
+        yield graphql
+    finally:
+        os.killpg(web.pid, signal.SIGKILL)
+        web.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import logging
 import time
 import zipfile
 from pathlib import Path
@@ -235,3 +236,34 @@ def test_untrusted_certificate_fails_and_is_never_retried_unverified(tmp_path: P
         assert download.path.read_bytes() == CSV
     finally:
         server.stop()
+
+
+class _Attempts(logging.Handler):
+    """Counts the retry warnings a fetcher logs ("... attempt N ... failed ...; retrying")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.retries: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying" in record.getMessage():
+            self.retries.append(record.getMessage())
+
+
+@pytest.mark.parametrize("protocol, url", [
+    ("http", "http://no-such-host.invalid/addresses.csv"),
+    ("ftp", "ftp://no-such-host.invalid/pub/addresses.csv"),
+    ("ESRI", "http://no-such-host.invalid/arcgis/rest/services/Addresses/MapServer/0"),
+], ids=["http", "ftp", "arcgis"])
+def test_a_host_name_that_does_not_resolve_fails_at_once_without_retries(protocol: str, url: str,
+                                                                        tmp_path: Path) -> None:
+    """RFC 2606: `.invalid` never resolves. A missing name is no hiccup, so no fetcher retries it."""
+    counter = _Attempts()
+    log = logging.Logger("dns-test")
+    log.addHandler(counter)
+    conform = {"format": "geojson", "number": "N", "street": "S"} if protocol == "ESRI" else None
+    with pytest.raises(DownloadError) as failure:
+        fetch_entry(make_entry(url, protocol=protocol, conform=conform), tmp_path, fast_options(retries=3), log=log)
+    assert failure.value.detail == "could not resolve host no-such-host.invalid"
+    assert failure.value.problem == "Could not download source data"
+    assert counter.retries == []

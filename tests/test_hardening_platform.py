@@ -20,10 +20,10 @@ import dagster as dg
 import psycopg2
 import pytest
 
+from oa_dagster.assets.sets import SET_PROGRESS
 from oa_dagster.cli import main
-from oa_dagster.platform import keys
+from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import LocalStore, get_json
-from oa_dagster.sensors.sets import SET_PROGRESS
 from tests.platform_helpers import (
     PG,
     city_sources,
@@ -124,7 +124,7 @@ def test_a_set_with_a_killed_run_finishes_after_its_retry_and_counts_each_entry_
         assert s04_recorded_by(retry.run_id)  # recorded twice, counted once below
         retry_ended = instance.get_run_record_by_id(retry.run_id).end_time
 
-    summary = get_json(LocalStore(tmp_path / "data"), keys.set_summary_key("set-k"))
+    summary = get_json(LocalStore(tmp_path / "data"), layout.set_summary_key("set-k"))
     assert summary["finished"] >= retry_ended  # written after the retry ended, not when the killed run failed
     assert sum(summary["done"].values()) == 11 and sum(summary["failed"].values()) == 1
     assert sum(summary["features"].values()) == 33
@@ -236,7 +236,7 @@ def _outage_run(tmp_path: Path, url: str, stop_when: str, **settings: Any) -> tu
         write_source(sources, f"us/xx/s{i:02d}", {"addresses": [csv_entry("city", f"{base}/s{i:02d}.csv")]})
     resources = local(tmp_path, sources, **settings)
     watcher = _WhenLogged(stop_when, outage.stop)
-    writes_log = logging.getLogger("oa_dagster.assets.event_writes")
+    writes_log = logging.getLogger("oa_dagster.assets.layers_event_writes")
     writes_log.addHandler(watcher)
     overrides = {"storage": {"postgres": {"postgres_url": url}}, "run_retries": {"enabled": True}}
     try:
@@ -373,7 +373,7 @@ def test_cleanup_removes_what_a_killed_run_left_and_fails_its_stuck_run(
     assert main(["cleanup", "--grace", "0"]) == 0
     out = capsys.readouterr().out
     assert f"removed work folder: {leftover[0]}" in out
-    assert f"removed stuck run: __ephemeral_asset_job__ {stuck[0].run_id}" in out
+    assert f"removed stuck run: addresses_job {stuck[0].run_id}" in out  # quickstart runs the named jobs
     assert not leftover[0].exists() and not (store.root / run / "new-run").exists()
     assert (store.root / run / "named-run" / "out.geojson").is_file()
     assert sorted(store.list("runs/addresses/us/xx/s00/city/")) == complete  # complete runs are never touched
@@ -400,7 +400,7 @@ def test_cleanup_job_on_s3_removes_incomplete_runs_and_unfinished_uploads_but_no
         **local(tmp_path, work_dir=str(tmp_path / "work")),
         **s3_resources("cleanup", prefix="oa", endpoint_url=moto_url, region_name="us-east-1", s3_kwargs=MOTO_CREDS),
     }
-    job = build_definitions(resources).resolve_job_def("cleanup")
+    job = build_definitions(resources).resolve_job_def("cleanup_job")
 
     def run_job(grace_hours: float) -> dict[str, Any]:
         with dg.instance_for_test() as instance:

@@ -14,7 +14,7 @@ import pytest
 from oa_dagster.cli import main
 from oa_dagster.errors import DownloadError
 from oa_dagster.fetch import fetch_entry
-from oa_dagster.platform import keys
+from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.catalog import build_catalog, catalog_from_sources, entry_from_catalog
 from oa_dagster.platform.store import LocalStore, get_json
 from oa_dagster.process import run_entry
@@ -185,7 +185,7 @@ def test_source_catalog_lists_sources_reading_local_files_as_invalid(tmp_path: P
         assert sorted(invalid) == ["us/xx/absolute", "us/xx/climbs", "us/xx/symlink", "us/xx/url"]
         assert all(errors[0].startswith("$.layers.addresses[0].data: ") for errors in invalid.values())
         assert instance.get_dynamic_partitions("addresses") == ["us/xx/good/city"]
-    stored = get_json(LocalStore(tmp_path / "data"), keys.CURRENT_CATALOG)
+    stored = get_json(LocalStore(tmp_path / "data"), layout.CURRENT_CATALOG)
     assert stored["sources"]["us/xx/good"]["sources_root"] == str((tmp_path / "repo").resolve())
 
 
@@ -300,7 +300,7 @@ def test_the_issues_colliding_files_give_a_clear_error_and_nothing_vanishes(tmp_
         assert meta["invalid"].value == {"kk2/x": ['$.layers.addresses[0].name: entry name "a/b" contains a slash, '
                                                    "but an entry name is a single path segment"]}
         assert instance.get_dynamic_partitions("addresses") == ["kk2/x/a/b"]
-    stored = get_json(LocalStore(tmp_path / "data"), keys.CURRENT_CATALOG)
+    stored = get_json(LocalStore(tmp_path / "data"), layout.CURRENT_CATALOG)
     assert stored["entries"]["addresses"]["kk2/x/a/b"]["source"] == "kk2/x/a"
 
 

@@ -1,13 +1,16 @@
-"""The README's quickstart, end to end: example sources processed by Dagster runs, outputs present."""
+"""The README's first commands, verbatim, in a fresh directory with no variables set: `quickstart` (example sources
+processed by the named jobs), `download`, and `ui` (the Dagster UI and the download app its links point at)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,34 +18,16 @@ import dagster as dg
 import pytest
 import requests
 
-from oa_dagster.platform import keys
+from oa_dagster.platform import store_layout as keys
 from oa_dagster.platform.store import LocalStore, get_json
 
 ROOT = Path(__file__).resolve().parent.parent
+OA = Path(sys.executable).with_name("oa-dagster")
+LOCAL_VARIABLES = ("OA_DATA_DIR", "DAGSTER_HOME", "OA_ENV", "OA_DOWNLOAD_URL", "OA_SOURCES_DIR")
 
 
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The README's first command, run once: its home directory and what it printed."""
-    home = tmp_path_factory.mktemp("quickstart") / "qs"
-    oa = Path(sys.executable).with_name("oa-dagster")
-    done = subprocess.run([str(oa), "quickstart", "--home", str(home)], cwd=home.parent,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return home, done.stdout
-
-
-def test_quickstart_processes_every_example_entry_into_a_persistent_instance(quickstart: tuple[Path, str]) -> None:
-    home, printed = quickstart
-    assert "addresses us/ca/berkeley_example/legacy: skipped" in printed
-    store = LocalStore(home / "data")
-    for layer, name in (("addresses", "city"), ("parcels", "county"), ("buildings", "city"),
-                        ("centerlines", "city")):
-        pointer = get_json(store, keys.latest_key(layer, f"us/ca/berkeley_example/{name}"))
-        assert pointer and pointer["feature_count"] > 0, layer
-        assert store.exists(pointer["files"]["output"])
-    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
-        assert instance.get_materialized_partitions(dg.AssetKey("parcels")) == {"us/ca/berkeley_example/county"}
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in LOCAL_VARIABLES}
 
 
 def _free_port() -> int:
@@ -51,43 +36,132 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_the_ui_shows_the_entry_metadata_preview_sample_and_checks(quickstart: tuple[Path, str]) -> None:
-    """What the quickstart prints to browse the runs, through the webserver's GraphQL API (what the UI reads)."""
-    home, _ = quickstart
+@dataclass
+class Quickstart:
+    cwd: Path  # the "project directory" the commands run in
+    printed: str
+    download_port: int
+
+    @property
+    def home(self) -> Path:
+        return self.cwd / ".oa-dagster"
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Quickstart:
+    """The README's first command, run once in a fresh directory (its links on a free port, not 8080)."""
+    cwd = tmp_path_factory.mktemp("project")
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home / "dagster_home"), "OA_DATA_DIR": str(home / "data")}
-    web = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml",
-                            "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run([str(OA), "quickstart", "--download-port", str(port)], cwd=cwd, env=clean_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return Quickstart(cwd, done.stdout, port)
+
+
+def test_quickstart_processes_every_example_entry_into_a_persistent_instance(quickstart: Quickstart) -> None:
+    assert "addresses us/ca/berkeley_example/legacy: skipped" in quickstart.printed
+    store = LocalStore(quickstart.home / "data")
+    for layer, name in (("addresses", "city"), ("parcels", "county"), ("buildings", "city"),
+                        ("centerlines", "city")):
+        pointer = get_json(store, keys.latest_key(layer, f"us/ca/berkeley_example/{name}"))
+        assert pointer and pointer["feature_count"] > 0, layer
+        assert store.exists(pointer["files"]["output"])
+    with dg.DagsterInstance.from_config(str(quickstart.home / "dagster_home")) as instance:
+        assert instance.get_materialized_partitions(dg.AssetKey("parcels")) == {"us/ca/berkeley_example/county"}
+        jobs = [run.job_name for run in reversed(instance.get_runs())]
+    assert jobs == ["source_catalog_job", "addresses_job", "parcels_job", "buildings_job", "centerlines_job"]
+
+
+def test_quickstart_sets_up_the_instance_config_and_prints_the_ui_command_of_this_virtualenv(
+        quickstart: Quickstart) -> None:
+    assert (quickstart.home / "dagster_home" / "dagster.yaml").read_text() == \
+        (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
+    assert f"{OA} ui" in quickstart.printed  # the venv's command: `dagster` alone is not on PATH unactivated
+    assert "dagster dev" not in quickstart.printed
+
+
+def test_the_readme_download_example_works_after_quickstart(quickstart: Quickstart, tmp_path: Path) -> None:
+    """Verbatim, from the quickstart's directory, with no variables: one rule finds the quickstart's store.
+
+    Two layers of one source (same entry name `city`) land in their own folders, so neither overwrites the other.
+    """
+    store = LocalStore(quickstart.home / "data")
+    for layer in ("addresses", "buildings"):
+        done = subprocess.run([str(OA), "download", "us/ca/berkeley_example", "--layer", layer, "--name", "city",
+                               "--dest", "out/"], cwd=quickstart.cwd, env=clean_env(), capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    for layer in ("addresses", "buildings"):
+        got = quickstart.cwd / "out" / layer / "us/ca/berkeley_example/city" / "out.geojson"
+        pointer = get_json(store, keys.latest_key(layer, "us/ca/berkeley_example/city"))
+        assert got.read_bytes() == (store.root / pointer["files"]["output"]).read_bytes(), layer
+        assert (got.parent / "state.json").exists()
+
+
+def test_download_of_a_skipped_entry_says_it_is_skipped(quickstart: Quickstart) -> None:
+    done = subprocess.run([str(OA), "download", "us/ca/berkeley_example", "--layer", "addresses", "--name", "legacy"],
+                          cwd=quickstart.cwd, env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "us/ca/berkeley_example/legacy addresses: the source marks it skip: true" in done.stderr
+
+
+def _graphql(base: str, query: str, **variables: Any) -> dict[str, Any]:
+    answer = requests.post(f"{base}/graphql", json={"query": query, "variables": variables}, timeout=60)
+    assert answer.ok and "errors" not in answer.json(), answer.text
+    return answer.json()["data"]
+
+
+def _processes_with(variable: str, value: str) -> list[int]:
+    """Processes on this machine whose environment has `variable=value` (what `oa-dagster ui` started)."""
+    wanted = f"{variable}={value}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if wanted in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(quickstart: Quickstart) -> None:
+    """`oa-dagster ui` as the quickstart printed it: the UI's GraphQL API shows the entry's metadata, preview,
+    sample and checks; its output and preview links answer from the download app; it stops cleanly."""
+    port = _free_port()
+    ui = subprocess.Popen([str(OA), "ui", "--port", str(port)], cwd=quickstart.cwd, env=clean_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and web.poll() is None:
+        while time.monotonic() < deadline and ui.poll() is None:
             try:
                 if requests.get(f"{base}/server_info", timeout=2).ok:
                     break
             except requests.ConnectionError:
                 time.sleep(0.5)
-        assert web.poll() is None, web.stderr.read().decode() if web.stderr else ""
-
-        def graphql(query: str, **variables: Any) -> dict[str, Any]:
-            answer = requests.post(f"{base}/graphql", json={"query": query, "variables": variables}, timeout=60)
-            assert answer.ok and "errors" not in answer.json(), answer.text
-            return answer.json()["data"]
-
+        assert ui.poll() is None, ui.communicate()
         entry = "us/ca/berkeley_example/city"
-        asset = graphql("""query($key: AssetKeyInput!, $entry: String!) { assetOrError(assetKey: $key) {
+        asset = _graphql(base, """query($key: AssetKeyInput!, $entry: String!) { assetOrError(assetKey: $key) {
             ... on Asset { assetMaterializations(partitions: [$entry]) { partition metadataEntries { label
               ... on MarkdownMetadataEntry { mdStr } ... on TableMetadataEntry { table { records } }
               ... on IntMetadataEntry { intValue } ... on UrlMetadataEntry { url } } } } } }""",
-                        key={"path": ["addresses"]}, entry=entry)["assetOrError"]
+                         key={"path": ["addresses"]}, entry=entry)["assetOrError"]
         entries = {e["label"]: e for e in asset["assetMaterializations"][0]["metadataEntries"]}
-        assert entries["preview"]["mdStr"].startswith("![preview](data:image/png;base64,")
         assert entries["feature_count"]["intValue"] > 100
         assert json.loads(entries["sample"]["table"]["records"][0])["street"]
-        assert entries["url_output"]["url"].endswith("/out.geojson")
+        app = f"http://127.0.0.1:{quickstart.download_port}/download/"
+        output = entries["url_output"]["url"]
+        assert output.startswith(f"{app}runs/addresses/{entry}/") and output.endswith("/out.geojson")
+        fetched = requests.get(output, timeout=30)
+        assert fetched.status_code == 200
+        assert fetched.content == (quickstart.home / "data" / output[len(app):]).read_bytes()
+        preview = entries["preview"]["mdStr"]
+        assert preview.startswith(f"![preview]({app}runs/addresses/{entry}/") and preview.endswith("/preview.png)")
+        image = requests.get(preview[len("![preview]("):-1], timeout=30)
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
-        nodes = graphql("""query { assetNodes(assetKeys: [{path: ["addresses"]}]) { assetChecksOrError {
+        nodes = _graphql(base, """query { assetNodes(assetKeys: [{path: ["addresses"]}]) { assetChecksOrError {
             ... on AssetChecks { checks { name executionForLatestMaterialization { status
               evaluation { severity success partition } } } } } } }""")["assetNodes"]
         checks = {c["name"]: c["executionForLatestMaterialization"] for c in nodes[0]["assetChecksOrError"]["checks"]}
@@ -97,5 +171,11 @@ def test_the_ui_shows_the_entry_metadata_preview_sample_and_checks(quickstart: t
         assert checks["output_quality"]["evaluation"]["severity"] == "WARN"
         assert checks["output_quality"]["evaluation"]["partition"] == entry  # the skipped entry has no checks
     finally:
-        web.terminate()
-        web.wait(30)
+        ui.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = ui.communicate(timeout=120)
+    assert ui.returncode == 0, out + err
+    assert "No dagster instance configuration file (dagster.yaml) found" not in err
+    assert _processes_with("DAGSTER_HOME", str(quickstart.home / "dagster_home")) == []  # webserver, daemon, code
+    for stopped in (port, quickstart.download_port):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{stopped}/", timeout=5)

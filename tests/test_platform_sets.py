@@ -8,8 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from oa_dagster.platform.sets import ChainsState, RunState, chains_state, plan_batches
-from oa_dagster.sensors.sets import LAYER_JOBS, SET_PROGRESS, build_set_schedule, set_launcher
+from oa_dagster.assets.sets import SET_PROGRESS
+from oa_dagster.jobs.layers import LAYER_JOBS
+from oa_dagster.platform.set_planning import ChainsState, RunState, chains_state, plan_batches
+from oa_dagster.sensors.sets import build_set_schedule, set_launcher
 from tests.platform_helpers import csv_entry, local, materialize_catalog, materialize_range, write_csv, write_source
 
 
@@ -61,7 +63,9 @@ def _sources(tmp_path: Path, count: int) -> Path:
 
 
 def test_sensor_launches_batched_runs_for_a_set_and_reports_its_progress(tmp_path: Path) -> None:
-    resources = local(tmp_path, _sources(tmp_path, 5), batch_max_entries=4)
+    sources = _sources(tmp_path, 5)
+    write_source(sources, "us/xx/zz", {"addresses": [csv_entry("city", "../../../a.csv", skip=True)]})
+    resources = local(tmp_path, sources, batch_max_entries=4)
     with dg.instance_for_test() as instance:
         materialize_catalog(instance, resources, tags={"oa/set": "set-x", "oa/launch": "all"})
         context = dg.build_sensor_context(instance=instance, resources=resources)
@@ -77,6 +81,8 @@ def test_sensor_launches_batched_runs_for_a_set_and_reports_its_progress(tmp_pat
         assert first.tags["oa/set"] == "set-x" and first.tags["dagster/max_runtime"]
         progress = instance.fetch_materializations(SET_PROGRESS, limit=1).records[0].asset_materialization
         assert progress.metadata["pending"].value == 10 and progress.metadata["finished"].value is False
+        # the entry marked `skip: true` is not launched: counted apart, not pending
+        assert progress.metadata["entries"].value == 10 and progress.metadata["skipped"].value == 1
 
         for request in requests:  # what the daemon would launch, in process
             materialize_range(instance, resources, request.job_name.removesuffix("_job"),

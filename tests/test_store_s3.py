@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from oa_dagster.platform import keys
+from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import LocalStore, get_json
 from oa_dagster.resources.deployments import local_resources, s3_resources
 from tests.platform_helpers import materialize_catalog, materialize_range
@@ -42,13 +42,13 @@ def test_example_entries_materialize_into_s3_and_download_from_there(moto_url: s
         assert result.success
         meta = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
         assert meta["url_output"].value.startswith("https://data.example.org/oa/runs/parcels/" + key)
-    pointer = get_json(store, keys.latest_key("parcels", key))
+    pointer = get_json(store, layout.latest_key("parcels", key))
     assert pointer["feature_count"] > 0
-    assert get_json(store, keys.CURRENT_CATALOG)["entries"]["parcels"][key]
+    assert get_json(store, layout.CURRENT_CATALOG)["entries"]["parcels"][key]
     args = argparse.Namespace(source="us/ca/berkeley_example", layer="parcels", name=None, dest=str(tmp_path / "dl"),
                               all_files=False)
     assert cmd_download(args, store=store) == 0
-    assert (tmp_path / "dl" / "out.geojson").stat().st_size == pointer["sizes"]["output"]
+    assert (tmp_path / "dl" / "parcels" / key / "out.geojson").stat().st_size == pointer["sizes"]["output"]
 
 
 @pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/./b", "a/../b", "..", "a/b/", "a\x00b"])

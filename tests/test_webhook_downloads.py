@@ -13,7 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from oa_dagster.cli import main
-from oa_dagster.platform import keys
+from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, put_json
 from oa_dagster.webhook.app import create_app
 from tests.servers.fixtures import moto_bucket
@@ -52,7 +52,7 @@ def _publish(store: OutputStore) -> None:
     """A run's files and the latest good pointer to them, as `publish_run` leaves them."""
     store.put_bytes(OUTPUT, DATA)
     store.put_bytes(STATE, b'{"layer": "addresses"}\n')
-    put_json(store, keys.latest_key("addresses", ENTRY), {
+    put_json(store, layout.latest_key("addresses", ENTRY), {
         "partition_key": ENTRY, "layer": "addresses", "run_id": "r1", "prefix": f"runs/addresses/{ENTRY}/r1",
         "files": {"output": OUTPUT, "state": STATE}, "sizes": {"output": len(DATA)}, "feature_count": 100})
 
@@ -103,7 +103,7 @@ def test_local_store_serves_the_file(tmp_path: Path, serve: Callable[[Starlette]
     assert response.headers["Content-Security-Policy"] == "sandbox" and "Cache-Control" not in response.headers
     head = requests.head(f"{base}/download/{OUTPUT}", timeout=10)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(DATA) and head.content == b""
-    pointer = requests.get(f"{base}/download/{keys.latest_key('addresses', ENTRY)}", timeout=10)
+    pointer = requests.get(f"{base}/download/{layout.latest_key('addresses', ENTRY)}", timeout=10)
     assert pointer.json()["files"]["output"] == OUTPUT and pointer.headers["Cache-Control"] == "no-cache"
 
     health = requests.get(f"{base}/health", timeout=10)
@@ -135,7 +135,7 @@ def test_bad_and_unserved_keys(tmp_path: Path, serve: Callable[[Starlette], str]
     store = LocalStore(tmp_path / "data")
     _publish(store)
     (tmp_path / "secret.txt").write_text("outside the store")
-    store.put_bytes(keys.held_key("addresses", ENTRY), b"{}")
+    store.put_bytes(layout.held_key("addresses", ENTRY), b"{}")
     base = serve(create_app(store))
 
     def get(path: str) -> requests.Response:
@@ -143,7 +143,7 @@ def test_bad_and_unserved_keys(tmp_path: Path, serve: Callable[[Starlette], str]
 
     missing = get("/download/runs/addresses/us/ca/none/out.geojson")
     assert missing.status_code == 404 and "runs/addresses/us/ca/none/out.geojson" in missing.text
-    assert get(f"/download/{keys.held_key('addresses', ENTRY)}").status_code == 404  # not a served prefix
+    assert get(f"/download/{layout.held_key('addresses', ENTRY)}").status_code == 404  # not a served prefix
     assert get("/download/other.txt").status_code == 404
     assert get(f"/download/runs/addresses/{ENTRY}").status_code == 404  # a directory
     (store.path(OUTPUT).parent / ".tmp-abc").write_bytes(b"half")

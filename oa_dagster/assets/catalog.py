@@ -1,4 +1,9 @@
-"""`source_catalog`: the sources repository at a ref, validated, stored, and mirrored into partitions."""
+"""`source_catalog`: the sources repository at a ref, validated, stored, and mirrored into partitions.
+
+Building and reading the stored catalog is plain code in `platform/catalog.py`; this asset runs it and adds and
+removes the layer assets' partitions: one per entry to process (entries marked `skip: true` are listed in the
+metadata, not made partitions).
+"""
 
 
 from pathlib import Path
@@ -6,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from oa_dagster.platform import keys
+from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.catalog import (
     build_catalog,
     changed_entries,
@@ -18,8 +23,10 @@ from oa_dagster.platform.catalog import (
 from oa_dagster.platform.store import put_json
 from oa_dagster.resources.sources_repo import SourcesRepository
 from oa_dagster.resources.store import OutputStoreResource
+from oa_dagster.run_tags import LAUNCH_TAG, SET_TAG
 
-from .partitions import LAUNCH_TAG, LAYER_PARTITIONS, SET_TAG
+from . import OWNERS
+from .layers import LAYER_PARTITIONS
 
 MAX_LISTED = 200  # keys listed in metadata per layer; the stored catalog has them all
 
@@ -52,6 +59,7 @@ def _listing(keys_: list[str]) -> str:
 @dg.asset(
     group_name="sources",
     kinds={"github", "json"},
+    owners=OWNERS,
     description="Every source of the sources repository at a ref, validated; stored in the output store. "
                 "Materializing it adds and removes the layer assets' partitions.",
 )
@@ -78,19 +86,22 @@ def source_catalog(context: dg.AssetExecutionContext, config: CatalogConfig, sou
     catalog["changed"] = changed
     set_id = context.run.tags.get(SET_TAG)
     catalog["set"] = set_id
-    put_json(out, keys.catalog_key(catalog["id"]), catalog)
-    put_json(out, keys.CURRENT_CATALOG, catalog)  # after the by-id copy: `current` always names a stored one
+    put_json(out, layout.catalog_key(catalog["id"]), catalog)
+    put_json(out, layout.CURRENT_CATALOG, catalog)  # after the by-id copy: `current` always names a stored one
 
     metadata: dict[str, Any] = {
         "commit": catalog["commit"], "ref": ref, "origin": catalog["origin"],
-        "catalog_id": catalog["id"], "catalog": dg.MetadataValue.path(out.url(keys.catalog_key(catalog["id"]))),
+        "catalog_id": catalog["id"], "catalog": dg.MetadataValue.path(out.url(layout.catalog_key(catalog["id"]))),
         "sources": len(catalog["sources"]), "invalid_sources": len(catalog["invalid"]),
         "invalid": dg.MetadataValue.json(catalog["invalid"]),
         "launch": context.run.tags.get(LAUNCH_TAG, "none"), "set": set_id or "",
     }
     for layer, entries in catalog["entries"].items():
-        added, removed = sync_partitions(context.instance, layer, list(entries))
+        skipped = [key for key, info in entries.items() if info["skip"]]
+        added, removed = sync_partitions(context.instance, layer, [key for key in entries if key not in skipped])
         metadata[f"{layer}_entries"] = len(entries)
+        metadata[f"{layer}_skipped"] = len(skipped)  # `skip: true`: no partition
+        metadata[f"{layer}_skipped_keys"] = dg.MetadataValue.text(_listing(skipped))
         metadata[f"{layer}_added"] = dg.MetadataValue.text(_listing(added))
         metadata[f"{layer}_removed"] = dg.MetadataValue.text(_listing(removed))
         metadata[f"{layer}_changed"] = len(changed[layer])
@@ -98,3 +109,6 @@ def source_catalog(context: dg.AssetExecutionContext, config: CatalogConfig, sou
     for key, errors in catalog["invalid"].items():
         context.log.warning(f"invalid source {key}: {'; '.join(errors[:3])}")
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(catalog["id"]))
+
+
+CATALOG_ASSETS = [source_catalog]

@@ -1,62 +1,62 @@
-"""The four layer assets: each partition is one layer entry, processed by `process.run_entry`.
+"""The four layer assets: each partition is one layer entry, processed by `platform.entry_processing`.
 
-One run may process several partitions (a range: sets pack small entries to keep Dagster's per-run cost
-low). Each entry is recorded on its own: a materialization and check evaluations for an entry with output
-(or skipped), an observation for a failed one. At the end the step fails, listing the failed entries and
-their source problems, so exactly those partitions show as failed; the others stay materialized and a
-failed entry's previous good materialization stays its latest.
+One run may process several partitions (a range: sets and backfills pack small entries to keep Dagster's per-run
+cost low). Each entry is recorded on its own: a materialization and check evaluations for an entry with output,
+an observation for a failed one. At the end the step fails, listing the failed entries and their source problems,
+so exactly those partitions show as failed; the others stay materialized and a failed entry's previous good
+materialization stays its latest. Entries the sources mark `skip: true` are not partitions at all (the catalog
+lists them): they have no data, and a partition for them would show either as good data or as a failure.
 
-Per-entry cost matters (thousands of small entries per set; every event is a database write): an entry's
-INFO lines go to its own `log.txt` in the store (linked from its materialization), only its warnings and
-errors are forwarded to the run's event log; the previous feature counts of all the run's entries are read
-in two queries before processing, not one per entry; and entries are processed in a worker thread while the
-step's thread writes the events of those done, so the writes overlap the next entry's download.
+Per-entry cost matters (thousands of small entries per set; every event is a database write): an entry's INFO
+lines go to its own `log.txt` in the store (linked from its materialization), only its warnings and errors are
+forwarded to the run's event log; the previous feature counts of all the run's entries are read in two queries
+before processing, not one per entry; and entries are processed in a worker thread (`layers_worker.py`) while
+the step's thread writes the events of those done, so the writes overlap the next entry's download.
 
-Every event write is retried on a lost database connection (`event_writes.py`); if the instance stays
+Every event write is retried on a lost database connection (`layers_event_writes.py`); if the instance stays
 unreachable, the run fails and is marked retryable, so the set's run-retry policy runs the batch again.
 """
 
-
-import logging
-import os
-import tempfile
-import threading
-import time
-import traceback
 from collections.abc import Callable
 from contextlib import closing
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, NoReturn
 
 import dagster as dg
 
-from oa_dagster.platform.cleanup import WORK_FOLDER_PREFIX  # + the pid: cleanup spares a live process's folder
-from oa_dagster.platform.runs import publish_run
+from oa_dagster.platform.catalog import load_stored_catalog
+from oa_dagster.platform.entry_processing import EntryResult, process_entry
+from oa_dagster.platform.set_planning import BACKFILL_MAX_PARTITIONS
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
+from oa_dagster.run_tags import CATALOG_TAG, DATA_VERSION_TAG, INSTANCE_LOST_TAG, RETRY_ON_FAILURE_TAG, SET_TAG
 from oa_dagster.sources.model import LAYERS
 
-from .background import in_background, raise_if_cancelled
-from .catalog import source_catalog
-from .event_writes import LOG as WRITES_LOG
-from .event_writes import InstanceUnreachable, write_retrying
-from .layer_checks import check_specs, evaluate_checks
-from .layer_metadata import entry_metadata, failure_metadata, read_sample
-from .partitions import CATALOG_TAG, LAYER_PARTITIONS, SET_TAG
+from . import OWNERS
+from .layers_checks import check_specs, evaluate_checks
+from .layers_event_writes import LOG as WRITES_LOG
+from .layers_event_writes import InstanceUnreachable, write_retrying
+from .layers_metadata import entry_metadata, failure_metadata, skipped_metadata
+from .layers_worker import in_background
 
+# One dynamic partitions definition per layer, named after it; a key is `<source key>/<entry name>` (contract).
+# `source_catalog` adds and removes them.
+LAYER_PARTITIONS: dict[str, dg.DynamicPartitionsDefinition] = {
+    layer: dg.DynamicPartitionsDefinition(name=layer) for layer in LAYERS
+}
+CATALOG_KEY = dg.AssetKey("source_catalog")  # by key: the catalog module imports this one's partitions
 # A set runs weekly: an entry not refreshed for 8 days warns, 9 fails, so a stalled set shows in the UI.
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=9), warn_window=timedelta(days=8))
-TRANSIENT_PROBLEMS = {"Could not download source data"}
+# A backfill launched from the UI (say, a set's failed entries again) packs each contiguous stretch of partitions
+# into ranged runs, like a set's first runs, instead of one run per partition.
+BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_MAX_PARTITIONS)
 POOL = "oa_layer_runs"
-RETRY_ON_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
-INSTANCE_LOST_TAG = "oa/instance_lost"  # "true": this run failed because the instance was unreachable
+
+Write = Callable[[str, Callable[[], None]], None]  # (what, write): one event-log write, retried
 
 
 def _catalog(store: Any, catalog_id: str | None) -> dict[str, Any]:
     """The catalog the run was launched with (its tag), else the current one."""
-    from oa_dagster.platform.catalog import load_stored_catalog
-
     catalog = (load_stored_catalog(store, catalog_id) if catalog_id else None) or load_stored_catalog(store)
     if catalog is None:
         raise dg.Failure("no source catalog in the output store: materialize source_catalog first")
@@ -81,111 +81,27 @@ def previous_counts(instance: dg.DagsterInstance, layer: str, keys_: list[str]) 
     return counts
 
 
-class EntryWarnings(logging.Handler):
-    """Keeps an entry's warnings and errors, prefixed with its key, for the step's thread to write to the run.
+def record_entry(context: dg.AssetExecutionContext, result: EntryResult, store: Any, catalog_id: str,
+                 set_id: str, previous: int | None, warn_drop: float, write: Write) -> str | None:
+    """Write an entry's events: its warnings, then a materialization and checks, or an observation.
 
-    Every line written is one event-log write; an entry's INFO lines stay in its `log.txt`.
+    Returns the failure line for the step's failure message, or None when the entry did not fail.
     """
-
-    def __init__(self, key: str) -> None:
-        super().__init__(logging.WARNING)
-        self.key = key
-        self.lines: list[tuple[int, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.levelno, f"{self.key}: {record.getMessage()}"))
-
-
-def entry_logger(warnings: EntryWarnings) -> logging.Logger:
-    """What `run_entry` forwards to: a logger passing only WARNING and above on to `warnings`."""
-    logger = logging.Logger(f"oa_dagster.entry.{warnings.key}", logging.WARNING)  # not registered: no global state
-    logger.propagate = False
-    logger.addHandler(warnings)
-    return logger
-
-
-def _worth_retrying(result: dict[str, Any]) -> bool:
-    return not (result.get("files") or {}).get("output") and result.get("source_problem") in TRANSIENT_PROBLEMS
-
-
-def process_partition(run_id: str, layer: str, key: str, catalog: dict[str, Any], store: Any,
-                      processing: ProcessingSettings, cancelled: threading.Event | None = None) -> dict[str, Any]:
-    """Run one entry and publish it; returns its state dict plus `published` (or the problem that stopped it).
-
-    Runs in the step's worker thread, so it writes nothing to the event log: warnings come back in `log_lines`.
-    An unexpected error (the store unreachable, a bad catalog) becomes this entry's problem, not the run's.
-    """
-    from oa_dagster.platform.catalog import entry_from_catalog
-    from oa_dagster.sources import SourceInvalid, has_coverage
-
-    try:
-        entry = entry_from_catalog(catalog, layer, key)
-        coverage_ok = has_coverage(catalog["sources"][entry.source_key]["data"])
-    except (KeyError, SourceInvalid, LookupError) as exc:
-        return {"source_problem": "Source is not in the catalog", "problem_detail": str(exc), "published": None}
-    warnings = EntryWarnings(key)
-    try:
-        result = _process_and_publish(run_id, entry, coverage_ok, catalog, store, processing,
-                                      entry_logger(warnings), cancelled)
-    except Exception as exc:
-        detail = f"unexpected {type(exc).__name__} while processing or publishing: {exc}"
-        warnings.lines.append((logging.ERROR, f"{key}: {detail}\n{traceback.format_exc()}"))
-        result = {"source_problem": "Could not process or publish the entry", "problem_detail": detail,
-                  "published": None}
-    result["entry"] = entry
-    result["log_lines"] = warnings.lines
-    return result
-
-
-def _process_and_publish(run_id: str, entry: Any, coverage_ok: bool, catalog: dict[str, Any], store: Any,
-                         processing: ProcessingSettings, log: logging.Logger,
-                         cancelled: threading.Event | None) -> dict[str, Any]:
-    from oa_dagster.process import run_entry
-
-    key, layer = entry.key, entry.layer
-    root = processing.work_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"{WORK_FOLDER_PREFIX}{os.getpid()}-", dir=root) as tmp:
-        state = run_entry(entry, Path(tmp), preview=processing.preview, fetch_options=processing.fetch_options(),
-                          coverage_ok=coverage_ok, log=log,
-                          progress=raise_if_cancelled(cancelled) if cancelled is not None else None)
-        result = state.to_dict()
-        started = time.perf_counter()
-        result["published"] = publish_run(store, result, Path(tmp), run_id, entry_key=key,
-                                          entry_version=catalog["entries"][layer][key]["version"],
-                                          max_drop=processing.max_drop)
-        result.update(read_sample(Path(tmp), state.files))
-        result["publish_seconds"] = time.perf_counter() - started
-    return result
-
-
-Write = Callable[[str, Callable[[], None]], None]  # (what, write): one event-log write, retried
-
-
-def record_entry(context: dg.AssetExecutionContext, layer: str, key: str, result: dict[str, Any], store: Any,
-                 catalog: dict[str, Any], set_id: str, previous: int | None, warn_drop: float,
-                 write: Write) -> str | None:
-    """Write an entry's events: its warnings, then a materialization and checks, or a failure observation.
-
-    Returns the failure line for the step's failure message, or None when the entry materialized.
-    """
-    for level, message in result.get("log_lines") or ():
+    layer, key = result.layer, result.key
+    for level, message in result.log_lines:
         write(f"{key}: a log line", lambda level=level, message=message: context.log.log(level, message))
-    published = result.get("published")
-    has_output = bool(published and published.file_keys.get("output"))
-    if not has_output and not result.get("skipped"):
-        observation = dg.AssetObservation(asset_key=layer, partition=key, metadata=failure_metadata(result, set_id))
-        write(f"{key}: its failure", lambda: context.log_event(observation))
-        return f"{key}: {result.get('source_problem')}: {result.get('problem_detail')}"
-    version = catalog["entries"][layer][key]["version"]
-    before = previous if has_output else None
+    if not result.has_output:
+        skipped = result.skipped  # a catalog older than the entry's `skip`: no data, and not a failure
+        metadata = skipped_metadata(result, set_id) if skipped else failure_metadata(result, set_id)
+        observation = dg.AssetObservation(asset_key=layer, partition=key, metadata=metadata)
+        write(f"{key}: its {'skip' if skipped else 'failure'}", lambda: context.log_event(observation))
+        return None if skipped else f"{key}: {result.source_problem}: {result.problem_detail}"
     materialization = dg.AssetMaterialization(
-        asset_key=layer, partition=key, tags={"dagster/data_version": version},
-        metadata=entry_metadata(result, store, catalog, set_id, before))
+        asset_key=layer, partition=key, tags={DATA_VERSION_TAG: result.entry_version},
+        metadata=entry_metadata(result, store, catalog_id, set_id, previous))
     write(f"{key}: its materialization", lambda: context.log_event(materialization))
-    if has_output:
-        for evaluation in evaluate_checks(layer, key, result, before, warn_drop):
-            write(f"{key}: check {evaluation.check_name}", lambda evaluation=evaluation: context.log_event(evaluation))
+    for evaluation in evaluate_checks(result, previous, warn_drop):
+        write(f"{key}: check {evaluation.check_name}", lambda evaluation=evaluation: context.log_event(evaluation))
     return None
 
 
@@ -209,8 +125,8 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
               processing: ProcessingSettings) -> None:
     """Process the run's entries in a worker thread while this thread writes the finished ones' events.
 
-    Event writes cost ~15-25 ms each on SQLite, as much as a small source's processing; pipelined, they overlap
-    the next entry's download (mostly waiting on a server) instead of adding to it.
+    An event write costs about as much as a small source's processing (figures in docs/platform.md); pipelined,
+    the writes overlap the next entry's download (mostly waiting on a server) instead of adding to it.
     """
     store = store_resource.get_store()
     catalog = _catalog(store, context.run.tags.get(CATALOG_TAG))
@@ -226,32 +142,31 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
     def write(what: str, event: Callable[[], None]) -> None:
         write_retrying(event, f"{layer} {what}", processing.instance_retry_seconds)
 
-    def record(key: str, result: dict[str, Any]) -> None:
-        failure = record_entry(context, layer, key, result, store, catalog, set_id, previous[key],
+    def record(result: EntryResult) -> None:
+        failure = record_entry(context, result, store, catalog["id"], set_id, previous[result.key],
                                processing.warn_drop, write)
         if failure:
             failures.append(failure)
 
-    run_id = context.run.run_id  # the worker thread gets plain values, never the context
+    run_id, options = context.run.run_id, processing.entry_options()  # the worker gets plain values, no context
 
-    def process(key: str, cancelled: threading.Event) -> dict[str, Any]:
-        return process_partition(run_id, layer, key, catalog, store, processing, cancelled)
+    def process(key: str, cancelled: Any) -> EntryResult:
+        return process_entry(catalog, layer, key, store, options, run_id=run_id, cancelled=cancelled)
 
-    first_lines: dict[str, list[tuple[int, str]]] = {}
+    first_attempts: dict[str, EntryResult] = {}
     try:
         with closing(in_background(process, keys_, name=f"oa-{layer}")) as entries:
             for key, result in entries:
-                if _worth_retrying(result):  # one more try after the others: a server's hiccup may be over
-                    first_lines[key] = result.get("log_lines") or []
+                if result.worth_retrying:  # one more try after the others: a server's hiccup may be over
+                    first_attempts[key] = result
                 else:
-                    record(key, result)
-        if first_lines:
-            message = f"{layer}: second attempt for {len(first_lines)} entries whose download failed"
+                    record(result)
+        if first_attempts:
+            message = f"{layer}: second attempt for {len(first_attempts)} entries whose download failed"
             write("second attempt", lambda: context.log.info(message))
-        with closing(in_background(process, list(first_lines), name=f"oa-{layer}-retry")) as entries:
+        with closing(in_background(process, list(first_attempts), name=f"oa-{layer}-retry")) as entries:
             for key, result in entries:
-                result["log_lines"] = first_lines[key] + (result.get("log_lines") or [])
-                record(key, result)
+                record(result.after(first_attempts[key].log_lines))
         summary = f"{layer}: {len(keys_) - len(failures)} of {len(keys_)} entries materialized"
         write("summary", lambda: context.log.info(summary))
     except InstanceUnreachable as error:
@@ -264,13 +179,13 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
 
 def build_layer_asset(layer: str) -> dg.AssetsDefinition:
     spec = dg.AssetSpec(
-        layer, partitions_def=LAYER_PARTITIONS[layer], deps=[source_catalog], skippable=True, group_name="layers",
-        kinds={"geojson"}, freshness_policy=FRESHNESS,
+        layer, partitions_def=LAYER_PARTITIONS[layer], deps=[CATALOG_KEY], skippable=True, group_name="layers",
+        kinds={"python", "geojson"}, owners=OWNERS, freshness_policy=FRESHNESS,
         description=f"The {layer} layer: one partition per entry (`<source key>/<entry name>`); outputs in the "
                     "store under runs/…, the latest good one under latest/….")
 
     @dg.multi_asset(name=layer, specs=[spec], check_specs=check_specs(layer), can_subset=True,
-                    partitions_def=LAYER_PARTITIONS[layer], pool=POOL)
+                    partitions_def=LAYER_PARTITIONS[layer], backfill_policy=BACKFILL, pool=POOL)
     def _layer(context: dg.AssetExecutionContext, store: OutputStoreResource, processing: ProcessingSettings):
         run_layer(context, layer, store, processing)
         yield from ()

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from oa_dagster.errors import DownloadError
 from oa_dagster.fetch.cache import CacheEntry, Sink, SizeCapExceeded, open_cache
+from oa_dagster.fetch.dns import resolution_message, unresolvable_host
 from oa_dagster.fetch.filetype import guess_suffix
 from oa_dagster.fetch.options import Download, FetchOptions, Pace, Throttle
 
@@ -115,6 +116,8 @@ def fetch_ftp(url: str, workdir: Path, options: FetchOptions, log: logging.Logge
         except ftplib.error_perm as exc:
             raise DownloadError(f"FTP error from {url}: {exc}") from exc
         except (TimeoutError, *_TRANSIENT) as exc:
+            if (host := unresolvable_host(exc, urlsplit(url).hostname)) is not None:
+                raise DownloadError(resolution_message(host)) from exc  # a missing name stays missing
             if attempt == options.retries:
                 raise DownloadError(f"{url} failed after {attempt + 1} attempts: {exc}") from exc
             wait = options.delay(attempt + 1)

@@ -1,7 +1,8 @@
 """Streamed HTTP(S) downloads with timeouts, retries, conditional GETs and typed file names.
 
 Differences from the reference on purpose: 5xx and 429 are retried with backoff (honouring
-`Retry-After`) instead of being saved as data; a TLS failure is an error, never a silent retry without
+`Retry-After`) instead of being saved as data; a host name that does not resolve fails at once (`dns.py`), as
+retrying cannot change the answer; a TLS failure is an error, never a silent retry without
 verification; the file type comes from the one response, not from downloading twice.
 
 Bodies are read with `read1`, which returns what has arrived instead of waiting for a full chunk, so the
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -27,6 +29,7 @@ import urllib3
 from oa_dagster.errors import DownloadError
 from oa_dagster.fetch.archive import BOMB_MIN_BYTES
 from oa_dagster.fetch.cache import CacheEntry, Sink, SizeCapExceeded, open_cache
+from oa_dagster.fetch.dns import resolution_message, unresolvable_host
 from oa_dagster.fetch.filetype import guess_suffix
 from oa_dagster.fetch.options import Download, FetchOptions, LimitExceeded, Pace, Throttle
 
@@ -166,7 +169,7 @@ def _attempt(session: requests.Session, url: str, part: Path, headers: dict[str,
     except requests.exceptions.InvalidHeader as exc:
         raise DownloadError(f"invalid request header for {url}: {exc}") from exc
     except TRANSIENT_ERRORS as exc:
-        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+        raise transient_or_final(exc, url) from exc
     with response:
         if response.status_code == 304 and cached is not None:
             return response, None
@@ -195,6 +198,15 @@ def _attempt(session: requests.Session, url: str, part: Path, headers: dict[str,
         sink.close()
         throttle(sink.size, final=True)
         return response, sink
+
+
+def transient_or_final(exc: BaseException, url: str) -> Exception:
+    """What a failed request becomes: a `DownloadError` when the host name does not exist (retrying would get the
+    same answer), else a `RetryableError`."""
+    host = unresolvable_host(exc, urlsplit(url).hostname)
+    if host is not None:
+        return DownloadError(resolution_message(host))
+    return RetryableError(f"{type(exc).__name__}: {exc}")
 
 
 def describe_body_error(exc: urllib3.exceptions.HTTPError) -> str:

@@ -18,8 +18,8 @@ from typing import Any
 
 from oa_dagster import __version__
 
-from . import keys
-from .runs import entry_hash
+from . import store_layout as layout
+from .publishing import entry_hash
 from .store import OutputStore, get_json
 
 
@@ -159,7 +159,7 @@ def read_pointers(store: OutputStore, layer: str, partition_keys: Iterable[str],
     """Latest good pointers of many entries (parallel GETs: S3 latency, not bandwidth, is the cost)."""
     wanted = list(partition_keys)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        found = pool.map(lambda k: get_json(store, root + keys.latest_key(layer, k)), wanted)
+        found = pool.map(lambda k: get_json(store, root + layout.latest_key(layer, k)), wanted)
     return dict(zip(wanted, found, strict=True))
 
 
@@ -175,7 +175,7 @@ def changed_entries(catalog: dict[str, Any], pointers: dict[str, dict[str, dict[
 
 
 def load_stored_catalog(store: OutputStore, catalog_id: str | None = None) -> dict[str, Any] | None:
-    return get_json(store, keys.catalog_key(catalog_id) if catalog_id else keys.CURRENT_CATALOG)
+    return get_json(store, layout.catalog_key(catalog_id) if catalog_id else layout.CURRENT_CATALOG)
 
 
 def temp_checkout_dir() -> tempfile.TemporaryDirectory[str]:

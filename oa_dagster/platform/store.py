@@ -1,7 +1,7 @@
 """The output store: where runs, latest-good pointers, catalogs and set summaries live (local dir or S3).
 
 Plain code, no Dagster: the assets, the CLI's `download` and the tests all use the same two classes. Keys
-are `/`-separated and identical on both backends (the layout is in `keys.py`). Every write is atomic per
+are `/`-separated and identical on both backends (the layout is in `store_layout.py`). Every write is atomic per
 key (a temp file renamed on disk; a single PUT on S3), and a run becomes visible to readers only through
 its `manifest.json` and the pointers written after it, so a crash never leaves a half output as latest.
 """

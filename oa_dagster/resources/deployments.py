@@ -2,8 +2,8 @@
 
 This is the only module that reads environment variables; everything else receives resources.
 
-local (default): outputs in `$OA_DATA_DIR`, else `$DAGSTER_HOME/oa-data`, else `~/.oa-dagster/data`; sources
-from `$OA_SOURCES_DIR`, else the bundled examples.
+local (default): outputs in `$OA_DATA_DIR`, else `$DAGSTER_HOME/oa-data`, else `./.oa-dagster/data` (where
+`oa-dagster quickstart` writes); sources from `$OA_SOURCES_DIR`, else the bundled examples.
 production: outputs in S3 (`OA_S3_BUCKET`, `OA_S3_PREFIX`, `OA_S3_ENDPOINT_URL`, `OA_PUBLIC_URL`,
 `OA_DOWNLOAD_URL`; credentials from the usual AWS chain), sources from GitHub (`GITHUB_TOKEN` optional).
 Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable links in metadata), `OA_SET_CRON`
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oa_dagster.local_home import DEFAULT_HOME
+
 DEFAULT_SET_CRON = "0 3 * * 6"
 
 
@@ -29,11 +31,16 @@ class Deployment:
 
 
 def local_data_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
+    """The local store, the one rule every command and the code location follow.
+
+    The last resort is the quickstart's default home in the current directory, so that `download`, `serve` and
+    `cleanup` find what `oa-dagster quickstart` wrote when run from the same directory with no variables set.
+    """
     if env.get("OA_DATA_DIR"):
         return Path(env["OA_DATA_DIR"])
     if env.get("DAGSTER_HOME"):
         return Path(env["DAGSTER_HOME"]) / "oa-data"
-    return Path.home() / ".oa-dagster" / "data"
+    return DEFAULT_HOME / "data"
 
 
 def local_resources(data_dir: Path | str, sources_dir: Path | str | None = None, *, download_url: str | None = None,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from oa_dagster.platform.entry_processing import EntryOptions
+
 WORK_DIR_NAME = "oa-dagster-work"  # under the system temp dir when `work_dir` is not set
 
 
@@ -35,3 +37,8 @@ class ProcessingSettings(dg.ConfigurableResource):
 
         return FetchOptions(cache_dir=Path(self.cache_dir) if self.cache_dir else None, timeout=self.timeout,
                             retries=self.retries)
+
+    def entry_options(self) -> EntryOptions:
+        """The plain options `platform.entry_processing` takes (it never sees a Dagster resource)."""
+        return EntryOptions(work_root=self.work_root(), preview=self.preview, fetch_options=self.fetch_options(),
+                            max_drop=self.max_drop)

@@ -1,7 +1,7 @@
 """The output store as a Dagster resource: a local directory here, an S3 bucket in `store_s3.py`.
 
-The S3 one lives apart because importing dagster-aws costs ~0.5 s, paid by every run process that loads the
-code location: a local deployment never needs it.
+The S3 one lives apart because importing dagster-aws is slow (figures in docs/platform.md), and every run process
+that loads the code location would pay for it: a local deployment never needs it.
 """
 
 

@@ -1,11 +1,12 @@
-"""Sets: the schedule that starts one, the sensor that launches its entries and follows its progress.
+"""Sets: the `weekly_set` schedule that starts one, the `set_launcher` sensor that launches its entries and follows
+its progress.
 
 The schedule materializes `source_catalog` at the head of the default branch, tagged with a set id. The
 `set_launcher` sensor sees that materialization and requests one run per batch of consecutive partitions
-(a partition range) for each layer, tagged with the set id; it then counts the set's materializations and
-failure observations and reports them as `set_progress` (one unit in the UI), finishing the set when all
-its runs have ended, retries included; an entry recorded by a run and again by its retry counts once, by its
-last outcome.
+(a partition range, planned by `platform/set_planning.py`) for each layer, tagged with the set id; it then counts
+the set's materializations and failure observations and reports them as `set_progress` (`assets/sets.py`),
+finishing the set when all its runs have ended, retries included; an entry recorded by a run and again by its
+retry counts once, by its last outcome.
 """
 
 
@@ -16,44 +17,42 @@ from typing import Any
 
 import dagster as dg
 
-from oa_dagster.assets.partitions import CATALOG_TAG, LAUNCH_TAG, LAYER_PARTITIONS, SET_TAG
-from oa_dagster.platform import keys
+from oa_dagster.assets.layers import LAYER_PARTITIONS
+from oa_dagster.assets.sets import SET_PROGRESS
+from oa_dagster.jobs.catalog import source_catalog_job
+from oa_dagster.jobs.layers import LAYER_JOBS
+from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.catalog import load_stored_catalog
-from oa_dagster.platform.sets import (
+from oa_dagster.platform.set_planning import (
     ENTRY_OVERHEAD_SECONDS,
     ChainsState,
     RunState,
     SetProgress,
     chains_state,
+    launched_entries,
     plan_batches,
 )
 from oa_dagster.platform.store import put_json
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
+from oa_dagster.run_tags import (
+    AUTO_RETRY_RUN_ID_TAG,
+    CATALOG_TAG,
+    ENTRIES_TAG,
+    LAUNCH_ALL,
+    LAUNCH_CHANGED,
+    LAUNCH_TAG,
+    MAX_RETRIES_TAG,
+    MAX_RUNTIME_TAG,
+    PRIORITY_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    RETRY_ON_FAILURE_TAG,
+    SET_PRIORITY,
+    SET_TAG,
+    WILL_RETRY_TAG,
+)
 from oa_dagster.sources.model import LAYERS
-
-SET_PRIORITY = "-1"  # CI job runs use 0 or more, so they go first through the queue
-SET_PROGRESS = dg.AssetKey("set_progress")
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-# Set by the instance on a failed run when run retries are on (its verdict), and by the run-retry daemon once it
-# created the next attempt (dagster 1.13: dagster._core.storage.tags).
-WILL_RETRY_TAG, AUTO_RETRY_RUN_ID_TAG = "dagster/will_retry", "dagster/auto_retry_run_id"
-
-catalog_job = dg.define_asset_job("source_catalog_job", selection=["source_catalog"],
-                                  description="Read, validate and store the sources; sync partitions.")
-launch_changed_job = dg.define_asset_job(
-    "launch_changed_entries", selection=["source_catalog"], tags={LAUNCH_TAG: "changed"},
-    description="Refresh the catalog, then the set_launcher sensor runs every entry whose JSON or the engine "
-                "version changed since its last good run.")
-LAYER_JOBS = {layer: dg.define_asset_job(f"{layer}_job", selection=dg.AssetSelection.assets(layer),
-                                         executor_def=dg.in_process_executor,
-                                         description=f"Process {layer} entries (one step, in the run process).")
-              for layer in LAYERS}
-
-set_progress_spec = dg.AssetSpec(
-    SET_PROGRESS, group_name="sets", deps=list(LAYERS),
-    description="The current set as one unit: entries done, failed, pending, features. Reported by the "
-                "set_launcher sensor; its materialization with finished=true is the hook for collections.")
 
 
 def set_id_for(when: datetime) -> str:
@@ -61,13 +60,13 @@ def set_id_for(when: datetime) -> str:
 
 
 def build_set_schedule(cron: str, running: bool) -> dg.ScheduleDefinition:
-    @dg.schedule(name="weekly_set", cron_schedule=cron, target=catalog_job, execution_timezone="UTC",
+    @dg.schedule(name="weekly_set", cron_schedule=cron, target=source_catalog_job, execution_timezone="UTC",
                  default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
                  description="Start a set: the catalog at the head of the default branch, then every entry.")
     def weekly_set(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         set_id = set_id_for(context.scheduled_execution_time)
-        return dg.RunRequest(run_key=set_id, tags={SET_TAG: set_id, LAUNCH_TAG: "all",
-                                                   "dagster/priority": SET_PRIORITY})
+        return dg.RunRequest(run_key=set_id, tags={SET_TAG: set_id, LAUNCH_TAG: LAUNCH_ALL,
+                                                   PRIORITY_TAG: SET_PRIORITY})
 
     return weekly_set
 
@@ -78,7 +77,7 @@ def set_run_requests(instance: dg.DagsterInstance, catalog: dict[str, Any], set_
     requests = []
     for layer in LAYERS:
         entries = catalog["entries"].get(layer, {})
-        selected = catalog.get("changed", {}).get(layer, []) if launch == "changed" else list(entries)
+        selected = launched_entries(catalog, layer, launch)
         expected = {k: v.get("seconds") for k, v in entries.items() if v.get("seconds")}
         name = LAYER_PARTITIONS[layer].name
         assert name is not None
@@ -89,10 +88,10 @@ def set_run_requests(instance: dg.DagsterInstance, catalog: dict[str, Any], set_
         for number, batch in enumerate(batches):
             requests.append(dg.RunRequest(
                 run_key=f"{set_id}:{layer}:{number}", job_name=LAYER_JOBS[layer].name,
-                tags={SET_TAG: set_id, CATALOG_TAG: catalog["id"], RANGE_START: batch.start, RANGE_END: batch.end,
-                      "dagster/priority": SET_PRIORITY, "oa/entries": str(len(batch.keys)),
-                      "dagster/max_runtime": str(processing.run_max_runtime_seconds),
-                      "dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"}))
+                tags={SET_TAG: set_id, CATALOG_TAG: catalog["id"], RANGE_START_TAG: batch.start,
+                      RANGE_END_TAG: batch.end, PRIORITY_TAG: SET_PRIORITY, ENTRIES_TAG: str(len(batch.keys)),
+                      MAX_RUNTIME_TAG: str(processing.run_max_runtime_seconds),
+                      MAX_RETRIES_TAG: "1", RETRY_ON_FAILURE_TAG: "false"}))
     return requests
 
 
@@ -108,7 +107,7 @@ def _outcome(progress: SetProgress, layer: str, meta: Any, observation: bool) ->
         return False
     progress.add("done", layer)
     progress.add("features", layer, int(meta["feature_count"].value or 0) if "feature_count" in meta else 0)
-    if status in ("skipped", "held"):
+    if status == "held":
         progress.add(status, layer)
     return True
 
@@ -153,7 +152,7 @@ def _recount(instance: dg.DagsterInstance, progress: SetProgress) -> None:
     Two queries per layer give each entry's latest materialization and observation since the set started;
     only those records are read (in chunks of 500): at most two records per entry the set touched.
     """
-    for bucket in ("done", "failed", "held", "skipped", "features"):
+    for bucket in ("done", "failed", "held", "features"):  # `skipped` comes from the catalog, not from runs
         setattr(progress, bucket, {})
     for layer in LAYERS:
         key = dg.AssetKey(layer)
@@ -206,8 +205,8 @@ def progress_metadata(progress: SetProgress) -> dict[str, Any]:
 # other loop when a tick starts late), so a set starts, and is reported finished, within about 5 s.
 @dg.sensor(name="set_launcher", minimum_interval_seconds=1, default_status=dg.DefaultSensorStatus.RUNNING,
            jobs=list(LAYER_JOBS.values()),
-           description="Launches the entries of a set when source_catalog is materialized with oa/launch "
-                       "(all | changed), and reports the set's progress as set_progress.")
+           description=f"Launches the entries of a set when source_catalog is materialized with {LAUNCH_TAG} "
+                       f"({LAUNCH_ALL} | {LAUNCH_CHANGED}), and reports the set's progress as set_progress.")
 def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource,
                  processing: ProcessingSettings) -> dg.SensorResult:
     state = json.loads(context.cursor) if context.cursor else {}
@@ -223,7 +222,7 @@ def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource
         after = max(after, record.storage_id)
         meta = record.asset_materialization.metadata if record.asset_materialization else {}
         launch = meta["launch"].value if "launch" in meta else "none"
-        if launch not in ("all", "changed"):
+        if launch not in (LAUNCH_ALL, LAUNCH_CHANGED):
             continue
         set_id = (meta["set"].value if "set" in meta else "") or f"launch-{record.storage_id}"
         catalog = load_stored_catalog(out, str(meta["catalog_id"].value))
@@ -232,10 +231,11 @@ def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource
             continue
         batch = set_run_requests(instance, catalog, set_id, launch, processing)
         requests += batch
-        total = {layer: len(catalog["changed"][layer]) if launch == "changed" else len(catalog["entries"][layer])
-                 for layer in LAYERS}
+        total = {layer: len(launched_entries(catalog, layer, launch)) for layer in LAYERS}
+        skipped = {layer: sum(1 for info in catalog["entries"][layer].values() if info["skip"])
+                   for layer in LAYERS} if launch == LAUNCH_ALL else {}
         open_sets[set_id] = SetProgress(set_id, catalog["id"], started=record.timestamp, total=total,
-                                        runs_requested=len(batch), start_id=record.storage_id,
+                                        skipped=skipped, runs_requested=len(batch), start_id=record.storage_id,
                                         cursors={f"{k}:{layer}": record.storage_id for layer in LAYERS
                                                  for k in "mo"})
         context.log.info(f"{set_id}: {len(batch)} runs for {sum(total.values())} entries")
@@ -250,7 +250,7 @@ def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource
             _recount(instance, progress)
         if done:
             progress.finished = time.time()
-            put_json(out, keys.set_summary_key(set_id), progress.to_dict())
+            put_json(out, layout.set_summary_key(set_id), progress.to_dict())
             del open_sets[set_id]
             changed = True
         if changed:
@@ -258,3 +258,6 @@ def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource
                 asset_key=SET_PROGRESS, metadata=progress_metadata(progress)))
     cursor = json.dumps({"after": after, "sets": {k: v.to_dict() for k, v in open_sets.items()}})
     return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+SET_SENSORS = [set_launcher]

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from oa_dagster.platform.keys import latest_key
 from oa_dagster.platform.store import WRITING_PREFIX, LocalStore, OutputStore, S3Store, check_key, get_json
+from oa_dagster.platform.store_layout import latest_key
 from oa_dagster.sources.model import LAYERS
 
 SERVED_PREFIXES = ("runs/", "latest/", "catalog/", "sets/", "jobs/")

@@ -27,6 +27,7 @@ from oa_dagster.fetch.http import (
     make_session,
     read_body,
     retry_after_seconds,
+    transient_or_final,
 )
 from oa_dagster.fetch.options import FetchOptions, LimitExceeded, Pace
 
@@ -120,7 +121,7 @@ class ArcGISClient:
         except requests.exceptions.SSLError as exc:
             raise DownloadError(f"TLS certificate verification failed for {url}: {exc}") from exc
         except TRANSIENT_ERRORS as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+            raise transient_or_final(exc, url) from exc
         with response:
             if response.status_code in RETRY_STATUSES:
                 wait = retry_after_seconds(response.headers.get("Retry-After"))

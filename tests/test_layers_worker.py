@@ -8,7 +8,8 @@ from contextlib import closing
 
 import pytest
 
-from oa_dagster.assets.background import Cancelled, in_background, raise_if_cancelled
+from oa_dagster.assets.layers_worker import in_background
+from oa_dagster.platform.entry_processing import Cancelled, raise_if_cancelled
 
 
 def test_results_come_in_order_while_the_next_key_is_already_processed() -> None:

@@ -1,7 +1,7 @@
 """Asset checks of the layer assets, evaluated per entry from the stats gathered while publishing.
 
-Two checks per entry, not one per condition: every evaluation is an event-log write (~15-25 ms on SQLite here,
-as much as processing a small source), and a set writes one per check per entry. The ERROR check holds what
+Two checks per entry, not one per condition: every evaluation is an event-log write (as costly as processing a
+small source: figures in docs/platform.md), and a set writes one per check per entry. The ERROR check holds what
 makes an output wrong, the WARN check what makes it suspicious; each condition's verdict is in the
 evaluation's metadata and the failed ones are named in its description.
 """
@@ -13,7 +13,8 @@ from typing import Any
 
 import dagster as dg
 
-from oa_dagster.platform.gate import drop_share
+from oa_dagster.platform.entry_processing import EntryResult
+from oa_dagster.platform.quality_gate import drop_share
 
 MIN_ADDRESS_QUALITY = 0.5  # share of addresses with a plausible number and a street
 OUTPUT_VALID, OUTPUT_QUALITY = "output_valid", "output_quality"
@@ -21,7 +22,7 @@ OUTPUT_VALID, OUTPUT_QUALITY = "output_valid", "output_quality"
 
 def check_specs(layer: str) -> list[dg.AssetCheckSpec]:
     quality = ("feature count not down 10% or more from the previous materialization; the quality gate "
-               "promoted the run to latest good (else it is held until an operator runs accept_held_run)")
+               "promoted the run to latest good (else it is held until an operator runs accept_held_run_job)")
     if layer == "addresses":
         quality += "; at least half of the features have a plausible house number and a street"
     return [
@@ -47,10 +48,14 @@ def _evaluation(layer: str, key: str, check_name: str, severity: dg.AssetCheckSe
         metadata={"entry": key, **{c.name: c.passed for c in conditions}, **metadata})
 
 
-def evaluate_checks(layer: str, key: str, result: dict[str, Any], previous: int | None,
-                    warn_drop: float) -> list[dg.AssetCheckEvaluation]:
-    """Both checks for an entry with output (a failed entry has no output to check)."""
-    published = result["published"]
+def evaluate_checks(result: EntryResult, previous: int | None, warn_drop: float) -> list[dg.AssetCheckEvaluation]:
+    """Both checks for an entry with output (a failed entry has no output to check).
+
+    `previous` is the feature count of the entry's latest materialization, None for its first: then the
+    evaluation has no `previous` (as the materialization has no `previous_feature_count`), not a made-up 0.
+    """
+    layer, key, published = result.layer, result.key, result.published
+    assert published is not None, "only an entry with output is checked"
     stats = published.manifest.get("stats") or {}
     count = int(stats.get("features") or 0)
     bad = int(stats.get("bad_geometry") or 0)
@@ -66,8 +71,10 @@ def evaluate_checks(layer: str, key: str, result: dict[str, Any], previous: int 
                   f"feature count down {drop or 0:.0%} from the previous materialization ({previous or 0:,})"),
         Condition("promoted", published.promoted, f"quality gate {decision}"),
     ]
-    metadata: dict[str, Any] = {"previous": previous or 0, "current": count,
-                                "drop": f"{drop:.1%}" if drop is not None else "n/a", "decision": decision}
+    metadata: dict[str, Any] = {"current": count, "drop": f"{drop:.1%}" if drop is not None else "n/a",
+                                "decision": decision}
+    if previous is not None:
+        metadata["previous"] = previous
     if layer == "addresses":
         good = int(stats.get("number_and_street") or 0)
         share = good / count if count else 0.0

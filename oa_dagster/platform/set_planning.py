@@ -1,4 +1,4 @@
-"""Sets: how a set's entries are packed into runs, and what its summary says.
+"""Set planning: how a set's entries are packed into runs, its progress, and when it is finished.
 
 A run subprocess costs seconds of Dagster overhead (import, code location load, event writes), while many
 sources process in under a second, so a set packs consecutive partitions into one run (a partition range):
@@ -21,12 +21,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from oa_dagster.run_tags import LAUNCH_CHANGED
+
 DEFAULT_TARGET_SECONDS = 120.0  # work per run: overhead of a few seconds stays small against it
 DEFAULT_MAX_ENTRIES = 200  # also bounds what one failure message lists and what a crash loses
 DEFAULT_GUESS_SECONDS = 5.0  # an entry never run before (70% of entries are ArcGIS services: not tiny)
 ENTRY_OVERHEAD_SECONDS = 0.1  # per entry besides download + conform: publish, materialization, checks
-MIN_BATCH_SECONDS = 20.0  # balancing never makes a run smaller than this (a run costs ~2-3 s to start)
-ROUNDS_PER_SLOT = 2  # balancing aims at this many runs per slot: batches are even, each run costs ~4 slot-s
+MIN_BATCH_SECONDS = 20.0  # balancing never makes a run smaller than this (a run takes seconds to start)
+ROUNDS_PER_SLOT = 2  # balancing aims at this many runs per slot: batches are even, and each run costs its start
+# A backfill launched from the UI has no history to pack by: its runs take as many entries as a set's first runs,
+# which pack entries never run before by the guess (`target / guess` = 24 entries, about 2 minutes of work).
+BACKFILL_MAX_PARTITIONS = int(DEFAULT_TARGET_SECONDS // DEFAULT_GUESS_SECONDS)
+
+
+def launched_entries(catalog: Mapping[str, Any], layer: str, launch: str) -> list[str]:
+    """The entries of `layer` a launch runs (`oa/launch`): the changed ones, or all of them; never those the sources
+    mark `skip: true` (they are no partitions either)."""
+    entries = catalog["entries"].get(layer, {})
+    if launch == LAUNCH_CHANGED:
+        return [key for key in catalog.get("changed", {}).get(layer, []) if not entries.get(key, {}).get("skip")]
+    return [key for key, info in entries.items() if not info.get("skip")]
 
 
 @dataclass(frozen=True)
@@ -101,10 +115,10 @@ class SetProgress:
     set_id: str
     catalog_id: str = ""
     started: float = 0.0
-    total: dict[str, int] = field(default_factory=dict)  # per layer
-    done: dict[str, int] = field(default_factory=dict)  # materialized (promoted, held or skipped)
+    total: dict[str, int] = field(default_factory=dict)  # per layer: the entries launched
+    done: dict[str, int] = field(default_factory=dict)  # materialized (promoted or held)
     failed: dict[str, int] = field(default_factory=dict)
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # `skip: true` in the catalog: not launched, not in total
     held: dict[str, int] = field(default_factory=dict)
     features: dict[str, int] = field(default_factory=dict)
     runs_requested: int = 0

@@ -1,10 +1,12 @@
-"""Process a run's entries in a background thread while the step's thread records the finished ones.
+"""The layer assets' worker: a run's entries processed in a background thread while the step's thread records
+the finished ones (no Dagster here: it only sequences work).
 
 The worker starts an entry when the step takes the previous one, so it is never more than one finished entry
 ahead: an entry published but not recorded (no materialization yet) is lost to Dagster if the run stops.
 A daemon thread, not a pool: a terminated run (`dagster/max_runtime`, a cancel in the UI) must not be held
 open by a download. When the consumer stops, `cancelled` is set; the entry in hand sees it through its
-progress callback (`raise_if_cancelled`), unwinds its temporary directories and the thread ends.
+progress callback (`platform.entry_processing.raise_if_cancelled`), unwinds its temporary directories and the
+thread ends.
 """
 
 from __future__ import annotations
@@ -12,25 +14,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 JOIN_SECONDS = 10.0  # how long a stopping consumer waits for the entry in hand to unwind
-
-
-class Cancelled(BaseException):
-    """Raised inside an entry's processing once the run stopped consuming (a BaseException: nothing that
-    catches errors to record them as a source problem may swallow it)."""
-
-
-def raise_if_cancelled(cancelled: threading.Event) -> Callable[..., None]:
-    """A progress callback for `run_entry` that stops the entry when the run has stopped."""
-
-    def progress(*_: Any) -> None:
-        if cancelled.is_set():
-            raise Cancelled()
-
-    return progress
 
 
 def in_background(func: Callable[[str, threading.Event], T], keys: Iterable[str], *, name: str = "oa-entries"

@@ -9,7 +9,7 @@ A run killed mid-way (a worker killed, a machine restarted, a run over its time 
 Readers never see any of it (they follow pointers to complete runs), so it only costs space. Everything is
 judged by age: nothing changed within the grace period is touched, since a run may be writing it right now;
 nor is a run folder a `latest/` or `held/` pointer names, nor the work folder of a process still alive.
-Dagster runs left in STARTED by a killed process are the platform's side (`oa_dagster/assets/cleanup.py`).
+Dagster runs left in STARTED by a killed process are the platform's side (`oa_dagster/jobs/cleanup.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import keys
+from . import store_layout as layout
 from .store import LocalStore, OutputStore, StoredObject, get_json
 
 DEFAULT_GRACE_HOURS = 24.0  # longer than any run writes one folder (set runs stop at 6 h) with margin
@@ -105,7 +105,7 @@ def _named_by_a_pointer(store: OutputStore, folder: str) -> bool:
     match = RUN_FOLDER.match(folder)
     assert match is not None
     root, layer, partition_key = match["root"], match["layer"], match["partition"]
-    for pointer_key in (keys.latest_key(layer, partition_key), keys.held_key(layer, partition_key)):
+    for pointer_key in (layout.latest_key(layer, partition_key), layout.held_key(layer, partition_key)):
         pointer = get_json(store, root + pointer_key)
         if pointer and pointer.get("prefix") == folder:
             return True
@@ -123,7 +123,7 @@ def clean_store(store: OutputStore, report: CleanupReport, *, now: float) -> Non
             store.discard_in_progress(item)
         report.add("unfinished upload" if item.upload_id else "temp file", item.key, item.size)
     for folder, items in sorted(_run_folders(store).items()):
-        if any(item.key.endswith("/" + keys.MANIFEST) for item in items):
+        if any(item.key.endswith("/" + layout.MANIFEST) for item in items):
             continue  # complete
         if max(item.modified for item in items) > old:
             report.kept_recent += 1  # maybe being published right now
@@ -199,7 +199,7 @@ def cleanup(
     dry_run: bool = False,
     now: float | None = None,
 ) -> CleanupReport:
-    """Clean the store and the work roots; what the `cleanup` job and `oa-dagster cleanup` both run."""
+    """Clean the store and the work roots; what `cleanup_job` and `oa-dagster cleanup` both run."""
     if grace_hours < 0:
         raise ValueError(f"the grace period must be 0 hours or more, not {grace_hours}")
     report = CleanupReport(dry_run=dry_run, grace_seconds=grace_hours * 3600)

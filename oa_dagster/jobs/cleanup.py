@@ -1,6 +1,7 @@
-"""The `cleanup` job (and its daily schedule): what killed runs leave behind, on the store, disk and instance.
+"""The `cleanup_job`: what killed runs leave behind, on the store, disk and instance (its daily schedule is in
+`sensors/cleanup.py`).
 
-The store and work-folder part is plain code in `platform/cleanup.py`, shared with `oa-dagster cleanup`. The
+The store and work-folder part is plain code in `platform/store_cleanup.py`, shared with `oa-dagster cleanup`. The
 Dagster part is runs left in STARTED: a run worker that is killed with the process that watches it (the code
 server, `dagster dev`, an in-process `materialize`) leaves its run STARTED, and the default run launcher
 cannot tell run monitoring whether a worker is alive, so only `dagster/max_runtime` (set runs) or the
@@ -14,11 +15,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from oa_dagster.platform.cleanup import DEFAULT_GRACE_HOURS, CleanupReport, cleanup, pid_alive
+from oa_dagster.platform.store_cleanup import DEFAULT_GRACE_HOURS, CleanupReport, cleanup, pid_alive
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
-
-DEFAULT_CLEANUP_CRON = "0 4 * * *"  # daily, off the weekly set's start (Saturday 03:00 UTC)
 
 
 @dataclass(frozen=True)
@@ -109,19 +108,7 @@ def cleanup_op(
 
 
 @dg.job(
-    name="cleanup",
     description="Remove what killed runs leave behind (config: grace_hours, dry_run, runs). Also `oa-dagster cleanup`.",
 )
 def cleanup_job() -> None:
     cleanup_op()
-
-
-def build_cleanup_schedule(cron: str, running: bool) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
-        name="daily_cleanup",
-        cron_schedule=cron,
-        job=cleanup_job,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
-        description="Run the cleanup job with its defaults (24 h grace).",
-    )

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import keys
-from .gate import DEFAULT_MAX_DROP, GateDecision, decide
-from .stats import OutputStats, output_stats
+from . import store_layout as layout
+from .output_stats import OutputStats, output_stats
+from .quality_gate import DEFAULT_MAX_DROP, GateDecision, decide
 from .store import OutputStore, get_json, put_json
 
 
@@ -55,7 +55,7 @@ def publish_run(store: OutputStore, state: dict[str, Any], output_dir: Path, run
     `root` prefixes every key (CI jobs use `jobs/<job key>/` so they never touch production pointers).
     """
     layer = state["layer"]
-    prefix = root + keys.run_prefix(layer, entry_key, run_id)
+    prefix = root + layout.run_prefix(layer, entry_key, run_id)
     file_keys: dict[str, str] = {}
     sizes: dict[str, int] = {}
     for role, name in sorted((state.get("files") or {}).items()):
@@ -76,18 +76,18 @@ def publish_run(store: OutputStore, state: dict[str, Any], output_dir: Path, run
         "filled": stats.filled if stats else {}, "files": file_keys, "sizes": sizes, "prefix": prefix,
         "seconds": round(float(state.get("cache_seconds") or 0) + float(state.get("process_seconds") or 0), 3),
     }
-    put_json(store, f"{prefix}/{keys.MANIFEST}", manifest)  # last: the run is now complete
+    put_json(store, f"{prefix}/{layout.MANIFEST}", manifest)  # last: the run is now complete
 
-    previous = get_json(store, root + keys.latest_key(layer, entry_key))
+    previous = get_json(store, root + layout.latest_key(layer, entry_key))
     decision = None
     if stats is not None and not state.get("skipped"):
         decision = decide(manifest, previous, max_drop=max_drop)
         pointer = {**_pointer(manifest), "decided": decision.describe()}
         if decision.promote:
-            put_json(store, root + keys.latest_key(layer, entry_key), pointer)
-            store.delete(root + keys.held_key(layer, entry_key))
+            put_json(store, root + layout.latest_key(layer, entry_key), pointer)
+            store.delete(root + layout.held_key(layer, entry_key))
         else:
-            put_json(store, root + keys.held_key(layer, entry_key), {**pointer, "reasons": decision.reasons})
+            put_json(store, root + layout.held_key(layer, entry_key), {**pointer, "reasons": decision.reasons})
     return PublishedRun(prefix, manifest, decision, previous, file_keys)
 
 
@@ -102,16 +102,16 @@ def accept_held(store: OutputStore, layer: str, entry_key: str, *, root: str = "
 
     Raises LookupError when nothing is held, so a mistyped key is an error rather than a silent no-op.
     """
-    held = get_json(store, root + keys.held_key(layer, entry_key))
+    held = get_json(store, root + layout.held_key(layer, entry_key))
     if held is None:
         raise LookupError(f"no held run for {layer} {entry_key}")
     pointer = {k: v for k, v in held.items() if k != "reasons"}
     pointer.update(accepted_by=accepted_by, accepted_at=_now(), decided="accepted: " + "; ".join(
         held.get("reasons") or []))
-    put_json(store, root + keys.latest_key(layer, entry_key), pointer)
-    store.delete(root + keys.held_key(layer, entry_key))
+    put_json(store, root + layout.latest_key(layer, entry_key), pointer)
+    store.delete(root + layout.held_key(layer, entry_key))
     return pointer
 
 
 def latest_good(store: OutputStore, layer: str, entry_key: str, *, root: str = "") -> dict[str, Any] | None:
-    return get_json(store, root + keys.latest_key(layer, entry_key))
+    return get_json(store, root + layout.latest_key(layer, entry_key))

@@ -6,15 +6,16 @@ from typing import Any
 
 import dagster as dg
 
-from oa_dagster.assets.layer_checks import OUTPUT_QUALITY, OUTPUT_VALID, check_specs, evaluate_checks
-from oa_dagster.platform.gate import GateDecision
-from oa_dagster.platform.runs import PublishedRun
+from oa_dagster.assets.layers_checks import OUTPUT_QUALITY, OUTPUT_VALID, check_specs, evaluate_checks
+from oa_dagster.platform.entry_processing import EntryResult
+from oa_dagster.platform.publishing import PublishedRun
+from oa_dagster.platform.quality_gate import GateDecision
 
 
 def _evaluate(layer: str, stats: dict[str, Any], previous: int | None = None,
               decision: GateDecision | None = None) -> dict[str, dg.AssetCheckEvaluation]:
-    published = PublishedRun("runs/x", {"stats": stats}, decision or GateDecision(True), None)
-    out = evaluate_checks(layer, "us/xx/a/city", {"published": published}, previous, 0.1)
+    published = PublishedRun("runs/x", {"stats": stats}, decision or GateDecision(True), None, {"output": "x"})
+    out = evaluate_checks(EntryResult(layer, "us/xx/a/city", published=published), previous, 0.1)
     assert [e.partition for e in out] == ["us/xx/a/city"] * 2
     return {e.check_name: e for e in out}
 

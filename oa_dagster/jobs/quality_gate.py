@@ -1,10 +1,15 @@
-"""The operator's accept action: promote a run the quality gate held (Launchpad: job `accept_held_run`)."""
+"""The operator's accept action: promote a run the quality gate held (Launchpad: `accept_held_run_job`).
+
+The gate itself is plain code (`platform/quality_gate.py`), applied when a run is published
+(`platform/publishing.py`); this job is the operator's side of it.
+"""
 
 
 import dagster as dg
 
-from oa_dagster.platform.runs import accept_held
+from oa_dagster.platform.publishing import accept_held
 from oa_dagster.resources.store import OutputStoreResource
+from oa_dagster.run_tags import OPERATOR_PRIORITY, PRIORITY_TAG
 from oa_dagster.sources.model import LAYERS
 
 
@@ -32,6 +37,6 @@ def accept_held_op(context: dg.OpExecutionContext, config: AcceptConfig, store: 
 
 @dg.job(description="Accept a run the quality gate held: config {layer, entry, note}. The run becomes the "
                     "entry's latest good output, which downloads, collections and the results index read.",
-        tags={"dagster/priority": "10"})
-def accept_held_run() -> None:
+        tags={PRIORITY_TAG: OPERATOR_PRIORITY})
+def accept_held_run_job() -> None:
     accept_held_op()

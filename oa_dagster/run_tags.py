@@ -1,0 +1,36 @@
+"""Every run tag the platform sets or reads, in one place (plain strings: no Dagster import).
+
+Tags are how runs find each other: the set schedule tags its catalog run, the set sensor tags the layer runs it
+launches, a layer run reads which catalog it was launched with, and the finish rule follows retry chains by the
+tags Dagster's run-retry daemon writes. A tag spelled in two places drifts; the definitions snapshot test
+(`tests/data/definitions_snapshot.json`) shows the tags each job carries.
+"""
+
+from __future__ import annotations
+
+# --- ours ---------------------------------------------------------------------------------------------------------
+SET_TAG = "oa/set"  # the set a run belongs to (`set-<YYYYMMDDTHHMM>`, or `launch-<storage id>`)
+LAUNCH_TAG = "oa/launch"  # on a catalog run: which entries the set sensor launches afterwards
+LAUNCH_ALL, LAUNCH_CHANGED = "all", "changed"  # its values; any other value (or none) launches nothing
+CATALOG_TAG = "oa/catalog"  # on a layer run: the id of the stored catalog its entries come from
+ENTRIES_TAG = "oa/entries"  # on a set run: how many entries its partition range holds (shown in the Runs list)
+INSTANCE_LOST_TAG = "oa/instance_lost"  # "true": the run failed because the instance was unreachable; "retry":
+# the retry of such a run, which set itself back to retrying crashes only
+
+# --- Dagster's, with the values we give them ----------------------------------------------------------------------
+RANGE_START_TAG = "dagster/asset_partition_range_start"  # one run, many partitions: the first of the range
+RANGE_END_TAG = "dagster/asset_partition_range_end"  # ... and the last (dynamic partitions: insertion order)
+PRIORITY_TAG = "dagster/priority"  # the queued run coordinator dequeues higher first
+SET_PRIORITY = "-1"  # set runs yield to everything else
+CI_PRIORITY = "0"  # CI job runs (a pull request waits on them) go before set runs
+OPERATOR_PRIORITY = "10"  # an operator's action (accepting a held run) goes first
+MAX_RUNTIME_TAG = "dagster/max_runtime"  # seconds; enforced only with `run_monitoring` enabled
+MAX_RETRIES_TAG = "dagster/max_retries"  # run retries of this run (the run-retry daemon)
+RETRY_ON_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"  # "false": retry crashes only, not step failures
+# Written by Dagster on a failed run when run retries are on (the instance's verdict), and by the run-retry daemon
+# once it created the next attempt (dagster 1.13: dagster._core.storage.tags).
+WILL_RETRY_TAG = "dagster/will_retry"
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
+# Not run tags, but Dagster's reserved names we write, kept here so no `dagster/` string is spelled elsewhere:
+DATA_VERSION_TAG = "dagster/data_version"  # on a materialization: its data version (each entry's `entry_version`)
+CODE_REFERENCES_KEY = "dagster/code_references"  # asset metadata: where the UI links to the asset's code
