@@ -32,8 +32,9 @@ CONFORM = {"format": "geojson", "number": "NUMBER", "street": "STREET"}
 def _serve(n: int, latency: float, page: int, ready: multiprocessing.Queue) -> None:
     server = FakeArcGISServer()
     server.request_queue_size = 128
-    url = server.add_layer("bench", FakeLayer(point_features(n), max_record_count=page, latency=latency,
-                                              cache_responses=True))
+    url = server.add_layer(
+        "bench", FakeLayer(point_features(n), max_record_count=page, latency=latency, cache_responses=True)
+    )
     ready.put(url)
     server.serve_forever(poll_interval=0.05)
 
@@ -84,8 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     ready: multiprocessing.Queue = multiprocessing.Queue()
-    server = multiprocessing.Process(target=_serve, args=(args.features, args.latency, args.page, ready),
-                                     daemon=True)
+    server = multiprocessing.Process(target=_serve, args=(args.features, args.latency, args.page, ready), daemon=True)
     server.start()
     url = ready.get(timeout=120)
     try:
@@ -99,8 +99,10 @@ def main() -> None:
                 seconds, count, grown = dump(url, workers, work)
                 results[workers] = seconds
                 label = "sequential (1 worker)" if workers == 1 else f"concurrent ({workers} workers)"
-                print(f"{label:24s} {seconds:7.2f} s  {count / seconds:9,.0f} features/s  "
-                      f"peak RSS +{grown / 2**20:.0f} MiB")
+                print(
+                    f"{label:24s} {seconds:7.2f} s  {count / seconds:9,.0f} features/s  "
+                    f"peak RSS +{grown / 2**20:.0f} MiB"
+                )
             for workers in args.workers:
                 print(f"speed-up with {workers} workers: {results[1] / results[workers]:.1f}x")
     finally:

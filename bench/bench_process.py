@@ -53,9 +53,22 @@ def prepare(data_dir: Path, rows: int) -> dict[str, Path]:
 def run(source: Path, out_dir: Path) -> tuple[float, int, dict]:
     """Wall seconds, peak RSS bytes, and state.json of one `oa-dagster process` run."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "oa_dagster.cli", "process", str(source), "--layer",
-                              "addresses", "--output", str(out_dir), "--no-preview", "-q"],
-                             stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oa_dagster.cli",
+            "process",
+            str(source),
+            "--layer",
+            "addresses",
+            "--output",
+            str(out_dir),
+            "--no-preview",
+            "-q",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -77,8 +90,11 @@ def main() -> None:
                 wall, peak, state = run(source, Path(out))
             count = state["feature_count"]
             reference_rate = 100_000 / REFERENCE_SECONDS_PER_100K[kind]
-            print(f"{kind:<15}{rows:>10,}{wall:>9.2f}{count / wall:>13,.0f}{peak / 2**20:>9.0f}"
-                  f"{count / wall / reference_rate:>13.1f}", flush=True)
+            print(
+                f"{kind:<15}{rows:>10,}{wall:>9.2f}{count / wall:>13,.0f}{peak / 2**20:>9.0f}"
+                f"{count / wall / reference_rate:>13.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -57,16 +57,37 @@ def make_sources(base: Path, entries: int, rows: int, url: str) -> Path:
     sources, data = base / "sources", base / "www"
     data.mkdir(parents=True)
     for i in range(entries):
-        lines = ["lon,lat,num,street"] + [f"-122.{(i * rows + r) % 9999:04d},37.{r:04d},{r + 1},MAIN ST"
-                                          for r in range(rows)]
+        lines = ["lon,lat,num,street"] + [
+            f"-122.{(i * rows + r) % 9999:04d},37.{r:04d},{r + 1},MAIN ST" for r in range(rows)
+        ]
         (data / f"s{i:04d}.csv").write_text("\n".join(lines) + "\n")
         path = sources / "xx" / f"s{i:04d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         coverage = {"ISO 3166": {"alpha2": "US-CA"}, "country": "us"}
-        path.write_text(json.dumps({"schema": 2, "coverage": coverage, "layers": {
-            "addresses": [{"name": "main", "protocol": "http", "data": f"{url}/s{i:04d}.csv",
-                           "conform": {"format": "csv", "lon": "lon", "lat": "lat", "number": "num",
-                                       "street": "street"}}]}}))
+        path.write_text(
+            json.dumps(
+                {
+                    "schema": 2,
+                    "coverage": coverage,
+                    "layers": {
+                        "addresses": [
+                            {
+                                "name": "main",
+                                "protocol": "http",
+                                "data": f"{url}/s{i:04d}.csv",
+                                "conform": {
+                                    "format": "csv",
+                                    "lon": "lon",
+                                    "lat": "lat",
+                                    "number": "num",
+                                    "street": "street",
+                                },
+                            }
+                        ]
+                    },
+                }
+            )
+        )
     return sources
 
 
@@ -88,16 +109,24 @@ def baseline_seconds(sources: Path, scratch: Path) -> float:
             out = scratch / "out"
             state = run_entry(entry, out, preview=settings.preview, fetch_options=settings.fetch_options())
             if not state.files.get("output"):  # a failed entry would make the baseline cheaper than the work
-                raise RuntimeError(f"baseline: {entry.source_key}/{entry.name}: {state.source_problem}: "
-                                   f"{state.problem_detail}")
-            publish_run(store, state.to_dict(), out, "baseline", entry_key=f"{entry.source_key}/{entry.name}",
-                        entry_version="baseline")
+                raise RuntimeError(
+                    f"baseline: {entry.source_key}/{entry.name}: {state.source_problem}: {state.problem_detail}"
+                )
+            publish_run(
+                store,
+                state.to_dict(),
+                out,
+                "baseline",
+                entry_key=f"{entry.source_key}/{entry.name}",
+                entry_version="baseline",
+            )
             shutil.rmtree(out)
     return time.perf_counter() - started
 
 
-def run_set(instance: Any, resources: dict[str, Any], set_id: str, args: argparse.Namespace,
-            daemon: subprocess.Popen[bytes]) -> dict[str, Any]:
+def run_set(
+    instance: Any, resources: dict[str, Any], set_id: str, args: argparse.Namespace, daemon: subprocess.Popen[bytes]
+) -> dict[str, Any]:
     """Start a set (the catalog tagged like the weekly schedule does), wait for set_progress to finish it."""
     import dagster as dg
 
@@ -148,19 +177,27 @@ def run_set(instance: Any, resources: dict[str, Any], set_id: str, args: argpars
         return round((seconds * slots - work) / (seconds * slots), 3)
 
     return {
-        "entries": args.entries, "materialized": materialized, "runs": len(layer_runs), "concurrency": slots,
-        "finished": bool(finished), "set_wall_seconds": round(wall, 1),
-        "catalog_to_last_run_end_seconds": round(to_last_run, 1), "runs_window_seconds": round(last - first, 1),
-        "latency": args.latency, "sum_entry_processing_seconds": round(work, 1),
+        "entries": args.entries,
+        "materialized": materialized,
+        "runs": len(layer_runs),
+        "concurrency": slots,
+        "finished": bool(finished),
+        "set_wall_seconds": round(wall, 1),
+        "catalog_to_last_run_end_seconds": round(to_last_run, 1),
+        "runs_window_seconds": round(last - first, 1),
+        "latency": args.latency,
+        "sum_entry_processing_seconds": round(work, 1),
         "sum_publish_seconds": round(publish, 1),  # our store writes: neither Dagster's nor in the processing sum
-        "dagster_share_set": share(wall), "dagster_share_to_last_run_end": share(to_last_run),
+        "dagster_share_set": share(wall),
+        "dagster_share_to_last_run_end": share(to_last_run),
         "dagster_share_runs_window": share(last - first),
         "per_run_overhead_seconds": round((run_wall - work) / max(1, len(layer_runs)), 2),
         "per_entry_overhead_seconds": round((wall * slots - work) / max(1, args.entries), 3),
         "baseline_processing_seconds": round(args.baseline, 1),
         "dagster_share_set_vs_baseline": round((wall * slots - args.baseline) / (wall * slots), 3),
-        "dagster_share_to_last_run_end_vs_baseline": round((to_last_run * slots - args.baseline)
-                                                           / (to_last_run * slots), 3),
+        "dagster_share_to_last_run_end_vs_baseline": round(
+            (to_last_run * slots - args.baseline) / (to_last_run * slots), 3
+        ),
         "per_entry_overhead_vs_baseline_seconds": round((wall * slots - args.baseline) / max(1, args.entries), 3),
         "storage": args.storage,
     }
@@ -175,8 +212,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--storage", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--latency", type=float, default=0.0,
-                        help="seconds the HTTP server waits before answering (a remote server; 0 = worst case)")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds the HTTP server waits before answering (a remote server; 0 = worst case)",
+    )
     args = parser.parse_args()
 
     import dagster as dg
@@ -205,17 +246,29 @@ def main() -> int:
             config += f"storage:\n  postgres:\n    postgres_url: {url}\n"
         (home / "dagster.yaml").write_text(config)
         args.baseline = baseline_seconds(sources, base / "baseline")
-        print(f"baseline: {args.entries} entries processed and published in {args.baseline:.1f} s without Dagster",
-              flush=True)
-        env = {**os.environ, "DAGSTER_HOME": str(home), "OA_ENV": "local", "OA_DATA_DIR": str(base / "data"),
-               "OA_SOURCES_DIR": str(sources)}
+        print(
+            f"baseline: {args.entries} entries processed and published in {args.baseline:.1f} s without Dagster",
+            flush=True,
+        )
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "OA_ENV": "local",
+            "OA_DATA_DIR": str(base / "data"),
+            "OA_SOURCES_DIR": str(sources),
+        }
         settings: dict[str, int] = {}
         if args.batch_max_entries:
             env["OA_BATCH_MAX_ENTRIES"] = str(args.batch_max_entries)
             settings["batch_max_entries"] = args.batch_max_entries
-        daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
-                                   str(ROOT / "workspace.yaml")], cwd=ROOT, env=env, start_new_session=True,
-                                  stdout=subprocess.DEVNULL, stderr=(base / "daemon.log").open("wb"))
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(ROOT / "workspace.yaml")],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=(base / "daemon.log").open("wb"),
+        )
         resources = local_resources(base / "data", sources, **settings)
         reports = []
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -236,6 +289,7 @@ def main() -> int:
         server.shutdown()
         cleanup.close()
         shutil.rmtree(base, ignore_errors=True)
+
 
 if __name__ == "__main__":
     sys.exit(main())

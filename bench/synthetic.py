@@ -14,9 +14,36 @@ import numpy as np
 import pyarrow as pa
 
 STATE_PLANE = "EPSG:2227"  # California zone 3, US feet: what a Bay Area county publishes
-STREETS = np.array(["MAIN", "OAK", "PINE", "MAPLE", "CEDAR", "ELM", "WASHINGTON", "LAKE", "HILL", "SUNSET",
-                    "PARK", "RIDGE", "CHURCH", "MILL", "SPRING", "VALLEY", "FOREST", "MEADOW", "RIVER",
-                    "LINCOLN", "JACKSON", "FRANKLIN", "MADISON", "ADAMS", "JEFFERSON", "HIGHLAND"])
+STREETS = np.array(
+    [
+        "MAIN",
+        "OAK",
+        "PINE",
+        "MAPLE",
+        "CEDAR",
+        "ELM",
+        "WASHINGTON",
+        "LAKE",
+        "HILL",
+        "SUNSET",
+        "PARK",
+        "RIDGE",
+        "CHURCH",
+        "MILL",
+        "SPRING",
+        "VALLEY",
+        "FOREST",
+        "MEADOW",
+        "RIVER",
+        "LINCOLN",
+        "JACKSON",
+        "FRANKLIN",
+        "MADISON",
+        "ADAMS",
+        "JEFFERSON",
+        "HIGHLAND",
+    ]
+)
 TYPES = np.array(["ST", "AVE", "RD", "DR", "LN", "CT", "WAY", "BLVD", "PL", "CIR"])
 DIRS = np.array(["", "", "", "", "N", "S", "E", "W"])
 CITIES = np.array(["OAKLAND", "BERKELEY", "ALAMEDA", "FREMONT", "HAYWARD", "PLEASANTON", "LIVERMORE"])
@@ -48,11 +75,23 @@ def address_table(rows: int, seed: int = 7) -> tuple[pa.Table, np.ndarray, np.nd
     full = np.char.add(np.char.add(number, " "), np.char.add(names, np.char.add(" ", types)))
     x = 6_050_000 + rng.random(rows) * 120_000
     y = 2_050_000 + rng.random(rows) * 90_000
-    table = pa.table({
-        "OBJECTID": pa.array(np.arange(1, rows + 1).astype(str)), "ADDNUM": number, "ADDNUMSUF": suffix,
-        "PREDIR": predir, "STNAME": names, "STTYPE": types, "SUFDIR": sufdir, "UNIT": unit, "CITY": city,
-        "ZIP": zips, "STATE": np.full(rows, "CA"), "FULLADDR": full, "STATUS": np.full(rows, "ACTIVE"),
-    })
+    table = pa.table(
+        {
+            "OBJECTID": pa.array(np.arange(1, rows + 1).astype(str)),
+            "ADDNUM": number,
+            "ADDNUMSUF": suffix,
+            "PREDIR": predir,
+            "STNAME": names,
+            "STTYPE": types,
+            "SUFDIR": sufdir,
+            "UNIT": unit,
+            "CITY": city,
+            "ZIP": zips,
+            "STATE": np.full(rows, "CA"),
+            "FULLADDR": full,
+            "STATUS": np.full(rows, "ACTIVE"),
+        }
+    )
     return table, x, y
 
 
@@ -79,8 +118,16 @@ def write_shapefile_zip(path: Path, rows: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     shp = folder / "address_points.shp"
     # RESIZE shrinks the 254-character default string fields to their longest value, as a county export has
-    pyogrio.write_arrow(table, shp, driver="ESRI Shapefile", geometry_name="geometry", geometry_type="Point",
-                        crs=STATE_PLANE, encoding="UTF-8", layer_options={"RESIZE": "YES"})
+    pyogrio.write_arrow(
+        table,
+        shp,
+        driver="ESRI Shapefile",
+        geometry_name="geometry",
+        geometry_type="Point",
+        crs=STATE_PLANE,
+        encoding="UTF-8",
+        layer_options={"RESIZE": "YES"},
+    )
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for member in sorted(folder.iterdir()):
             archive.write(member, f"AddressPoints/{member.name}")
@@ -100,8 +147,10 @@ def write_geojson(path: Path, rows: int) -> None:
         for i in range(rows):
             props = json.dumps({c: values[k][i] for k, c in enumerate(columns)}, ensure_ascii=False)
             sep = "," if i else ""
-            out.write(f'{sep}{{"type":"Feature","properties":{props},"geometry":{{"type":"Point",'
-                      f'"coordinates":[{lon[i]:.7f},{lat[i]:.7f}]}}}}\n')
+            out.write(
+                f'{sep}{{"type":"Feature","properties":{props},"geometry":{{"type":"Point",'
+                f'"coordinates":[{lon[i]:.7f},{lat[i]:.7f}]}}}}\n'
+            )
         out.write("]}\n")
 
 
@@ -110,7 +159,14 @@ def write_source(path: Path, data: str, conform: dict, compression: str | None =
     entry = {"name": "county", "protocol": "http", "data": data, "conform": conform}
     if compression:
         entry["compression"] = compression
-    source = {"schema": 2, "coverage": {"country": "us", "state": "ca", "county": "Synthetic",
-                                        "US Census": {"geoid": "06001", "name": "Synthetic County", "state": "CA"}},
-              "layers": {"addresses": [entry]}}
+    source = {
+        "schema": 2,
+        "coverage": {
+            "country": "us",
+            "state": "ca",
+            "county": "Synthetic",
+            "US Census": {"geoid": "06001", "name": "Synthetic County", "state": "CA"},
+        },
+        "layers": {"addresses": [entry]},
+    }
     path.write_text(json.dumps(source, indent=2))

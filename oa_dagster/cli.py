@@ -17,8 +17,10 @@ from typing import Any
 from oa_dagster.sources.model import LAYERS
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
-ALLOW_LOCAL_FILES_HELP = ("let data be a file:// URL or any local path (without it, a path is relative to the "
-                          "source file and stays inside the sources tree, as on the platform)")
+ALLOW_LOCAL_FILES_HELP = (
+    "let data be a file:// URL or any local path (without it, a path is relative to the "
+    "source file and stays inside the sources tree, as on the platform)"
+)
 
 
 class Progress:
@@ -86,8 +88,12 @@ def _check_or_report(path: str, allow_local_files: bool) -> dict[str, Any]:
     try:
         return _check_one(path, allow_local_files)
     except Exception as exc:
-        return {"source": path, "valid": False, "tests": [],
-                "errors": [f"$: could not be checked ({type(exc).__name__}: {exc})"]}
+        return {
+            "source": path,
+            "valid": False,
+            "tests": [],
+            "errors": [f"$: could not be checked ({type(exc).__name__}: {exc})"],
+        }
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -159,8 +165,15 @@ def cmd_process(args: argparse.Namespace) -> int:
     output_dir = Path(args.output) / entry.layer / entry.name
     progress = None if args.quiet else Progress()
     options = FetchOptions(cache_dir=Path(args.cache_dir) if args.cache_dir else None)
-    state = run_entry(entry, output_dir, preview=not args.no_preview, coverage_ok=has_coverage(source),
-                      fetch_options=options, log=_stderr_logger(args.quiet), progress=progress)
+    state = run_entry(
+        entry,
+        output_dir,
+        preview=not args.no_preview,
+        coverage_ok=has_coverage(source),
+        fetch_options=options,
+        log=_stderr_logger(args.quiet),
+        progress=progress,
+    )
     if progress:
         progress.close()
     if state.skipped:
@@ -190,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--name", help="entry name; optional when the layer has one entry")
     process.add_argument("--output", required=True, metavar="DIR")
     process.add_argument("--no-preview", action="store_true", help="do not draw preview.png")
-    process.add_argument("--cache-dir", metavar="DIR",
-                         help="keep downloads here and re-use them when the server says they are unchanged")
+    process.add_argument(
+        "--cache-dir", metavar="DIR", help="keep downloads here and re-use them when the server says they are unchanged"
+    )
     process.add_argument("--allow-local-files", action="store_true", help=ALLOW_LOCAL_FILES_HELP)
     process.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result line")
     process.set_defaults(func=cmd_process)

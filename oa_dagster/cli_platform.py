@@ -19,55 +19,90 @@ from oa_dagster.sources.model import LAYERS
 
 def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
     quick = subparsers.add_parser(
-        "quickstart", help="materialize the catalog and every example entry on a local Dagster instance",
+        "quickstart",
+        help="materialize the catalog and every example entry on a local Dagster instance",
         description="Runs the source catalog and every layer entry through the code location's jobs, in this "
-                    "process, on a persistent instance; prints a line per entry as it finishes and a summary. "
-                    "Exit code 1 when an entry failed or a source is invalid.")
-    quick.add_argument("--home", metavar="DIR", default=None,
-                       help=f"where the Dagster instance (DIR/dagster_home) and outputs (DIR/data) go "
-                            f"(default {DEFAULT_HOME}, where the other commands look)")
+        "process, on a persistent instance; prints a line per entry as it finishes and a summary. "
+        "Exit code 1 when an entry failed or a source is invalid.",
+    )
+    quick.add_argument(
+        "--home",
+        metavar="DIR",
+        default=None,
+        help=f"where the Dagster instance (DIR/dagster_home) and outputs (DIR/data) go "
+        f"(default {DEFAULT_HOME}, where the other commands look)",
+    )
     quick.add_argument("--sources", metavar="DIR", help="a sources directory instead of the bundled examples")
-    quick.add_argument("--download-port", type=int, default=DEFAULT_DOWNLOAD_PORT, metavar="PORT",
-                       help="the port `oa-dagster ui` serves downloads on: the metadata links point there "
-                            f"(default {DEFAULT_DOWNLOAD_PORT})")
+    quick.add_argument(
+        "--download-port",
+        type=int,
+        default=DEFAULT_DOWNLOAD_PORT,
+        metavar="PORT",
+        help="the port `oa-dagster ui` serves downloads on: the metadata links point there "
+        f"(default {DEFAULT_DOWNLOAD_PORT})",
+    )
     quick.set_defaults(func=cmd_quickstart)
 
     ui = subparsers.add_parser(
-        "ui", help="the Dagster UI on the quickstart's instance, with the download app its links point at",
+        "ui",
+        help="the Dagster UI on the quickstart's instance, with the download app its links point at",
         description="Starts `dagster dev` (webserver and daemon) on DIR/dagster_home with the outputs in DIR/data, "
-                    "and the download app those outputs' links point at; Ctrl-C stops both.")
-    ui.add_argument("--home", metavar="DIR", default=str(DEFAULT_HOME), help=f"the quickstart's home (default "
-                                                                               f"{DEFAULT_HOME})")
+        "and the download app those outputs' links point at; Ctrl-C stops both.",
+    )
+    ui.add_argument(
+        "--home", metavar="DIR", default=str(DEFAULT_HOME), help=f"the quickstart's home (default {DEFAULT_HOME})"
+    )
     ui.add_argument("--host", default=LOCAL_HOST)
     ui.add_argument("--port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
-    ui.add_argument("--download-port", type=int, default=None, metavar="PORT",
-                    help="the download app's port (default: the one the quickstart's links point at, "
-                         f"else {DEFAULT_DOWNLOAD_PORT})")
+    ui.add_argument(
+        "--download-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="the download app's port (default: the one the quickstart's links point at, "
+        f"else {DEFAULT_DOWNLOAD_PORT})",
+    )
     ui.set_defaults(func=cmd_ui)
 
     download = subparsers.add_parser("download", help="fetch the latest good output of an entry from the store")
     download.add_argument("source", metavar="SOURCE_KEY", help="e.g. us/ca/alameda")
     download.add_argument("--layer", required=True, choices=LAYERS)
     download.add_argument("--name", help="entry name; optional when the source has one entry in the layer")
-    download.add_argument("--dest", default=".", metavar="DIR",
-                          help="files go to DIR/<layer>/<source key>/<name>/ (default: the current directory)")
+    download.add_argument(
+        "--dest",
+        default=".",
+        metavar="DIR",
+        help="files go to DIR/<layer>/<source key>/<name>/ (default: the current directory)",
+    )
     download.add_argument("--all-files", action="store_true", help="also the cache, log, sample and preview")
     download.set_defaults(func=cmd_download)
 
     serve = subparsers.add_parser("serve", help="serve stable download URLs for the configured store (web app)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=DEFAULT_DOWNLOAD_PORT)
-    serve.add_argument("--presign-seconds", type=int, default=3600, metavar="N",
-                       help="how long the presigned S3 URLs that /download redirects to stay valid (max 7 days)")
+    serve.add_argument(
+        "--presign-seconds",
+        type=int,
+        default=3600,
+        metavar="N",
+        help="how long the presigned S3 URLs that /download redirects to stay valid (max 7 days)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     clean = subparsers.add_parser(
-        "cleanup", help="remove what killed runs leave behind: store debris, stale work folders, stuck runs",
+        "cleanup",
+        help="remove what killed runs leave behind: store debris, stale work folders, stuck runs",
         description="Removes half-written store files, run folders without a manifest and oa-run-* work folders "
-                    "(under OA_WORK_DIR) that nothing changed for the grace period, and fails runs left STARTED by "
-                    "a killed process (when DAGSTER_HOME names the instance). Same as `cleanup_job`.")
-    clean.add_argument("--grace", type=float, default=None, metavar="HOURS",
-                       help="leave anything changed more recently than this (default 24)")
+        "(under OA_WORK_DIR) that nothing changed for the grace period, and fails runs left STARTED by "
+        "a killed process (when DAGSTER_HOME names the instance). Same as `cleanup_job`.",
+    )
+    clean.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="HOURS",
+        help="leave anything changed more recently than this (default 24)",
+    )
     clean.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     clean.add_argument("--no-runs", action="store_true", help="do not look at the Dagster instance's runs")
     clean.set_defaults(func=cmd_cleanup)
@@ -94,8 +129,13 @@ def _plain_path(value: str, segments: int | None = None) -> bool:
 
 def _names_with_output(store: Any, layer: str, source: str) -> list[str]:
     prefix = f"latest/{layer}/{source}/"
-    return sorted({k[len(prefix):-len(".json")] for k in store.list(prefix)
-                   if k.endswith(".json") and "/" not in k[len(prefix):]})
+    return sorted(
+        {
+            k[len(prefix) : -len(".json")]
+            for k in store.list(prefix)
+            if k.endswith(".json") and "/" not in k[len(prefix) :]
+        }
+    )
 
 
 def why_no_output(store: Any, layer: str, source: str, name: str | None) -> tuple[str, int]:
@@ -105,16 +145,22 @@ def why_no_output(store: Any, layer: str, source: str, name: str | None) -> tupl
 
     catalog = load_stored_catalog(store)
     if catalog is None:
-        return (f"no source catalog in {store.describe()}: nothing was processed there (run `oa-dagster quickstart` "
-                "in this directory, or set OA_DATA_DIR to the store's directory)", 1)
+        return (
+            f"no source catalog in {store.describe()}: nothing was processed there (run `oa-dagster quickstart` "
+            "in this directory, or set OA_DATA_DIR to the store's directory)",
+            1,
+        )
     sources = catalog.get("sources") or {}
     if source not in sources:
         close = difflib.get_close_matches(source, list(sources), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        return (f"{source}: unknown source: it is not in the current catalog ({catalog.get('id')}, "
-                f"{len(sources):,} sources){hint}", 2)
+        return (
+            f"{source}: unknown source: it is not in the current catalog ({catalog.get('id')}, "
+            f"{len(sources):,} sources){hint}",
+            2,
+        )
     entries = catalog.get("entries") or {}
-    names = sorted(k[len(source) + 1:] for k in entries.get(layer, {}) if k.startswith(source + "/"))
+    names = sorted(k[len(source) + 1 :] for k in entries.get(layer, {}) if k.startswith(source + "/"))
     if not names:
         has = sorted(other for other in LAYERS if any(k.startswith(source + "/") for k in entries.get(other, {})))
         return f"{source} has no {layer} entries (its layers: {', '.join(has) or 'none'})", 2
@@ -123,9 +169,15 @@ def why_no_output(store: Any, layer: str, source: str, name: str | None) -> tupl
     if name is not None and (entries[layer].get(f"{source}/{name}") or {}).get("skip"):
         return f"{source}/{name} {layer}: the source marks it skip: true, so it has no output", 1
     if name is None:
-        return (f"{source} {layer}: choose an entry with --name ({', '.join(names)}; none has a good output yet "
-                f"in {store.describe()})", 2) if len(names) > 1 else (
-                f"{source}/{names[0]} {layer}: no good output yet in {store.describe()}", 1)
+        return (
+            (
+                f"{source} {layer}: choose an entry with --name ({', '.join(names)}; none has a good output yet "
+                f"in {store.describe()})",
+                2,
+            )
+            if len(names) > 1
+            else (f"{source}/{names[0]} {layer}: no good output yet in {store.describe()}", 1)
+        )
     return f"{source}/{name} {layer}: no good output yet in {store.describe()}", 1
 
 
@@ -140,9 +192,11 @@ def cmd_download(args: argparse.Namespace, store: Any = None) -> int:
 
         store = deployment().resources["store"].get_store()
     if not _plain_path(args.source) or (args.name is not None and not _plain_path(args.name, segments=1)):
-        print("error: a source key is segments like us/ca/alameda and an entry name one segment, without empty, "
-              f"'.' or '..' parts (got {args.source!r}" + (f", --name {args.name!r})" if args.name else ")"),
-              file=sys.stderr)
+        print(
+            "error: a source key is segments like us/ca/alameda and an entry name one segment, without empty, "
+            f"'.' or '..' parts (got {args.source!r}" + (f", --name {args.name!r})" if args.name else ")"),
+            file=sys.stderr,
+        )
         return 2
     name = args.name
     if name is None:
@@ -217,8 +271,11 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         try:
             instance = dg.DagsterInstance.get()
         except Exception as exc:  # a missing or unreadable DAGSTER_HOME: the files were still cleaned
-            print(f"error: runs not checked: cannot open the Dagster instance in DAGSTER_HOME="
-                  f"{os.environ['DAGSTER_HOME']}: {exc}", file=sys.stderr)
+            print(
+                f"error: runs not checked: cannot open the Dagster instance in DAGSTER_HOME="
+                f"{os.environ['DAGSTER_HOME']}: {exc}",
+                file=sys.stderr,
+            )
             status = 1
         else:
             with instance:

@@ -38,11 +38,11 @@ class ReportHandler(logging.Handler):
         if event is None:
             self.report.message(record.levelno, str(meta.get("orig_message", record.getMessage())))
         elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            self._asset_event(event.asset_key, event.partition,
-                              event.step_materialization_data.materialization.metadata)
+            self._asset_event(
+                event.asset_key, event.partition, event.step_materialization_data.materialization.metadata
+            )
         elif event.event_type == dg.DagsterEventType.ASSET_OBSERVATION:
-            self._asset_event(event.asset_key, event.partition,
-                              event.asset_observation_data.asset_observation.metadata)
+            self._asset_event(event.asset_key, event.partition, event.asset_observation_data.asset_observation.metadata)
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             data = event.step_failure_data
             if data.user_failure_data is not None:  # a dg.Failure: its description says it all
@@ -54,12 +54,19 @@ class ReportHandler(logging.Handler):
         values = {name: getattr(value, "value", value) for name, value in metadata.items()}
         layer = key.path[-1] if key is not None else ""
         if layer == "source_catalog":
-            self.report.catalog(str(values.get("commit")), int(values.get("sources") or 0),
-                                dict(values.get("invalid") or {}))
+            self.report.catalog(
+                str(values.get("commit")), int(values.get("sources") or 0), dict(values.get("invalid") or {})
+            )
         elif layer in LAYERS and partition and "status" in values:
             count = values.get("feature_count")
-            self.report.entry(layer, partition, str(values["status"]), int(count) if count is not None else None,
-                              str(values.get("source_problem") or ""), str(values.get("problem_detail") or ""))
+            self.report.entry(
+                layer,
+                partition,
+                str(values["status"]),
+                int(count) if count is not None else None,
+                str(values.get("source_problem") or ""),
+                str(values.get("problem_detail") or ""),
+            )
 
 
 def _report_logger(report: Report) -> Any:
@@ -106,8 +113,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     home.save_settings(Settings(sources=sources, download_port=args.download_port))
     resources = local_resources(home.data, sources, download_url=download_url(args.download_port))
     report = Report()
-    defs = dg.Definitions.merge(build_definitions(resources),
-                                dg.Definitions(loggers={LOGGER: _report_logger(report)}))
+    defs = dg.Definitions.merge(build_definitions(resources), dg.Definitions(loggers={LOGGER: _report_logger(report)}))
     run_config = {"loggers": {LOGGER: {}}}  # only ours: no console logger
     # ran here, reported here: the daemon of a later `oa-dagster ui` must not retry them (run_retries is on)
     tags = {MAX_RETRIES_TAG: "0"}
@@ -115,7 +121,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         report.say(f"Dagster instance: {home.dagster_home}")
         report.start_run("source_catalog", [])
         catalog = defs.resolve_job_def(source_catalog_job.name).execute_in_process(
-            instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
+            instance=instance, run_config=run_config, raise_on_error=False, tags=tags
+        )
         stored = load_stored_catalog(resources["store"].get_store()) if catalog.success else None
         for layer in LAYERS if stored else ():
             for key, info in stored["entries"].get(layer, {}).items():
@@ -126,14 +133,19 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                 continue
             report.start_run(layer, keys)
             defs.resolve_job_def(LAYER_JOBS[layer].name).execute_in_process(
-                instance=instance, run_config=run_config, raise_on_error=False,
-                tags={**tags, RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]})
+                instance=instance,
+                run_config=run_config,
+                raise_on_error=False,
+                tags={**tags, RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]},
+            )
             report.end_run(layer, keys)
     report.summary()
     report.say(f"\nOutputs: {home.data} (latest good pointers under latest/, run files under runs/)")
     report.say(f"Browse the runs and download the outputs: {ui_command(home, args.home is None)}")
     found = local_data_dir(os.environ).resolve()
     if found != home.data:
-        report.say(f"note: `oa-dagster download` and `serve` read {found} here (OA_DATA_DIR or DAGSTER_HOME is set, "
-                   f"or --home is not the default); set OA_DATA_DIR={home.data} to read these outputs")
+        report.say(
+            f"note: `oa-dagster download` and `serve` read {found} here (OA_DATA_DIR or DAGSTER_HOME is set, "
+            f"or --home is not the default); set OA_DATA_DIR={home.data} to read these outputs"
+        )
     return 1 if report.failed else 0

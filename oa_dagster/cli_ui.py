@@ -51,8 +51,13 @@ def _port_free(host: str, port: int) -> bool:
 
 def child_environment(home: LocalHome, download_base: str, sources: str | None) -> dict[str, str]:
     """The environment of `dagster dev` and its runs: the local deployment on the quickstart's folders."""
-    env = {**os.environ, "DAGSTER_HOME": str(home.dagster_home), "OA_ENV": "local", "OA_DATA_DIR": str(home.data),
-           "OA_DOWNLOAD_URL": download_base}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home.dagster_home),
+        "OA_ENV": "local",
+        "OA_DATA_DIR": str(home.data),
+        "OA_DOWNLOAD_URL": download_base,
+    }
     if sources:
         env["OA_SOURCES_DIR"] = sources
     else:
@@ -90,17 +95,23 @@ def _stop(dev: subprocess.Popen[bytes]) -> None:
 def cmd_ui(args: argparse.Namespace) -> int:
     home = LocalHome.at(args.home)
     if not home.dagster_home.is_dir():
-        print(f"note: no instance in {home.root} yet: run `oa-dagster quickstart` first to see its runs; starting "
-              "on an empty one", file=sys.stderr)
+        print(
+            f"note: no instance in {home.root} yet: run `oa-dagster quickstart` first to see its runs; starting "
+            "on an empty one",
+            file=sys.stderr,
+        )
     home.create()
     settings = home.load_settings()
     download_port = args.download_port or settings.download_port
     try:
         sock = _bind(args.host, download_port)
     except OSError as exc:
-        print(f"error: cannot serve downloads on {args.host}:{download_port}: {exc.strerror or exc} "
-              "(choose another with --download-port; the quickstart's links use "
-              f"{download_url(settings.download_port)})", file=sys.stderr)
+        print(
+            f"error: cannot serve downloads on {args.host}:{download_port}: {exc.strerror or exc} "
+            "(choose another with --download-port; the quickstart's links use "
+            f"{download_url(settings.download_port)})",
+            file=sys.stderr,
+        )
         return 2
     if not _port_free(args.host, args.port):
         sock.close()
@@ -117,9 +128,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
         server, thread = _download_server(home, sock)
         dev = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-w", str(home.workspace), "-h", args.host, "-p", str(args.port)],
-            env=child_environment(home, base, settings.sources), start_new_session=True)
-        print(f"Dagster UI: http://{args.host}:{args.port} (instance {home.dagster_home}, outputs {home.data})\n"
-              f"Downloads: {base}/<key>\nCtrl-C stops both.", flush=True)
+            env=child_environment(home, base, settings.sources),
+            start_new_session=True,
+        )
+        print(
+            f"Dagster UI: http://{args.host}:{args.port} (instance {home.dagster_home}, outputs {home.data})\n"
+            f"Downloads: {base}/<key>\nCtrl-C stops both.",
+            flush=True,
+        )
         while not stop.wait(0.5):
             if dev.poll() is not None:
                 died = f"dagster dev stopped (exit code {dev.returncode})"
@@ -141,4 +157,3 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(f"error: {died}; everything is stopped", file=sys.stderr)
         return 1
     return 0
-

@@ -32,14 +32,17 @@ JOBS = [*CATALOG_JOBS, *LAYER_JOBS.values(), accept_held_run_job, cleanup_job]
 SENSORS = [*SET_SENSORS]
 
 
-def build_definitions(resources: dict[str, Any], *, set_cron: str = DEFAULT_SET_CRON,
-                      schedule_running: bool = False) -> dg.Definitions:
+def build_definitions(
+    resources: dict[str, Any], *, set_cron: str = DEFAULT_SET_CRON, schedule_running: bool = False
+) -> dg.Definitions:
     """`schedule_running`: the weekly set and the daily cleanup start RUNNING (production) or STOPPED (local)."""
     return dg.Definitions(
         assets=_with_code_references(ASSETS),
         jobs=JOBS,
-        schedules=[build_set_schedule(set_cron, schedule_running),
-                   build_cleanup_schedule(DEFAULT_CLEANUP_CRON, schedule_running)],
+        schedules=[
+            build_set_schedule(set_cron, schedule_running),
+            build_cleanup_schedule(DEFAULT_CLEANUP_CRON, schedule_running),
+        ],
         sensors=SENSORS,
         resources=resources,
     )
@@ -58,17 +61,19 @@ def _with_code_references(assets: Sequence[Any]) -> list[Any]:
         for index, asset in enumerate(linked):
             if isinstance(asset, dg.AssetSpec):  # no function of its own: point at what reports it
                 reference = dg.LocalFileCodeReference(
-                    file_path=inspect.getfile(progress_metadata), line_number=inspect.getsourcelines(
-                        progress_metadata)[1], label="reported by the set_launcher sensor")
-                linked[index] = asset.merge_attributes(metadata={
-                    CODE_REFERENCES_KEY: dg.CodeReferencesMetadataValue(code_references=[reference])})
+                    file_path=inspect.getfile(progress_metadata),
+                    line_number=inspect.getsourcelines(progress_metadata)[1],
+                    label="reported by the set_launcher sensor",
+                )
+                linked[index] = asset.merge_attributes(
+                    metadata={CODE_REFERENCES_KEY: dg.CodeReferencesMetadataValue(code_references=[reference])}
+                )
     return linked
 
 
 def _defs() -> dg.Definitions:
     chosen = deployment()
-    return build_definitions(chosen.resources, set_cron=chosen.set_cron,
-                             schedule_running=chosen.name == "production")
+    return build_definitions(chosen.resources, set_cron=chosen.set_cron, schedule_running=chosen.name == "production")
 
 
 defs = _defs()

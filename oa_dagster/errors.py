@@ -13,8 +13,9 @@ class SourceProblem(Exception):
 
     problem: str = "Could not conform source data"
 
-    def __init__(self, detail: str, *, source: str | None = None, layer: str | None = None,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, source: str | None = None, layer: str | None = None, name: str | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.source = source

@@ -94,5 +94,7 @@ class LocalHome:
             return Settings()
         sources = raw.get("sources")
         port = raw.get("download_port")
-        return Settings(sources=sources if isinstance(sources, str) else None,
-                        download_port=port if isinstance(port, int) else DEFAULT_DOWNLOAD_PORT)
+        return Settings(
+            sources=sources if isinstance(sources, str) else None,
+            download_port=port if isinstance(port, int) else DEFAULT_DOWNLOAD_PORT,
+        )

@@ -43,8 +43,9 @@ class RunState:
     tests_passed: bool | None = None
     cache_seconds: float = 0.0
     process_seconds: float = 0.0
-    files: dict[str, str | None] = field(default_factory=lambda: dict.fromkeys(
-        ("output", "cache", "sample", "preview", "log")))
+    files: dict[str, str | None] = field(
+        default_factory=lambda: dict.fromkeys(("output", "cache", "sample", "preview", "log"))
+    )
     bbox: list[float] | None = None
     source_crs: str | None = None
     engine_version: str = __version__
@@ -55,13 +56,23 @@ class RunState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source, "layer": self.layer, "name": self.name, "skipped": self.skipped,
-            "feature_count": self.feature_count, "features_without_geometry": self.features_without_geometry,
-            "fingerprint": self.fingerprint, "source_problem": self.source_problem,
-            "problem_detail": self.problem_detail, "tests_passed": self.tests_passed,
-            "cache_seconds": round(self.cache_seconds, 3), "process_seconds": round(self.process_seconds, 3),
-            "files": dict(self.files), "features_out_of_range": self.features_out_of_range, "bbox": self.bbox,
-            "source_crs": self.source_crs, "engine_version": self.engine_version,
+            "source": self.source,
+            "layer": self.layer,
+            "name": self.name,
+            "skipped": self.skipped,
+            "feature_count": self.feature_count,
+            "features_without_geometry": self.features_without_geometry,
+            "fingerprint": self.fingerprint,
+            "source_problem": self.source_problem,
+            "problem_detail": self.problem_detail,
+            "tests_passed": self.tests_passed,
+            "cache_seconds": round(self.cache_seconds, 3),
+            "process_seconds": round(self.process_seconds, 3),
+            "files": dict(self.files),
+            "features_out_of_range": self.features_out_of_range,
+            "bbox": self.bbox,
+            "source_crs": self.source_crs,
+            "engine_version": self.engine_version,
         }
 
 
@@ -106,9 +117,18 @@ def _check_before_download(entry: LayerEntry, state: RunState, log: logging.Logg
     check_format(entry.conform.get("format"))
 
 
-def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, state: RunState, *,
-                          preview: bool, fetch_options: Any, conform_limits: Any, log: logging.Logger,
-                          progress: ProgressCallback | None) -> None:
+def _download_and_conform(
+    entry: LayerEntry,
+    output_dir: Path,
+    workdir: Path,
+    state: RunState,
+    *,
+    preview: bool,
+    fetch_options: Any,
+    conform_limits: Any,
+    log: logging.Logger,
+    progress: ProgressCallback | None,
+) -> None:
     from oa_dagster.conform.engine import conform_file
     from oa_dagster.conform.preview import render_preview
     from oa_dagster.conform.select import select_input
@@ -122,30 +142,52 @@ def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, st
         download = fetch_entry(entry, workdir, options, log)
         state.fingerprint = download.fingerprint
         cache_name = download.path.name
-        log.info("downloaded %s (%s, md5 %s)%s", download.url, download.ext, download.fingerprint,
-                 " from the local cache" if download.from_cache else "")
+        log.info(
+            "downloaded %s (%s, md5 %s)%s",
+            download.url,
+            download.ext,
+            download.fingerprint,
+            " from the local cache" if download.from_cache else "",
+        )
         if entry.protocol.lower() == "esri":
             files = [download.path]  # the dump is GeoJSON lines, whatever `format` the source names
         else:
-            files = unpack(download.path, workdir / "unpacked", compression=entry.compression,
-                           conform_file=entry.conform.get("file"), limits=options)
+            files = unpack(
+                download.path,
+                workdir / "unpacked",
+                compression=entry.compression,
+                conform_file=entry.conform.get("file"),
+                limits=options,
+            )
     finally:
         state.cache_seconds = time.perf_counter() - started
     started = time.perf_counter()
     partial = output_dir / (FILE_NAMES["output"] + ".partial")
     try:
-        source_file = files[0] if entry.protocol.lower() == "esri" else \
-            select_input(files, entry.conform.get("format"), entry.conform.get("file"))
-        log.info("reading %s", source_file.relative_to(workdir) if source_file.is_relative_to(workdir)
-                 else source_file.name)
+        source_file = (
+            files[0]
+            if entry.protocol.lower() == "esri"
+            else select_input(files, entry.conform.get("format"), entry.conform.get("file"))
+        )
+        log.info(
+            "reading %s", source_file.relative_to(workdir) if source_file.is_relative_to(workdir) else source_file.name
+        )
 
         def rows_done(rows: int) -> None:
             if progress:
                 progress("conform", rows, None)
 
-        result = conform_file(source_file, layer=entry.layer, conform=entry.conform, protocol=entry.protocol,
-                              fingerprint=download.fingerprint, out_path=partial, log=log, progress=rows_done,
-                              limits=conform_limits)
+        result = conform_file(
+            source_file,
+            layer=entry.layer,
+            conform=entry.conform,
+            protocol=entry.protocol,
+            fingerprint=download.fingerprint,
+            out_path=partial,
+            log=log,
+            progress=rows_done,
+            limits=conform_limits,
+        )
         partial.replace(output_dir / FILE_NAMES["output"])
         state.files["output"] = FILE_NAMES["output"]
         state.feature_count = result.feature_count
@@ -153,8 +195,12 @@ def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, st
         state.features_out_of_range = result.features_out_of_range
         state.bbox = result.bbox
         state.source_crs = result.source_crs
-        log.info("wrote %d features (%d without geometry and %d outside lon/lat range left out)",
-                 result.feature_count, result.features_without_geometry, result.features_out_of_range)
+        log.info(
+            "wrote %d features (%d without geometry and %d outside lon/lat range left out)",
+            result.feature_count,
+            result.features_without_geometry,
+            result.features_out_of_range,
+        )
         (output_dir / FILE_NAMES["sample"]).write_text(json.dumps(result.sample, ensure_ascii=False))
         state.files["sample"] = FILE_NAMES["sample"]
         if preview and render_preview(result.preview, output_dir / FILE_NAMES["preview"]):
@@ -167,9 +213,17 @@ def _download_and_conform(entry: LayerEntry, output_dir: Path, workdir: Path, st
             state.files["cache"] = cache_name
 
 
-def run_entry(entry: LayerEntry, output_dir: Path, *, preview: bool = True, fetch_options: Any = None,
-              coverage_ok: bool = True, log: logging.Logger | None = None,
-              progress: ProgressCallback | None = None, conform_limits: Any = None) -> RunState:
+def run_entry(
+    entry: LayerEntry,
+    output_dir: Path,
+    *,
+    preview: bool = True,
+    fetch_options: Any = None,
+    coverage_ok: bool = True,
+    log: logging.Logger | None = None,
+    progress: ProgressCallback | None = None,
+    conform_limits: Any = None,
+) -> RunState:
     """Process one layer entry into `output_dir` and return its state (also written as `state.json`).
 
     `conform_limits` (`conform.limits.ConformLimits`, defaults when None) bounds what the entry's patterns
@@ -184,8 +238,17 @@ def run_entry(entry: LayerEntry, output_dir: Path, *, preview: bool = True, fetc
     workdir = Path(tempfile.mkdtemp(prefix="work-", dir=output_dir))
     try:
         _check_before_download(entry, state, run_log)
-        _download_and_conform(entry, output_dir, workdir, state, preview=preview, fetch_options=fetch_options,
-                              conform_limits=conform_limits, log=run_log, progress=progress)
+        _download_and_conform(
+            entry,
+            output_dir,
+            workdir,
+            state,
+            preview=preview,
+            fetch_options=fetch_options,
+            conform_limits=conform_limits,
+            log=run_log,
+            progress=progress,
+        )
         if not coverage_ok:
             state.source_problem = MISSING_COVERAGE
             state.problem_detail = "coverage has none of US Census, ISO 3166 or geometry"

@@ -61,7 +61,7 @@ class Report:
         warnings and the step's own progress lines (prefixed with the layer) are printed."""
         key = text.split(": ", 1)[0]
         if key in self._keys:
-            self._held.setdefault(key, []).append((level, text[len(key) + 2:]))
+            self._held.setdefault(key, []).append((level, text[len(key) + 2 :]))
         elif level >= logging.WARNING:
             self.say(f"  {logging.getLevelName(level).lower()}: {text}")
         elif level >= logging.INFO and text.startswith(f"{self._layer}: "):  # the step's own lines, not Dagster's
@@ -105,8 +105,7 @@ class Report:
         counts = Counter(o.status for o in self.outcomes)
         said = ", ".join(f"{n} {status}" for status, n in counts.items())
         self.say(f"\nSummary: {sum(counts.values())} entries and sources: {said or 'nothing to do'}")
-        rows = [("layer", "entry", "result")] + [
-            (o.layer, o.key, _cell(o.describe())) for o in self.outcomes]
+        rows = [("layer", "entry", "result")] + [(o.layer, o.key, _cell(o.describe())) for o in self.outcomes]
         widths = [max(len(row[i]) for row in rows) for i in range(2)]
         for layer, key, result in rows:
             self.say(f"  {layer:<{widths[0]}}  {key:<{widths[1]}}  {result}")
@@ -116,4 +115,4 @@ class Report:
 
 def _cell(text: str) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= MAX_CELL else text[:MAX_CELL - 1] + "…"
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"

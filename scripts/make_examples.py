@@ -39,8 +39,15 @@ def parcels() -> list[dict]:
                     x0 = ORIGIN[0] + block * BLOCK + 20 + i * 45
                     y0 = y_street + dy
                     number = 1000 + block * 100 + i * 4 + side * 2 + (1 if side else 0)
-                    lots.append({"street": street, "number": number, "x0": x0, "y0": y0,
-                                 "apn": f"058-{2100 + row * 40 + block * 8 + i:04d}-{side + 1:03d}"})
+                    lots.append(
+                        {
+                            "street": street,
+                            "number": number,
+                            "x0": x0,
+                            "y0": y0,
+                            "apn": f"058-{2100 + row * 40 + block * 8 + i:04d}-{side + 1:03d}",
+                        }
+                    )
     return lots
 
 
@@ -62,13 +69,24 @@ def write_addresses(lots: list[dict]) -> None:
 
 def write_parcels(lots: list[dict]) -> None:
     boxes = [shapely.box(lot["x0"], lot["y0"], lot["x0"] + 40, lot["y0"] + 100) for lot in lots]
-    table = pa.table({"APN": [lot["apn"] for lot in lots],
-                      "SITUS": [f"{lot['number']} {lot['street']}" for lot in lots],
-                      "geometry": pa.array(shapely.to_wkb(np.array(boxes)), pa.binary())})
+    table = pa.table(
+        {
+            "APN": [lot["apn"] for lot in lots],
+            "SITUS": [f"{lot['number']} {lot['street']}" for lot in lots],
+            "geometry": pa.array(shapely.to_wkb(np.array(boxes)), pa.binary()),
+        }
+    )
     folder = DATA / "parcels"
     folder.mkdir(exist_ok=True)
-    pyogrio.write_arrow(table, folder / "Parcels.shp", driver="ESRI Shapefile", geometry_name="geometry",
-                        geometry_type="Polygon", crs=CRS, encoding="UTF-8")
+    pyogrio.write_arrow(
+        table,
+        folder / "Parcels.shp",
+        driver="ESRI Shapefile",
+        geometry_name="geometry",
+        geometry_type="Polygon",
+        crs=CRS,
+        encoding="UTF-8",
+    )
     with zipfile.ZipFile(DATA / "example_parcels.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for member in sorted(folder.iterdir()):
             archive.write(member, f"Parcels_2026/{member.name}")
@@ -79,13 +97,22 @@ def write_parcels(lots: list[dict]) -> None:
 def write_buildings(lots: list[dict]) -> None:
     features = []
     for i, lot in enumerate(lots):
-        ring = [(lot["x0"] + 5, lot["y0"] + 30), (lot["x0"] + 35, lot["y0"] + 30), (lot["x0"] + 35, lot["y0"] + 80),
-                (lot["x0"] + 5, lot["y0"] + 80), (lot["x0"] + 5, lot["y0"] + 30)]
+        ring = [
+            (lot["x0"] + 5, lot["y0"] + 30),
+            (lot["x0"] + 35, lot["y0"] + 30),
+            (lot["x0"] + 35, lot["y0"] + 80),
+            (lot["x0"] + 5, lot["y0"] + 80),
+            (lot["x0"] + 5, lot["y0"] + 30),
+        ]
         lon, lat = to_wgs84.transform([p[0] for p in ring], [p[1] for p in ring])
         coords = [[round(x, 7), round(y, 7)] for x, y in zip(lon, lat, strict=True)]
-        features.append({"type": "Feature", "properties": {"BLDG_ID": f"B{i + 1:05d}", "HEIGHT_M": 6 + i % 9,
-                                                           "STORIES": 1 + i % 3},
-                         "geometry": {"type": "Polygon", "coordinates": [coords]}})
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"BLDG_ID": f"B{i + 1:05d}", "HEIGHT_M": 6 + i % 9, "STORIES": 1 + i % 3},
+                "geometry": {"type": "Polygon", "coordinates": [coords]},
+            }
+        )
     with gzip.open(DATA / "example_buildings.geojson.gz", "wt", encoding="utf-8") as out:
         json.dump({"type": "FeatureCollection", "features": features}, out)
 
@@ -94,20 +121,41 @@ def write_centerlines() -> None:
     features = []
     width = (len(STREETS_NS) - 1) * BLOCK
     height = (len(STREETS_EW) - 1) * BLOCK
-    segments = [(name, (ORIGIN[0], ORIGIN[1] + r * BLOCK), (ORIGIN[0] + width, ORIGIN[1] + r * BLOCK))
-                for r, name in enumerate(STREETS_EW)]
-    segments += [(name, (ORIGIN[0] + c * BLOCK, ORIGIN[1]), (ORIGIN[0] + c * BLOCK, ORIGIN[1] + height))
-                 for c, name in enumerate(STREETS_NS)]
+    segments = [
+        (name, (ORIGIN[0], ORIGIN[1] + r * BLOCK), (ORIGIN[0] + width, ORIGIN[1] + r * BLOCK))
+        for r, name in enumerate(STREETS_EW)
+    ]
+    segments += [
+        (name, (ORIGIN[0] + c * BLOCK, ORIGIN[1]), (ORIGIN[0] + c * BLOCK, ORIGIN[1] + height))
+        for c, name in enumerate(STREETS_NS)
+    ]
     for i, (name, start, end) in enumerate(segments):
         lon, lat = to_wgs84.transform([start[0], end[0]], [start[1], end[1]])
-        features.append({"type": "Feature", "properties": {
-            "SEGMENT_ID": 5000 + i, "FULLNAME": name, "ONEWAY": "FT" if name == "SHATTUCK AVE" else "B",
-            "SPEED_MPH": 35 if name == "SHATTUCK AVE" else 25, "FCLASS": "ARTERIAL" if "AVE" in name else "LOCAL",
-            "L_F_ADD": 1000, "L_T_ADD": 1398, "R_F_ADD": 1001, "R_T_ADD": 1399, "ZIP_L": "94709", "ZIP_R": "94709"},
-            "geometry": {"type": "LineString", "coordinates": [[round(x, 7), round(y, 7)]
-                                                                for x, y in zip(lon, lat, strict=True)]}})
-    (DATA / "example_centerlines.geojson").write_text(json.dumps({"type": "FeatureCollection",
-                                                                  "features": features}, indent=1))
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "SEGMENT_ID": 5000 + i,
+                    "FULLNAME": name,
+                    "ONEWAY": "FT" if name == "SHATTUCK AVE" else "B",
+                    "SPEED_MPH": 35 if name == "SHATTUCK AVE" else 25,
+                    "FCLASS": "ARTERIAL" if "AVE" in name else "LOCAL",
+                    "L_F_ADD": 1000,
+                    "L_T_ADD": 1398,
+                    "R_F_ADD": 1001,
+                    "R_T_ADD": 1399,
+                    "ZIP_L": "94709",
+                    "ZIP_R": "94709",
+                },
+                "geometry": {
+                    "type": "LineString",
+                    "coordinates": [[round(x, 7), round(y, 7)] for x, y in zip(lon, lat, strict=True)],
+                },
+            }
+        )
+    (DATA / "example_centerlines.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": features}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -82,9 +82,13 @@ def write_source(sources: Path, key: str, layers: dict[str, list[dict[str, Any]]
 
 
 def csv_entry(name: str, data: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "protocol": "http", "data": data,
-            "conform": {"format": "csv", "lon": "lon", "lat": "lat", "number": "num", "street": "street"},
-            **extra}
+    return {
+        "name": name,
+        "protocol": "http",
+        "data": data,
+        "conform": {"format": "csv", "lon": "lon", "lat": "lat", "number": "num", "street": "street"},
+        **extra,
+    }
 
 
 def city_sources(tmp: Path, files: dict[str, str]) -> Path:
@@ -109,25 +113,37 @@ def all_assets() -> list[Any]:
     return [source_catalog, *LAYER_ASSETS]
 
 
-def materialize_catalog(instance: dg.DagsterInstance, resources: dict[str, Any], tags: dict[str, str] | None = None
-                        ) -> dg.ExecuteInProcessResult:
+def materialize_catalog(
+    instance: dg.DagsterInstance, resources: dict[str, Any], tags: dict[str, str] | None = None
+) -> dg.ExecuteInProcessResult:
     from oa_dagster.assets.catalog import source_catalog
 
-    return dg.materialize([source_catalog], instance=instance, resources=resources, tags=tags or {},
-                          selection=[source_catalog])
+    return dg.materialize(
+        [source_catalog], instance=instance, resources=resources, tags=tags or {}, selection=[source_catalog]
+    )
 
 
-def materialize_range(instance: dg.DagsterInstance, resources: dict[str, Any], layer: str, start: str, end: str,
-                      tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
-    return dg.materialize(all_assets(), instance=instance, resources=resources, selection=[layer],
-                          tags={RANGE_START_TAG: start, RANGE_END_TAG: end, **(tags or {})}, raise_on_error=False)
+def materialize_range(
+    instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+    layer: str,
+    start: str,
+    end: str,
+    tags: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        all_assets(),
+        instance=instance,
+        resources=resources,
+        selection=[layer],
+        tags={RANGE_START_TAG: start, RANGE_END_TAG: end, **(tags or {})},
+        raise_on_error=False,
+    )
 
 
-def partition_status(instance: dg.DagsterInstance, layer: str, keys: list[str]
-                     ) -> dict[str, dg.AssetPartitionStatus]:
+def partition_status(instance: dg.DagsterInstance, layer: str, keys: list[str]) -> dict[str, dg.AssetPartitionStatus]:
     """What the UI shows for each of a layer's partitions (materialized, failed, ...)."""
-    return dict(instance.get_status_by_partition(dg.AssetKey(layer), keys,
-                                                 dg.DynamicPartitionsDefinition(name=layer)))
+    return dict(instance.get_status_by_partition(dg.AssetKey(layer), keys, dg.DynamicPartitionsDefinition(name=layer)))
 
 
 def local(tmp: Path, sources: Path | None = None, **settings: Any) -> dict[str, Any]:
@@ -147,10 +163,14 @@ def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subpr
 
     The daemon starts a code server, which starts run workers: all in one new session, so one killpg ends them.
     """
-    daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
-                               str(ROOT / "workspace.yaml")], cwd=ROOT, start_new_session=True,
-                              env={**os.environ, **env, "DAGSTER_HOME": str(home)},
-                              stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT,
+        start_new_session=True,
+        env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
     try:
         yield daemon
     finally:
@@ -172,10 +192,22 @@ def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[Gr
     """`dagster-webserver` on the workspace with DAGSTER_HOME=`home`: a function posting to its GraphQL API, which
     is what the UI reads and sends. Its process group (with its code server) is killed at the end."""
     port = _free_port()
-    web = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml",
-                            "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, start_new_session=True,
-                           env={**os.environ, **env, "DAGSTER_HOME": str(home)},
-                           stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    web = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster-webserver")),
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+        env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
     base = f"http://127.0.0.1:{port}"
 
     def graphql(query: str, **variables: Any) -> dict[str, Any]:

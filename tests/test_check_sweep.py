@@ -26,4 +26,5 @@ def test_every_real_acceptance_test_passes_through_the_cli(capsys: pytest.Captur
     assert code == 0 and all(record["valid"] for record in records)
     assert len(cases) >= 132  # the snapshot's 25 layers hold 132 cases; galveston and philadelphia included
     assert {"us/tx/galveston", "us/pa/philadelphia"} <= {
-        Path(r["source"]).relative_to(SNAPSHOT).with_suffix("").as_posix() for r in records}
+        Path(r["source"]).relative_to(SNAPSHOT).with_suffix("").as_posix() for r in records
+    }

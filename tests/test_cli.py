@@ -16,8 +16,21 @@ from tests.geofiles import read_features, write_source
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "oa_dagster" / "examples"
 EXAMPLE = EXAMPLES / "sources" / "us" / "ca" / "berkeley_example.json"
-STATE_KEYS = ["source", "layer", "name", "skipped", "feature_count", "features_without_geometry", "fingerprint",
-              "source_problem", "problem_detail", "tests_passed", "cache_seconds", "process_seconds", "files"]
+STATE_KEYS = [
+    "source",
+    "layer",
+    "name",
+    "skipped",
+    "feature_count",
+    "features_without_geometry",
+    "fingerprint",
+    "source_problem",
+    "problem_detail",
+    "tests_passed",
+    "cache_seconds",
+    "process_seconds",
+    "files",
+]
 
 
 def process(capsys: pytest.CaptureFixture, source: Path, layer: str, out: Path, *extra: str) -> tuple[int, dict]:
@@ -27,18 +40,25 @@ def process(capsys: pytest.CaptureFixture, source: Path, layer: str, out: Path, 
     return code, json.loads(states[0].read_text()) if states else {}
 
 
-def csv_source(tmp_path: Path, conform: dict, csv: str = "NUM,STREET,X,Y\n1,MAIN ST,-122.1,37.5\n",
-               **entry: object) -> Path:
+def csv_source(
+    tmp_path: Path, conform: dict, csv: str = "NUM,STREET,X,Y\n1,MAIN ST,-122.1,37.5\n", **entry: object
+) -> Path:
     source = tmp_path / "sources" / "us" / "or" / "test.json"
     source.parent.mkdir(parents=True, exist_ok=True)
     (source.parent / "data.csv").write_text(csv)
     merged = {"format": "csv", "lon": "X", "lat": "Y", **conform}
-    layer = {"name": "city", "protocol": "http", "data": "data.csv",
-             "conform": {k: v for k, v in merged.items() if v is not None}, **entry}
+    layer = {
+        "name": "city",
+        "protocol": "http",
+        "data": "data.csv",
+        "conform": {k: v for k, v in merged.items() if v is not None},
+        **entry,
+    }
     return write_source(source, {"addresses": [layer]})
 
 
 # ------------------------------------------------------------------------------------------------ check
+
 
 def test_check_json_reports_a_valid_source_and_its_passing_acceptance_tests(capsys: pytest.CaptureFixture) -> None:
     assert main(["check", str(EXAMPLE), "--json"]) == 0
@@ -49,8 +69,9 @@ def test_check_json_reports_a_valid_source_and_its_passing_acceptance_tests(caps
 
 
 def test_check_names_the_json_path_of_each_schema_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    bad = write_source(tmp_path / "bad.json", {"addresses": [{"name": "city", "protocol": "gopher", "data": "x",
-                                                              "colour": "red"}]})
+    bad = write_source(
+        tmp_path / "bad.json", {"addresses": [{"name": "city", "protocol": "gopher", "data": "x", "colour": "red"}]}
+    )
     missing = tmp_path / "nope.json"
     assert main(["check", str(bad), str(missing), "--json"]) == 1
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -60,9 +81,16 @@ def test_check_names_the_json_path_of_each_schema_error(tmp_path: Path, capsys: 
 
 
 def test_check_shows_expected_and_actual_of_a_failing_case(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    test = {"description": "numbers", "acceptance-tests": [
-        {"description": "wrong on purpose", "inputs": {"NUM": "12", "STREET": "Main St"},
-         "expected": {"number": "13", "street": "Main St"}}]}
+    test = {
+        "description": "numbers",
+        "acceptance-tests": [
+            {
+                "description": "wrong on purpose",
+                "inputs": {"NUM": "12", "STREET": "Main St"},
+                "expected": {"number": "13", "street": "Main St"},
+            }
+        ],
+    }
     source = csv_source(tmp_path, {"number": "NUM", "street": "STREET"}, test=test)
     assert main(["check", str(source), "--json"]) == 1
     case = json.loads(capsys.readouterr().out)["tests"][0]
@@ -71,13 +99,19 @@ def test_check_shows_expected_and_actual_of_a_failing_case(tmp_path: Path, capsy
     assert case["actual"] == {"number": "12", "street": "Main St"}
 
 
-def test_v1_source_is_checked_and_processed_as_its_primary_entry(tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture) -> None:
+def test_v1_source_is_checked_and_processed_as_its_primary_entry(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "data.csv").write_text("N,S,X,Y\n7,ELM ST,-122.1,37.5\n")
     v1 = tmp_path / "old.json"
-    v1.write_text(json.dumps({"coverage": {"country": "us", "US Census": {"geoid": "06", "state": "California"}},
-                              "protocol": "http", "data": "data.csv",
-                              "conform": {"format": "csv", "number": "N", "street": "S", "lon": "X", "lat": "Y"}}))
+    v1.write_text(
+        json.dumps(
+            {
+                "coverage": {"country": "us", "US Census": {"geoid": "06", "state": "California"}},
+                "protocol": "http",
+                "data": "data.csv",
+                "conform": {"format": "csv", "number": "N", "street": "S", "lon": "X", "lat": "Y"},
+            }
+        )
+    )
     assert main(["check", str(v1), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["valid"] is True
     code, state = process(capsys, v1, "addresses", tmp_path / "out")
@@ -86,12 +120,19 @@ def test_v1_source_is_checked_and_processed_as_its_primary_entry(tmp_path: Path,
 
 # ---------------------------------------------------------------------------------------------- process
 
-@pytest.mark.parametrize(("layer", "name", "count", "geometry"), [
-    ("addresses", "city", None, "Point"), ("parcels", "county", 256, "Polygon"),
-    ("buildings", "city", 256, "Polygon"), ("centerlines", "city", 9, "LineString")])
+
+@pytest.mark.parametrize(
+    ("layer", "name", "count", "geometry"),
+    [
+        ("addresses", "city", None, "Point"),
+        ("parcels", "county", 256, "Polygon"),
+        ("buildings", "city", 256, "Polygon"),
+        ("centerlines", "city", 9, "LineString"),
+    ],
+)
 def test_process_writes_every_file_of_the_contract_for_each_example_layer(
-        tmp_path: Path, capsys: pytest.CaptureFixture, layer: str, name: str, count: int | None,
-        geometry: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture, layer: str, name: str, count: int | None, geometry: str
+) -> None:
     extra = ["--name", name] if layer == "addresses" else []
     code, state = process(capsys, EXAMPLE, layer, tmp_path, *extra)
     assert code == 0, state
@@ -116,8 +157,11 @@ def test_process_example_centerlines_apply_maps_and_mph_to_kph(tmp_path: Path, c
     process(capsys, EXAMPLE, "centerlines", tmp_path)
     props = {f["properties"]["name"]: f["properties"] for f in read_features(tmp_path / "centerlines/city/out.geojson")}
     assert (props["SHATTUCK AVE"]["oneway"], props["SHATTUCK AVE"]["speed"]) == ("yes", "56")
-    assert (props["CEDAR ST"]["oneway"], props["CEDAR ST"]["speed"], props["CEDAR ST"]["classification"]) == \
-        ("no", "40", "residential")
+    assert (props["CEDAR ST"]["oneway"], props["CEDAR ST"]["speed"], props["CEDAR ST"]["classification"]) == (
+        "no",
+        "40",
+        "residential",
+    )
 
 
 def test_process_reports_progress_and_the_result_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -133,23 +177,31 @@ def test_process_skipped_entry_exits_zero_with_a_skipped_state(tmp_path: Path, c
     assert state["feature_count"] is None and state["files"]["output"] is None
 
 
-def test_process_unknown_name_is_a_usage_error_listing_the_choices(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture) -> None:
+def test_process_unknown_name_is_a_usage_error_listing_the_choices(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["process", str(EXAMPLE), "--layer", "addresses", "--name", "town", "--output", str(tmp_path)]) == 2
     assert "city, legacy" in capsys.readouterr().err
     assert main(["process", str(EXAMPLE), "--layer", "addresses", "--output", str(tmp_path)]) == 2
     assert "--name" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("conform", "csv", "problem", "detail"), [
-    ({"number": {"function": "regexp", "field": "HOUSE", "pattern": "^([0-9]+)"}, "street": "STREET"}, None,
-     "Could not conform source data", "HOUSE"),
-    ({"number": "NUM", "street": "STREET", "format": None}, None, "Unknown source conform format", "missing"),
-    ({"number": "NUM", "street": "STREET"}, "NUM,STREET,X,Y\n", "Found no features in source data", "no rows"),
-])
+@pytest.mark.parametrize(
+    ("conform", "csv", "problem", "detail"),
+    [
+        (
+            {"number": {"function": "regexp", "field": "HOUSE", "pattern": "^([0-9]+)"}, "street": "STREET"},
+            None,
+            "Could not conform source data",
+            "HOUSE",
+        ),
+        ({"number": "NUM", "street": "STREET", "format": None}, None, "Unknown source conform format", "missing"),
+        ({"number": "NUM", "street": "STREET"}, "NUM,STREET,X,Y\n", "Found no features in source data", "no rows"),
+    ],
+)
 def test_process_broken_inputs_give_their_problem_string_and_exit_one(
-        tmp_path: Path, capsys: pytest.CaptureFixture, conform: dict, csv: str | None, problem: str,
-        detail: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture, conform: dict, csv: str | None, problem: str, detail: str
+) -> None:
     source = csv_source(tmp_path, conform, **({"csv": csv} if csv else {}))
     code, state = process(capsys, source, "addresses", tmp_path / "out")
     assert code == 1
@@ -160,8 +212,13 @@ def test_process_broken_inputs_give_their_problem_string_and_exit_one(
 
 def test_process_unreadable_archive_is_a_download_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "data.zip").write_bytes(b"PK\x03\x04 this is not really a zip file")
-    layer = {"name": "city", "protocol": "http", "data": "data.zip", "compression": "zip",
-             "conform": {"format": "shapefile", "number": "N", "street": "S"}}
+    layer = {
+        "name": "city",
+        "protocol": "http",
+        "data": "data.zip",
+        "compression": "zip",
+        "conform": {"format": "shapefile", "number": "N", "street": "S"},
+    }
     source = write_source(tmp_path / "s.json", {"addresses": [layer]})
     code, state = process(capsys, source, "addresses", tmp_path / "out")
     assert code == 1 and state["source_problem"] in ("Could not download source data", "Could not conform source data")
@@ -169,13 +226,18 @@ def test_process_unreadable_archive_is_a_download_problem(tmp_path: Path, capsys
 
 
 def test_process_missing_conform_and_failing_acceptance_test_stop_before_download(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    no_conform = write_source(tmp_path / "a.json", {"addresses": [
-        {"name": "city", "protocol": "http", "data": "https://127.0.0.1:9/never.csv"}]})
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    no_conform = write_source(
+        tmp_path / "a.json",
+        {"addresses": [{"name": "city", "protocol": "http", "data": "https://127.0.0.1:9/never.csv"}]},
+    )
     code, state = process(capsys, no_conform, "addresses", tmp_path / "a")
     assert (code, state["source_problem"], state["fingerprint"]) == (1, "Source is missing a conform object", None)
-    test = {"description": "t", "acceptance-tests": [{"description": "c", "inputs": {"NUM": "1", "STREET": "A"},
-                                                      "expected": {"number": "2"}}]}
+    test = {
+        "description": "t",
+        "acceptance-tests": [{"description": "c", "inputs": {"NUM": "1", "STREET": "A"}, "expected": {"number": "2"}}],
+    }
     source = csv_source(tmp_path, {"number": "NUM", "street": "STREET"}, test=test)
     code, state = process(capsys, source, "addresses", tmp_path / "b")
     assert (code, state["source_problem"], state["tests_passed"]) == (1, "An acceptance test failed", False)
@@ -183,7 +245,8 @@ def test_process_missing_conform_and_failing_acceptance_test_stop_before_downloa
 
 
 def test_process_without_coverage_still_writes_output_and_records_the_problem(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     source = csv_source(tmp_path, {"number": "NUM", "street": "STREET"})
     data = json.loads(source.read_text())
     data["coverage"] = {"country": "us"}
@@ -200,9 +263,21 @@ def test_console_script_runs_process_end_to_end(tmp_path: Path) -> None:
         assert any(n.endswith("Parcels.shp") for n in zf.namelist())
     script = Path(sys.executable).with_name("oa-dagster")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "oa_dagster.cli"]
-    done = subprocess.run([*command, "process", str(source_dir / "sources/us/ca/berkeley_example.json"),
-                           "--layer", "parcels", "--output", str(tmp_path / "out"), "--no-preview"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            *command,
+            "process",
+            str(source_dir / "sources/us/ca/berkeley_example.json"),
+            "--layer",
+            "parcels",
+            "--output",
+            str(tmp_path / "out"),
+            "--no-preview",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "256 features" in done.stdout
     state = json.loads((tmp_path / "out/parcels/county/state.json").read_text())
@@ -218,6 +293,18 @@ def test_process_logs_to_the_stderr_of_each_call(tmp_path: Path) -> None:
     streams = [io.StringIO(), io.StringIO()]
     for n, stream in enumerate(streams):
         with contextlib.redirect_stderr(stream), contextlib.redirect_stdout(io.StringIO()):
-            assert main(["process", str(source), "--layer", "addresses", "--output", str(tmp_path / f"out{n}"),
-                         "--no-preview"]) == 0
+            assert (
+                main(
+                    [
+                        "process",
+                        str(source),
+                        "--layer",
+                        "addresses",
+                        "--output",
+                        str(tmp_path / f"out{n}"),
+                        "--no-preview",
+                    ]
+                )
+                == 0
+            )
     assert [s.getvalue().count("INFO oa-dagster") for s in streams] == [1, 1]

@@ -20,11 +20,18 @@ ADDRESS = {"number": "NUM", "street": "STREET"}
 OREGON_POINT = [-122.6308422, 45.4815544]
 
 
-def run(path: Path, conform: dict, tmp_path: Path, layer: str = "addresses", protocol: str = "http",
-        fingerprint: str = "f00d"):
+def run(
+    path: Path,
+    conform: dict,
+    tmp_path: Path,
+    layer: str = "addresses",
+    protocol: str = "http",
+    fingerprint: str = "f00d",
+):
     out = tmp_path / "out.geojson"
-    result = conform_file(path, layer=layer, conform=conform, protocol=protocol, fingerprint=fingerprint,
-                          out_path=out, log=LOG)
+    result = conform_file(
+        path, layer=layer, conform=conform, protocol=protocol, fingerprint=fingerprint, out_path=out, log=LOG
+    )
     return result, read_features(out)
 
 
@@ -33,8 +40,7 @@ def test_csv_in_a_projected_srs_is_reprojected_to_wgs84_lon_lat(tmp_path: Path) 
     # NAD83(HARN) datum shift the reference's GDAL did not, so the two agree to about 1.5 m
     path = tmp_path / "a.csv"
     path.write_text("NUM,STREET,X,Y\n5115,FRUITLAND RD,7655634.924,668868.414\n")
-    result, features = run(path, {**ADDRESS, "format": "csv", "lon": "X", "lat": "Y", "srs": "EPSG:2913"},
-                           tmp_path)
+    result, features = run(path, {**ADDRESS, "format": "csv", "lon": "X", "lat": "Y", "srs": "EPSG:2913"}, tmp_path)
     assert features[0]["geometry"]["type"] == "Point"
     assert features[0]["geometry"]["coordinates"] == pytest.approx(OREGON_POINT, abs=3e-5)
     assert result.bbox == features[0]["geometry"]["coordinates"] * 2
@@ -61,8 +67,14 @@ def test_csv_in_east_asian_encodings_is_decoded(tmp_path: Path, encoding: str) -
 def test_csv_without_a_header_row_names_columns_column1_to_n(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text("7,MAIN ST,-122.1,37.5\n9,OAK AVE,-122.2,37.6\n")
-    conform = {"format": "csv", "headers": -1, "number": "COLUMN1", "street": "COLUMN2", "lon": "COLUMN3",
-               "lat": "COLUMN4"}
+    conform = {
+        "format": "csv",
+        "headers": -1,
+        "number": "COLUMN1",
+        "street": "COLUMN2",
+        "lon": "COLUMN3",
+        "lat": "COLUMN4",
+    }
     _, features = run(path, conform, tmp_path)
     assert [f["properties"]["number"] for f in features] == ["7", "9"]
 
@@ -111,8 +123,13 @@ def test_shapefile_polygons_become_points_on_surface_for_addresses(tmp_path: Pat
 
 
 def test_lines_and_multipoints_become_single_points_for_addresses(tmp_path: Path) -> None:
-    shp = write_layer(tmp_path / "l.gpkg", [{"NUM": "1", "STREET": "A"}, {"NUM": "2", "STREET": "B"}],
-                      ["LINESTRING(0 0, 10 0)", "MULTIPOINT((5 5), (6 6))"], driver="GPKG", geometry_type="Unknown")
+    shp = write_layer(
+        tmp_path / "l.gpkg",
+        [{"NUM": "1", "STREET": "A"}, {"NUM": "2", "STREET": "B"}],
+        ["LINESTRING(0 0, 10 0)", "MULTIPOINT((5 5), (6 6))"],
+        driver="GPKG",
+        geometry_type="Unknown",
+    )
     _, features = run(shp, {**ADDRESS, "format": "gpkg"}, tmp_path)
     import shapely
 
@@ -123,22 +140,37 @@ def test_lines_and_multipoints_become_single_points_for_addresses(tmp_path: Path
 
 
 def test_shapefile_with_its_own_projection_is_reprojected(tmp_path: Path) -> None:
-    shp = write_layer(tmp_path / "pts.shp", [{"NUM": "5115", "STREET": "FRUITLAND RD"}],
-                      ["POINT(7655634.924 668868.414)"], driver="ESRI Shapefile", crs="EPSG:2913")
+    shp = write_layer(
+        tmp_path / "pts.shp",
+        [{"NUM": "5115", "STREET": "FRUITLAND RD"}],
+        ["POINT(7655634.924 668868.414)"],
+        driver="ESRI Shapefile",
+        crs="EPSG:2913",
+    )
     _, features = run(shp, {**ADDRESS, "format": "shapefile"}, tmp_path)
     assert features[0]["geometry"]["coordinates"] == pytest.approx(OREGON_POINT, abs=3e-5)
 
 
 def test_geographic_srs_override_is_read_as_lon_lat_without_axis_swap(tmp_path: Path) -> None:
-    shp = write_layer(tmp_path / "pts.shp", [{"NUM": "1", "STREET": "BROADWAY"}], ["POINT(-122.26 37.80)"],
-                      driver="ESRI Shapefile", crs=None)
+    shp = write_layer(
+        tmp_path / "pts.shp",
+        [{"NUM": "1", "STREET": "BROADWAY"}],
+        ["POINT(-122.26 37.80)"],
+        driver="ESRI Shapefile",
+        crs=None,
+    )
     _, features = run(shp, {**ADDRESS, "format": "shapefile", "srs": "EPSG:4326"}, tmp_path)
     assert features[0]["geometry"]["coordinates"] == [-122.26, 37.8]
 
 
 def test_latin1_shapefile_without_cpg_is_decoded_as_latin1(tmp_path: Path) -> None:
-    shp = write_layer(tmp_path / "pts.shp", [{"NUM": "1", "STREET": "Calle Peñón"}, {"NUM": "2", "STREET": "Plain"}],
-                      ["POINT(-3.7 40.4)", "POINT(-3.8 40.5)"], driver="ESRI Shapefile", encoding="ISO-8859-1")
+    shp = write_layer(
+        tmp_path / "pts.shp",
+        [{"NUM": "1", "STREET": "Calle Peñón"}, {"NUM": "2", "STREET": "Plain"}],
+        ["POINT(-3.7 40.4)", "POINT(-3.8 40.5)"],
+        driver="ESRI Shapefile",
+        encoding="ISO-8859-1",
+    )
     (tmp_path / "pts.cpg").unlink(missing_ok=True)
     _, features = run(shp, {**ADDRESS, "format": "shapefile"}, tmp_path)
     assert [f["properties"]["street"] for f in features] == ["Calle Peñón", "Plain"]
@@ -148,38 +180,61 @@ def test_integral_doubles_keep_every_digit_and_no_exponent(tmp_path: Path) -> No
     import pyogrio
 
     gpkg = tmp_path / "p.gpkg"
-    table = pa.table({"PIN": pa.array([12345678901.0, 12.5]), "geometry": pa.array(
-        [shapely.to_wkb(shapely.box(0, 0, 1, 1)), shapely.to_wkb(shapely.box(1, 1, 2, 2))], pa.binary())})
-    pyogrio.write_arrow(table, gpkg, driver="GPKG", geometry_name="geometry", geometry_type="Polygon",
-                        crs="EPSG:4326")
+    table = pa.table(
+        {
+            "PIN": pa.array([12345678901.0, 12.5]),
+            "geometry": pa.array(
+                [shapely.to_wkb(shapely.box(0, 0, 1, 1)), shapely.to_wkb(shapely.box(1, 1, 2, 2))], pa.binary()
+            ),
+        }
+    )
+    pyogrio.write_arrow(table, gpkg, driver="GPKG", geometry_name="geometry", geometry_type="Polygon", crs="EPSG:4326")
     _, features = run(gpkg, {"format": "gpkg", "pid": "PIN"}, tmp_path, layer="parcels")
     assert [f["properties"]["pid"] for f in features] == ["12345678901", "12.5"]
     path = tmp_path / "a.geojson"
-    path.write_text(feature_collection([({"ID": v}, {"type": "Point", "coordinates": [1, 2]})
-                                        for v in (123456789012, 12.5, 9007199254740993)]))
+    path.write_text(
+        feature_collection(
+            [({"ID": v}, {"type": "Point", "coordinates": [1, 2]}) for v in (123456789012, 12.5, 9007199254740993)]
+        )
+    )
     _, features = run(path, {"format": "geojson", "pid": "ID"}, tmp_path, layer="parcels")
     assert [f["properties"]["pid"] for f in features] == ["123456789012", "12.5", "9007199254740993"]
 
 
 def test_one_shape_outside_its_projection_is_left_out_not_fatal(tmp_path: Path) -> None:
-    gpkg = write_layer(tmp_path / "p.gpkg", [{"PID": "ok"}, {"PID": "far"}],
-                       ["POLYGON((500000 4100000,500100 4100000,500100 4100100,500000 4100000))",
-                        "POLYGON((1e12 1e12,1e12 2e12,2e12 2e12,1e12 1e12))"], driver="GPKG", crs="EPSG:32610")
+    gpkg = write_layer(
+        tmp_path / "p.gpkg",
+        [{"PID": "ok"}, {"PID": "far"}],
+        [
+            "POLYGON((500000 4100000,500100 4100000,500100 4100100,500000 4100000))",
+            "POLYGON((1e12 1e12,1e12 2e12,2e12 2e12,1e12 1e12))",
+        ],
+        driver="GPKG",
+        crs="EPSG:32610",
+    )
     result, features = run(gpkg, {"format": "gpkg", "pid": "PID"}, tmp_path, layer="parcels")
     assert [f["properties"]["pid"] for f in features] == ["ok"] and result.features_out_of_range == 1
 
 
 def test_shapefile_without_projection_in_projected_units_is_refused(tmp_path: Path) -> None:
-    shp = write_layer(tmp_path / "pts.shp", [{"NUM": "1", "STREET": "A"}], ["POINT(7655634 668868)"],
-                      driver="ESRI Shapefile", crs=None)
+    shp = write_layer(
+        tmp_path / "pts.shp",
+        [{"NUM": "1", "STREET": "A"}],
+        ["POINT(7655634 668868)"],
+        driver="ESRI Shapefile",
+        crs=None,
+    )
     with pytest.raises(ConformError, match="no projection"):
         run(shp, {**ADDRESS, "format": "shapefile"}, tmp_path)
 
 
 def test_geojson_srs_is_honoured(tmp_path: Path) -> None:
     path = tmp_path / "a.geojson"
-    path.write_text(feature_collection([({"NUM": 5115, "STREET": "FRUITLAND RD"},
-                                         {"type": "Point", "coordinates": [7655634.924, 668868.414]})]))
+    path.write_text(
+        feature_collection(
+            [({"NUM": 5115, "STREET": "FRUITLAND RD"}, {"type": "Point", "coordinates": [7655634.924, 668868.414]})]
+        )
+    )
     _, features = run(path, {**ADDRESS, "format": "geojson", "srs": "EPSG:2913"}, tmp_path)
     assert features[0]["geometry"]["coordinates"] == pytest.approx(OREGON_POINT, abs=3e-5)
     assert features[0]["properties"]["number"] == "5115"
@@ -187,11 +242,13 @@ def test_geojson_srs_is_honoured(tmp_path: Path) -> None:
 
 def test_newline_delimited_geojson_with_mixed_property_types_is_read(tmp_path: Path) -> None:
     path = tmp_path / "a.geojsonl"
-    lines = ['{"type":"Feature","properties":{"NUM":12,"STREET":"A ST","EXTRA":{"k":1}},'
-             '"geometry":{"type":"Point","coordinates":[-1.5,52.1]}}',
-             '{"type":"Feature","properties":{"NUM":"12B","STREET":"B ST"},'
-             '"geometry":{"type":"Polygon","coordinates":[[[0,0],[2,0],[2,2],[0,2],[0,0]]]}}',
-             '{"type":"Feature","properties":{"NUM":"3","STREET":"C ST"},"geometry":null}']
+    lines = [
+        '{"type":"Feature","properties":{"NUM":12,"STREET":"A ST","EXTRA":{"k":1}},'
+        '"geometry":{"type":"Point","coordinates":[-1.5,52.1]}}',
+        '{"type":"Feature","properties":{"NUM":"12B","STREET":"B ST"},'
+        '"geometry":{"type":"Polygon","coordinates":[[[0,0],[2,0],[2,2],[0,2],[0,0]]]}}',
+        '{"type":"Feature","properties":{"NUM":"3","STREET":"C ST"},"geometry":null}',
+    ]
     path.write_text("\n".join(lines) + "\n")
     result, features = run(path, {**ADDRESS, "format": "geojson"}, tmp_path)
     assert [f["properties"]["number"] for f in features] == ["12", "12B"]
@@ -211,8 +268,9 @@ def test_gzipped_geojson_members_are_read_after_unpacking(tmp_path: Path) -> Non
 def test_geopackage_layer_is_chosen_by_name(tmp_path: Path) -> None:
     gpkg = tmp_path / "a.gpkg"
     write_layer(gpkg, [{"PID": "wrong"}], ["POINT(1 1)"], driver="GPKG", layer="other")
-    write_layer(gpkg, [{"PID": "APN-1"}], ["POLYGON((0 0,1 0,1 1,0 1,0 0))"], driver="GPKG", layer="parcels",
-                append=False)
+    write_layer(
+        gpkg, [{"PID": "APN-1"}], ["POLYGON((0 0,1 0,1 1,0 1,0 0))"], driver="GPKG", layer="parcels", append=False
+    )
     _, features = run(gpkg, {"format": "gpkg", "layer": "parcels", "pid": "PID"}, tmp_path, layer="parcels")
     assert features[0]["properties"] == {"hash": features[0]["properties"]["hash"], "pid": "APN-1"}
     assert features[0]["geometry"]["type"] == "Polygon"
@@ -220,10 +278,17 @@ def test_geopackage_layer_is_chosen_by_name(tmp_path: Path) -> None:
 
 def test_file_geodatabase_layer_by_index_and_unknown_name(tmp_path: Path) -> None:
     gdb = tmp_path / "city.gdb"
-    write_layer(gdb, [{"BID": "b1", "HGT": "12.5", "LVL": "3"}], ["POLYGON((0 0,1 0,1 1,0 1,0 0))"],
-                driver="OpenFileGDB", layer="Buildings", geometry_type="Polygon")
-    _, features = run(gdb, {"format": "gdb", "layer": 0, "id": "BID", "height": "HGT", "levels": "LVL"},
-                      tmp_path, layer="buildings")
+    write_layer(
+        gdb,
+        [{"BID": "b1", "HGT": "12.5", "LVL": "3"}],
+        ["POLYGON((0 0,1 0,1 1,0 1,0 0))"],
+        driver="OpenFileGDB",
+        layer="Buildings",
+        geometry_type="Polygon",
+    )
+    _, features = run(
+        gdb, {"format": "gdb", "layer": 0, "id": "BID", "height": "HGT", "levels": "LVL"}, tmp_path, layer="buildings"
+    )
     props = features[0]["properties"]
     assert (props["id"], props["height"], props["levels"]) == ("b1", "12.5", "3")
     with pytest.raises(ConformError, match="'Roads' not found"):
@@ -231,8 +296,13 @@ def test_file_geodatabase_layer_by_index_and_unknown_name(tmp_path: Path) -> Non
 
 
 def test_gml_is_read_through_ogr(tmp_path: Path) -> None:
-    gml = write_layer(tmp_path / "a.gml", [{"NUM": "3", "STREET": "Hauptstraße"}], ["POINT(10.0 53.55)"],
-                      driver="GML", crs="EPSG:4326")
+    gml = write_layer(
+        tmp_path / "a.gml",
+        [{"NUM": "3", "STREET": "Hauptstraße"}],
+        ["POINT(10.0 53.55)"],
+        driver="GML",
+        crs="EPSG:4326",
+    )
     _, features = run(gml, {**ADDRESS, "format": "xml"}, tmp_path)
     assert features[0]["properties"]["street"] == "Hauptstraße"
     lon, lat = features[0]["geometry"]["coordinates"]
@@ -244,22 +314,47 @@ def test_centerlines_keep_lines_rounded_to_seven_decimals(tmp_path: Path) -> Non
     shp = write_layer(tmp_path / "roads.shp", [{"NAME": "MAIN ST", "SPD": "25"}], [line], driver="ESRI Shapefile")
     conform = {"format": "shapefile", "name": "NAME", "speed": {"function": "mph_to_kph", "field": "SPD"}}
     _, features = run(shp, conform, tmp_path, layer="centerlines")
-    assert features[0]["geometry"] == {"type": "LineString",
-                                       "coordinates": [[-122.1234568, 37.9876543], [-122.2, 37.9]]}
-    assert list(features[0]["properties"]) == ["hash", "id", "name", "oneway", "speed", "classification",
-                                               "surface", "addr_from_left", "addr_to_left", "addr_from_right",
-                                               "addr_to_right", "zip_left", "zip_right"]
+    assert features[0]["geometry"] == {
+        "type": "LineString",
+        "coordinates": [[-122.1234568, 37.9876543], [-122.2, 37.9]],
+    }
+    assert list(features[0]["properties"]) == [
+        "hash",
+        "id",
+        "name",
+        "oneway",
+        "speed",
+        "classification",
+        "surface",
+        "addr_from_left",
+        "addr_to_left",
+        "addr_from_right",
+        "addr_to_right",
+        "zip_left",
+        "zip_right",
+    ]
     assert features[0]["properties"]["speed"] == "40"
 
 
 def test_address_properties_are_strings_in_contract_order_with_integer_accuracy(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text("NUM,STREET,X,Y\n12.0, Main St ,1,2\n")
-    _, features = run(path, {**ADDRESS, "format": "csv", "lon": "X", "lat": "Y", "accuracy": 1,
-                             "city": "MISSING_COLUMN"}, tmp_path)
+    _, features = run(
+        path, {**ADDRESS, "format": "csv", "lon": "X", "lat": "Y", "accuracy": 1, "city": "MISSING_COLUMN"}, tmp_path
+    )
     props = features[0]["properties"]
-    assert list(props) == ["hash", "number", "street", "unit", "city", "district", "region", "postcode", "id",
-                           "accuracy"]
+    assert list(props) == [
+        "hash",
+        "number",
+        "street",
+        "unit",
+        "city",
+        "district",
+        "region",
+        "postcode",
+        "id",
+        "accuracy",
+    ]
     assert (props["number"], props["street"], props["city"], props["accuracy"]) == ("12", "Main St", "", 1)
     assert len(props["hash"]) == 16 and int(props["hash"], 16) >= 0
 
@@ -276,16 +371,19 @@ def test_hash_is_stable_for_the_same_download_and_changes_with_the_fingerprint(t
 
 def test_arcgis_dump_is_not_reprojected_a_second_time(tmp_path: Path) -> None:
     path = tmp_path / "cache.geojsonl"
-    path.write_text('{"type":"Feature","properties":{"NUM":"1","STREET":"A"},'
-                    '"geometry":{"type":"Point","coordinates":[36.23,49.99]}}\n')
+    path.write_text(
+        '{"type":"Feature","properties":{"NUM":"1","STREET":"A"},'
+        '"geometry":{"type":"Point","coordinates":[36.23,49.99]}}\n'
+    )
     _, features = run(path, {**ADDRESS, "format": "geojson", "srs": "EPSG:28467"}, tmp_path, protocol="ESRI")
     assert features[0]["geometry"]["coordinates"] == [36.23, 49.99]
 
 
 def test_json_special_characters_in_values_are_escaped(tmp_path: Path) -> None:
     path = tmp_path / "a.geojson"
-    path.write_text(feature_collection([({"NUM": "1", "STREET": 'The "Q" \\ Rd\ttab'},
-                                         {"type": "Point", "coordinates": [1, 2]})]))
+    path.write_text(
+        feature_collection([({"NUM": "1", "STREET": 'The "Q" \\ Rd\ttab'}, {"type": "Point", "coordinates": [1, 2]})])
+    )
     _, features = run(path, {**ADDRESS, "format": "geojson"}, tmp_path)
     assert features[0]["properties"]["street"] == 'The "Q" \\ Rd\ttab'
 

@@ -39,13 +39,16 @@ def _assets(defs: dg.Definitions) -> dict[str, Any]:
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         shape[key.to_user_string()] = {
-            "group": node.group_name, "kinds": sorted(node.kinds), "owners": list(node.owners),
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "owners": list(node.owners),
             "tags": {k: v for k, v in sorted(node.tags.items()) if not k.startswith("dagster/kind/")},
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "partitions": str(node.partitions_def) if node.partitions_def else None,
             "backfill_policy": str(node.backfill_policy) if node.backfill_policy else None,
             "freshness_policy": repr(node.freshness_policy) if node.freshness_policy else None,
-            "pools": sorted(node.pools or ()), "materializable": node.is_materializable,
+            "pools": sorted(node.pools or ()),
+            "materializable": node.is_materializable,
             "checks": {c.name: graph.get_check_spec(c).description for c in sorted(node.check_keys, key=str)},
             "code": _code_files(node.metadata),
         }
@@ -53,10 +56,16 @@ def _assets(defs: dg.Definitions) -> dict[str, Any]:
 
 
 def _jobs(defs: dg.Definitions) -> dict[str, Any]:
-    return {job.name: {"tags": dict(sorted(job.tags.items())), "executor": job.executor_def.name,
-                       "assets": sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys),
-                       "ops": sorted(node.name for node in job.nodes_in_topological_order)}
-            for job in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name) if not job.name.startswith("__")}
+    return {
+        job.name: {
+            "tags": dict(sorted(job.tags.items())),
+            "executor": job.executor_def.name,
+            "assets": sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys),
+            "ops": sorted(node.name for node in job.nodes_in_topological_order),
+        }
+        for job in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name)
+        if not job.name.startswith("__")
+    }
 
 
 def definitions_shape(tmp_path: Path) -> dict[str, Any]:
@@ -64,20 +73,36 @@ def definitions_shape(tmp_path: Path) -> dict[str, Any]:
     local = build_definitions(local_resources(tmp_path))
     production = build_definitions(local_resources(tmp_path), schedule_running=True)
     schedules = {
-        schedule.name: {"job": schedule.job_name, "cron": schedule.cron_schedule,
-                        "timezone": schedule.execution_timezone,
-                        "default_status": {name: defs.resolve_schedule_def(schedule.name).default_status.value
-                                           for name, defs in (("local", local), ("production", production))}}
-        for schedule in sorted((local.resolve_schedule_def(s.name) for s in local.schedules), key=lambda s: s.name)}
+        schedule.name: {
+            "job": schedule.job_name,
+            "cron": schedule.cron_schedule,
+            "timezone": schedule.execution_timezone,
+            "default_status": {
+                name: defs.resolve_schedule_def(schedule.name).default_status.value
+                for name, defs in (("local", local), ("production", production))
+            },
+        }
+        for schedule in sorted((local.resolve_schedule_def(s.name) for s in local.schedules), key=lambda s: s.name)
+    }
     sensors = {
-        sensor.name: {"jobs": sorted(t.job_name for t in sensor.targets), "default_status": {
-            name: defs.resolve_sensor_def(sensor.name).default_status.value
-            for name, defs in (("local", local), ("production", production))},
-            "minimum_interval_seconds": sensor.minimum_interval_seconds}
-        for sensor in sorted((local.resolve_sensor_def(s.name) for s in local.sensors), key=lambda s: s.name)}
+        sensor.name: {
+            "jobs": sorted(t.job_name for t in sensor.targets),
+            "default_status": {
+                name: defs.resolve_sensor_def(sensor.name).default_status.value
+                for name, defs in (("local", local), ("production", production))
+            },
+            "minimum_interval_seconds": sensor.minimum_interval_seconds,
+        }
+        for sensor in sorted((local.resolve_sensor_def(s.name) for s in local.sensors), key=lambda s: s.name)
+    }
     tags = {name: value for name, value in sorted(vars(run_tags).items()) if name.isupper()}
-    return {"assets": _assets(local), "jobs": _jobs(local), "schedules": schedules, "sensors": sensors,
-            "run_tags": tags}
+    return {
+        "assets": _assets(local),
+        "jobs": _jobs(local),
+        "schedules": schedules,
+        "sensors": sensors,
+        "run_tags": tags,
+    }
 
 
 def test_definitions_match_the_committed_snapshot(tmp_path: Path) -> None:
@@ -85,23 +110,42 @@ def test_definitions_match_the_committed_snapshot(tmp_path: Path) -> None:
     if os.environ.get("OA_UPDATE_SNAPSHOT") == "1":
         SNAPSHOT.write_text(current)
     committed = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
-    diff = "".join(difflib.unified_diff(committed.splitlines(True), current.splitlines(True),
-                                        "committed snapshot", "the definitions now"))
-    assert not diff, ("the definitions changed; if intended, regenerate the snapshot with OA_UPDATE_SNAPSHOT=1 "
-                      f"and commit it:\n{diff}")
+    diff = "".join(
+        difflib.unified_diff(
+            committed.splitlines(True), current.splitlines(True), "committed snapshot", "the definitions now"
+        )
+    )
+    assert not diff, (
+        "the definitions changed; if intended, regenerate the snapshot with OA_UPDATE_SNAPSHOT=1 "
+        f"and commit it:\n{diff}"
+    )
 
 
 def test_definitions_have_the_layer_assets_checks_jobs_schedule_and_sensor(tmp_path: Path) -> None:
     defs = build_definitions(local_resources(tmp_path))
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
-        "source_catalog", "addresses", "parcels", "buildings", "centerlines", "set_progress"}
+        "source_catalog",
+        "addresses",
+        "parcels",
+        "buildings",
+        "centerlines",
+        "set_progress",
+    }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert {name for layer, name in checks if layer == "parcels"} == {"output_valid", "output_quality"}
     assert ("addresses", "output_quality") in checks
     jobs = {job.name for job in defs.resolve_all_job_defs()} - {"__ASSET_JOB"}
-    assert jobs == {"source_catalog_job", "launch_changed_entries_job", "addresses_job", "parcels_job",
-                    "buildings_job", "centerlines_job", "accept_held_run_job", "cleanup_job"}  # every one `*_job`
+    assert jobs == {
+        "source_catalog_job",
+        "launch_changed_entries_job",
+        "addresses_job",
+        "parcels_job",
+        "buildings_job",
+        "centerlines_job",
+        "accept_held_run_job",
+        "cleanup_job",
+    }  # every one `*_job`
     assert defs.resolve_schedule_def("weekly_set").cron_schedule == "0 3 * * 6"
     cleanup = defs.resolve_schedule_def("daily_cleanup")
     assert cleanup.job_name == "cleanup_job" and cleanup.default_status == dg.DefaultScheduleStatus.STOPPED
@@ -132,8 +176,14 @@ def test_deployment_is_chosen_by_oa_env_only() -> None:
 def test_dagster_definitions_validate_accepts_the_workspace(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "OA_ENV": "local"}
     dagster = Path(sys.executable).with_name("dagster")
-    done = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -159,12 +209,19 @@ def test_the_rules_the_run_tags_and_the_domain_library_import_no_dagster() -> No
     modules = sorted(
         ".".join(path.relative_to(ROOT).with_suffix("").parts)
         for folder in ("platform", "sources", "fetch", "conform")
-        for path in (ROOT / "oa_dagster" / folder).rglob("*.py") if path.name != "__init__.py"
-    ) + ["oa_dagster.run_tags", "oa_dagster.process", "oa_dagster.assets.layers_worker",
-         "oa_dagster.assets.layers_event_writes"]
-    code = ("import importlib, sys\n"
-            f"for name in {modules!r}: importlib.import_module(name)\n"
-            "print(sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')))")
+        for path in (ROOT / "oa_dagster" / folder).rglob("*.py")
+        if path.name != "__init__.py"
+    ) + [
+        "oa_dagster.run_tags",
+        "oa_dagster.process",
+        "oa_dagster.assets.layers_worker",
+        "oa_dagster.assets.layers_event_writes",
+    ]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", f"imported by {modules}: {done.stdout}"

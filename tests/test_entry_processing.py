@@ -35,7 +35,8 @@ def test_a_ci_job_publishes_an_entry_under_its_own_root_and_leaves_production_al
 
 def test_an_entry_the_catalog_lacks_is_a_result_not_an_exception(tmp_path: Path) -> None:
     options = EntryOptions(work_root=tmp_path / "work", preview=False)
-    result = process_entry(_catalog(tmp_path), "addresses", "us/xx/nowhere/city", LocalStore(tmp_path / "data"),
-                           options, run_id="r1")
+    result = process_entry(
+        _catalog(tmp_path), "addresses", "us/xx/nowhere/city", LocalStore(tmp_path / "data"), options, run_id="r1"
+    )
     assert result.source_problem == NOT_IN_CATALOG and "us/xx/nowhere/city" in (result.problem_detail or "")
     assert not result.has_output and result.state is None and not result.worth_retrying

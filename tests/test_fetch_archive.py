@@ -40,8 +40,9 @@ def test_conform_file_selects_shapefile_and_sidecars(tmp_path: Path) -> None:
     members |= {"data/other.shp": b".", "readme.txt": b"."}
     archive = _zip(tmp_path / "cache.zip", members)
     files = unpack(archive, tmp_path / "out", compression="zip", conform_file="DATA/Parcels.shp")
-    assert _names(files, (tmp_path / "out").resolve()) == {f"data/parcels.{e}" for e in
-                                                           ("shp", "shx", "dbf", "prj", "cpg")}
+    assert _names(files, (tmp_path / "out").resolve()) == {
+        f"data/parcels.{e}" for e in ("shp", "shx", "dbf", "prj", "cpg")
+    }
 
 
 def test_conform_file_without_in_zip_directory_still_matches(tmp_path: Path) -> None:
@@ -93,8 +94,7 @@ def test_compression_zip_on_a_non_zip_is_refused(tmp_path: Path) -> None:
         unpack(html, tmp_path / "out", compression="zip", conform_file=None)
 
 
-@pytest.mark.parametrize("member", ["../evil.csv", "a/../../evil.csv", "/etc/evil.csv", "C:/evil.csv",
-                                    "..\\evil.csv"])
+@pytest.mark.parametrize("member", ["../evil.csv", "a/../../evil.csv", "/etc/evil.csv", "C:/evil.csv", "..\\evil.csv"])
 def test_zip_member_outside_workdir_is_refused(tmp_path: Path, member: str) -> None:
     archive = _zip(tmp_path / "cache.zip", {"ok.csv": b"a\n", member: b"pwned"})
     with pytest.raises(DownloadError, match="unsafe archive member path"):
@@ -118,8 +118,13 @@ def test_zip_bomb_is_refused_by_ratio(tmp_path: Path) -> None:
 def test_zip_over_the_unpacked_size_cap_is_refused(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "cache.zip", {"a.csv": b"1234567890" * 1000})
     with pytest.raises(DownloadError, match="decompressed size cap"):
-        unpack(archive, tmp_path / "out", compression="zip", conform_file=None,
-               limits=FetchOptions(max_unpacked_bytes=5000))
+        unpack(
+            archive,
+            tmp_path / "out",
+            compression="zip",
+            conform_file=None,
+            limits=FetchOptions(max_unpacked_bytes=5000),
+        )
 
 
 def test_zip_with_lying_size_header_is_stopped_while_writing(tmp_path: Path) -> None:
@@ -127,11 +132,12 @@ def test_zip_with_lying_size_header_is_stopped_while_writing(tmp_path: Path) -> 
     data = bytearray(path.read_bytes())
     # rewrite the central directory's uncompressed size (offset 24 in the entry) to claim 10 bytes
     central = data.rfind(b"PK\x01\x02")
-    data[central + 24:central + 28] = (10).to_bytes(4, "little")
+    data[central + 24 : central + 28] = (10).to_bytes(4, "little")
     path.write_bytes(bytes(data))
     with pytest.raises(DownloadError):
-        unpack(path, tmp_path / "out", compression="zip", conform_file=None,
-               limits=FetchOptions(max_unpacked_bytes=5000))
+        unpack(
+            path, tmp_path / "out", compression="zip", conform_file=None, limits=FetchOptions(max_unpacked_bytes=5000)
+        )
 
 
 def test_gzip_bomb_is_refused(tmp_path: Path) -> None:

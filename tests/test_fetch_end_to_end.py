@@ -17,15 +17,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _process(tmp_path: Path, layer: str, entry: dict[str, Any]) -> tuple[subprocess.CompletedProcess, Path]:
-    source = {"schema": 2, "coverage": {"country": "us", "state": "ca"},
-              "layers": {layer: [{"name": "test", "license": {"text": "public domain"}, **entry}]}}
+    source = {
+        "schema": 2,
+        "coverage": {"country": "us", "state": "ca"},
+        "layers": {layer: [{"name": "test", "license": {"text": "public domain"}, **entry}]},
+    }
     path = tmp_path / "xx" / "test.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(source))
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "oa_dagster.cli", "process", str(path), "--layer", layer,
-                             "--output", str(out), "--no-preview", "-q"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "oa_dagster.cli",
+            "process",
+            str(path),
+            "--layer",
+            layer,
+            "--output",
+            str(out),
+            "--no-preview",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     return result, out / layer / "test"
 
 
@@ -35,8 +54,11 @@ def _features(run_dir: Path) -> list[dict[str, Any]]:
 
 def test_arcgis_addresses_end_to_end(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
     url = arcgis_server.add_layer("addr", FakeLayer(point_features(1200), max_record_count=500))
-    result, run_dir = _process(tmp_path, "addresses", {
-        "protocol": "ESRI", "data": url, "conform": {"format": "geojson", "number": "NUMBER", "street": "STREET"}})
+    result, run_dir = _process(
+        tmp_path,
+        "addresses",
+        {"protocol": "ESRI", "data": url, "conform": {"format": "geojson", "number": "NUMBER", "street": "STREET"}},
+    )
     assert result.returncode == 0, result.stderr
     state = json.loads((run_dir / "state.json").read_text())
     assert state["feature_count"] == 1200 and state["files"]["cache"] == "cache.geojsonl"
@@ -51,10 +73,13 @@ def test_arcgis_parcels_polygons_end_to_end(arcgis_server: FakeArcGISServer, tmp
         x, y = -122 + (i % 20) * 0.001, 37 + (i // 20) * 0.001
         ring = [[x, y], [x, y + 0.0009], [x + 0.0009, y + 0.0009], [x + 0.0009, y], [x, y]]
         features.append({"attributes": {"OBJECTID": i, "APN": f"P-{i}"}, "geometry": {"rings": [ring]}})
-    url = arcgis_server.add_layer("parcels", FakeLayer(features, geometry_type="esriGeometryPolygon",
-                                                       max_record_count=100, supports_geojson=False))
-    result, run_dir = _process(tmp_path, "parcels", {
-        "protocol": "ESRI", "data": url, "conform": {"format": "geojson", "pid": "APN"}})
+    url = arcgis_server.add_layer(
+        "parcels",
+        FakeLayer(features, geometry_type="esriGeometryPolygon", max_record_count=100, supports_geojson=False),
+    )
+    result, run_dir = _process(
+        tmp_path, "parcels", {"protocol": "ESRI", "data": url, "conform": {"format": "geojson", "pid": "APN"}}
+    )
     assert result.returncode == 0, result.stderr
     out = _features(run_dir)
     assert len(out) == 300 and out[0]["properties"]["pid"] == "P-1"
@@ -62,13 +87,20 @@ def test_arcgis_parcels_polygons_end_to_end(arcgis_server: FakeArcGISServer, tmp
 
 
 def test_arcgis_centerlines_end_to_end(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
-    features = [{"attributes": {"OBJECTID": i, "FULLNAME": f"Road {i}"},
-                 "geometry": {"paths": [[[-122 + i * 0.001, 37.0], [-122 + i * 0.001, 37.01]]]}}
-                for i in range(1, 151)]
-    url = arcgis_server.add_layer("roads", FakeLayer(features, geometry_type="esriGeometryPolyline",
-                                                     max_record_count=50, supports_pagination=False))
-    result, run_dir = _process(tmp_path, "centerlines", {
-        "protocol": "ESRI", "data": url, "conform": {"format": "geojson", "name": "FULLNAME"}})
+    features = [
+        {
+            "attributes": {"OBJECTID": i, "FULLNAME": f"Road {i}"},
+            "geometry": {"paths": [[[-122 + i * 0.001, 37.0], [-122 + i * 0.001, 37.01]]]},
+        }
+        for i in range(1, 151)
+    ]
+    url = arcgis_server.add_layer(
+        "roads",
+        FakeLayer(features, geometry_type="esriGeometryPolyline", max_record_count=50, supports_pagination=False),
+    )
+    result, run_dir = _process(
+        tmp_path, "centerlines", {"protocol": "ESRI", "data": url, "conform": {"format": "geojson", "name": "FULLNAME"}}
+    )
     assert result.returncode == 0, result.stderr
     out = _features(run_dir)
     assert len(out) == 150 and out[0]["geometry"]["type"] == "LineString"
@@ -77,8 +109,11 @@ def test_arcgis_centerlines_end_to_end(arcgis_server: FakeArcGISServer, tmp_path
 
 def test_arcgis_token_required_end_to_end(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
     url = arcgis_server.add_layer("secret", FakeLayer(point_features(5), token_required=True))
-    result, run_dir = _process(tmp_path, "addresses", {
-        "protocol": "ESRI", "data": url, "conform": {"format": "geojson", "number": "NUMBER", "street": "STREET"}})
+    result, run_dir = _process(
+        tmp_path,
+        "addresses",
+        {"protocol": "ESRI", "data": url, "conform": {"format": "geojson", "number": "NUMBER", "street": "STREET"}},
+    )
     assert result.returncode == 1
     state = json.loads((run_dir / "state.json").read_text())
     assert state["source_problem"] == "Missing required ESRI token"
@@ -87,8 +122,11 @@ def test_arcgis_token_required_end_to_end(arcgis_server: FakeArcGISServer, tmp_p
 
 def test_arcgis_truncated_dump_end_to_end(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
     url = arcgis_server.add_layer("short", FakeLayer(point_features(200), max_record_count=100, count_extra=10))
-    result, run_dir = _process(tmp_path, "addresses", {
-        "protocol": "ESRI", "data": url, "conform": {"format": "geojson", "number": "NUMBER", "street": "STREET"}})
+    result, run_dir = _process(
+        tmp_path,
+        "addresses",
+        {"protocol": "ESRI", "data": url, "conform": {"format": "geojson", "number": "NUMBER", "street": "STREET"}},
+    )
     assert result.returncode == 1
     state = json.loads((run_dir / "state.json").read_text())
     assert state["source_problem"] == "Could not download source data"
@@ -101,10 +139,22 @@ def test_zip_url_without_compression_end_to_end(download_server: DownloadServer,
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("export/points.csv", "NUMBER,STREET,LON,LAT\n1,Main St,-122.1,37.5\n2,Oak Ave,-122.2,37.6\n")
     download_server.route("/addresses.zip", body=buffer.getvalue())
-    result, run_dir = _process(tmp_path, "addresses", {
-        "protocol": "http", "data": download_server.url("/addresses.zip"),
-        "conform": {"format": "csv", "file": "points.csv", "number": "NUMBER", "street": "STREET",
-                    "lon": "LON", "lat": "LAT"}})
+    result, run_dir = _process(
+        tmp_path,
+        "addresses",
+        {
+            "protocol": "http",
+            "data": download_server.url("/addresses.zip"),
+            "conform": {
+                "format": "csv",
+                "file": "points.csv",
+                "number": "NUMBER",
+                "street": "STREET",
+                "lon": "LON",
+                "lat": "LAT",
+            },
+        },
+    )
     assert result.returncode == 0, result.stderr
     assert len(_features(run_dir)) == 2
     assert json.loads((run_dir / "state.json").read_text())["files"]["cache"] == "cache.zip"
@@ -115,9 +165,16 @@ def test_zip_slip_end_to_end_is_refused(download_server: DownloadServer, tmp_pat
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("../../escaped.csv", "NUMBER,STREET\n")
     download_server.route("/evil.zip", body=buffer.getvalue())
-    result, run_dir = _process(tmp_path, "addresses", {
-        "protocol": "http", "data": download_server.url("/evil.zip"), "compression": "zip",
-        "conform": {"format": "csv", "number": "NUMBER", "street": "STREET", "lon": "X", "lat": "Y"}})
+    result, run_dir = _process(
+        tmp_path,
+        "addresses",
+        {
+            "protocol": "http",
+            "data": download_server.url("/evil.zip"),
+            "compression": "zip",
+            "conform": {"format": "csv", "number": "NUMBER", "street": "STREET", "lon": "X", "lat": "Y"},
+        },
+    )
     assert result.returncode == 1
     state = json.loads((run_dir / "state.json").read_text())
     assert state["source_problem"] == "Could not download source data"
@@ -125,11 +182,15 @@ def test_zip_slip_end_to_end_is_refused(download_server: DownloadServer, tmp_pat
     assert not list(tmp_path.rglob("escaped.csv"))
 
 
-def test_arcgis_layer_whose_source_says_shapefile_is_read_as_the_geojson_dump(arcgis_server: FakeArcGISServer,
-                                                                               tmp_path: Path) -> None:
+def test_arcgis_layer_whose_source_says_shapefile_is_read_as_the_geojson_dump(
+    arcgis_server: FakeArcGISServer, tmp_path: Path
+) -> None:
     # ca/bc/summerland's buildings entry pairs protocol ESRI with format shapefile
     url = arcgis_server.add_layer("odd", FakeLayer(point_features(30), max_record_count=50))
-    result, run_dir = _process(tmp_path, "addresses", {
-        "protocol": "ESRI", "data": url, "conform": {"format": "shapefile", "number": "NUMBER", "street": "STREET"}})
+    result, run_dir = _process(
+        tmp_path,
+        "addresses",
+        {"protocol": "ESRI", "data": url, "conform": {"format": "shapefile", "number": "NUMBER", "street": "STREET"}},
+    )
     assert result.returncode == 0, result.stderr
     assert len(_features(run_dir)) == 30

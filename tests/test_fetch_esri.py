@@ -20,8 +20,9 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 
 
-def _dump(server: FakeArcGISServer, layer: FakeLayer, tmp_path: Path, conform: dict[str, Any] | None = None,
-          **options: Any):
+def _dump(
+    server: FakeArcGISServer, layer: FakeLayer, tmp_path: Path, conform: dict[str, Any] | None = None, **options: Any
+):
     url = server.add_layer("test", layer)
     entry = make_entry(url, protocol="ESRI", conform=conform or dict(CONFORM))
     return fetch_entry(entry, tmp_path, fast_options(**options))
@@ -29,10 +30,12 @@ def _dump(server: FakeArcGISServer, layer: FakeLayer, tmp_path: Path, conform: d
 
 @pytest.mark.parametrize("pagination", [True, False], ids=["offset-pages", "oid-ranges"])
 @pytest.mark.parametrize("geojson", [True, False], ids=["f=geojson", "f=json"])
-def test_layer_is_dumped_completely_in_order(arcgis_server: FakeArcGISServer, tmp_path: Path,
-                                             pagination: bool, geojson: bool) -> None:
-    layer = FakeLayer(point_features(2345), max_record_count=500, supports_pagination=pagination,
-                      supports_geojson=geojson)
+def test_layer_is_dumped_completely_in_order(
+    arcgis_server: FakeArcGISServer, tmp_path: Path, pagination: bool, geojson: bool
+) -> None:
+    layer = FakeLayer(
+        point_features(2345), max_record_count=500, supports_pagination=pagination, supports_geojson=geojson
+    )
     download = _dump(arcgis_server, layer, tmp_path)
     assert download.path.name == "cache.geojsonl" and download.feature_count == 2345
     features = _lines(download.path)
@@ -43,16 +46,14 @@ def test_layer_is_dumped_completely_in_order(arcgis_server: FakeArcGISServer, tm
     assert all(q["f"] == ("geojson" if geojson else "json") for q in layer.queries)
 
 
-def test_only_the_fields_the_conform_needs_are_requested(arcgis_server: FakeArcGISServer,
-                                                         tmp_path: Path) -> None:
+def test_only_the_fields_the_conform_needs_are_requested(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
     layer = FakeLayer(point_features(10))
     download = _dump(arcgis_server, layer, tmp_path)
     assert layer.queries[0]["outFields"] == "NUMBER,STREET"  # the server's spelling
     assert set(_lines(download.path)[0]["properties"]) <= {"NUMBER", "STREET", "OBJECTID"}
 
 
-def test_all_fields_are_requested_when_the_conform_names_none(arcgis_server: FakeArcGISServer,
-                                                              tmp_path: Path) -> None:
+def test_all_fields_are_requested_when_the_conform_names_none(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
     layer = FakeLayer(point_features(10))
     download = _dump(arcgis_server, layer, tmp_path, conform={"format": "geojson"})
     assert layer.queries[0]["outFields"] == "*"
@@ -66,8 +67,9 @@ def test_page_size_is_capped(arcgis_server: FakeArcGISServer, tmp_path: Path) ->
     assert sorted(q["resultRecordCount"] for q in layer.queries) == ["100", "100", "50"]
 
 
-def test_pages_are_fetched_concurrently_and_still_written_in_order(arcgis_server: FakeArcGISServer,
-                                                                   tmp_path: Path) -> None:
+def test_pages_are_fetched_concurrently_and_still_written_in_order(
+    arcgis_server: FakeArcGISServer, tmp_path: Path
+) -> None:
     import time
 
     layer = FakeLayer(point_features(1600), max_record_count=100, latency=0.1)
@@ -100,8 +102,9 @@ def test_dropped_connection_mid_page_is_retried(arcgis_server: FakeArcGISServer,
     assert len({f["id"] for f in _lines(download.path)}) == 300
 
 
-def test_page_failing_every_retry_fails_the_dump_without_a_cache(arcgis_server: FakeArcGISServer,
-                                                                 tmp_path: Path) -> None:
+def test_page_failing_every_retry_fails_the_dump_without_a_cache(
+    arcgis_server: FakeArcGISServer, tmp_path: Path
+) -> None:
     layer = FakeLayer(point_features(300), max_record_count=100, fail_queries=100)
     with pytest.raises(DownloadError, match="failed after 3 attempts"):
         _dump(arcgis_server, layer, tmp_path)
@@ -114,15 +117,17 @@ def test_short_page_is_completed_by_asking_for_the_rest(arcgis_server: FakeArcGI
     assert [f["id"] for f in _lines(download.path)] == list(range(1, 301))
 
 
-def test_server_returning_fewer_than_its_limit_is_still_complete(arcgis_server: FakeArcGISServer,
-                                                                 tmp_path: Path) -> None:
+def test_server_returning_fewer_than_its_limit_is_still_complete(
+    arcgis_server: FakeArcGISServer, tmp_path: Path
+) -> None:
     layer = FakeLayer(point_features(300), max_record_count=200, real_limit=70)
     download = _dump(arcgis_server, layer, tmp_path)
     assert [f["id"] for f in _lines(download.path)] == list(range(1, 301))
 
 
-def test_server_serving_fewer_than_it_counted_is_a_truncated_dump(arcgis_server: FakeArcGISServer,
-                                                                  tmp_path: Path) -> None:
+def test_server_serving_fewer_than_it_counted_is_a_truncated_dump(
+    arcgis_server: FakeArcGISServer, tmp_path: Path
+) -> None:
     layer = FakeLayer(point_features(300), max_record_count=100, count_extra=25)
     with pytest.raises(DownloadError, match="ArcGIS dump truncated: got 300 of 325") as caught:
         _dump(arcgis_server, layer, tmp_path)
@@ -130,15 +135,13 @@ def test_server_serving_fewer_than_it_counted_is_a_truncated_dump(arcgis_server:
     assert not list(tmp_path.glob("cache.geojsonl*"))
 
 
-def test_short_oid_page_that_stays_short_is_a_truncated_dump(arcgis_server: FakeArcGISServer,
-                                                             tmp_path: Path) -> None:
+def test_short_oid_page_that_stays_short_is_a_truncated_dump(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
     layer = FakeLayer(point_features(300), max_record_count=100, supports_pagination=False, short_queries=2)
     with pytest.raises(DownloadError, match="truncated: got 250 of 300"):
         _dump(arcgis_server, layer, tmp_path)
 
 
-def test_extent_is_split_when_neither_pagination_nor_ids_work(arcgis_server: FakeArcGISServer,
-                                                              tmp_path: Path) -> None:
+def test_extent_is_split_when_neither_pagination_nor_ids_work(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
     features = point_features(900)
     for i, feature in enumerate(features):
         feature["geometry"] = {"x": -122 + (i % 30) * 0.01, "y": 37 + (i // 30) * 0.01}
@@ -148,8 +151,7 @@ def test_extent_is_split_when_neither_pagination_nor_ids_work(arcgis_server: Fak
     assert any("geometry" in q for q in layer.queries)
 
 
-def test_features_without_geometry_use_lon_lat_attributes(arcgis_server: FakeArcGISServer,
-                                                          tmp_path: Path) -> None:
+def test_features_without_geometry_use_lon_lat_attributes(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
     layer = FakeLayer(point_features(20, null_geometry_every=4), supports_geojson=False)
     conform = {**CONFORM, "lon": "lon", "lat": "LAT"}
     features = _lines(_dump(arcgis_server, layer, tmp_path, conform=conform).path)
@@ -158,7 +160,8 @@ def test_features_without_geometry_use_lon_lat_attributes(arcgis_server: FakeArc
 
 
 def test_features_without_geometry_and_without_lon_lat_are_written_without_geometry(
-        arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
+    arcgis_server: FakeArcGISServer, tmp_path: Path
+) -> None:
     layer = FakeLayer(point_features(20, null_geometry_every=4))
     features = _lines(_dump(arcgis_server, layer, tmp_path).path)
     assert sum(f["geometry"] is None for f in features) == 5
@@ -169,8 +172,11 @@ def test_polygons_in_esri_json_become_valid_geojson(arcgis_server: FakeArcGISSer
 
     ring = [[-122.0, 37.0], [-122.0, 37.1], [-121.9, 37.1], [-121.9, 37.0], [-122.0, 37.0]]
     hole = [[-121.98, 37.02], [-121.95, 37.02], [-121.95, 37.05], [-121.98, 37.05], [-121.98, 37.02]]
-    layer = FakeLayer([{"attributes": {"OBJECTID": 1, "PID": "A-1"}, "geometry": {"rings": [ring, hole]}}],
-                      geometry_type="esriGeometryPolygon", supports_geojson=False)
+    layer = FakeLayer(
+        [{"attributes": {"OBJECTID": 1, "PID": "A-1"}, "geometry": {"rings": [ring, hole]}}],
+        geometry_type="esriGeometryPolygon",
+        supports_geojson=False,
+    )
     features = _lines(_dump(arcgis_server, layer, tmp_path, conform={"format": "geojson", "pid": "PID"}).path)
     polygon = shape(features[0]["geometry"])
     assert polygon.is_valid and len(polygon.interiors) == 1
@@ -183,8 +189,12 @@ def test_empty_layer_gives_an_empty_dump(arcgis_server: FakeArcGISServer, tmp_pa
 
 def test_progress_reports_features(arcgis_server: FakeArcGISServer, tmp_path: Path) -> None:
     calls: list[tuple[str, int, int | None]] = []
-    _dump(arcgis_server, FakeLayer(point_features(250), max_record_count=100), tmp_path,
-          progress=lambda *a: calls.append(a))
+    _dump(
+        arcgis_server,
+        FakeLayer(point_features(250), max_record_count=100),
+        tmp_path,
+        progress=lambda *a: calls.append(a),
+    )
     assert calls[-1] == ("arcgis", 250, 250)
 
 

@@ -28,8 +28,9 @@ def _zip_bytes(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def test_csv_download_is_named_by_url_extension_and_fingerprinted(download_server: DownloadServer,
-                                                                   tmp_path: Path) -> None:
+def test_csv_download_is_named_by_url_extension_and_fingerprinted(
+    download_server: DownloadServer, tmp_path: Path
+) -> None:
     download_server.route("/data/addresses.csv", body=CSV, content_type="text/plain")
     download = fetch_entry(make_entry(download_server.url("/data/addresses.csv")), tmp_path, fast_options())
     assert download.path == tmp_path / "cache.csv"
@@ -44,16 +45,18 @@ def test_gzip_url_keeps_inner_extension(download_server: DownloadServer, tmp_pat
     assert download.path.name == "cache.csv.gz"
 
 
-def test_type_comes_from_content_disposition_for_script_urls(download_server: DownloadServer,
-                                                             tmp_path: Path) -> None:
-    download_server.route("/export.php", body=_zip_bytes({"a.csv": CSV}), content_type="application/octet-stream",
-                          headers={"Content-Disposition": 'attachment; filename="parcels.zip"'})
+def test_type_comes_from_content_disposition_for_script_urls(download_server: DownloadServer, tmp_path: Path) -> None:
+    download_server.route(
+        "/export.php",
+        body=_zip_bytes({"a.csv": CSV}),
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": 'attachment; filename="parcels.zip"'},
+    )
     download = fetch_entry(make_entry(download_server.url("/export.php") + "?id=3"), tmp_path, fast_options())
     assert download.path.name == "cache.zip"
 
 
-def test_type_comes_from_content_type_when_url_says_nothing(download_server: DownloadServer,
-                                                            tmp_path: Path) -> None:
+def test_type_comes_from_content_type_when_url_says_nothing(download_server: DownloadServer, tmp_path: Path) -> None:
     download_server.route("/api/rows", body=CSV, content_type="text/csv; charset=utf-8")
     download = fetch_entry(make_entry(download_server.url("/api/rows") + "?format=csv"), tmp_path, fast_options())
     assert download.ext == ".csv"
@@ -75,8 +78,9 @@ def test_redirect_is_followed_and_final_name_used(download_server: DownloadServe
 
 def test_request_headers_and_user_agent_are_sent(download_server: DownloadServer, tmp_path: Path) -> None:
     route = download_server.route("/a.csv", body=CSV)
-    fetch_entry(make_entry(download_server.url("/a.csv"), headers={"Referer": "https://example.org/"}),
-                tmp_path, fast_options())
+    fetch_entry(
+        make_entry(download_server.url("/a.csv"), headers={"Referer": "https://example.org/"}), tmp_path, fast_options()
+    )
     seen = route.seen_headers[0]
     assert seen["Referer"] == "https://example.org/"
     assert seen["User-Agent"].startswith("oa-dagster/")
@@ -145,8 +149,7 @@ def test_download_over_the_size_cap_is_refused(download_server: DownloadServer, 
     assert not list(tmp_path.glob("cache*"))
 
 
-def test_unchanged_source_is_served_from_cache_after_etag_304(download_server: DownloadServer,
-                                                               tmp_path: Path) -> None:
+def test_unchanged_source_is_served_from_cache_after_etag_304(download_server: DownloadServer, tmp_path: Path) -> None:
     route = download_server.route("/a.csv", body=CSV, etag='"v1"')
     options = fast_options(cache_dir=tmp_path / "cache")
     first = fetch_entry(make_entry(download_server.url("/a.csv")), tmp_path / "run1", options)
@@ -170,8 +173,9 @@ def test_changed_source_is_downloaded_again(download_server: DownloadServer, tmp
 def test_progress_reports_bytes(download_server: DownloadServer, tmp_path: Path) -> None:
     download_server.route("/a.csv", body=CSV)
     calls: list[tuple[str, int, int | None]] = []
-    fetch_entry(make_entry(download_server.url("/a.csv")), tmp_path,
-                fast_options(progress=lambda *args: calls.append(args)))
+    fetch_entry(
+        make_entry(download_server.url("/a.csv")), tmp_path, fast_options(progress=lambda *args: calls.append(args))
+    )
     assert calls[-1] == ("download", len(CSV), len(CSV))
 
 
@@ -181,8 +185,11 @@ def test_relative_data_path_is_read_from_the_source_directory(tmp_path: Path) ->
     entry = make_entry("data/points.csv", source_dir=tmp_path)
     download = fetch_entry(entry, tmp_path / "work", fast_options())
     assert download.path.read_bytes() == CSV and download.ext == ".csv"
-    file_url = fetch_entry(make_entry((tmp_path / "data" / "points.csv").as_uri(), protocol="file",
-                                      allow_local_files=True), tmp_path / "work2", fast_options())
+    file_url = fetch_entry(
+        make_entry((tmp_path / "data" / "points.csv").as_uri(), protocol="file", allow_local_files=True),
+        tmp_path / "work2",
+        fast_options(),
+    )
     assert file_url.fingerprint == download.fingerprint
 
 
@@ -203,17 +210,23 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -250,13 +263,18 @@ class _Attempts(logging.Handler):
             self.retries.append(record.getMessage())
 
 
-@pytest.mark.parametrize("protocol, url", [
-    ("http", "http://no-such-host.invalid/addresses.csv"),
-    ("ftp", "ftp://no-such-host.invalid/pub/addresses.csv"),
-    ("ESRI", "http://no-such-host.invalid/arcgis/rest/services/Addresses/MapServer/0"),
-], ids=["http", "ftp", "arcgis"])
-def test_a_host_name_that_does_not_resolve_fails_at_once_without_retries(protocol: str, url: str,
-                                                                        tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "protocol, url",
+    [
+        ("http", "http://no-such-host.invalid/addresses.csv"),
+        ("ftp", "ftp://no-such-host.invalid/pub/addresses.csv"),
+        ("ESRI", "http://no-such-host.invalid/arcgis/rest/services/Addresses/MapServer/0"),
+    ],
+    ids=["http", "ftp", "arcgis"],
+)
+def test_a_host_name_that_does_not_resolve_fails_at_once_without_retries(
+    protocol: str, url: str, tmp_path: Path
+) -> None:
     """RFC 2606: `.invalid` never resolves. A missing name is no hiccup, so no fetcher retries it."""
     counter = _Attempts()
     log = logging.Logger("dns-test")

@@ -83,8 +83,14 @@ def troubled_quickstart(tmp_path_factory: pytest.TempPathFactory, held_server: H
     write_source(sources, "us/ca/a_good", {"addresses": [csv_entry("city", "../../../data/good.csv")]})
     write_source(sources, "us/ca/b_busy", {"addresses": [csv_entry("city", held_server.url)]})
     write_source(sources, "us/ca/c_gone", {"addresses": [csv_entry("city", f"http://{UNRESOLVABLE}/a.csv")]})
-    child = subprocess.Popen([str(OA), "quickstart", "--sources", str(sources)], cwd=tmp_path, env=clean_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [str(OA), "quickstart", "--sources", str(sources)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout is not None and child.stderr is not None
     lines = []
     for line in child.stdout:
@@ -96,21 +102,24 @@ def troubled_quickstart(tmp_path_factory: pytest.TempPathFactory, held_server: H
 
 
 def test_quickstart_reports_each_entry_as_it_finishes_with_warnings_once_and_no_traceback(
-        troubled_quickstart: Quickstarted, held_server: HeldServer) -> None:
+    troubled_quickstart: Quickstarted, held_server: HeldServer
+) -> None:
     result = troubled_quickstart
     assert held_server.released_by_test is True, result.out  # the good entry's line came before the busy one ended
     assert result.code == 1, result.out + result.err
     printed = result.out + result.err
     assert "Traceback" not in printed and "Stack Trace" not in printed and "dagster._core" not in printed
     assert "  addresses us/ca/a_good/city: promoted, 3 features" in result.out
-    assert f"  addresses us/ca/c_gone/city: failed: Could not download source data: could not resolve host " \
-           f"{UNRESOLVABLE}" in result.out
+    assert (
+        f"  addresses us/ca/c_gone/city: failed: Could not download source data: could not resolve host "
+        f"{UNRESOLVABLE}" in result.out
+    )
     # the busy entry: 5 attempts, then 5 more in the batch's second attempt; each warning is printed once
     assert held_server.requests == 10
     first_retry = f"download attempt 1 of {held_server.url} failed"
     assert printed.count(first_retry) == 1
     assert [line for line in result.out.splitlines() if first_retry in line][0].endswith("(2 times)")
-    summary = result.out[result.out.index("\nSummary"):]
+    summary = result.out[result.out.index("\nSummary") :]
     rows = {line.split()[1]: line for line in summary.splitlines()[2:] if line.startswith("  addresses")}
     assert "promoted, 3 features" in rows["us/ca/a_good/city"]
     assert "failed: Could not download source data" in rows["us/ca/b_busy/city"]
@@ -128,10 +137,17 @@ def test_quickstart_runs_are_the_named_jobs_and_never_retried_by_a_daemon(troubl
 
 
 def test_download_names_an_unknown_source_a_missing_layer_and_an_entry_without_output(
-        troubled_quickstart: Quickstarted) -> None:
+    troubled_quickstart: Quickstarted,
+) -> None:
     def download(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(OA), "download", *args], cwd=troubled_quickstart.cwd, env=clean_env(),
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [str(OA), "download", *args],
+            cwd=troubled_quickstart.cwd,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     unknown = download("us/ca/nowhere", "--layer", "addresses")
     assert unknown.returncode == 2
@@ -141,8 +157,9 @@ def test_download_names_an_unknown_source_a_missing_layer_and_an_entry_without_o
     assert no_layer.returncode == 2
     assert "us/ca/a_good has no parcels entries (its layers: addresses)" in no_layer.stderr
     no_name = download("us/ca/a_good", "--layer", "addresses", "--name", "county")
-    assert no_name.returncode == 2 and "no addresses entry named 'county' (its addresses entries: city)" in \
-        no_name.stderr
+    assert (
+        no_name.returncode == 2 and "no addresses entry named 'county' (its addresses entries: city)" in no_name.stderr
+    )
     failed = download("us/ca/b_busy", "--layer", "addresses")
     assert failed.returncode == 1 and "us/ca/b_busy/city addresses: no good output yet" in failed.stderr
     outside = download("us/../../ca", "--layer", "addresses")
@@ -152,10 +169,15 @@ def test_download_names_an_unknown_source_a_missing_layer_and_an_entry_without_o
 
 def test_processing_a_source_whose_host_does_not_resolve_fails_at_once(tmp_path: Path) -> None:
     """Through the CLI: one attempt (no retry warning), and the problem names the host."""
-    source = write_source(tmp_path / "sources", "us/ca/gone",
-                          {"addresses": [csv_entry("city", f"http://{UNRESOLVABLE}/a.csv")]})
-    done = subprocess.run([str(OA), "process", str(source), "--layer", "addresses", "--output", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120)
+    source = write_source(
+        tmp_path / "sources", "us/ca/gone", {"addresses": [csv_entry("city", f"http://{UNRESOLVABLE}/a.csv")]}
+    )
+    done = subprocess.run(
+        [str(OA), "process", str(source), "--layer", "addresses", "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert done.stderr.count("download attempt") == 0, done.stderr
     assert done.stderr.strip().endswith(f"Could not download source data: could not resolve host {UNRESOLVABLE}")

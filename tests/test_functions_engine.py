@@ -37,8 +37,14 @@ def test_every_layer_outputs_its_attributes_in_order_as_non_null_columns(layer: 
 
 
 def test_plain_column_is_raw_except_number_street_unit_which_are_stripped() -> None:
-    out = run({"number": "N", "street": "S", "unit": "U", "postcode": "P", "city": "C"},
-              N=[" 12.0 "], S=[" Main St "], U=[" 4 "], P=[" 9 "], C=[None])
+    out = run(
+        {"number": "N", "street": "S", "unit": "U", "postcode": "P", "city": "C"},
+        N=[" 12.0 "],
+        S=[" Main St "],
+        U=[" 4 "],
+        P=[" 9 "],
+        C=[None],
+    )
     assert out["number"] == ["12"] and out["street"] == ["Main St"] and out["unit"] == ["4"]
     assert out["postcode"] == [" 9 "] and out["city"] == [""]
 
@@ -52,8 +58,15 @@ def test_plain_column_missing_from_the_data_is_empty_not_null() -> None:
 
 
 def test_column_lookup_ignores_case() -> None:
-    assert one({"number": "SITUS_NO", "street": {"function": "regexp", "field": "SITUS", "pattern": "^\\d+ (.*)$"}},
-               "street", situs="12 ELM ST", situs_no="12") == "ELM ST"
+    assert (
+        one(
+            {"number": "SITUS_NO", "street": {"function": "regexp", "field": "SITUS", "pattern": "^\\d+ (.*)$"}},
+            "street",
+            situs="12 ELM ST",
+            situs_no="12",
+        )
+        == "ELM ST"
+    )
 
 
 def test_exact_case_column_wins_over_other_cases() -> None:
@@ -82,8 +95,9 @@ def test_join_with_a_missing_column_is_empty() -> None:
 
 def test_join_separator_defaults_to_one_space_and_may_be_long_or_empty() -> None:
     assert run({"id": {"function": "join", "fields": ["A", "B"]}}, A=["a"], B=["b"])["id"] == ["a b"]
-    assert run({"id": {"function": "join", "fields": ["A", "B"], "separator": " / "}}, A=["a", "a"],
-               B=["b", ""])["id"] == ["a / b", "a"]
+    assert run({"id": {"function": "join", "fields": ["A", "B"], "separator": " / "}}, A=["a", "a"], B=["b", ""])[
+        "id"
+    ] == ["a / b", "a"]
     assert run({"id": {"function": "join", "fields": ["A", "B"], "separator": ""}}, A=["a"], B=["b"])["id"] == ["ab"]
 
 
@@ -106,15 +120,18 @@ def test_regexp_search_and_replace_through_the_conform() -> None:
 
 
 def test_regexp_with_braced_group_reference() -> None:
-    conform = {"postcode": {"function": "regexp", "field": "Z", "pattern": "^([0-9]{5})([0-9]{4})$",
-                            "replace": "${1}-${2}"}}
+    conform = {
+        "postcode": {"function": "regexp", "field": "Z", "pattern": "^([0-9]{5})([0-9]{4})$", "replace": "${1}-${2}"}
+    }
     assert run(conform, Z=["123456789", "12345"])["postcode"] == ["12345-6789", "12345"]
 
 
 def test_number_street_unit_grammars_through_the_conform() -> None:
-    conform = {"number": {"function": "prefixed_number", "field": "A"},
-               "street": {"function": "postfixed_street", "field": "A", "may_contain_units": True},
-               "unit": {"function": "postfixed_unit", "field": "A"}}
+    conform = {
+        "number": {"function": "prefixed_number", "field": "A"},
+        "street": {"function": "postfixed_street", "field": "A", "may_contain_units": True},
+        "unit": {"function": "postfixed_unit", "field": "A"},
+    }
     out = run(conform, A=["123 1/2 Main St Apt. 3", "3rd St", "69-15 51st Ave # 2"])
     assert out["number"] == ["123 1/2", "", "69-15"]
     assert out["street"] == ["Main St", "3rd St", "51st Ave"]
@@ -122,10 +139,13 @@ def test_number_street_unit_grammars_through_the_conform() -> None:
 
 
 def test_remove_prefix_and_postfix_read_the_other_column_per_row() -> None:
-    conform = {"street": {"function": "remove_prefix", "field": "FULL", "field_to_remove": "NUM"},
-               "city": {"function": "remove_postfix", "field": "FULL", "field_to_remove": "U"}}
-    out = run(conform, FULL=["2130 MAPLE AV NE", "7 ELM APT 3", "  9 OAK"], NUM=["2130", "8", None],
-              U=["", "APT 3", ""])
+    conform = {
+        "street": {"function": "remove_prefix", "field": "FULL", "field_to_remove": "NUM"},
+        "city": {"function": "remove_postfix", "field": "FULL", "field_to_remove": "U"},
+    }
+    out = run(
+        conform, FULL=["2130 MAPLE AV NE", "7 ELM APT 3", "  9 OAK"], NUM=["2130", "8", None], U=["", "APT 3", ""]
+    )
     assert out["street"] == ["MAPLE AV NE", "7 ELM APT 3", "9 OAK"]
     assert out["city"] == ["2130 MAPLE AV NE", "7 ELM", "  9 OAK"]
 
@@ -140,8 +160,10 @@ def test_constant_is_the_same_value_on_every_row() -> None:
 
 
 def test_map_looks_up_strings_with_else_and_without() -> None:
-    conform = {"city": {"function": "map", "field": "T", "mapping": {"A": "Alpha", "B": "Beta"}, "else": "Other"},
-               "district": {"function": "map", "field": "T", "mapping": {"A": "Alpha"}}}
+    conform = {
+        "city": {"function": "map", "field": "T", "mapping": {"A": "Alpha", "B": "Beta"}, "else": "Other"},
+        "district": {"function": "map", "field": "T", "mapping": {"A": "Alpha"}},
+    }
     out = run(conform, T=["A", "B", "a", None])
     assert out["city"] == ["Alpha", "Beta", "Other", "Other"]
     assert out["district"] == ["Alpha", "", "", ""]
@@ -202,9 +224,12 @@ def test_parcels_and_centerlines_outputs() -> None:
 
 
 def test_empty_batch_gives_empty_columns() -> None:
-    conform = {"number": {"function": "prefixed_number", "field": "A"}, "street": {"function": "format",
-               "fields": ["A", "B"], "format": "$1 $2"}, "unit": {"function": "remove_prefix", "field": "A",
-               "field_to_remove": "B"}, "accuracy": 1}
+    conform = {
+        "number": {"function": "prefixed_number", "field": "A"},
+        "street": {"function": "format", "fields": ["A", "B"], "format": "$1 $2"},
+        "unit": {"function": "remove_prefix", "field": "A", "field_to_remove": "B"},
+        "accuracy": 1,
+    }
     out = evaluate_conform(batch(A=[], B=[]), conform, "addresses")
     assert all(len(array) == 0 for array in out.values())
 
@@ -215,17 +240,20 @@ def test_large_string_and_chunked_columns_are_accepted() -> None:
     assert out["number"].to_pylist() == ["1", "1"]
 
 
-@pytest.mark.parametrize("function", [
-    {"function": "regexp", "field": "SITUS_ADDR", "pattern": "(.*)"},
-    {"function": "prefixed_number", "field": "SITUS_ADDR"},
-    {"function": "postfixed_street", "field": "SITUS_ADDR"},
-    {"function": "postfixed_unit", "field": "SITUS_ADDR"},
-    {"function": "remove_prefix", "field": "A", "field_to_remove": "SITUS_ADDR"},
-    {"function": "remove_postfix", "field": "SITUS_ADDR", "field_to_remove": "A"},
-    {"function": "first_non_empty", "fields": ["A", "SITUS_ADDR"]},
-    {"function": "format", "fields": ["A", "SITUS_ADDR"], "format": "$1 $2"},
-    {"function": "get", "field": "SITUS_ADDR", "index": 0},
-])
+@pytest.mark.parametrize(
+    "function",
+    [
+        {"function": "regexp", "field": "SITUS_ADDR", "pattern": "(.*)"},
+        {"function": "prefixed_number", "field": "SITUS_ADDR"},
+        {"function": "postfixed_street", "field": "SITUS_ADDR"},
+        {"function": "postfixed_unit", "field": "SITUS_ADDR"},
+        {"function": "remove_prefix", "field": "A", "field_to_remove": "SITUS_ADDR"},
+        {"function": "remove_postfix", "field": "SITUS_ADDR", "field_to_remove": "A"},
+        {"function": "first_non_empty", "fields": ["A", "SITUS_ADDR"]},
+        {"function": "format", "fields": ["A", "SITUS_ADDR"], "format": "$1 $2"},
+        {"function": "get", "field": "SITUS_ADDR", "index": 0},
+    ],
+)
 def test_strict_functions_name_the_missing_column(function: dict[str, Any]) -> None:
     with pytest.raises(ConformError) as raised:
         run({"street": function}, A=["1"], B=["2"])
@@ -254,10 +282,21 @@ def test_invalid_regexp_pattern_or_replace_is_a_conform_error() -> None:
 
 def test_evaluate_row_returns_python_values_with_integer_accuracy() -> None:
     row = evaluate_row({"N": 12, "S": None}, {"number": "N", "street": "S", "accuracy": 1}, "addresses")
-    assert row == {"number": "12", "street": "", "unit": "", "city": "", "district": "", "region": "",
-                   "postcode": "", "id": "", "accuracy": 1}
+    assert row == {
+        "number": "12",
+        "street": "",
+        "unit": "",
+        "city": "",
+        "district": "",
+        "region": "",
+        "postcode": "",
+        "id": "",
+        "accuracy": 1,
+    }
 
 
 def test_evaluate_row_with_no_inputs_is_one_empty_row() -> None:
-    assert evaluate_row({}, {"number": "N", "region": {"function": "constant", "value": "CA"}},
-                        "addresses")["region"] == "CA"
+    assert (
+        evaluate_row({}, {"number": "N", "region": {"function": "constant", "value": "CA"}}, "addresses")["region"]
+        == "CA"
+    )

@@ -16,9 +16,36 @@ import pyarrow as pa
 from oa_dagster.conform import functions_text as ft
 from oa_dagster.conform.functions import evaluate_conform
 
-POOL = ["", " ", "\t", None, "12", "12.0", " 7 ", "123 1/2 Main St", "69-15 51st Ave Apt. 4", "3rd St", "1.0.0",
-        "12 Oak Ave # 3", "Ünïcode Straße 5", "\u00a0 9 Elm\u2003", "A", "B", "PARCEL", "35", "25.5", "x",
-        '["a","b","c"]', "(2:p,q)", "2130 MAPLE AV NE", "2130", "MAPLE AV NE", "APT 3", "12 X APT 3", ".0"]
+POOL = [
+    "",
+    " ",
+    "\t",
+    None,
+    "12",
+    "12.0",
+    " 7 ",
+    "123 1/2 Main St",
+    "69-15 51st Ave Apt. 4",
+    "3rd St",
+    "1.0.0",
+    "12 Oak Ave # 3",
+    "Ünïcode Straße 5",
+    "\u00a0 9 Elm\u2003",
+    "A",
+    "B",
+    "PARCEL",
+    "35",
+    "25.5",
+    "x",
+    '["a","b","c"]',
+    "(2:p,q)",
+    "2130 MAPLE AV NE",
+    "2130",
+    "MAPLE AV NE",
+    "APT 3",
+    "12 X APT 3",
+    ".0",
+]
 
 CONFORM: dict[str, Any] = {
     "number": {"function": "format", "fields": ["A", "B", "C"], "format": "#$1$2-$3 ($4)"},

@@ -33,23 +33,29 @@ def slow(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[pa.Table, list]:
 AWKWARD = {
     "type": "FeatureCollection",
     "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84", "features": "not these"}},
-    "name": "awkward \"features\": [ {",
+    "name": 'awkward "features": [ {',
     "features": [
-        {"type": "Feature", "properties": {"N": "1", "S": "Quote \" and brace } street", "T": "a\\\\"},
-         "geometry": {"type": "Point", "coordinates": [1.5, 2.5]}},
-        {"type": "Feature", "properties": {"N": "2", "S": "Tab\tand \\u00e9", "T": None},
-         "geometry": None},
+        {
+            "type": "Feature",
+            "properties": {"N": "1", "S": 'Quote " and brace } street', "T": "a\\\\"},
+            "geometry": {"type": "Point", "coordinates": [1.5, 2.5]},
+        },
+        {"type": "Feature", "properties": {"N": "2", "S": "Tab\tand \\u00e9", "T": None}, "geometry": None},
         {"type": "Feature", "properties": None, "geometry": {"type": "Point", "coordinates": [3, 4, 99]}},
-        {"type": "Feature", "properties": {"N": "4", "S": "[nested]", "X": {"k": [1, 2]}},
-         "geometry": {"type": "Point", "coordinates": [5, 6]}},
+        {
+            "type": "Feature",
+            "properties": {"N": "4", "S": "[nested]", "X": {"k": [1, 2]}},
+            "geometry": {"type": "Point", "coordinates": [5, 6]},
+        },
     ],
     "bbox": [1, 2, 5, 6],
 }
 
 
 @pytest.mark.parametrize("indent", [None, 2])
-def test_fast_path_matches_the_exact_reader_on_escapes_nesting_and_nulls(tmp_path: Path, indent: int | None,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_path_matches_the_exact_reader_on_escapes_nesting_and_nulls(
+    tmp_path: Path, indent: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "a.geojson"
     path.write_text(json.dumps(AWKWARD, indent=indent))
     assert geojson_reader._fast_start(path.read_bytes(), ".geojson") is not None
@@ -62,8 +68,14 @@ def test_fast_path_matches_the_exact_reader_on_escapes_nesting_and_nulls(tmp_pat
 
 
 def test_features_split_across_chunk_boundaries_are_all_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    features = [{"type": "Feature", "properties": {"N": str(i), "S": "x" * (i % 50)},
-                 "geometry": {"type": "Point", "coordinates": [i, -i]}} for i in range(2_000)]
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"N": str(i), "S": "x" * (i % 50)},
+            "geometry": {"type": "Point", "coordinates": [i, -i]},
+        }
+        for i in range(2_000)
+    ]
     path = tmp_path / "a.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     monkeypatch.setattr(geojson_fast, "CHUNK_BYTES", 997)
@@ -74,11 +86,20 @@ def test_features_split_across_chunk_boundaries_are_all_read(tmp_path: Path, mon
 
 def test_mixed_property_types_and_polygons_fall_back_to_the_exact_path(tmp_path: Path) -> None:
     path = tmp_path / "a.geojsonl"
-    path.write_text("\n".join(json.dumps(f) for f in [
-        {"type": "Feature", "properties": {"N": 12}, "geometry": {"type": "Point", "coordinates": [0, 0]}},
-        {"type": "Feature", "properties": {"N": "12B"},
-         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}},
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            json.dumps(f)
+            for f in [
+                {"type": "Feature", "properties": {"N": 12}, "geometry": {"type": "Point", "coordinates": [0, 0]}},
+                {
+                    "type": "Feature",
+                    "properties": {"N": "12B"},
+                    "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]},
+                },
+            ]
+        )
+        + "\n"
+    )
     table, coords = read(path)
     assert table.column("N").to_pylist() == ["12", "12B"]
     assert coords[0] == "POINT (0 0)" and coords[1].startswith("POLYGON")
@@ -86,9 +107,21 @@ def test_mixed_property_types_and_polygons_fall_back_to_the_exact_path(tmp_path:
 
 def test_integral_floats_read_as_integers_like_the_original_machine(tmp_path: Path) -> None:
     path = tmp_path / "a.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"N": 5.0, "B": True}, "geometry": {"type": "Point", "coordinates": [0, 0]}},
-        {"type": "Feature", "properties": {"N": 5.5, "B": False}, "geometry": None}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"N": 5.0, "B": True},
+                        "geometry": {"type": "Point", "coordinates": [0, 0]},
+                    },
+                    {"type": "Feature", "properties": {"N": 5.5, "B": False}, "geometry": None},
+                ],
+            }
+        )
+    )
     table, _ = read(path)
     assert table.column("N").to_pylist() == ["5", "5.5"]
     assert table.column("B").to_pylist() == ["true", "false"]
@@ -103,8 +136,20 @@ def test_a_truncated_file_is_an_error_naming_the_cause(tmp_path: Path) -> None:
 
 def test_latin1_geojson_is_read_with_the_conform_encoding(tmp_path: Path) -> None:
     path = tmp_path / "a.geojson"
-    path.write_bytes(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"S": "Église"}, "geometry": {"type": "Point", "coordinates": [0, 0]}}]},
-        ensure_ascii=False).encode("latin-1"))
+    path.write_bytes(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"S": "Église"},
+                        "geometry": {"type": "Point", "coordinates": [0, 0]},
+                    }
+                ],
+            },
+            ensure_ascii=False,
+        ).encode("latin-1")
+    )
     table, _ = read(path, encoding="latin-1")
     assert table.column("S").to_pylist() == ["Église"]

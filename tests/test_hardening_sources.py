@@ -52,9 +52,11 @@ def files_under(root: Path) -> set[Path]:
 
 # ------------------------------------------------------------------------------ 1. data outside the tree
 
+
 @pytest.mark.parametrize("data", OUTSIDE)
-def test_check_refuses_data_outside_the_sources_tree_naming_the_field(tmp_path: Path, data: str,
-                                                                      capsys: pytest.CaptureFixture) -> None:
+def test_check_refuses_data_outside_the_sources_tree_naming_the_field(
+    tmp_path: Path, data: str, capsys: pytest.CaptureFixture
+) -> None:
     source = tree_source(tmp_path, entry(data))
     code, [record] = check_json(capsys, str(source))
     assert code == 1 and record["valid"] is False
@@ -65,8 +67,13 @@ def test_check_refuses_data_outside_the_sources_tree_naming_the_field(tmp_path: 
 
 
 def test_refusal_says_why_for_each_kind_of_local_data(tmp_path: Path) -> None:
-    source = tree_source(tmp_path, entry("/etc/passwd", "a"), entry("../../../../etc/passwd", "b"),
-                         entry("file:///proc/self/environ", "c"), entry("gopher://example.test/x.csv", "d"))
+    source = tree_source(
+        tmp_path,
+        entry("/etc/passwd", "a"),
+        entry("../../../../etc/passwd", "b"),
+        entry("file:///proc/self/environ", "c"),
+        entry("gopher://example.test/x.csv", "d"),
+    )
     with pytest.raises(SourceInvalid) as caught:
         load_source(source)
     why = dict(line.split(": ", 1) for line in caught.value.errors)
@@ -78,8 +85,9 @@ def test_refusal_says_why_for_each_kind_of_local_data(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("data", [*OUTSIDE, "../../../../../../../../../../../../../../proc/self/environ"])
-def test_process_refuses_local_data_outside_the_tree_without_reading_it(tmp_path: Path, data: str,
-                                                                        capsys: pytest.CaptureFixture) -> None:
+def test_process_refuses_local_data_outside_the_tree_without_reading_it(
+    tmp_path: Path, data: str, capsys: pytest.CaptureFixture
+) -> None:
     source = tree_source(tmp_path, entry(data))
     out = tmp_path / "out"
     assert main(["process", str(source), "--layer", "addresses", "--output", str(out), "-q"]) == 1
@@ -90,8 +98,9 @@ def test_process_refuses_local_data_outside_the_tree_without_reading_it(tmp_path
         assert line not in captured.out + captured.err
 
 
-def test_allow_local_files_lets_the_cli_read_an_absolute_path_or_file_url(tmp_path: Path,
-                                                                          capsys: pytest.CaptureFixture) -> None:
+def test_allow_local_files_lets_the_cli_read_an_absolute_path_or_file_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     elsewhere = tmp_path / "elsewhere" / "points.csv"
     elsewhere.parent.mkdir()
     elsewhere.write_text(CSV)
@@ -102,8 +111,24 @@ def test_allow_local_files_lets_the_cli_read_an_absolute_path_or_file_url(tmp_pa
     assert code == 0 and record["valid"] is True
     for name in ("absolute", "url"):
         out = tmp_path / f"out-{name}"
-        assert main(["process", str(source), "--layer", "addresses", "--name", name, "--output", str(out),
-                     "-q", "--no-preview", "--allow-local-files"]) == 0
+        assert (
+            main(
+                [
+                    "process",
+                    str(source),
+                    "--layer",
+                    "addresses",
+                    "--name",
+                    name,
+                    "--output",
+                    str(out),
+                    "-q",
+                    "--no-preview",
+                    "--allow-local-files",
+                ]
+            )
+            == 0
+        )
         state = json.loads((out / "addresses" / name / "state.json").read_text())
         assert state["feature_count"] == 2 and state["files"]["cache"] == "cache.csv"
 
@@ -114,23 +139,29 @@ def test_the_bundled_examples_need_no_flag(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_relative_data_inside_the_tree_but_above_the_source_directory_is_allowed(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     (tmp_path / "tree" / "data").mkdir(parents=True)
     (tmp_path / "tree" / "data" / "points.csv").write_text(CSV)
     source = tree_source(tmp_path, entry("../../../data/points.csv"))
-    assert main(["process", str(source), "--layer", "addresses", "--output", str(tmp_path / "out"), "-q",
-                 "--no-preview"]) == 0
+    assert (
+        main(["process", str(source), "--layer", "addresses", "--output", str(tmp_path / "out"), "-q", "--no-preview"])
+        == 0
+    )
 
 
-def test_a_symlink_inside_the_tree_leading_outside_is_refused_when_checked(tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture) -> None:
+def test_a_symlink_inside_the_tree_leading_outside_is_refused_when_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     (tmp_path / "secret.csv").write_text(SECRET)
     source = tree_source(tmp_path, entry("data.csv"))
     (source.parent / "data.csv").symlink_to(tmp_path / "secret.csv")
     code, [record] = check_json(capsys, str(source))
     assert code == 1
-    assert record["errors"] == ["$.layers.addresses[0].data: path 'data.csv' leads outside the sources tree "
-                                "(the directory holding sources/; symbolic links are followed)"]
+    assert record["errors"] == [
+        "$.layers.addresses[0].data: path 'data.csv' leads outside the sources tree "
+        "(the directory holding sources/; symbolic links are followed)"
+    ]
 
 
 def test_a_symlink_swapped_in_after_loading_is_refused_when_the_file_is_read(tmp_path: Path) -> None:
@@ -169,14 +200,19 @@ def test_source_catalog_lists_sources_reading_local_files_as_invalid(tmp_path: P
     write_csv(tmp_path / "repo" / "a.csv", 2)
     (tmp_path / "secret.csv").write_text(SECRET)
     sources = tmp_path / "repo" / "sources"
-    files = {"us/xx/absolute": "/etc/passwd", "us/xx/climbs": "../../../../etc/passwd",
-             "us/xx/url": "file:///proc/self/environ", "us/xx/symlink": "link.csv",
-             "us/xx/good": "../../../a.csv"}
+    files = {
+        "us/xx/absolute": "/etc/passwd",
+        "us/xx/climbs": "../../../../etc/passwd",
+        "us/xx/url": "file:///proc/self/environ",
+        "us/xx/symlink": "link.csv",
+        "us/xx/good": "../../../a.csv",
+    }
     for key, data in files.items():
         path = sources / f"{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"schema": 2, "coverage": {"country": "us"},
-                                    "layers": {"addresses": [csv_entry("city", data)]}}))
+        path.write_text(
+            json.dumps({"schema": 2, "coverage": {"country": "us"}, "layers": {"addresses": [csv_entry("city", data)]}})
+        )
     (sources / "us/xx/link.csv").symlink_to(tmp_path / "secret.csv")
     resources = local(tmp_path, sources)
     with dg.instance_for_test() as instance:
@@ -197,14 +233,14 @@ def test_the_file_system_root_is_never_the_sources_tree(tmp_path: Path) -> None:
 
 
 def test_a_source_file_symlinked_from_outside_the_tree_is_not_read_into_the_catalog(tmp_path: Path) -> None:
-    (tmp_path / "secret.json").write_text(json.dumps({"schema": 2, "coverage": {"country": "us"},
-                                                      "layers": {"addresses": [csv_entry("city", "x.csv")]}}))
+    (tmp_path / "secret.json").write_text(
+        json.dumps({"schema": 2, "coverage": {"country": "us"}, "layers": {"addresses": [csv_entry("city", "x.csv")]}})
+    )
     sources = tmp_path / "repo" / "sources"
     (sources / "us").mkdir(parents=True)
     (sources / "us" / "leak.json").symlink_to(tmp_path / "secret.json")
     catalog = build_catalog(sources, "c1", ref="main", origin="test", keep_source_dir=True)
-    assert catalog["invalid"] == {"us/leak": ["$: the source file is a symbolic link leading outside the sources "
-                                              "tree"]}
+    assert catalog["invalid"] == {"us/leak": ["$: the source file is a symbolic link leading outside the sources tree"]}
     assert catalog["sources"] == {}
 
 
@@ -237,16 +273,23 @@ def test_a_catalog_stored_before_the_rule_cannot_make_a_run_read_local_files(tmp
 # ------------------------------------------------------------------------------------- 2. entry names
 
 BAD_NAMES = {
-    "../../../x": "contains a slash", "/abs": "contains a slash", "a\\b": "contains a slash",
-    ".hidden": "starts with a dot", "..": "starts with a dot", "a\0b": "contains a control character",
-    "a\x1bb": "contains a control character", "a\nb": "contains a control character",
-    "x" * 200: "is too long", "é" * 101: "is too long",
+    "../../../x": "contains a slash",
+    "/abs": "contains a slash",
+    "a\\b": "contains a slash",
+    ".hidden": "starts with a dot",
+    "..": "starts with a dot",
+    "a\0b": "contains a control character",
+    "a\x1bb": "contains a control character",
+    "a\nb": "contains a control character",
+    "x" * 200: "is too long",
+    "é" * 101: "is too long",
 }
 
 
 @pytest.mark.parametrize("name", list(BAD_NAMES), ids=lambda n: repr(n)[:20])
-def test_entry_names_that_are_not_one_path_segment_are_schema_errors(tmp_path: Path, name: str,
-                                                                     capsys: pytest.CaptureFixture) -> None:
+def test_entry_names_that_are_not_one_path_segment_are_schema_errors(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture
+) -> None:
     source = tree_source(tmp_path, entry("https://x.test/a.csv", name))
     code, [record] = check_json(capsys, str(source))
     assert code == 1
@@ -257,8 +300,9 @@ def test_entry_names_that_are_not_one_path_segment_are_schema_errors(tmp_path: P
 
 
 @pytest.mark.parametrize("name", ["../../../x", "../../../../" + "x" * 10, "ABSOLUTE"])
-def test_process_writes_nothing_outside_its_output_for_a_climbing_name(tmp_path: Path, name: str,
-                                                                       capsys: pytest.CaptureFixture) -> None:
+def test_process_writes_nothing_outside_its_output_for_a_climbing_name(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture
+) -> None:
     # every target stays under tmp_path (the absolute one too), so even a regression writes nowhere else
     name = str(tmp_path / "absolute-target") if name == "ABSOLUTE" else name
     source = tree_source(tmp_path, entry("data.csv", name))
@@ -275,14 +319,20 @@ def test_a_repeated_name_stays_valid_once_made_unique(tmp_path: Path) -> None:
     assert [e.name for e in source.entries] == ["city", "city-2"]
     long = "n" * 100
     with pytest.raises(SourceInvalid) as caught:
-        load_source(tree_source(tmp_path, entry("https://x.test/a.csv", long), entry("https://x.test/b.csv", long),
-                                key="us/or/long"))
-    assert caught.value.errors == [f"$.layers.addresses[1].name: entry name \"{long[:56]}... repeats an earlier "
-                                   f"one, and made unique as \"{long[:56]}... it is too long (at most 100 "
-                                   "characters and 200 bytes in UTF-8)"]
+        load_source(
+            tree_source(
+                tmp_path, entry("https://x.test/a.csv", long), entry("https://x.test/b.csv", long), key="us/or/long"
+            )
+        )
+    assert caught.value.errors == [
+        f'$.layers.addresses[1].name: entry name "{long[:56]}... repeats an earlier '
+        f'one, and made unique as "{long[:56]}... it is too long (at most 100 '
+        "characters and 200 bytes in UTF-8)"
+    ]
 
 
 # ------------------------------------------------------------------------------ 3. shared partition keys
+
 
 def test_the_issues_colliding_files_give_a_clear_error_and_nothing_vanishes(tmp_path: Path) -> None:
     write_csv(tmp_path / "a.csv", 2)
@@ -291,14 +341,24 @@ def test_the_issues_colliding_files_give_a_clear_error_and_nothing_vanishes(tmp_
         path = sources / f"{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         relative = os.path.relpath(tmp_path / "a.csv", path.parent)
-        path.write_text(json.dumps({"schema": 2, "coverage": {"country": "us"},
-                                    "layers": {"addresses": [csv_entry(name, relative)]}}))
+        path.write_text(
+            json.dumps(
+                {"schema": 2, "coverage": {"country": "us"}, "layers": {"addresses": [csv_entry(name, relative)]}}
+            )
+        )
     with dg.instance_for_test() as instance:
-        meta = materialize_catalog(instance, local(tmp_path, sources)) \
-            .asset_materializations_for_node("source_catalog")[0].metadata
+        meta = (
+            materialize_catalog(instance, local(tmp_path, sources))
+            .asset_materializations_for_node("source_catalog")[0]
+            .metadata
+        )
         assert meta["invalid_sources"].value == 1
-        assert meta["invalid"].value == {"kk2/x": ['$.layers.addresses[0].name: entry name "a/b" contains a slash, '
-                                                   "but an entry name is a single path segment"]}
+        assert meta["invalid"].value == {
+            "kk2/x": [
+                '$.layers.addresses[0].name: entry name "a/b" contains a slash, '
+                "but an entry name is a single path segment"
+            ]
+        }
         assert instance.get_dynamic_partitions("addresses") == ["kk2/x/a/b"]
     stored = get_json(LocalStore(tmp_path / "data"), layout.CURRENT_CATALOG)
     assert stored["entries"]["addresses"]["kk2/x/a/b"]["source"] == "kk2/x/a"
@@ -306,8 +366,9 @@ def test_the_issues_colliding_files_give_a_clear_error_and_nothing_vanishes(tmp_
 
 def _source(key: str, name: str) -> Source:
     raw = entry("https://x.test/a.csv", name)
-    return Source(key, None, {"schema": 2, "layers": {"addresses": [raw]}},
-                  entries=(LayerEntry(key, "addresses", name, 0, raw),))
+    return Source(
+        key, None, {"schema": 2, "layers": {"addresses": [raw]}}, entries=(LayerEntry(key, "addresses", name, 0, raw),)
+    )
 
 
 def test_the_catalog_refuses_both_sources_of_a_shared_partition_key(tmp_path: Path) -> None:
@@ -316,23 +377,30 @@ def test_the_catalog_refuses_both_sources_of_a_shared_partition_key(tmp_path: Pa
     catalog = catalog_from_sources(sources, {"kk2/z": ["$: broken"]}, "c1", ref="main", origin="test", tree=None)
     assert catalog["invalid"] == {
         "kk2/z": ["$: broken"],
-        "kk2/x": ["$.layers.addresses[0].name: partition key 'kk2/x/a/b' is also the key of an entry of source "
-                  "kk2/x/a, so neither is processed; rename one of them"],
-        "kk2/x/a": ["$.layers.addresses[0].name: partition key 'kk2/x/a/b' is also the key of an entry of source "
-                    "kk2/x, so neither is processed; rename one of them"]}
+        "kk2/x": [
+            "$.layers.addresses[0].name: partition key 'kk2/x/a/b' is also the key of an entry of source "
+            "kk2/x/a, so neither is processed; rename one of them"
+        ],
+        "kk2/x/a": [
+            "$.layers.addresses[0].name: partition key 'kk2/x/a/b' is also the key of an entry of source "
+            "kk2/x, so neither is processed; rename one of them"
+        ],
+    }
     assert list(catalog["entries"]["addresses"]) == ["kk2/y/b"]
     assert list(catalog["sources"]) == ["kk2/y"]
 
 
 # ------------------------------------------------------------------------------------- 7. nested JSON
 
+
 def deep_json(levels: int) -> str:
     return '{"schema": 2, "layers": ' + "[" * levels + "]" * levels + "}"
 
 
 @pytest.mark.parametrize("levels", [100_000, 500, 65])
-def test_check_reports_a_deeply_nested_file_and_carries_on(tmp_path: Path, levels: int,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_check_reports_a_deeply_nested_file_and_carries_on(
+    tmp_path: Path, levels: int, capsys: pytest.CaptureFixture
+) -> None:
     good = [tree_source(tmp_path, entry("https://x.test/a.csv"), key=k) for k in ("us/or/a", "us/or/c")]
     bad = tmp_path / "tree" / "sources" / "us" / "or" / "bad.json"
     bad.write_text(deep_json(levels))
@@ -347,8 +415,9 @@ def test_check_reports_a_deeply_nested_file_and_carries_on(tmp_path: Path, level
 def test_nesting_of_a_real_depth_still_validates(tmp_path: Path) -> None:
     ring = [[-122.0, 37.0], [-121.0, 37.0], [-121.0, 38.0], [-122.0, 37.0]]
     coverage = {"country": "us", "geometry": {"type": "MultiPolygon", "coordinates": [[ring]]}}
-    path = write_source(tmp_path / "sources/us/or/poly.json", {"addresses": [entry("https://x.test/a.csv")]},
-                        coverage=coverage)
+    path = write_source(
+        tmp_path / "sources/us/or/poly.json", {"addresses": [entry("https://x.test/a.csv")]}, coverage=coverage
+    )
     assert load_source(path).key == "us/or/poly"
 
 
@@ -357,24 +426,33 @@ def test_the_catalog_loads_the_other_sources_next_to_a_deeply_nested_one(tmp_pat
     sources = tmp_path / "sources"
     path = sources / "us/xx/good.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"schema": 2, "coverage": {"country": "us"},
-                                "layers": {"addresses": [csv_entry("city", "../../../a.csv")]}}))
+    path.write_text(
+        json.dumps(
+            {"schema": 2, "coverage": {"country": "us"}, "layers": {"addresses": [csv_entry("city", "../../../a.csv")]}}
+        )
+    )
     (sources / "us/xx/deep.json").write_text(deep_json(100_000))
     with dg.instance_for_test() as instance:
-        meta = materialize_catalog(instance, local(tmp_path, sources)) \
-            .asset_materializations_for_node("source_catalog")[0].metadata
+        meta = (
+            materialize_catalog(instance, local(tmp_path, sources))
+            .asset_materializations_for_node("source_catalog")[0]
+            .metadata
+        )
         assert meta["invalid"].value == {
-            "us/xx/deep": ["$: JSON nested too deeply (more than 64 levels of objects and arrays)"]}
+            "us/xx/deep": ["$: JSON nested too deeply (more than 64 levels of objects and arrays)"]
+        }
         assert instance.get_dynamic_partitions("addresses") == ["us/xx/good/city"]
 
 
 # ------------------------------------------------------------------------ 9. what a local `data` really is
 
+
 def test_dev_zero_as_data_is_not_a_regular_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     source = tree_source(tmp_path, entry("/dev/zero"))
     out = tmp_path / "out"
-    assert main(["process", str(source), "--layer", "addresses", "--output", str(out), "-q",
-                 "--allow-local-files"]) == 1
+    assert (
+        main(["process", str(source), "--layer", "addresses", "--output", str(out), "-q", "--allow-local-files"]) == 1
+    )
     state = json.loads((out / "addresses" / "city" / "state.json").read_text())
     assert state["problem_detail"] == "local path /dev/zero is a character device, not a regular file"
     assert not list((out / "addresses" / "city").glob("cache.*"))
@@ -405,8 +483,10 @@ def test_a_missing_local_file_still_says_it_does_not_exist(tmp_path: Path) -> No
 def test_local_files_are_held_to_the_download_size_cap(tmp_path: Path) -> None:
     source = tree_source(tmp_path, entry("data.csv"))
     (source.parent / "data.csv").write_text(CSV)
-    with pytest.raises(DownloadError, match=f"download size cap: data.csv: the file has {len(CSV)} bytes, "
-                                            "over the cap of 10 bytes"):
-        fetch_entry(load_source(source).entry("addresses", "city"), tmp_path / "work",
-                    fast_options(max_download_bytes=10))
+    with pytest.raises(
+        DownloadError, match=f"download size cap: data.csv: the file has {len(CSV)} bytes, over the cap of 10 bytes"
+    ):
+        fetch_entry(
+            load_source(source).entry("addresses", "city"), tmp_path / "work", fast_options(max_download_bytes=10)
+        )
     assert not list((tmp_path / "work").iterdir())

@@ -25,7 +25,7 @@ def test_hash_of_a_row_does_not_change_between_runs_or_batches() -> None:
 
 def test_every_byte_and_the_length_change_the_hash() -> None:
     base = "12 MAIN STREET OAKLAND 94612"
-    variants = [base[:i] + chr(ord(base[i]) ^ 1) + base[i + 1:] for i in range(len(base))]
+    variants = [base[:i] + chr(ord(base[i]) ^ 1) + base[i + 1 :] for i in range(len(base))]
     variants += [base + "\x00", base[:-1], ""]
     assert len(set(digests([base, *variants]))) == len(variants) + 1
 

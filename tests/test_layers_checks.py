@@ -12,8 +12,9 @@ from oa_dagster.platform.publishing import PublishedRun
 from oa_dagster.platform.quality_gate import GateDecision
 
 
-def _evaluate(layer: str, stats: dict[str, Any], previous: int | None = None,
-              decision: GateDecision | None = None) -> dict[str, dg.AssetCheckEvaluation]:
+def _evaluate(
+    layer: str, stats: dict[str, Any], previous: int | None = None, decision: GateDecision | None = None
+) -> dict[str, dg.AssetCheckEvaluation]:
     published = PublishedRun("runs/x", {"stats": stats}, decision or GateDecision(True), None, {"output": "x"})
     out = evaluate_checks(EntryResult(layer, "us/xx/a/city", published=published), previous, 0.1)
     assert [e.partition for e in out] == ["us/xx/a/city"] * 2
@@ -44,8 +45,10 @@ def test_a_drop_or_poor_addresses_only_warn() -> None:
     assert not quality.passed and quality.severity == dg.AssetCheckSeverity.WARN
     assert not quality.metadata["count_not_down"].value and not quality.metadata["address_quality"].value
     assert quality.metadata["promoted"].value
-    assert quality.description == ("feature count down 20% from the previous materialization (100); "
-                                   "only 25% of the features have a plausible number and a street")
+    assert quality.description == (
+        "feature count down 20% from the previous materialization (100); "
+        "only 25% of the features have a plausible number and a street"
+    )
     held = _evaluate("buildings", {"features": 100}, decision=GateDecision(False, ["lost field(s): street"]))
     assert not held[OUTPUT_QUALITY].passed
     assert held[OUTPUT_QUALITY].description == "quality gate held: lost field(s): street"

@@ -48,8 +48,12 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
     sources = city_sources(tmp, {key.rsplit("/", 1)[0]: "a.csv" for key in KEYS})
     write_source(sources, "us/xx/zz", {"addresses": [csv_entry("city", "../../../a.csv", skip=True)]})
     home = local_instance_home(tmp / "home")
-    env = {"OA_ENV": "local", "OA_DATA_DIR": str(tmp / "data"), "OA_SOURCES_DIR": str(sources),
-           "OA_WORK_DIR": str(tmp / "work")}
+    env = {
+        "OA_ENV": "local",
+        "OA_DATA_DIR": str(tmp / "data"),
+        "OA_SOURCES_DIR": str(sources),
+        "OA_WORK_DIR": str(tmp / "work"),
+    }
     resources = local(tmp, sources)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialize_catalog(instance, resources)
@@ -74,8 +78,9 @@ LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionB
 def test_a_backfill_from_the_ui_packs_the_partitions_into_ranged_runs(ui: UI, tmp_path: Path) -> None:
     """Re-running some entries from the UI: 12 partitions in three stretches give three ranged runs, not 12."""
     chosen = [key for key in KEYS if key not in ("us/xx/s04/city", "us/xx/s09/city")]
-    launched = ui.graphql(LAUNCH_BACKFILL, params={"assetSelection": [{"path": ["addresses"]}],
-                                                "partitionNames": chosen})["launchPartitionBackfill"]
+    launched = ui.graphql(
+        LAUNCH_BACKFILL, params={"assetSelection": [{"path": ["addresses"]}], "partitionNames": chosen}
+    )["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     log = tmp_path / "daemon.log"
     with running_daemon(ui.home, ui.env, log), dg.DagsterInstance.from_config(str(ui.home)) as instance:
@@ -88,10 +93,14 @@ def test_a_backfill_from_the_ui_packs_the_partitions_into_ranged_runs(ui: UI, tm
 
         runs, materialized = _wait("the backfill's partitions", done, 240, log)
     assert len(runs) == 3 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
-    ranges = sorted((run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"])
-                    for run in runs)
-    assert ranges == [("us/xx/s00/city", "us/xx/s03/city"), ("us/xx/s05/city", "us/xx/s08/city"),
-                      ("us/xx/s10/city", "us/xx/s13/city")]
+    ranges = sorted(
+        (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) for run in runs
+    )
+    assert ranges == [
+        ("us/xx/s00/city", "us/xx/s03/city"),
+        ("us/xx/s05/city", "us/xx/s08/city"),
+        ("us/xx/s10/city", "us/xx/s13/city"),
+    ]
     assert set(chosen) <= materialized and not {"us/xx/s04/city", "us/xx/s09/city"} & materialized
 
 
@@ -106,14 +115,16 @@ def test_an_entry_the_sources_skip_is_no_partition_and_never_the_latest_material
     with dg.DagsterInstance.from_config(str(ui.home)) as instance:
         assert materialize_range(instance, ui.resources, "addresses", KEYS[0], KEYS[0]).success
     node = ui.graphql(PARTITIONS)["assetNodes"][0]
-    assert node["partitionKeysByDimension"][0]["partitionKeys"][:len(KEYS)] == KEYS
+    assert node["partitionKeysByDimension"][0]["partitionKeys"][: len(KEYS)] == KEYS
     assert SKIPPED not in node["partitionKeysByDimension"][0]["partitionKeys"]
     assert node["partitionStats"]["numPartitions"] == len(KEYS) and node["partitionStats"]["numFailed"] == 0
 
     def latest(asset: str) -> dict[str, Any]:
         found = ui.graphql(LATEST, key={"path": [asset]})["assetOrError"]["assetMaterializations"][0]
-        return {"partition": found["partition"], **{e["label"]: e.get("text", e.get("intValue"))
-                                                    for e in found["metadataEntries"]}}
+        return {
+            "partition": found["partition"],
+            **{e["label"]: e.get("text", e.get("intValue")) for e in found["metadataEntries"]},
+        }
 
     shown = latest("addresses")  # what the asset's overview shows as its latest materialization
     assert shown["partition"] in KEYS and shown["status"] == "promoted" and shown["feature_count"] == 3

@@ -81,7 +81,8 @@ def test_example_partitions_materialize_with_outputs_metadata_and_checks(tmp_pat
         assert store.exists(f"{pointer['prefix']}/{layout.MANIFEST}")
         assert get_json(store, layout.latest_key("addresses", f"{EXAMPLE_KEY}/legacy")) is None
         assert partition_status(instance, "addresses", [f"{EXAMPLE_KEY}/city"]) == {
-            f"{EXAMPLE_KEY}/city": dg.AssetPartitionStatus.MATERIALIZED}
+            f"{EXAMPLE_KEY}/city": dg.AssetPartitionStatus.MATERIALIZED
+        }
 
 
 def test_a_broken_entry_fails_alone_and_keeps_the_previous_good_output(tmp_path: Path) -> None:
@@ -100,10 +101,13 @@ def test_a_broken_entry_fails_alone_and_keeps_the_previous_good_output(tmp_path:
         failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
         assert "us/xx/flaky/city: Could not download source data" in failure.description
         assert partition_status(instance, "addresses", ["us/xx/flaky/city", "us/xx/good/city"]) == {
-            "us/xx/flaky/city": dg.AssetPartitionStatus.FAILED, "us/xx/good/city": dg.AssetPartitionStatus.MATERIALIZED}
+            "us/xx/flaky/city": dg.AssetPartitionStatus.FAILED,
+            "us/xx/good/city": dg.AssetPartitionStatus.MATERIALIZED,
+        }
         assert get_json(store, layout.latest_key("addresses", "us/xx/flaky/city")) == before
-        latest = instance.fetch_materializations(dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("addresses"), asset_partitions=["us/xx/flaky/city"]), limit=1).records[0]
+        latest = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("addresses"), asset_partitions=["us/xx/flaky/city"]), limit=1
+        ).records[0]
         assert latest.run_id == before["run_id"]
 
 
@@ -134,8 +138,10 @@ def test_a_collapse_is_stored_but_held_until_accepted(tmp_path: Path) -> None:
         held = get_json(store, layout.held_key("addresses", "us/xx/a/city"))
         assert "feature count fell 85%" in held["reasons"][0]
         accept = accept_held_run_job.execute_in_process(
-            instance=instance, resources=resources,
-            run_config={"ops": {"accept_held_op": {"config": {"layer": "addresses", "entry": "us/xx/a/city"}}}})
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"accept_held_op": {"config": {"layer": "addresses", "entry": "us/xx/a/city"}}}},
+        )
         assert accept.success
         latest = get_json(store, layout.latest_key("addresses", "us/xx/a/city"))
         assert latest["feature_count"] == 3 and latest["run_id"] == held["run_id"]
@@ -185,8 +191,10 @@ def test_entry_logger_keeps_warnings_with_the_entry_key() -> None:
     log.info("downloaded %s", "x")
     log.warning("coverage missing")
     log.error("Could not download source data: 404")
-    assert warnings.lines == [(logging.WARNING, "us/xx/a/city: coverage missing"),
-                    (logging.ERROR, "us/xx/a/city: Could not download source data: 404")]
+    assert warnings.lines == [
+        (logging.WARNING, "us/xx/a/city: coverage missing"),
+        (logging.ERROR, "us/xx/a/city: Could not download source data: 404"),
+    ]
 
 
 def test_previous_counts_are_the_latest_materializations_of_the_runs_keys(tmp_path: Path) -> None:
@@ -199,14 +207,18 @@ def test_previous_counts_are_the_latest_materializations_of_the_runs_keys(tmp_pa
     with dg.instance_for_test() as instance:
         materialize_catalog(instance, resources)
         assert previous_counts(instance, "addresses", ["us/xx/a/city", "us/xx/b/city"]) == {
-            "us/xx/a/city": None, "us/xx/b/city": None}
+            "us/xx/a/city": None,
+            "us/xx/b/city": None,
+        }
         materialize_range(instance, resources, "addresses", "us/xx/a/city", "us/xx/b/city")
         write_csv(tmp_path / "a.csv", 5)
         result = materialize_range(instance, resources, "addresses", "us/xx/a/city", "us/xx/a/city")
         meta = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
         assert meta["previous_feature_count"].value == 6 and meta["feature_count"].value == 5
         assert previous_counts(instance, "addresses", ["us/xx/a/city", "us/xx/b/city"]) == {
-            "us/xx/a/city": 5, "us/xx/b/city": 4}
+            "us/xx/a/city": 5,
+            "us/xx/b/city": 4,
+        }
 
 
 def test_a_first_materialization_says_no_previous_count_in_its_metadata_and_its_check_alike(tmp_path: Path) -> None:
@@ -231,8 +243,9 @@ def test_a_first_materialization_says_no_previous_count_in_its_metadata_and_its_
         assert second_check["drop"] == "16.7%"
 
 
-def test_an_unexpected_error_in_one_entry_fails_only_that_entry(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_error_in_one_entry_fails_only_that_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import oa_dagster.platform.entry_processing as entry_processing
 
     write_csv(tmp_path / "a.csv", 5)
@@ -252,11 +265,15 @@ def test_an_unexpected_error_in_one_entry_fails_only_that_entry(tmp_path: Path,
         assert not result.success
         failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
         assert failure.description.startswith("1 of 3 addresses entries failed")
-        assert "us/xx/b/city: Could not process or publish the entry: unexpected ConnectionError" in \
-            failure.description
+        assert "us/xx/b/city: Could not process or publish the entry: unexpected ConnectionError" in failure.description
         assert partition_status(instance, "addresses", ["us/xx/a/city", "us/xx/b/city", "us/xx/c/city"]) == {
-            "us/xx/a/city": dg.AssetPartitionStatus.MATERIALIZED, "us/xx/b/city": dg.AssetPartitionStatus.FAILED,
-            "us/xx/c/city": dg.AssetPartitionStatus.MATERIALIZED}
-        errors = [e.user_message for e in instance.all_logs(result.run_id)
-                  if e.dagster_event is None and e.level >= logging.ERROR]
+            "us/xx/a/city": dg.AssetPartitionStatus.MATERIALIZED,
+            "us/xx/b/city": dg.AssetPartitionStatus.FAILED,
+            "us/xx/c/city": dg.AssetPartitionStatus.MATERIALIZED,
+        }
+        errors = [
+            e.user_message
+            for e in instance.all_logs(result.run_id)
+            if e.dagster_event is None and e.level >= logging.ERROR
+        ]
         assert any(m.startswith("us/xx/b/city: unexpected ConnectionError") and "Traceback" in m for m in errors)

@@ -24,8 +24,11 @@ def _tarball() -> bytes:
     with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": SHA}) as tar:
         top = f"openaddresses-openaddresses-{SHA[:7]}"
         files = {
-            f"{top}/sources/us/xx/a.json": {"schema": 2, "coverage": {"country": "us"},
-                                            "layers": {"addresses": [csv_entry("city", "https://x.test/a.csv")]}},
+            f"{top}/sources/us/xx/a.json": {
+                "schema": 2,
+                "coverage": {"country": "us"},
+                "layers": {"addresses": [csv_entry("city", "https://x.test/a.csv")]},
+            },
             f"{top}/sources/us/xx/bad.json": {"schema": 2, "layers": {}},
             f"{top}/README.md": None,
         }

@@ -52,8 +52,14 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Quickstart:
     """The README's first command, run once in a fresh directory (its links on a free port, not 8080)."""
     cwd = tmp_path_factory.mktemp("project")
     port = _free_port()
-    done = subprocess.run([str(OA), "quickstart", "--download-port", str(port)], cwd=cwd, env=clean_env(),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(OA), "quickstart", "--download-port", str(port)],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return Quickstart(cwd, done.stdout, port)
 
@@ -61,8 +67,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Quickstart:
 def test_quickstart_processes_every_example_entry_into_a_persistent_instance(quickstart: Quickstart) -> None:
     assert "addresses us/ca/berkeley_example/legacy: skipped" in quickstart.printed
     store = LocalStore(quickstart.home / "data")
-    for layer, name in (("addresses", "city"), ("parcels", "county"), ("buildings", "city"),
-                        ("centerlines", "city")):
+    for layer, name in (("addresses", "city"), ("parcels", "county"), ("buildings", "city"), ("centerlines", "city")):
         pointer = get_json(store, keys.latest_key(layer, f"us/ca/berkeley_example/{name}"))
         assert pointer and pointer["feature_count"] > 0, layer
         assert store.exists(pointer["files"]["output"])
@@ -73,9 +78,11 @@ def test_quickstart_processes_every_example_entry_into_a_persistent_instance(qui
 
 
 def test_quickstart_sets_up_the_instance_config_and_prints_the_ui_command_of_this_virtualenv(
-        quickstart: Quickstart) -> None:
-    assert (quickstart.home / "dagster_home" / "dagster.yaml").read_text() == \
-        (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
+    quickstart: Quickstart,
+) -> None:
+    assert (quickstart.home / "dagster_home" / "dagster.yaml").read_text() == (
+        ROOT / "deploy" / "local" / "dagster.yaml"
+    ).read_text()
     assert f"{OA} ui" in quickstart.printed  # the venv's command: `dagster` alone is not on PATH unactivated
     assert "dagster dev" not in quickstart.printed
 
@@ -87,9 +94,14 @@ def test_the_readme_download_example_works_after_quickstart(quickstart: Quicksta
     """
     store = LocalStore(quickstart.home / "data")
     for layer in ("addresses", "buildings"):
-        done = subprocess.run([str(OA), "download", "us/ca/berkeley_example", "--layer", layer, "--name", "city",
-                               "--dest", "out/"], cwd=quickstart.cwd, env=clean_env(), capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [str(OA), "download", "us/ca/berkeley_example", "--layer", layer, "--name", "city", "--dest", "out/"],
+            cwd=quickstart.cwd,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
     for layer in ("addresses", "buildings"):
         got = quickstart.cwd / "out" / layer / "us/ca/berkeley_example/city" / "out.geojson"
@@ -99,8 +111,14 @@ def test_the_readme_download_example_works_after_quickstart(quickstart: Quicksta
 
 
 def test_download_of_a_skipped_entry_says_it_is_skipped(quickstart: Quickstart) -> None:
-    done = subprocess.run([str(OA), "download", "us/ca/berkeley_example", "--layer", "addresses", "--name", "legacy"],
-                          cwd=quickstart.cwd, env=clean_env(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(OA), "download", "us/ca/berkeley_example", "--layer", "addresses", "--name", "legacy"],
+        cwd=quickstart.cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "us/ca/berkeley_example/legacy addresses: the source marks it skip: true" in done.stderr
 
@@ -129,8 +147,14 @@ def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(
     """`oa-dagster ui` as the quickstart printed it: the UI's GraphQL API shows the entry's metadata, preview,
     sample and checks; its output and preview links answer from the download app; it stops cleanly."""
     port = _free_port()
-    ui = subprocess.Popen([str(OA), "ui", "--port", str(port)], cwd=quickstart.cwd, env=clean_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ui = subprocess.Popen(
+        [str(OA), "ui", "--port", str(port)],
+        cwd=quickstart.cwd,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -142,11 +166,15 @@ def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(
                 time.sleep(0.5)
         assert ui.poll() is None, ui.communicate()
         entry = "us/ca/berkeley_example/city"
-        asset = _graphql(base, """query($key: AssetKeyInput!, $entry: String!) { assetOrError(assetKey: $key) {
+        asset = _graphql(
+            base,
+            """query($key: AssetKeyInput!, $entry: String!) { assetOrError(assetKey: $key) {
             ... on Asset { assetMaterializations(partitions: [$entry]) { partition metadataEntries { label
               ... on MarkdownMetadataEntry { mdStr } ... on TableMetadataEntry { table { records } }
               ... on IntMetadataEntry { intValue } ... on UrlMetadataEntry { url } } } } } }""",
-                         key={"path": ["addresses"]}, entry=entry)["assetOrError"]
+            key={"path": ["addresses"]},
+            entry=entry,
+        )["assetOrError"]
         entries = {e["label"]: e for e in asset["assetMaterializations"][0]["metadataEntries"]}
         assert entries["feature_count"]["intValue"] > 100
         assert json.loads(entries["sample"]["table"]["records"][0])["street"]
@@ -155,15 +183,18 @@ def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(
         assert output.startswith(f"{app}runs/addresses/{entry}/") and output.endswith("/out.geojson")
         fetched = requests.get(output, timeout=30)
         assert fetched.status_code == 200
-        assert fetched.content == (quickstart.home / "data" / output[len(app):]).read_bytes()
+        assert fetched.content == (quickstart.home / "data" / output[len(app) :]).read_bytes()
         preview = entries["preview"]["mdStr"]
         assert preview.startswith(f"![preview]({app}runs/addresses/{entry}/") and preview.endswith("/preview.png)")
-        image = requests.get(preview[len("![preview]("):-1], timeout=30)
+        image = requests.get(preview[len("![preview](") : -1], timeout=30)
         assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
-        nodes = _graphql(base, """query { assetNodes(assetKeys: [{path: ["addresses"]}]) { assetChecksOrError {
+        nodes = _graphql(
+            base,
+            """query { assetNodes(assetKeys: [{path: ["addresses"]}]) { assetChecksOrError {
             ... on AssetChecks { checks { name executionForLatestMaterialization { status
-              evaluation { severity success partition } } } } } } }""")["assetNodes"]
+              evaluation { severity success partition } } } } } } }""",
+        )["assetNodes"]
         checks = {c["name"]: c["executionForLatestMaterialization"] for c in nodes[0]["assetChecksOrError"]["checks"]}
         assert set(checks) == {"output_valid", "output_quality"}
         assert checks["output_valid"]["status"] == "SUCCEEDED"

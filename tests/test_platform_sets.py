@@ -33,8 +33,7 @@ def test_batches_for_several_slots_come_in_whole_rounds_and_long_entries_still_r
     assert [b.keys[0] for b in batches] == sorted(b.keys[0] for b in batches)  # contiguous, in order
     few = plan_batches(keys[:10], expected_seconds=small, slots=2, entry_overhead_seconds=0.1)
     assert len(few) == 2  # both slots work even on a tiny set
-    with_long = plan_batches(keys[:100], expected_seconds={**small, "k0050": 900}, slots=4,
-                             entry_overhead_seconds=0.1)
+    with_long = plan_batches(keys[:100], expected_seconds={**small, "k0050": 900}, slots=4, entry_overhead_seconds=0.1)
     assert ("k0050",) in [b.keys for b in with_long]
     assert max(len(b.keys) for b in plan_batches(keys, slots=2)) <= 200  # max_entries still caps a batch
     unknown = plan_batches(keys, slots=2)  # no history: 5 s guessed per entry, 120 s per run
@@ -44,8 +43,9 @@ def test_batches_for_several_slots_come_in_whole_rounds_and_long_entries_still_r
 def test_schedule_starts_a_tagged_catalog_run() -> None:
     schedule = build_set_schedule("0 3 * * 6", running=False)
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance,
-                                            scheduled_execution_time=datetime(2026, 11, 28, 3, tzinfo=UTC))
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 11, 28, 3, tzinfo=UTC)
+        )
         request = schedule.evaluate_tick(context).run_requests[0]
     assert schedule.cron_schedule == "0 3 * * 6"
     assert request.run_key == "set-20261128T0300"
@@ -57,8 +57,11 @@ def _sources(tmp_path: Path, count: int) -> Path:
     sources = tmp_path / "sources"
     write_csv(tmp_path / "a.csv", 3)
     for i in range(count):
-        write_source(sources, f"us/xx/s{i:02d}", {"addresses": [csv_entry("city", "../../../a.csv"),
-                                                                csv_entry("county", "../../../a.csv")]})
+        write_source(
+            sources,
+            f"us/xx/s{i:02d}",
+            {"addresses": [csv_entry("city", "../../../a.csv"), csv_entry("county", "../../../a.csv")]},
+        )
     return sources
 
 
@@ -76,8 +79,10 @@ def test_sensor_launches_batched_runs_for_a_set_and_reports_its_progress(tmp_pat
         assert [int(r.tags["oa/entries"]) for r in requests] == [3, 3, 3, 1]
         first = requests[0]
         assert first.job_name == LAYER_JOBS["addresses"].name
-        assert (first.tags["dagster/asset_partition_range_start"], first.tags["dagster/asset_partition_range_end"]) \
-            == ("us/xx/s00/city", "us/xx/s01/city")
+        assert (first.tags["dagster/asset_partition_range_start"], first.tags["dagster/asset_partition_range_end"]) == (
+            "us/xx/s00/city",
+            "us/xx/s01/city",
+        )
         assert first.tags["oa/set"] == "set-x" and first.tags["dagster/max_runtime"]
         progress = instance.fetch_materializations(SET_PROGRESS, limit=1).records[0].asset_materialization
         assert progress.metadata["pending"].value == 10 and progress.metadata["finished"].value is False
@@ -85,9 +90,14 @@ def test_sensor_launches_batched_runs_for_a_set_and_reports_its_progress(tmp_pat
         assert progress.metadata["entries"].value == 10 and progress.metadata["skipped"].value == 1
 
         for request in requests:  # what the daemon would launch, in process
-            materialize_range(instance, resources, request.job_name.removesuffix("_job"),
-                              request.tags["dagster/asset_partition_range_start"],
-                              request.tags["dagster/asset_partition_range_end"], tags={"oa/set": "set-x"})
+            materialize_range(
+                instance,
+                resources,
+                request.job_name.removesuffix("_job"),
+                request.tags["dagster/asset_partition_range_start"],
+                request.tags["dagster/asset_partition_range_end"],
+                tags={"oa/set": "set-x"},
+            )
         cursor = json.loads(result.cursor)
         assert "set-x" in cursor["sets"]
         again = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
@@ -108,14 +118,24 @@ def test_launch_changed_only_requests_changed_entries(tmp_path: Path) -> None:
         materialize_catalog(instance, resources, tags={"oa/launch": "changed"})
         requests = set_launcher(dg.build_sensor_context(instance=instance, resources=resources)).run_requests
         # the city entries are up to date; the county ones never ran, and they are not adjacent
-        ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-                  for r in requests]
+        ranges = [
+            (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+            for r in requests
+        ]
         assert ranges == [(f"us/xx/s{i:02d}/county", f"us/xx/s{i:02d}/county") for i in range(3)]
 
 
 def test_a_set_run_has_ended_only_when_no_retry_is_to_come() -> None:
-    def run(run_id: str, status: str, *, root: str | None = None, created: float = 0.0, ended: float | None = 10.0,
-            will_retry: bool | None = None, launched: bool = False) -> RunState:
+    def run(
+        run_id: str,
+        status: str,
+        *,
+        root: str | None = None,
+        created: float = 0.0,
+        ended: float | None = 10.0,
+        will_retry: bool | None = None,
+        launched: bool = False,
+    ) -> RunState:
         return RunState(run_id, root or run_id, status, created, ended, will_retry, launched)
 
     now = 100.0

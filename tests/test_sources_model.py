@@ -45,7 +45,9 @@ def test_valid_v2_source_loads_with_one_entry_per_layer_item() -> None:
     assert source.key == "us/ca/alameda"
     assert not source.upgraded_from_v1
     assert [(e.layer, e.name, e.index) for e in source.entries] == [
-        ("addresses", "county", 0), ("parcels", "county", 0)]
+        ("addresses", "county", 0),
+        ("parcels", "county", 0),
+    ]
     address = source.entry("addresses", "county")
     assert address.key == "us/ca/alameda/county"
     assert address.protocol == "ESRI"
@@ -74,8 +76,11 @@ def test_repeated_entry_names_get_suffixes_by_order() -> None:
 
 def test_suffixes_skip_names_another_entry_uses_literally() -> None:
     entry = {"protocol": "http", "data": "x.csv", "conform": {"format": "csv", "number": "n", "street": "s"}}
-    data = {"schema": 2, "coverage": {"country": "us"},
-            "layers": {"addresses": [{"name": n, **entry} for n in ("city", "city", "city-2", "city")]}}
+    data = {
+        "schema": 2,
+        "coverage": {"country": "us"},
+        "layers": {"addresses": [{"name": n, **entry} for n in ("city", "city", "city-2", "city")]},
+    }
     source = source_from_dict(data, "us/xx/test")
     assert [e.name for e in source.entries] == ["city", "city-3", "city-2", "city-4"]
     assert len({e.key for e in source.entries}) == 4

@@ -25,8 +25,10 @@ def test_every_snapshot_source_loads_and_validates() -> None:
     sources, invalid = load_catalog(SNAPSHOT)
     seconds = time.perf_counter() - start
     per_layer = Counter(entry.layer for source in sources for entry in source.entries)
-    print(f"\n{len(sources)} sources valid, {len(invalid)} invalid, in {seconds:.1f} s; entries per layer: "
-          + ", ".join(f"{layer} {per_layer[layer]}" for layer in LAYERS))
+    print(
+        f"\n{len(sources)} sources valid, {len(invalid)} invalid, in {seconds:.1f} s; entries per layer: "
+        + ", ".join(f"{layer} {per_layer[layer]}" for layer in LAYERS)
+    )
 
     assert invalid == {}
     assert len(sources) == len(list(iter_source_files(SNAPSHOT))) == EXPECTED_SOURCES

@@ -15,14 +15,22 @@ from oa_dagster.sources.upgrade import is_v1, upgrade_v1
 DATA = Path(__file__).parent / "data" / "sources"
 
 V1: dict[str, Any] = {
-    "coverage": {"US Census": {"geoid": "06001", "name": "Alameda County", "state": "California"},
-                 "country": "us", "state": "ca", "county": "Alameda"},
+    "coverage": {
+        "US Census": {"geoid": "06001", "name": "Alameda County", "state": "California"},
+        "country": "us",
+        "state": "ca",
+        "county": "Alameda",
+    },
     "data": "https://services5.arcgis.com/ROBnTHSNjoZ2Wm1P/ArcGIS/rest/services/Address_Points/FeatureServer/0",
     "website": "https://data.acgov.org/datasets/4610acbf49364583986d45ee4106cc3f_0/about",
     "license": {"url": "https://www.acgov.org/acdata/terms.htm", "presumed": True},
     "protocol": "ESRI",
-    "conform": {"format": "geojson", "number": "ST_NUM", "street": ["DIRPRE", "FEANME", "FEATYP", "DIRSUF"],
-                "accuracy": 1},
+    "conform": {
+        "format": "geojson",
+        "number": "ST_NUM",
+        "street": ["DIRPRE", "FEANME", "FEATYP", "DIRSUF"],
+        "accuracy": 1,
+    },
     "skip": False,
 }
 
@@ -59,8 +67,11 @@ def test_v1_upgrade_is_what_a_v2_file_with_one_primary_entry_loads_as(tmp_path: 
     v1_path.parent.mkdir(parents=True)
     # a real v2 source's address entry written flat (v1), and the same written as v2 by hand
     real = json.loads((DATA / "us" / "ca" / "alameda.json").read_text(encoding="utf-8"))
-    v2 = {"schema": 2, "coverage": real["coverage"],
-          "layers": {"addresses": [{**real["layers"]["addresses"][0], "name": "primary"}]}}
+    v2 = {
+        "schema": 2,
+        "coverage": real["coverage"],
+        "layers": {"addresses": [{**real["layers"]["addresses"][0], "name": "primary"}]},
+    }
     v2_path = v1_path.with_name("v2.json")
     v2_path.write_text(json.dumps(v2), encoding="utf-8")
     flat_entry = {k: v for k, v in real["layers"]["addresses"][0].items() if k != "name"}
@@ -83,17 +94,24 @@ def test_layers_without_schema_is_a_broken_v2_source_not_v1() -> None:
     assert caught.value.errors == ["$: missing required 'schema'"]
 
 
-@pytest.mark.parametrize(("change", "error"), [
-    (lambda d: d.pop("protocol"), "$: missing required 'protocol'"),
-    (lambda d: d.update(name="county"), "$: unknown key 'name'"),
-    (lambda d: d.update(compression="gzip"), '$.compression: expected "zip", got "gzip"'),
-    (lambda d: d["conform"].update(accuracy="rooftop"), "$.conform.accuracy: expected integer, got string"),
-    (lambda d: d["conform"].update(format="gpkg"), '$.conform.format: "gpkg" is not one of'),
-    (lambda d: d["conform"].update(number={"function": "regexp", "field": "N"}),
-     "$.conform.number: missing required 'pattern'"),
-    (lambda d: d["conform"].update(number={"function": "constant", "value": "1"}),
-     '$.conform.number.function: "constant" is not one of'),
-])
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda d: d.pop("protocol"), "$: missing required 'protocol'"),
+        (lambda d: d.update(name="county"), "$: unknown key 'name'"),
+        (lambda d: d.update(compression="gzip"), '$.compression: expected "zip", got "gzip"'),
+        (lambda d: d["conform"].update(accuracy="rooftop"), "$.conform.accuracy: expected integer, got string"),
+        (lambda d: d["conform"].update(format="gpkg"), '$.conform.format: "gpkg" is not one of'),
+        (
+            lambda d: d["conform"].update(number={"function": "regexp", "field": "N"}),
+            "$.conform.number: missing required 'pattern'",
+        ),
+        (
+            lambda d: d["conform"].update(number={"function": "constant", "value": "1"}),
+            '$.conform.number.function: "constant" is not one of',
+        ),
+    ],
+)
 def test_v1_errors_use_the_retired_schema_and_v1_paths(change: Any, error: str) -> None:
     with pytest.raises(SourceInvalid) as caught:
         source_from_dict(flat(change), "us/ca/alameda")
@@ -103,8 +121,11 @@ def test_v1_errors_use_the_retired_schema_and_v1_paths(change: Any, error: str) 
 
 def test_v1_valid_source_that_v2_refuses_reports_v2_paths() -> None:
     # v1 allowed a nested chain step; v2 does not
-    nested = {"function": "chain", "variable": "v", "functions": [
-        {"function": "chain", "variable": "w", "functions": ["A"]}]}
+    nested = {
+        "function": "chain",
+        "variable": "v",
+        "functions": [{"function": "chain", "variable": "w", "functions": ["A"]}],
+    }
     v1 = flat(lambda d: d["conform"].update(street=nested))
     with pytest.raises(SourceInvalid) as caught:
         source_from_dict(v1, "us/ca/alameda")

@@ -15,10 +15,16 @@ from oa_dagster.sources.validate import json_path, v2_validator
 ADDRESS: dict[str, Any] = {
     "schema": 2,
     "coverage": {"country": "us", "state": "ca"},
-    "layers": {"addresses": [{
-        "name": "county", "protocol": "http", "data": "https://example.org/a.csv",
-        "conform": {"format": "csv", "number": "NUM", "street": "STREET"},
-    }]},
+    "layers": {
+        "addresses": [
+            {
+                "name": "county",
+                "protocol": "http",
+                "data": "https://example.org/a.csv",
+                "conform": {"format": "csv", "number": "NUM", "street": "STREET"},
+            }
+        ]
+    },
 }
 CONFORM = "$.layers.addresses[0].conform"
 
@@ -57,8 +63,9 @@ def test_missing_coverage_is_reported_at_the_root() -> None:
 def test_bad_function_parameters_name_the_function_object() -> None:
     errors = errors_of(lambda d: conform(d).update(number={"function": "regexp", "field": "N"}))
     assert errors == [f"{CONFORM}.number: missing required 'pattern'"]
-    errors = errors_of(lambda d: conform(d).update(
-        street={"function": "join", "fields": ["A", "B"], "separator": " ", "sep": "-"}))
+    errors = errors_of(
+        lambda d: conform(d).update(street={"function": "join", "fields": ["A", "B"], "separator": " ", "sep": "-"})
+    )
     assert errors == [f"{CONFORM}.street: unknown key 'sep'"]
     errors = errors_of(lambda d: conform(d).update(number={"function": "prefixed_number", "field": 5}))
     assert errors == [f"{CONFORM}.number.field: expected string, got integer"]
@@ -77,18 +84,22 @@ def test_value_of_no_accepted_type_says_which_types_would_do() -> None:
 
 
 def test_errors_inside_chain_steps_have_an_index() -> None:
-    errors = errors_of(lambda d: conform(d).update(street={
-        "function": "chain", "variable": "v", "functions": [{"function": "regexp", "field": "S"}]}))
+    errors = errors_of(
+        lambda d: conform(d).update(
+            street={"function": "chain", "variable": "v", "functions": [{"function": "regexp", "field": "S"}]}
+        )
+    )
     assert errors == [f"{CONFORM}.street.functions[0]: missing required 'pattern'"]
 
 
 def test_range_pattern_and_format_errors_are_short() -> None:
     assert errors_of(lambda d: conform(d).update(accuracy=7)) == [
-        f"{CONFORM}.accuracy: 7 is greater than the maximum of 5"]
-    assert errors_of(lambda d: conform(d).update(srs="4326")) == [
-        f'{CONFORM}.srs: "4326" does not match "EPSG:[0-9]+"']
+        f"{CONFORM}.accuracy: 7 is greater than the maximum of 5"
+    ]
+    assert errors_of(lambda d: conform(d).update(srs="4326")) == [f'{CONFORM}.srs: "4326" does not match "EPSG:[0-9]+"']
     assert errors_of(lambda d: d["layers"]["addresses"][0].update(email="nobody")) == [
-        '$.layers.addresses[0].email: "nobody" is not a valid email']
+        '$.layers.addresses[0].email: "nobody" is not a valid email'
+    ]
 
 
 def test_long_values_are_shortened_in_messages() -> None:
@@ -101,8 +112,10 @@ def test_every_error_is_reported_root_first_then_by_path() -> None:
         d["layers"]["addresses"][0]["skip"] = "yes"
         d.pop("coverage")
 
-    assert errors_of(break_twice) == ["$: missing required 'coverage'",
-                                      "$.layers.addresses[0].skip: expected boolean, got string"]
+    assert errors_of(break_twice) == [
+        "$: missing required 'coverage'",
+        "$.layers.addresses[0].skip: expected boolean, got string",
+    ]
 
 
 def test_schema_version_other_than_2_is_refused() -> None:
@@ -110,9 +123,14 @@ def test_schema_version_other_than_2_is_refused() -> None:
     assert errors_of(lambda d: d.update(schema="2")) == ["$.schema: expected number, got string"]
 
 
-@pytest.mark.parametrize(("name", "why"), [
-    ("city,county", "a comma"), ("city...", "'...'"), ("city\ttwo", "a control character"),
-])
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("city,county", "a comma"),
+        ("city...", "'...'"),
+        ("city\ttwo", "a control character"),
+    ],
+)
 def test_entry_name_that_cannot_be_a_partition_key_is_refused(name: str, why: str) -> None:
     errors = errors_of(lambda d: d["layers"]["addresses"][0].update(name=name))
     assert len(errors) == 1
@@ -122,7 +140,8 @@ def test_entry_name_that_cannot_be_a_partition_key_is_refused(name: str, why: st
 
 def test_empty_entry_name_is_refused() -> None:
     assert errors_of(lambda d: d["layers"]["addresses"][0].update(name="")) == [
-        "$.layers.addresses[0].name: entry name is empty"]
+        "$.layers.addresses[0].name: entry name is empty"
+    ]
 
 
 def test_source_key_with_a_comma_is_refused() -> None:
@@ -135,11 +154,14 @@ def test_json_that_is_not_an_object_is_refused() -> None:
     assert validate_v2([1, 2]) == ["$: expected a JSON object, got array"]
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ('{"schema": 2,\n  "coverage": }', "$: invalid JSON at line 2 column 15: Expecting value"),
-    ('{"schema": 2, "schema": 2}', "$: invalid JSON: duplicate key 'schema' in an object"),
-    ('{"schema": NaN}', "$: invalid JSON: NaN is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{"schema": 2,\n  "coverage": }', "$: invalid JSON at line 2 column 15: Expecting value"),
+        ('{"schema": 2, "schema": 2}', "$: invalid JSON: duplicate key 'schema' in an object"),
+        ('{"schema": NaN}', "$: invalid JSON: NaN is not valid JSON"),
+    ],
+)
 def test_bad_json_is_reported_with_its_position(tmp_path: Path, text: str, error: str) -> None:
     path = tmp_path / "sources" / "us" / "bad.json"
     path.parent.mkdir(parents=True)

@@ -32,9 +32,17 @@ def test_example_entries_materialize_into_s3_and_download_from_there(moto_url: s
     from oa_dagster.cli_platform import cmd_download
 
     store = moto_bucket(moto_url, "oa-results")
-    resources = {**local_resources(tmp_path / "unused", preview=False),
-                 **s3_resources("oa-results", prefix="oa", endpoint_url=moto_url, region_name="us-east-1",
-                                public_url="https://data.example.org", s3_kwargs=MOTO_CREDS)}
+    resources = {
+        **local_resources(tmp_path / "unused", preview=False),
+        **s3_resources(
+            "oa-results",
+            prefix="oa",
+            endpoint_url=moto_url,
+            region_name="us-east-1",
+            public_url="https://data.example.org",
+            s3_kwargs=MOTO_CREDS,
+        ),
+    }
     key = "us/ca/berkeley_example/county"
     with dg.instance_for_test() as instance:
         materialize_catalog(instance, resources)
@@ -45,15 +53,15 @@ def test_example_entries_materialize_into_s3_and_download_from_there(moto_url: s
     pointer = get_json(store, layout.latest_key("parcels", key))
     assert pointer["feature_count"] > 0
     assert get_json(store, layout.CURRENT_CATALOG)["entries"]["parcels"][key]
-    args = argparse.Namespace(source="us/ca/berkeley_example", layer="parcels", name=None, dest=str(tmp_path / "dl"),
-                              all_files=False)
+    args = argparse.Namespace(
+        source="us/ca/berkeley_example", layer="parcels", name=None, dest=str(tmp_path / "dl"), all_files=False
+    )
     assert cmd_download(args, store=store) == 0
     assert (tmp_path / "dl" / "parcels" / key / "out.geojson").stat().st_size == pointer["sizes"]["output"]
 
 
 @pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/./b", "a/../b", "..", "a/b/", "a\x00b"])
-def test_both_stores_refuse_keys_that_escape_or_mean_different_objects(moto_url: str, tmp_path: Path,
-                                                                       key: str) -> None:
+def test_both_stores_refuse_keys_that_escape_or_mean_different_objects(moto_url: str, tmp_path: Path, key: str) -> None:
     for store in (LocalStore(tmp_path), moto_bucket(moto_url, "refuse")):
         with pytest.raises(ValueError, match="bad key"):
             store.put_bytes(key, b"x")

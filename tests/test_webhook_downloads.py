@@ -24,7 +24,6 @@ STATE = f"runs/addresses/{ENTRY}/r1/state.json"
 DATA = b'{"type":"Feature","properties":{"number":"1"},"geometry":null}\n' * 100
 
 
-
 @pytest.fixture
 def serve() -> Iterator[Callable[[Starlette], str]]:
     """Start an app on a free port; returns its base URL. Every server started is stopped at the end."""
@@ -52,9 +51,19 @@ def _publish(store: OutputStore) -> None:
     """A run's files and the latest good pointer to them, as `publish_run` leaves them."""
     store.put_bytes(OUTPUT, DATA)
     store.put_bytes(STATE, b'{"layer": "addresses"}\n')
-    put_json(store, layout.latest_key("addresses", ENTRY), {
-        "partition_key": ENTRY, "layer": "addresses", "run_id": "r1", "prefix": f"runs/addresses/{ENTRY}/r1",
-        "files": {"output": OUTPUT, "state": STATE}, "sizes": {"output": len(DATA)}, "feature_count": 100})
+    put_json(
+        store,
+        layout.latest_key("addresses", ENTRY),
+        {
+            "partition_key": ENTRY,
+            "layer": "addresses",
+            "run_id": "r1",
+            "prefix": f"runs/addresses/{ENTRY}/r1",
+            "files": {"output": OUTPUT, "state": STATE},
+            "sizes": {"output": len(DATA)},
+            "feature_count": 100,
+        },
+    )
 
 
 def _s3_store(url: str, bucket: str) -> S3Store:
@@ -148,8 +157,14 @@ def test_bad_and_unserved_keys(tmp_path: Path, serve: Callable[[Starlette], str]
     assert get(f"/download/runs/addresses/{ENTRY}").status_code == 404  # a directory
     (store.path(OUTPUT).parent / ".tmp-abc").write_bytes(b"half")
     assert get(f"/download/runs/addresses/{ENTRY}/r1/.tmp-abc").status_code == 404  # a write in progress
-    for bad in ("/download/runs/%2E%2E/%2E%2E/secret.txt", "/download/%2E%2E/secret.txt",
-                "/download//runs/x", "/download/runs//x", "/download/runs/%2E/x", "/download/"):
+    for bad in (
+        "/download/runs/%2E%2E/%2E%2E/secret.txt",
+        "/download/%2E%2E/secret.txt",
+        "/download//runs/x",
+        "/download/runs//x",
+        "/download/runs/%2E/x",
+        "/download/",
+    ):
         response = get(bad)
         assert response.status_code == 400 and response.text.startswith("bad key"), bad
 
@@ -191,7 +206,8 @@ def test_a_store_that_refuses_is_a_502_not_a_404(moto_url: str, serve: Callable[
 
 
 def test_over_long_keys_are_refused_with_400_before_the_store_is_asked(
-        tmp_path: Path, moto_url: str, serve: Callable[[Starlette], str]) -> None:
+    tmp_path: Path, moto_url: str, serve: Callable[[Starlette], str]
+) -> None:
     """A 6 KB key made the local store fail (file name too long) and S3 refuse it (KeyTooLongError): a 502."""
     for store in (LocalStore(tmp_path / "data"), _s3_store(moto_url, "long-keys")):
         _publish(store)

@@ -5,7 +5,6 @@ removes the layer assets' partitions: one per entry to process (entries marked `
 metadata, not made partitions).
 """
 
-
 from pathlib import Path
 from typing import Any
 
@@ -61,23 +60,29 @@ def _listing(keys_: list[str]) -> str:
     kinds={"github", "json"},
     owners=OWNERS,
     description="Every source of the sources repository at a ref, validated; stored in the output store. "
-                "Materializing it adds and removes the layer assets' partitions.",
+    "Materializing it adds and removes the layer assets' partitions.",
 )
-def source_catalog(context: dg.AssetExecutionContext, config: CatalogConfig, sources_repo: SourcesRepository,
-                   store: OutputStoreResource) -> dg.MaterializeResult:
+def source_catalog(
+    context: dg.AssetExecutionContext,
+    config: CatalogConfig,
+    sources_repo: SourcesRepository,
+    store: OutputStoreResource,
+) -> dg.MaterializeResult:
     out = store.get_store()
     ref = config.ref or sources_repo.default_ref
     with temp_checkout_dir() as tmp:
         if sources_repo.kind == "github":
-            root, commit = fetch_github_archive(sources_repo.api_url, sources_repo.repo, ref, Path(tmp),
-                                                token=sources_repo.token)
+            root, commit = fetch_github_archive(
+                sources_repo.api_url, sources_repo.repo, ref, Path(tmp), token=sources_repo.token
+            )
             catalog = build_catalog(root, commit, ref=ref, origin=sources_repo.describe(ref), keep_source_dir=False)
         else:
             from oa_dagster.sources.load import sources_dir
 
             root = sources_dir(sources_repo.local_root())
-            catalog = build_catalog(root, local_commit(root), ref=ref, origin=sources_repo.describe(),
-                                    keep_source_dir=True)
+            catalog = build_catalog(
+                root, local_commit(root), ref=ref, origin=sources_repo.describe(), keep_source_dir=True
+            )
     pointers = {layer: read_pointers(out, layer, entries) for layer, entries in catalog["entries"].items()}
     for layer, entries in catalog["entries"].items():
         for key, info in entries.items():
@@ -90,11 +95,16 @@ def source_catalog(context: dg.AssetExecutionContext, config: CatalogConfig, sou
     put_json(out, layout.CURRENT_CATALOG, catalog)  # after the by-id copy: `current` always names a stored one
 
     metadata: dict[str, Any] = {
-        "commit": catalog["commit"], "ref": ref, "origin": catalog["origin"],
-        "catalog_id": catalog["id"], "catalog": dg.MetadataValue.path(out.url(layout.catalog_key(catalog["id"]))),
-        "sources": len(catalog["sources"]), "invalid_sources": len(catalog["invalid"]),
+        "commit": catalog["commit"],
+        "ref": ref,
+        "origin": catalog["origin"],
+        "catalog_id": catalog["id"],
+        "catalog": dg.MetadataValue.path(out.url(layout.catalog_key(catalog["id"]))),
+        "sources": len(catalog["sources"]),
+        "invalid_sources": len(catalog["invalid"]),
         "invalid": dg.MetadataValue.json(catalog["invalid"]),
-        "launch": context.run.tags.get(LAUNCH_TAG, "none"), "set": set_id or "",
+        "launch": context.run.tags.get(LAUNCH_TAG, "none"),
+        "set": set_id or "",
     }
     for layer, entries in catalog["entries"].items():
         skipped = [key for key, info in entries.items() if info["skip"]]

@@ -66,13 +66,15 @@ def _catalog(store: Any, catalog_id: str | None) -> dict[str, Any]:
 def previous_counts(instance: dg.DagsterInstance, layer: str, keys_: list[str]) -> dict[str, int | None]:
     """The feature count of each key's latest materialization (None if none): two queries for the whole run."""
     latest = instance.get_latest_storage_id_by_partition(
-        dg.AssetKey(layer), dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys_))
+        dg.AssetKey(layer), dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys_)
+    )
     counts: dict[str, int | None] = dict.fromkeys(keys_)
     ids = list(latest.values())
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(layer), storage_ids=chunk), limit=len(chunk)).records
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(layer), storage_ids=chunk), limit=len(chunk)
+        ).records
         for record in records:
             event = record.asset_materialization
             value = event.metadata.get("feature_count") if event is not None else None
@@ -81,8 +83,16 @@ def previous_counts(instance: dg.DagsterInstance, layer: str, keys_: list[str]) 
     return counts
 
 
-def record_entry(context: dg.AssetExecutionContext, result: EntryResult, store: Any, catalog_id: str,
-                 set_id: str, previous: int | None, warn_drop: float, write: Write) -> str | None:
+def record_entry(
+    context: dg.AssetExecutionContext,
+    result: EntryResult,
+    store: Any,
+    catalog_id: str,
+    set_id: str,
+    previous: int | None,
+    warn_drop: float,
+    write: Write,
+) -> str | None:
     """Write an entry's events: its warnings, then a materialization and checks, or an observation.
 
     Returns the failure line for the step's failure message, or None when the entry did not fail.
@@ -97,8 +107,11 @@ def record_entry(context: dg.AssetExecutionContext, result: EntryResult, store: 
         write(f"{key}: its {'skip' if skipped else 'failure'}", lambda: context.log_event(observation))
         return None if skipped else f"{key}: {result.source_problem}: {result.problem_detail}"
     materialization = dg.AssetMaterialization(
-        asset_key=layer, partition=key, tags={DATA_VERSION_TAG: result.entry_version},
-        metadata=entry_metadata(result, store, catalog_id, set_id, previous))
+        asset_key=layer,
+        partition=key,
+        tags={DATA_VERSION_TAG: result.entry_version},
+        metadata=entry_metadata(result, store, catalog_id, set_id, previous),
+    )
     write(f"{key}: its materialization", lambda: context.log_event(materialization))
     for evaluation in evaluate_checks(result, previous, warn_drop):
         write(f"{key}: check {evaluation.check_name}", lambda evaluation=evaluation: context.log_event(evaluation))
@@ -121,8 +134,9 @@ def _fail_retryable(context: dg.AssetExecutionContext, error: InstanceUnreachabl
     raise dg.Failure(description=f"{error}; the run fails so that it is retried", allow_retries=False) from error
 
 
-def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: OutputStoreResource,
-              processing: ProcessingSettings) -> None:
+def run_layer(
+    context: dg.AssetExecutionContext, layer: str, store_resource: OutputStoreResource, processing: ProcessingSettings
+) -> None:
     """Process the run's entries in a worker thread while this thread writes the finished ones' events.
 
     An event write costs about as much as a small source's processing (figures in docs/platform.md); pipelined,
@@ -143,8 +157,9 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
         write_retrying(event, f"{layer} {what}", processing.instance_retry_seconds)
 
     def record(result: EntryResult) -> None:
-        failure = record_entry(context, result, store, catalog["id"], set_id, previous[result.key],
-                               processing.warn_drop, write)
+        failure = record_entry(
+            context, result, store, catalog["id"], set_id, previous[result.key], processing.warn_drop, write
+        )
         if failure:
             failures.append(failure)
 
@@ -174,18 +189,34 @@ def run_layer(context: dg.AssetExecutionContext, layer: str, store_resource: Out
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} of {len(keys_)} {layer} entries failed:\n" + "\n".join(failures),
-            metadata={"failed_entries": dg.MetadataValue.json(failures)}, allow_retries=False)
+            metadata={"failed_entries": dg.MetadataValue.json(failures)},
+            allow_retries=False,
+        )
 
 
 def build_layer_asset(layer: str) -> dg.AssetsDefinition:
     spec = dg.AssetSpec(
-        layer, partitions_def=LAYER_PARTITIONS[layer], deps=[CATALOG_KEY], skippable=True, group_name="layers",
-        kinds={"python", "geojson"}, owners=OWNERS, freshness_policy=FRESHNESS,
+        layer,
+        partitions_def=LAYER_PARTITIONS[layer],
+        deps=[CATALOG_KEY],
+        skippable=True,
+        group_name="layers",
+        kinds={"python", "geojson"},
+        owners=OWNERS,
+        freshness_policy=FRESHNESS,
         description=f"The {layer} layer: one partition per entry (`<source key>/<entry name>`); outputs in the "
-                    "store under runs/…, the latest good one under latest/….")
+        "store under runs/…, the latest good one under latest/….",
+    )
 
-    @dg.multi_asset(name=layer, specs=[spec], check_specs=check_specs(layer), can_subset=True,
-                    partitions_def=LAYER_PARTITIONS[layer], backfill_policy=BACKFILL, pool=POOL)
+    @dg.multi_asset(
+        name=layer,
+        specs=[spec],
+        check_specs=check_specs(layer),
+        can_subset=True,
+        partitions_def=LAYER_PARTITIONS[layer],
+        backfill_policy=BACKFILL,
+        pool=POOL,
+    )
     def _layer(context: dg.AssetExecutionContext, store: OutputStoreResource, processing: ProcessingSettings):
         run_layer(context, layer, store, processing)
         yield from ()

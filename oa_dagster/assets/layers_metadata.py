@@ -17,7 +17,8 @@ def _sample_table(rows: tuple[dict[str, str], ...]) -> dg.TableMetadataValue | N
     columns = list(rows[0])
     return dg.MetadataValue.table(
         records=[dg.TableRecord({c: row.get(c, "") for c in columns}) for row in rows],
-        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]))
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]),
+    )
 
 
 def _preview(store: Any, key: str | None, inline: bytes | None) -> dg.MarkdownMetadataValue | None:
@@ -30,8 +31,9 @@ def _preview(store: Any, key: str | None, inline: bytes | None) -> dg.MarkdownMe
     return dg.MetadataValue.md(f"![preview]({url})")
 
 
-def entry_metadata(result: EntryResult, store: Any, catalog_id: str, set_id: str,
-                   previous_count: int | None) -> dict[str, Any]:
+def entry_metadata(
+    result: EntryResult, store: Any, catalog_id: str, set_id: str, previous_count: int | None
+) -> dict[str, Any]:
     """An entry with output. `previous_feature_count` is left out for an entry's first materialization: a
     sentinel (it was -1) read as a count, and disagreed with the check's `previous`."""
     published, entry, state = result.published, result.entry, result.state

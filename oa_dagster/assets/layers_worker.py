@@ -20,8 +20,9 @@ T = TypeVar("T")
 JOIN_SECONDS = 10.0  # how long a stopping consumer waits for the entry in hand to unwind
 
 
-def in_background(func: Callable[[str, threading.Event], T], keys: Iterable[str], *, name: str = "oa-entries"
-                  ) -> Iterator[tuple[str, T]]:
+def in_background(
+    func: Callable[[str, threading.Event], T], keys: Iterable[str], *, name: str = "oa-entries"
+) -> Iterator[tuple[str, T]]:
     """Yield `(key, func(key, cancelled))` in order while the next key is already being computed.
 
     An exception in `func` is raised here, at its key, and no further key is started. Close the generator

@@ -14,8 +14,13 @@ from . import OWNERS
 SET_PROGRESS = dg.AssetKey("set_progress")
 
 set_progress = dg.AssetSpec(
-    SET_PROGRESS, group_name="sets", deps=list(LAYERS), kinds={"python"}, owners=OWNERS,
+    SET_PROGRESS,
+    group_name="sets",
+    deps=list(LAYERS),
+    kinds={"python"},
+    owners=OWNERS,
     description="The current set as one unit: entries done, failed, pending, features. Reported by the "
-                "set_launcher sensor; its materialization with finished=true is the hook for collections.")
+    "set_launcher sensor; its materialization with finished=true is the hook for collections.",
+)
 
 SET_ASSETS = [set_progress]

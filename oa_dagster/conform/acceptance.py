@@ -30,8 +30,9 @@ def has_tests(test: dict[str, Any] | None) -> bool:
     return bool(test) and test.get("enabled", True) is not False and bool(test.get("acceptance-tests"))
 
 
-def run_acceptance_tests(layer: str, name: str, conform: dict[str, Any] | None,
-                         test: dict[str, Any] | None) -> list[CaseResult]:
+def run_acceptance_tests(
+    layer: str, name: str, conform: dict[str, Any] | None, test: dict[str, Any] | None
+) -> list[CaseResult]:
     """Results of every enabled case of one entry (empty when it has none)."""
     from oa_dagster.conform.functions import evaluate_row
 
@@ -57,6 +58,9 @@ def run_acceptance_tests(layer: str, name: str, conform: dict[str, Any] | None,
 def describe_failure(case: CaseResult) -> str:
     if case.error:
         return f"{case.description!r} raised {case.error}"
-    diffs = [f"{k}: expected {case.expected[k]!r}, got {case.actual.get(k)!r}" for k in case.expected
-             if case.expected[k] != case.actual.get(k)]
+    diffs = [
+        f"{k}: expected {case.expected[k]!r}, got {case.actual.get(k)!r}"
+        for k in case.expected
+        if case.expected[k] != case.actual.get(k)
+    ]
     return f"{case.description!r}: " + "; ".join(diffs)

@@ -24,8 +24,11 @@ def float_text(column: pa.Array) -> pa.Array:
     if not integral.any():
         return text
     as_int = pc.cast(pa.array(np.where(integral, values, 0).astype(np.int64)), pa.string())
-    return pc.if_else(pa.array(integral) if column.null_count == 0 else pc.and_kleene(
-        pa.array(integral), column.is_valid()), as_int, text)
+    return pc.if_else(
+        pa.array(integral) if column.null_count == 0 else pc.and_kleene(pa.array(integral), column.is_valid()),
+        as_int,
+        text,
+    )
 
 
 def has_inexact_integers(column: pa.Array) -> bool:

@@ -41,8 +41,9 @@ class ConformResult:
     source_crs: str | None = None
 
 
-def _source_crs(fmt: str, conform: dict[str, Any], opened: OpenedSource, protocol: str,
-                log: logging.Logger) -> tuple[str | None, bool]:
+def _source_crs(
+    fmt: str, conform: dict[str, Any], opened: OpenedSource, protocol: str, log: logging.Logger
+) -> tuple[str | None, bool]:
     """The CRS to read coordinates in (None: WGS84), and whether it is only assumed.
 
     ArcGIS dumps are WGS84 already; `srs` overrides the file's own; GeoJSON is WGS84 by definition. A CSV
@@ -80,13 +81,18 @@ class _RangeCheck:
         return f"e.g. x={x:.10g}, y={y:.10g}"
 
     def describe(self, scope: str = "") -> str:
-        return (f"{self.outside:,} of {self.with_geometry:,} features{scope} have coordinates outside lon/lat "
-                f"range ({self.example_text()})")
+        return (
+            f"{self.outside:,} of {self.with_geometry:,} features{scope} have coordinates outside lon/lat "
+            f"range ({self.example_text()})"
+        )
 
     def check(self, scope: str = "", prefix: str = "") -> None:
         if self.outside and self.outside > self.max_share * self.with_geometry:
-            advice = (f"check `srs` (the data was reprojected from {self.crs})" if self.crs else
-                      "the data looks projected; set `srs` in the conform")
+            advice = (
+                f"check `srs` (the data was reprojected from {self.crs})"
+                if self.crs
+                else "the data looks projected; set `srs` in the conform"
+            )
             raise ConformError(f"{prefix}{self.describe(scope)}: {advice}")
 
 
@@ -121,9 +127,18 @@ def conform_file(path: Path, **kwargs: Any) -> ConformResult:
             gc.enable()
 
 
-def _conform_file(path: Path, *, layer: str, conform: dict[str, Any] | None, protocol: str, fingerprint: str,
-                 out_path: Path, log: logging.Logger, progress: Callable[[int], None] | None = None,
-                 limits: ConformLimits | None = None) -> ConformResult:
+def _conform_file(
+    path: Path,
+    *,
+    layer: str,
+    conform: dict[str, Any] | None,
+    protocol: str,
+    fingerprint: str,
+    out_path: Path,
+    log: logging.Logger,
+    progress: Callable[[int], None] | None = None,
+    limits: ConformLimits | None = None,
+) -> ConformResult:
     if not conform:
         raise MissingConform("the entry has no conform object")
     fmt = conform.get("format")
@@ -132,9 +147,19 @@ def _conform_file(path: Path, *, layer: str, conform: dict[str, Any] | None, pro
     opened = open_source_file(path, fmt, conform)
     batches = iter(opened.batches)
     try:
-        return _conform_batches(batches, path, opened, layer=layer, conform=conform, protocol=protocol,
-                                fingerprint=fingerprint, out_path=out_path, log=log, progress=progress,
-                                limits=limits or ConformLimits())
+        return _conform_batches(
+            batches,
+            path,
+            opened,
+            layer=layer,
+            conform=conform,
+            protocol=protocol,
+            fingerprint=fingerprint,
+            out_path=out_path,
+            log=log,
+            progress=progress,
+            limits=limits or ConformLimits(),
+        )
     except BaseException:
         out_path.unlink(missing_ok=True)
         raise
@@ -144,9 +169,20 @@ def _conform_file(path: Path, *, layer: str, conform: dict[str, Any] | None, pro
             close()  # a reader stopped half way releases its file and GDAL dataset now, not at collection
 
 
-def _conform_batches(batches: Any, path: Path, opened: OpenedSource, *, layer: str, conform: dict[str, Any],
-                     protocol: str, fingerprint: str, out_path: Path, log: logging.Logger,
-                     progress: Callable[[int], None] | None, limits: ConformLimits) -> ConformResult:
+def _conform_batches(
+    batches: Any,
+    path: Path,
+    opened: OpenedSource,
+    *,
+    layer: str,
+    conform: dict[str, Any],
+    protocol: str,
+    fingerprint: str,
+    out_path: Path,
+    log: logging.Logger,
+    progress: Callable[[int], None] | None,
+    limits: ConformLimits,
+) -> ConformResult:
     from oa_dagster.conform.functions import evaluate_conform
     from oa_dagster.conform.patterns import PatternSet
 
@@ -173,12 +209,18 @@ def _conform_batches(batches: Any, path: Path, opened: OpenedSource, *, layer: s
                 geometry = wkb_geometry(geoms, n, layer, reproject, bounds, log)
             ranges.add(geometry)
             if assumed and not rows_read:  # decided on the first batch, as the reference did for files
-                stated = "conform.srs is not set" if fmt == "csv" else \
-                    "no projection found: the file states none and conform.srs is not set"
+                stated = (
+                    "conform.srs is not set"
+                    if fmt == "csv"
+                    else "no projection found: the file states none and conform.srs is not set"
+                )
                 ranges.check(" of the first batch", f"{stated}, and ")
                 if fmt != "csv":
-                    log.warning("the %s file states no projection and conform.srs is not set; coordinates look "
-                                "like lon/lat, so WGS84 is assumed", fmt)
+                    log.warning(
+                        "the %s file states no projection and conform.srs is not set; coordinates look "
+                        "like lon/lat, so WGS84 is assumed",
+                        fmt,
+                    )
             kept = int(geometry.keep.sum())
             result.features_without_geometry += n - kept - geometry.out_of_range
             result.features_out_of_range += geometry.out_of_range
@@ -207,9 +249,13 @@ def _conform_batches(batches: Any, path: Path, opened: OpenedSource, *, layer: s
         log.warning("left out %d features without a usable geometry", result.features_without_geometry)
     ranges.check()
     if ranges.outside:
-        log.warning("left out %d features with coordinates outside lon/lat range (%s)", ranges.outside,
-                    ranges.example_text())
+        log.warning(
+            "left out %d features with coordinates outside lon/lat range (%s)", ranges.outside, ranges.example_text()
+        )
     if result.feature_count == 0:
-        raise NoFeatures(f"read {rows_read} rows from {path.name}, none with a usable geometry"
-                         if rows_read else f"{path.name} holds no rows")
+        raise NoFeatures(
+            f"read {rows_read} rows from {path.name}, none with a usable geometry"
+            if rows_read
+            else f"{path.name} holds no rows"
+        )
     return result

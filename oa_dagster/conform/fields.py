@@ -13,13 +13,40 @@ OUTPUT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "addresses": ("number", "street", "unit", "city", "district", "region", "postcode", "id", "accuracy"),
     "parcels": ("pid",),
     "buildings": ("id", "height", "levels"),
-    "centerlines": ("id", "name", "oneway", "speed", "classification", "surface", "addr_from_left",
-                    "addr_to_left", "addr_from_right", "addr_to_right", "zip_left", "zip_right"),
+    "centerlines": (
+        "id",
+        "name",
+        "oneway",
+        "speed",
+        "classification",
+        "surface",
+        "addr_from_left",
+        "addr_to_left",
+        "addr_from_right",
+        "addr_to_right",
+        "zip_left",
+        "zip_right",
+    ),
 }
 """Output properties per layer, in output order, after the leading `hash`."""
 
-PROCESSING_TAGS = frozenset({"format", "srs", "file", "layer", "encoding", "csvsplit", "headers", "skiplines",
-                             "addrtype", "notes", "size", "lon", "lat"})
+PROCESSING_TAGS = frozenset(
+    {
+        "format",
+        "srs",
+        "file",
+        "layer",
+        "encoding",
+        "csvsplit",
+        "headers",
+        "skiplines",
+        "addrtype",
+        "notes",
+        "size",
+        "lon",
+        "lat",
+    }
+)
 
 
 def output_properties(layer: str) -> tuple[str, ...]:

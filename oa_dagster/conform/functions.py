@@ -162,8 +162,13 @@ def _regexp(ctx: _Context, spec: Mapping[str, Any]) -> pa.Array:
             raise ctx.fail(f"regexp replace {replace!r} does not fit pattern {pattern.pattern!r}: {exc}") from exc
 
 
-def _grammar(ctx: _Context, spec: Mapping[str, Any], name: str, plain: re.Pattern[str],
-             apply: Callable[[str, ft.Searchable], str]) -> pa.Array:
+def _grammar(
+    ctx: _Context,
+    spec: Mapping[str, Any],
+    name: str,
+    plain: re.Pattern[str],
+    apply: Callable[[str, ft.Searchable], str],
+) -> pa.Array:
     """A built-in grammar over a column: a batch of short values on plain `re` (at worst quadratic, so
     seconds per batch at most), else each value bounded in time."""
     values = ctx.read(name, ctx.param(spec, "field", name))
@@ -179,8 +184,13 @@ def _prefixed_number(ctx: _Context, spec: Mapping[str, Any]) -> pa.Array:
 
 def _postfixed_street(ctx: _Context, spec: Mapping[str, Any]) -> pa.Array:
     units = bool(spec.get("may_contain_units", False))
-    return _grammar(ctx, spec, "postfixed_street", ft.POSTFIXED_STREET_UNITS if units else ft.POSTFIXED_STREET,
-                    lambda value, pattern: ft.postfixed_street(value, units, pattern))
+    return _grammar(
+        ctx,
+        spec,
+        "postfixed_street",
+        ft.POSTFIXED_STREET_UNITS if units else ft.POSTFIXED_STREET,
+        lambda value, pattern: ft.postfixed_street(value, units, pattern),
+    )
 
 
 def _postfixed_unit(ctx: _Context, spec: Mapping[str, Any]) -> pa.Array:
@@ -244,8 +254,12 @@ def _chain(ctx: _Context, key: str, spec: Mapping[str, Any]) -> None:
         raise ctx.fail(f"chain needs a list of functions, got {steps!r}")
     variable = spec.get("variable")
     work = key
-    if isinstance(variable, str) and variable and variable.lstrip("oa:") not in output_properties(ctx.layer) \
-            and not ctx.columns.has_exact(variable):
+    if (
+        isinstance(variable, str)
+        and variable
+        and variable.lstrip("oa:") not in output_properties(ctx.layer)
+        and not ctx.columns.has_exact(variable)
+    ):
         work = variable
         ctx.columns.set(f"oa:{work}", fa.constant("", ctx.length))
         ctx.columns.set(work, fa.constant("", ctx.length))
@@ -332,8 +346,9 @@ def _output(ctx: _Context, attribute: str, value: Any) -> pa.Array:
     return fa.constant("", ctx.length)
 
 
-def evaluate_conform(table: pa.Table | pa.RecordBatch, conform: Mapping[str, Any], layer: str,
-                     patterns: PatternSet | None = None) -> dict[str, pa.Array]:
+def evaluate_conform(
+    table: pa.Table | pa.RecordBatch, conform: Mapping[str, Any], layer: str, patterns: PatternSet | None = None
+) -> dict[str, pa.Array]:
     """The output attributes of `layer` (no `hash`) for every row of `table`, in output order.
 
     String attributes are non-null `pa.string()` arrays (`''` for empty or missing); `accuracy` is int64.

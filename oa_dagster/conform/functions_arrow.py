@@ -144,13 +144,15 @@ def format_columns(template: str, arrays: Sequence[pa.Array], length: int) -> pa
         value = values[number - 1]
         present = nonempty(value)
         if literal:
-            parts.append(pa.scalar(literal, STRING) if first else
-                         pc.if_else(pc.and_(emitted, present), pa.scalar(literal, STRING), empty))
+            parts.append(
+                pa.scalar(literal, STRING)
+                if first
+                else pc.if_else(pc.and_(emitted, present), pa.scalar(literal, STRING), empty)
+            )
         parts.append(without_trailing_zero(value))
         emitted = pc.or_(emitted, present)
     parts.append(pa.scalar(template[position:], STRING))
-    joined = pc.binary_join_element_wise(*[p if isinstance(p, pa.Array) else pa.repeat(p, length) for p in parts],
-                                         "")
+    joined = pc.binary_join_element_wise(*[p if isinstance(p, pa.Array) else pa.repeat(p, length) for p in parts], "")
     return pc.if_else(emitted, joined, empty)
 
 

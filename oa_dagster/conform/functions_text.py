@@ -66,7 +66,7 @@ def postfixed_unit(value: str, pattern: Searchable = POSTFIXED_UNIT) -> str:
 def remove_prefix(value: str, prefix: str) -> str:
     """`value` without `prefix` and the spaces after it; an empty prefix matches, so leading spaces go."""
     if value.startswith(prefix):
-        return value[len(prefix):].lstrip(" ")
+        return value[len(prefix) :].lstrip(" ")
     return value
 
 
@@ -247,4 +247,3 @@ def accuracy_code(value: str) -> int:
     if text.endswith(".0"):
         text = text[:-2]
     return int(text) if text in {"1", "2", "3", "4", "5"} else 5
-

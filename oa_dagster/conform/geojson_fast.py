@@ -108,11 +108,13 @@ def feature_texts(stream: BinaryIO, first: bytes, offset: int = 0) -> Iterator[l
         try:
             spans, consumed, done = feature_spans(data)
         except TooDeep as deep:
-            before = len(feature_spans(data[:deep.position], max_depth=len(data))[0])
-            raise ConformError(f"invalid GeoJSON: feature {features + before + 1} nests objects and arrays deeper "
-                               f"than {MAX_DEPTH} levels (at byte {offset + deep.position:,})") from None
+            before = len(feature_spans(data[: deep.position], max_depth=len(data))[0])
+            raise ConformError(
+                f"invalid GeoJSON: feature {features + before + 1} nests objects and arrays deeper "
+                f"than {MAX_DEPTH} levels (at byte {offset + deep.position:,})"
+            ) from None
         if spans:
-            blanked = pending[: consumed].translate(_NEWLINES_TO_SPACES)
+            blanked = pending[:consumed].translate(_NEWLINES_TO_SPACES)
             yield [blanked[s:e] for s, e in spans]
         features += len(spans)
         offset += consumed
@@ -143,6 +145,7 @@ def python_features(texts: list[bytes], first_index: int = 0) -> list[dict]:
         except json.JSONDecodeError as exc:
             raise ConformError(f"invalid GeoJSON: feature {first_index + i + 1}: {exc.msg}") from exc
         except RecursionError:
-            raise ConformError(f"invalid GeoJSON: feature {first_index + i + 1} nests objects and arrays too "
-                               "deeply to be read") from None
+            raise ConformError(
+                f"invalid GeoJSON: feature {first_index + i + 1} nests objects and arrays too deeply to be read"
+            ) from None
     return features

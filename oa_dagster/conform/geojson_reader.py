@@ -42,7 +42,7 @@ class _Buffer:
         if not chunk:
             self.eof = True
             return False
-        self.text = self.text[self.pos:] + chunk
+        self.text = self.text[self.pos :] + chunk
         self.pos = 0
         return True
 
@@ -71,8 +71,9 @@ class _Buffer:
                     continue
                 raise ConformError(f"invalid GeoJSON: {exc.msg} near character {exc.pos}") from exc
             except RecursionError:
-                raise ConformError(f"invalid GeoJSON: the value at character {self.pos} nests objects and arrays "
-                                   "too deeply to be read") from None
+                raise ConformError(
+                    f"invalid GeoJSON: the value at character {self.pos} nests objects and arrays too deeply to be read"
+                ) from None
             # a number at the very end of the buffer may continue in the next chunk
             at_end = end == len(self.text) and not self.eof
             if at_end and not isinstance(value, dict | list | str) and self.more():
@@ -164,12 +165,16 @@ def _points_from_struct(struct: pa.Array) -> tuple[np.ndarray, np.ndarray] | Non
     n = len(struct)
     if pa.types.is_null(struct.type):
         return np.full(n, np.nan), np.full(n, np.nan)
-    if not pa.types.is_struct(struct.type) or struct.type.get_field_index("coordinates") < 0 \
-            or struct.type.get_field_index("type") < 0:
+    if (
+        not pa.types.is_struct(struct.type)
+        or struct.type.get_field_index("coordinates") < 0
+        or struct.type.get_field_index("type") < 0
+    ):
         return None
     coords = struct.field("coordinates")
-    if not pa.types.is_list(coords.type) or not (pa.types.is_floating(coords.type.value_type)
-                                                 or pa.types.is_integer(coords.type.value_type)):
+    if not pa.types.is_list(coords.type) or not (
+        pa.types.is_floating(coords.type.value_type) or pa.types.is_integer(coords.type.value_type)
+    ):
         return None
     valid = struct.is_valid()
     if struct.field("type").filter(valid).drop_null().unique().to_pylist() not in (["Point"], []):
@@ -193,8 +198,7 @@ def _point_coordinates(geometries: list[Any]) -> tuple[np.ndarray, np.ndarray] |
 
 
 def _json_kind(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number")
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
 
 
 def _properties(features: list[dict[str, Any]], first_index: int) -> list[dict[str, Any]]:
@@ -203,8 +207,10 @@ def _properties(features: list[dict[str, Any]], first_index: int) -> list[dict[s
     for i, feature in enumerate(features):
         properties = feature.get("properties") or {}
         if not isinstance(properties, dict):
-            raise ConformError(f"invalid GeoJSON: feature {first_index + i + 1}: properties is "
-                               f"{_json_kind(properties)}, expected an object")
+            raise ConformError(
+                f"invalid GeoJSON: feature {first_index + i + 1}: properties is "
+                f"{_json_kind(properties)}, expected an object"
+            )
         found.append(properties)
     return found
 
@@ -241,8 +247,9 @@ def _arrow_or_python_batch(texts: list[bytes], first_index: int = 0) -> SourceBa
                     columns = _struct_columns(properties, len(texts))
                     return SourceBatch(columns=columns, lon=points[0], lat=points[1])
             else:
-                return SourceBatch(columns=_struct_columns(pa.array([{}] * len(texts)), len(texts)),
-                                   lon=points[0], lat=points[1])
+                return SourceBatch(
+                    columns=_struct_columns(pa.array([{}] * len(texts)), len(texts)), lon=points[0], lat=points[1]
+                )
     return _batch(python_features(texts, first_index), first_index)
 
 
@@ -250,8 +257,10 @@ def _inexact_doubles(struct: pa.StructArray) -> bool:
     """Whether Arrow stored big integers as doubles (then the exact Python path must read the batch)."""
     from oa_dagster.conform.columns import has_inexact_integers
 
-    return any(pa.types.is_floating(field.type) and has_inexact_integers(struct.field(i))
-               for i, field in enumerate(struct.type))
+    return any(
+        pa.types.is_floating(field.type) and has_inexact_integers(struct.field(i))
+        for i, field in enumerate(struct.type)
+    )
 
 
 def _fast_start(head: bytes, suffix: str) -> int | None:
@@ -264,7 +273,7 @@ def _fast_start(head: bytes, suffix: str) -> int | None:
     from oa_dagster.conform.geojson_fast import MAX_DEPTH, TooDeep, feature_spans, key_context
 
     stripped = len(head) - len(head.lstrip(b"\xef\xbb\xbf \t\r\n\x1e"))
-    if stripped >= len(head) or head[stripped:stripped + 1] != b"{":
+    if stripped >= len(head) or head[stripped : stripped + 1] != b"{":
         return None
     try:  # a FeatureCollection puts its features two levels down
         spans, _, _ = feature_spans(np.frombuffer(head, dtype=np.uint8)[stripped:], MAX_DEPTH + 2)
@@ -274,7 +283,7 @@ def _fast_start(head: bytes, suffix: str) -> int | None:
     if spans:
         start, end = spans[0]
         try:
-            first = json.loads(head[stripped + start:stripped + end])
+            first = json.loads(head[stripped + start : stripped + end])
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return None
         if isinstance(first, dict) and first.get("type") == "Feature":
@@ -282,7 +291,7 @@ def _fast_start(head: bytes, suffix: str) -> int | None:
     position = head.find(b'"features"')
     while position >= 0:
         depth, in_string = key_context(np.frombuffer(head, dtype=np.uint8)[stripped:position])
-        rest = head[position + len(b'"features"'):].lstrip()
+        rest = head[position + len(b'"features"') :].lstrip()
         if depth == 1 and not in_string and rest[:1] == b":":
             rest = rest[1:].lstrip()
             if rest[:1] == b"[":
@@ -311,8 +320,8 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
             with stream:
                 for texts in feature_texts(stream, head[start:], start):
                     for i in range(0, len(texts), BATCH_ROWS):
-                        yield _arrow_or_python_batch(texts[i:i + BATCH_ROWS], read)
-                        read += len(texts[i:i + BATCH_ROWS])
+                        yield _arrow_or_python_batch(texts[i : i + BATCH_ROWS], read)
+                        read += len(texts[i : i + BATCH_ROWS])
 
         return generate()
 
@@ -326,8 +335,10 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
             read = 0
             for feature in _features(_Buffer(stream)):
                 if not isinstance(feature, dict):
-                    raise ConformError(f"invalid GeoJSON: feature {read + len(pending) + 1} is "
-                                       f"{_json_kind(feature)}, expected an object")
+                    raise ConformError(
+                        f"invalid GeoJSON: feature {read + len(pending) + 1} is "
+                        f"{_json_kind(feature)}, expected an object"
+                    )
                 pending.append(feature)
                 if len(pending) >= BATCH_ROWS:
                     yield _batch(pending, read)

@@ -172,8 +172,9 @@ def _decode(wkb: Any) -> np.ndarray:
         return shapely.from_wkb(values, on_invalid="warn")
 
 
-def wkb_geometry(wkb: Any, num_rows: int, layer: str, reproject: Reprojector, bounds: Bounds,
-                 log: logging.Logger | None = None) -> BatchGeometry:
+def wkb_geometry(
+    wkb: Any, num_rows: int, layer: str, reproject: Reprojector, bounds: Bounds, log: logging.Logger | None = None
+) -> BatchGeometry:
     """Geometry for rows given as WKB (OGR formats) or shapely objects: points for addresses, shapes otherwise."""
     import shapely
 
@@ -209,7 +210,9 @@ def wkb_geometry(wkb: Any, num_rows: int, layer: str, reproject: Reprojector, bo
     keep[present] = coords_ok
     shapes = shapely.transform(shapes[coords_ok], _round)
     if len(shapes):
-        bounds.update(np.concatenate([xmin[coords_ok], xmax[coords_ok]]),
-                      np.concatenate([ymin[coords_ok], ymax[coords_ok]]))
-    return BatchGeometry(keep=keep, geojson=list(shapely.to_geojson(shapes)), shapes=shapes,
-                         out_of_range=len(outside), example=example)
+        bounds.update(
+            np.concatenate([xmin[coords_ok], xmax[coords_ok]]), np.concatenate([ymin[coords_ok], ymax[coords_ok]])
+        )
+    return BatchGeometry(
+        keep=keep, geojson=list(shapely.to_geojson(shapes)), shapes=shapes, out_of_range=len(outside), example=example
+    )

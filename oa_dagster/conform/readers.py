@@ -59,6 +59,7 @@ def _string_table(batch: pa.RecordBatch | pa.Table, drop: set[str], fallback_enc
 
 # ---------------------------------------------------------------------------------------------- CSV
 
+
 class _Utf8Checked:
     """A CSV file read for pyarrow that fails, with the offset, on the first byte that is not UTF-8.
 
@@ -80,9 +81,11 @@ class _Utf8Checked:
         try:
             self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
-            raise ConformError(f"{self.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                               f"{self._offset - held + exc.start:,}): set conform.encoding to the file's "
-                               "encoding") from None
+            raise ConformError(
+                f"{self.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                f"{self._offset - held + exc.start:,}): set conform.encoding to the file's "
+                "encoding"
+            ) from None
         self._offset += len(data)
         return data
 
@@ -160,21 +163,21 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
 
     parse_options = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
     if headers == -1:
-        read_options = pcsv.ReadOptions(encoding=encoding, autogenerate_column_names=True,
-                                        block_size=CSV_BLOCK_BYTES)
+        read_options = pcsv.ReadOptions(encoding=encoding, autogenerate_column_names=True, block_size=CSV_BLOCK_BYTES)
     else:
-        read_options = pcsv.ReadOptions(encoding=encoding, skip_rows=max(headers - 1, 0),
-                                        block_size=CSV_BLOCK_BYTES)
+        read_options = pcsv.ReadOptions(encoding=encoding, skip_rows=max(headers - 1, 0), block_size=CSV_BLOCK_BYTES)
     try:
         names = _csv_column_names(path, encoding, read_options, parse_options)
     except (pa.ArrowInvalid, UnicodeDecodeError, LookupError) as exc:
         raise ConformError(f"cannot read CSV {path.name} with encoding {encoding!r}: {exc}") from exc
     if headers == -1:
-        read_options = pcsv.ReadOptions(encoding=encoding, column_names=[f"COLUMN{i + 1}" for i in range(len(names))],
-                                        block_size=CSV_BLOCK_BYTES)
+        read_options = pcsv.ReadOptions(
+            encoding=encoding, column_names=[f"COLUMN{i + 1}" for i in range(len(names))], block_size=CSV_BLOCK_BYTES
+        )
         names = list(read_options.column_names)
-    convert_options = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
-                                          quoted_strings_can_be_null=False)
+    convert_options = pcsv.ConvertOptions(
+        column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
+    )
 
     lon_name = lat_name = None
     if conform.get("lon") is not None or conform.get("lat") is not None:
@@ -182,8 +185,9 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
         lat_name = _find_column(names, str(conform.get("lat")))
         if lon_name is None or lat_name is None:
             missing = [c for c, n in ((conform.get("lon"), lon_name), (conform.get("lat"), lat_name)) if n is None]
-            raise ConformError(f"conform.lon/lat name column(s) {missing} not in the CSV (columns: "
-                               f"{', '.join(names[:30])})")
+            raise ConformError(
+                f"conform.lon/lat name column(s) {missing} not in the CSV (columns: {', '.join(names[:30])})"
+            )
 
     def to_batch(table: pa.Table) -> SourceBatch:
         if lon_name is None:
@@ -202,8 +206,9 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
         short_rows.clear()
         source = _csv_input(path, encoding)
         try:
-            reader = pcsv.open_csv(source, read_options=read_options, parse_options=parse_options,
-                                   convert_options=convert_options)
+            reader = pcsv.open_csv(
+                source, read_options=read_options, parse_options=parse_options, convert_options=convert_options
+            )
             for record_batch in reader:
                 if record_batch.num_rows:
                     yield to_batch(pa.Table.from_batches([record_batch]))
@@ -222,6 +227,7 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
 
 # ---------------------------------------------------------------------------------------------- OGR
 
+
 def _ogr_layer(conform: dict[str, Any]) -> int | str:
     layer = conform.get("layer", 0)
     if isinstance(layer, str) and re.fullmatch(r"\d+", layer):
@@ -236,8 +242,9 @@ def _check_shapefile_parts(path: Path) -> None:
         return
     siblings = {p.name.lower() for p in path.parent.iterdir()}
     if f"{path.stem}.dbf".lower() not in siblings:
-        raise ConformError(f"shapefile {path.name} has no {path.stem}.dbf next to it: the download lacks its "
-                           "attribute table")
+        raise ConformError(
+            f"shapefile {path.name} has no {path.stem}.dbf next to it: the download lacks its attribute table"
+        )
 
 
 def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None = None) -> OpenedSource:
@@ -247,8 +254,7 @@ def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None =
 
     _check_shapefile_parts(path)
     layer = _ogr_layer(conform)
-    kwargs: dict[str, Any] = {"layer": layer, "batch_size": BATCH_ROWS, "use_pyarrow": True,
-                              "datetime_as_string": True}
+    kwargs: dict[str, Any] = {"layer": layer, "batch_size": BATCH_ROWS, "use_pyarrow": True, "datetime_as_string": True}
     encoding = conform.get("encoding")
     if encoding and path.suffix.lower() in (".shp", ".dbf"):
         kwargs["encoding"] = encoding

@@ -35,8 +35,9 @@ def _files_named(files: list[Path], wanted: str) -> list[Path]:
     so a `file` with a directory never reads a same-named file from another folder.
     """
     wanted_norm = _normalise(wanted)
-    by_path = [f for f in files if f.as_posix().lower().endswith("/" + wanted_norm) or
-               f.as_posix().lower() == wanted_norm]
+    by_path = [
+        f for f in files if f.as_posix().lower().endswith("/" + wanted_norm) or f.as_posix().lower() == wanted_norm
+    ]
     if by_path:
         return by_path
     bare = Path(wanted_norm).name
@@ -64,11 +65,14 @@ def select_input(files: list[Path], fmt: str | None, wanted_file: str | None) ->
         if len(named) == 1:
             return named[0]
         if len(named) > 1:
-            raise ConformError(f"conform.file {wanted_file!r} matches several files, name one with its folder: "
-                               f"{', '.join(sorted(f.as_posix() for f in named)[:10])}")
+            raise ConformError(
+                f"conform.file {wanted_file!r} matches several files, name one with its folder: "
+                f"{', '.join(sorted(f.as_posix() for f in named)[:10])}"
+            )
         if fmt != "csv":
-            raise ConformError(f"conform.file {wanted_file!r} not found among "
-                               f"{', '.join(sorted(f.name for f in files)[:20])}")
+            raise ConformError(
+                f"conform.file {wanted_file!r} not found among {', '.join(sorted(f.name for f in files)[:20])}"
+            )
     candidates = [f for f in files if f.suffix.lower() in _SUFFIXES[fmt]]
     if fmt == "csv":
         return candidates[0] if candidates else sorted(files)[0]
@@ -79,5 +83,6 @@ def select_input(files: list[Path], fmt: str | None, wanted_file: str | None) ->
     found = ", ".join(sorted(f.name for f in files)[:20])
     if not candidates:
         raise ConformError(f"no {fmt} file found among: {found}")
-    raise ConformError(f"several {fmt} files found, set conform.file to one of: "
-                       f"{', '.join(sorted(c.name for c in candidates))}")
+    raise ConformError(
+        f"several {fmt} files found, set conform.file to one of: {', '.join(sorted(c.name for c in candidates))}"
+    )

@@ -29,9 +29,13 @@ def _data_bytes(values: pa.Array) -> np.ndarray:
     if buffer is None or len(values) == 0:
         return np.empty(0, dtype=np.uint8)
     width = 8 if pa.types.is_large_string(values.type) else 4
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if width == 8 else np.int32,
-                            count=len(values) + 1, offset=values.offset * width)
-    return np.frombuffer(buffer, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    offsets = np.frombuffer(
+        values.buffers()[1],
+        dtype=np.int64 if width == 8 else np.int32,
+        count=len(values) + 1,
+        offset=values.offset * width,
+    )
+    return np.frombuffer(buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
 
 
 def json_escape(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -54,8 +58,9 @@ def format_coordinates(values: np.ndarray) -> pa.Array:
 
 
 def point_geometry_json(lon: np.ndarray, lat: np.ndarray) -> pa.Array:
-    return pc.binary_join_element_wise('{"type":"Point","coordinates":[', format_coordinates(lon), ",",
-                                       format_coordinates(lat), "]}", "")
+    return pc.binary_join_element_wise(
+        '{"type":"Point","coordinates":[', format_coordinates(lon), ",", format_coordinates(lat), "]}", ""
+    )
 
 
 def feature_hashes(fingerprint: str, source_columns: pa.Table, geometry: pa.Array) -> pa.Array:
@@ -91,10 +96,14 @@ def write_lines(out: BinaryIO, lines: pa.Array) -> None:
     if len(lines) == 0:
         return
     width = 8 if pa.types.is_large_string(lines.type) else 4
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64 if width == 8 else np.int32,
-                            count=len(lines) + 1, offset=lines.offset * width)
+    offsets = np.frombuffer(
+        lines.buffers()[1],
+        dtype=np.int64 if width == 8 else np.int32,
+        count=len(lines) + 1,
+        offset=lines.offset * width,
+    )
     data = lines.buffers()[2]
-    out.write(memoryview(data)[offsets[0]:offsets[-1]])
+    out.write(memoryview(data)[offsets[0] : offsets[-1]])
 
 
 def open_output(path: Path) -> BinaryIO:

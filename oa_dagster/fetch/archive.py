@@ -43,8 +43,10 @@ class _Budget:
 
     def check_ratio(self, unpacked: int, packed: int, what: str) -> None:
         if unpacked > BOMB_MIN_BYTES and unpacked > self.ratio * max(packed, 1):
-            raise DownloadError(f"decompression bomb: {what} expands {packed:,} bytes to more than "
-                                f"{unpacked:,} (ratio over {self.ratio:.0f})")
+            raise DownloadError(
+                f"decompression bomb: {what} expands {packed:,} bytes to more than "
+                f"{unpacked:,} (ratio over {self.ratio:.0f})"
+            )
 
 
 def _magic(path: Path) -> str:
@@ -129,8 +131,9 @@ def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo, archive_name
             yield chunk
 
 
-def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: _Budget,
-                 archive_name: str) -> None:
+def _copy_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: _Budget, archive_name: str
+) -> None:
     budget.check_ratio(info.file_size, info.compress_size, info.filename)
     written = 0
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -156,14 +159,16 @@ def _extract_zip(path: Path, dest: Path, conform_file: str | None, budget: _Budg
         files = [i for i in infos if not i.is_dir()]
         chosen = files
         if conform_file:
-            chosen = [i for i in files if member_matches(i.filename, conform_file)
-                      or i.filename.lower().endswith(".zip")]
+            chosen = [
+                i for i in files if member_matches(i.filename, conform_file) or i.filename.lower().endswith(".zip")
+            ]
             if not any(not i.filename.lower().endswith(".zip") for i in chosen):
                 chosen = files  # nothing matched: extract all, so the input selection can list what exists
         declared = sum(i.file_size for i in chosen)
         if declared > budget.left:
-            raise DownloadError(f"decompressed size cap: {path.name} declares {declared:,} bytes, more than "
-                                f"the {budget.cap:,} allowed")
+            raise DownloadError(
+                f"decompressed size cap: {path.name} declares {declared:,} bytes, more than the {budget.cap:,} allowed"
+            )
         out: list[Path] = []
         for info in chosen:
             target = safe_member_path(info.filename, dest)
@@ -222,8 +227,9 @@ def _with_gdb_dirs(files: list[Path], dest: Path) -> list[Path]:
     return files + list(gdbs)
 
 
-def unpack(path: Path, dest: Path, *, compression: str | None, conform_file: str | None,
-           limits: FetchOptions | None = None) -> list[Path]:
+def unpack(
+    path: Path, dest: Path, *, compression: str | None, conform_file: str | None, limits: FetchOptions | None = None
+) -> list[Path]:
     """Extract a zip or gzip download into `dest` and list its files (+ `.gdb` dirs); else `[path]`.
 
     Without `compression` the bytes decide, so `.zip`/`.gz` URLs that forgot `compression` still work.

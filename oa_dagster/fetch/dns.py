@@ -11,7 +11,8 @@ from __future__ import annotations
 import socket
 
 PERMANENT_DNS_ERRORS = frozenset(
-    code for code in (socket.EAI_NONAME, socket.EAI_FAIL, getattr(socket, "EAI_NODATA", None)) if code is not None)
+    code for code in (socket.EAI_NONAME, socket.EAI_FAIL, getattr(socket, "EAI_NODATA", None)) if code is not None
+)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -23,8 +24,12 @@ def _chain(exc: BaseException) -> list[BaseException]:
         if any(current is s for s in seen):
             continue
         seen.append(current)
-        nested = [current.__cause__, current.__context__, getattr(current, "reason", None),
-                  *(a for a in current.args if isinstance(a, BaseException))]
+        nested = [
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            *(a for a in current.args if isinstance(a, BaseException)),
+        ]
         todo += [n for n in nested if isinstance(n, BaseException)]
     return seen
 

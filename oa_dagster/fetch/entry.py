@@ -34,8 +34,12 @@ def resolve_data(entry: LayerEntry) -> str:
     if not data:
         raise DownloadError("the entry has no data URL")
     try:
-        local = local_data_path(data, source_dir=entry.source_dir, sources_root=entry.sources_root,
-                                allow_local_files=entry.allow_local_files)
+        local = local_data_path(
+            data,
+            source_dir=entry.source_dir,
+            sources_root=entry.sources_root,
+            allow_local_files=entry.allow_local_files,
+        )
     except LocalDataRefused as exc:
         raise DownloadError(f"data {data[:80]!r} refused: {exc}") from None
     return data if local is None else local.as_uri()
@@ -48,8 +52,12 @@ def _tree(entry: LayerEntry) -> Path | None:
     return entry.sources_root or entry.source_dir
 
 
-_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
-          (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _open_local(path: Path, tree: Path | None, cap: int) -> int:
@@ -75,8 +83,9 @@ def _open_local(path: Path, tree: Path | None, cap: int) -> int:
             kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
             raise DownloadError(f"local path {path} is {kind}, not a regular file")
         if info.st_size > cap:
-            raise DownloadError(f"download size cap: {path.name}: the file has {info.st_size:,} bytes, "
-                                f"over the cap of {cap:,} bytes")
+            raise DownloadError(
+                f"download size cap: {path.name}: the file has {info.st_size:,} bytes, over the cap of {cap:,} bytes"
+            )
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -127,8 +136,9 @@ def _lonlat(entry: LayerEntry) -> LonLat | None:
     return LonLat(lon, lat) if isinstance(lon, str) and isinstance(lat, str) else None
 
 
-def fetch_entry(entry: LayerEntry, workdir: Path, options: FetchOptions | None = None,
-                log: logging.Logger | None = None) -> Download:
+def fetch_entry(
+    entry: LayerEntry, workdir: Path, options: FetchOptions | None = None, log: logging.Logger | None = None
+) -> Download:
     """Download the entry's data to `workdir/cache.<ext>` (ArcGIS: `cache.geojsonl`).
 
     Raises `DownloadError` (or `EsriTokenRequired`) with a detail naming the cause.
@@ -139,8 +149,15 @@ def fetch_entry(entry: LayerEntry, workdir: Path, options: FetchOptions | None =
     protocol = entry.protocol.lower()
     if protocol == "esri":
         fields = referenced_columns(entry.conform, entry.layer)
-        return dump_layer(entry.data.strip(), workdir, fields=fields, lonlat=_lonlat(entry),
-                          headers=entry.request_headers, options=options, log=log)
+        return dump_layer(
+            entry.data.strip(),
+            workdir,
+            fields=fields,
+            lonlat=_lonlat(entry),
+            headers=entry.request_headers,
+            options=options,
+            log=log,
+        )
     if protocol not in URL_PROTOCOLS:
         raise DownloadError(f"unknown protocol {entry.protocol!r}")
     url = resolve_data(entry)
@@ -152,4 +169,3 @@ def fetch_entry(entry: LayerEntry, workdir: Path, options: FetchOptions | None =
     if scheme == "file":
         return _copy_file(url, workdir, options, log, _tree(entry))
     raise DownloadError(f"unsupported URL scheme in {url!r}")
-

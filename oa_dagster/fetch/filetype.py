@@ -12,10 +12,29 @@ from email.message import Message
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-DATA_SUFFIXES = frozenset({
-    ".zip", ".gz", ".csv", ".tsv", ".txt", ".json", ".geojson", ".geojsonl", ".ndjson", ".gml", ".xml",
-    ".gpkg", ".kml", ".kmz", ".shp", ".dbf", ".gdb", ".psv", ".dat",
-})
+DATA_SUFFIXES = frozenset(
+    {
+        ".zip",
+        ".gz",
+        ".csv",
+        ".tsv",
+        ".txt",
+        ".json",
+        ".geojson",
+        ".geojsonl",
+        ".ndjson",
+        ".gml",
+        ".xml",
+        ".gpkg",
+        ".kml",
+        ".kmz",
+        ".shp",
+        ".dbf",
+        ".gdb",
+        ".psv",
+        ".dat",
+    }
+)
 """Extensions trusted from a URL or file name. Scripts (`.php`, `.aspx`, ...) and unknown ones are not."""
 
 CONTENT_TYPES: dict[str, str] = {
@@ -96,12 +115,22 @@ def suffix_from_magic(head: bytes) -> str:
     return ".csv"
 
 
-def guess_suffix(url: str, *, final_url: str | None = None, disposition: str | None = None,
-                 content_type: str | None = None, head: bytes = b"") -> str:
+def guess_suffix(
+    url: str,
+    *,
+    final_url: str | None = None,
+    disposition: str | None = None,
+    content_type: str | None = None,
+    head: bytes = b"",
+) -> str:
     """The download's extension from the best evidence available (see module docstring)."""
     magic = suffix_from_magic(head) if head else None
-    for candidate in (suffix_from_url(url), suffix_from_url(final_url) if final_url else None,
-                      suffix_from_disposition(disposition), suffix_from_content_type(content_type)):
+    for candidate in (
+        suffix_from_url(url),
+        suffix_from_url(final_url) if final_url else None,
+        suffix_from_disposition(disposition),
+        suffix_from_content_type(content_type),
+    ):
         if candidate:
             if candidate.endswith(".gz") and magic not in (None, ".gz"):
                 # decoded by the HTTP layer (`Content-Encoding: gzip`): the bytes are the inner type

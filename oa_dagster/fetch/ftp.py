@@ -54,8 +54,13 @@ def _connect(parts, options: FetchOptions) -> ftplib.FTP:
     return ftp
 
 
-def _attempt(url: str, part: Path, options: FetchOptions, cached: CacheEntry | None, pace: Pace,
-             ) -> tuple[Sink | None, str | None]:
+def _attempt(
+    url: str,
+    part: Path,
+    options: FetchOptions,
+    cached: CacheEntry | None,
+    pace: Pace,
+) -> tuple[Sink | None, str | None]:
     parts = urlsplit(url)
     path = unquote(parts.path)
     ftp = _connect(parts, options)
@@ -70,15 +75,17 @@ def _attempt(url: str, part: Path, options: FetchOptions, cached: CacheEntry | N
     return result
 
 
-def _retrieve(ftp: ftplib.FTP, url: str, path: str, part: Path, options: FetchOptions,
-              cached: CacheEntry | None, pace: Pace) -> tuple[Sink | None, str | None]:
+def _retrieve(
+    ftp: ftplib.FTP, url: str, path: str, part: Path, options: FetchOptions, cached: CacheEntry | None, pace: Pace
+) -> tuple[Sink | None, str | None]:
     size, mtime = _validator(ftp, path)
     validator = f"{size} {mtime}" if size is not None and mtime else None
     if cached is not None and validator and cached.validator == validator:
         return None, validator
     if size is not None and size > options.max_download_bytes:
-        raise DownloadError(f"download size cap: {url} is {size:,} bytes, more than the cap of "
-                            f"{options.max_download_bytes:,}")
+        raise DownloadError(
+            f"download size cap: {url} is {size:,} bytes, more than the cap of {options.max_download_bytes:,}"
+        )
     throttle = Throttle(options, "download", size)
     sink = Sink(part, options.max_download_bytes, throttle)
 

@@ -34,8 +34,12 @@ from oa_dagster.fetch.filetype import guess_suffix
 from oa_dagster.fetch.options import Download, FetchOptions, LimitExceeded, Pace, Throttle
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
-TRANSIENT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                    requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+TRANSIENT_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 BODY_ERRORS = urllib3.exceptions.HTTPError  # a body cut, stalled or badly encoded (urllib3 wraps socket errors)
 CHUNK = 1 << 16
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
@@ -74,23 +78,33 @@ def checked_headers(headers: Mapping[Any, Any]) -> dict[str, str]:
     clean: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            raise DownloadError(f"request header name {str(name)[:80]!r} is not a valid HTTP header name "
-                                "(letters, digits and !#$%&'*+.^_`|~- only); no request was sent")
+            raise DownloadError(
+                f"request header name {str(name)[:80]!r} is not a valid HTTP header name "
+                "(letters, digits and !#$%&'*+.^_`|~- only); no request was sent"
+            )
         if not isinstance(value, str):
-            raise DownloadError(f"request header {name!r} has a {type(value).__name__} value, not a string; "
-                                "no request was sent")
+            raise DownloadError(
+                f"request header {name!r} has a {type(value).__name__} value, not a string; no request was sent"
+            )
         if _FORBIDDEN_IN_VALUE.search(value):
-            raise DownloadError(f"request header {name!r} contains a line break (CR/LF) or NUL character, "
-                                "which could inject headers; no request was sent")
+            raise DownloadError(
+                f"request header {name!r} contains a line break (CR/LF) or NUL character, "
+                "which could inject headers; no request was sent"
+            )
         if not value.isascii() and any(ord(c) > 0xFF for c in value):
-            raise DownloadError(f"request header {name!r} has characters HTTP headers cannot carry (beyond "
-                                "Latin-1); no request was sent")
+            raise DownloadError(
+                f"request header {name!r} has characters HTTP headers cannot carry (beyond "
+                "Latin-1); no request was sent"
+            )
         clean[name] = value.strip(" \t")
     return clean
 
 
-def make_session(options: FetchOptions, headers: Mapping[Any, Any] | None = None, pool: int = 10,
-                 ) -> requests.Session:
+def make_session(
+    options: FetchOptions,
+    headers: Mapping[Any, Any] | None = None,
+    pool: int = 10,
+) -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = options.user_agent
     session.headers.update(checked_headers(headers or {}))
@@ -106,8 +120,10 @@ def _check_status(response: requests.Response, options: FetchOptions) -> None:
     if status in RETRY_STATUSES:
         wait = retry_after_seconds(response.headers.get("Retry-After"))
         if wait is not None and wait > options.max_retry_after:
-            raise DownloadError(f"HTTP {status} from {response.url} with Retry-After {wait:.0f} s, longer than "
-                                f"the {options.max_retry_after:.0f} s this run waits")
+            raise DownloadError(
+                f"HTTP {status} from {response.url} with Retry-After {wait:.0f} s, longer than "
+                f"the {options.max_retry_after:.0f} s this run waits"
+            )
         raise RetryableError(f"HTTP {status} {response.reason}", wait)
     if 400 <= status < 600:
         raise DownloadError(f"HTTP {status} {response.reason} from {response.url}")
@@ -121,14 +137,18 @@ def _check_expansion(response: requests.Response, decoded: int, limits: FetchOpt
     """
     encoding = response.headers.get("Content-Encoding", "").strip() or "identity"
     if decoded > limits.max_unpacked_bytes:
-        raise LimitExceeded(f"decompressed size cap: Content-Encoding {encoding} from {response.url} decodes to "
-                            f"more than the cap of {limits.max_unpacked_bytes:,} bytes")
+        raise LimitExceeded(
+            f"decompressed size cap: Content-Encoding {encoding} from {response.url} decodes to "
+            f"more than the cap of {limits.max_unpacked_bytes:,} bytes"
+        )
     wire = response.raw.tell()
     if decoded > BOMB_MIN_BYTES and decoded > limits.max_unpack_ratio * max(wire, 1):
         when = "" if final else " so far"
-        raise LimitExceeded(f"Content-Encoding {encoding} from {response.url} expands more than "
-                            f"{limits.max_unpack_ratio:,.0f}x ({wire:,} bytes received decode to {decoded:,}{when}): "
-                            "refused as a decompression bomb")
+        raise LimitExceeded(
+            f"Content-Encoding {encoding} from {response.url} expands more than "
+            f"{limits.max_unpack_ratio:,.0f}x ({wire:,} bytes received decode to {decoded:,}{when}): "
+            "refused as a decompression bomb"
+        )
 
 
 def read_body(response: requests.Response, pace: Pace, limits: FetchOptions) -> Iterator[bytes]:
@@ -152,16 +172,24 @@ def read_body(response: requests.Response, pace: Pace, limits: FetchOptions) -> 
         _check_expansion(response, decoded, limits, final=True)
 
 
-def _attempt(session: requests.Session, url: str, part: Path, headers: dict[str, str],
-             options: FetchOptions, cached: CacheEntry | None, pace: Pace,
-             ) -> tuple[requests.Response, Sink | None]:
+def _attempt(
+    session: requests.Session,
+    url: str,
+    part: Path,
+    headers: dict[str, str],
+    options: FetchOptions,
+    cached: CacheEntry | None,
+    pace: Pace,
+) -> tuple[requests.Response, Sink | None]:
     """One GET; returns the response and the written sink (None on 304)."""
     try:
-        response = session.get(url, headers=headers, stream=True, timeout=options.timeouts,
-                               verify=options.verify_tls)  # explicit: env CA bundles must not override
+        response = session.get(
+            url, headers=headers, stream=True, timeout=options.timeouts, verify=options.verify_tls
+        )  # explicit: env CA bundles must not override
     except requests.exceptions.SSLError as exc:
-        raise DownloadError(f"TLS certificate verification failed for {url} ({exc}); the download is not "
-                            "retried without verification") from exc
+        raise DownloadError(
+            f"TLS certificate verification failed for {url} ({exc}); the download is not retried without verification"
+        ) from exc
     except requests.exceptions.TooManyRedirects as exc:
         raise DownloadError(f"too many redirects from {url}") from exc
     except requests.exceptions.InvalidURL as exc:
@@ -177,8 +205,9 @@ def _attempt(session: requests.Session, url: str, part: Path, headers: dict[str,
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         if total is not None and total > options.max_download_bytes:
-            raise DownloadError(f"download size cap: {url} is {total:,} bytes, more than the cap of "
-                                f"{options.max_download_bytes:,}")
+            raise DownloadError(
+                f"download size cap: {url} is {total:,} bytes, more than the cap of {options.max_download_bytes:,}"
+            )
         throttle = Throttle(options, "download", total)
         sink = Sink(part, options.max_download_bytes, throttle)
         try:
@@ -221,8 +250,9 @@ def describe_body_error(exc: urllib3.exceptions.HTTPError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def fetch_http(url: str, workdir: Path, headers: dict[str, str], options: FetchOptions,
-               log: logging.Logger) -> Download:
+def fetch_http(
+    url: str, workdir: Path, headers: dict[str, str], options: FetchOptions, log: logging.Logger
+) -> Download:
     """Download `url` to `workdir/cache<ext>`, from the content cache when the server says unchanged."""
     started = time.perf_counter()
     request_headers = checked_headers(headers)
@@ -241,8 +271,7 @@ def fetch_http(url: str, workdir: Path, headers: dict[str, str], options: FetchO
                 if attempt == options.retries:
                     raise DownloadError(f"{url} failed after {attempt + 1} attempts: {retry}") from retry
                 wait = retry.wait if retry.wait is not None else options.delay(attempt + 1)
-                log.warning("download attempt %d of %s failed (%s); retrying in %.1f s", attempt + 1, url,
-                            retry, wait)
+                log.warning("download attempt %d of %s failed (%s); retrying in %.1f s", attempt + 1, url, retry, wait)
                 pace.sleep_before_retry(wait, url)
     if sink is None:
         assert cached is not None and cache is not None
@@ -250,12 +279,22 @@ def fetch_http(url: str, workdir: Path, headers: dict[str, str], options: FetchO
         cache.restore(cached, target)
         log.info("%s not modified since the cached copy (md5 %s)", url, cached.md5)
         return Download(target, cached.ext, cached.md5, url, time.perf_counter() - started, True)
-    ext = guess_suffix(url, final_url=response.url, disposition=response.headers.get("Content-Disposition"),
-                       content_type=response.headers.get("Content-Type"), head=sink.head)
+    ext = guess_suffix(
+        url,
+        final_url=response.url,
+        disposition=response.headers.get("Content-Disposition"),
+        content_type=response.headers.get("Content-Type"),
+        head=sink.head,
+    )
     target = workdir / f"cache{ext}"
     part.replace(target)
     if cache is not None:
-        cache.put(CacheEntry(url, ext, sink.md5, sink.size, response.headers.get("ETag"),
-                             response.headers.get("Last-Modified")), target, headers)
+        cache.put(
+            CacheEntry(
+                url, ext, sink.md5, sink.size, response.headers.get("ETag"), response.headers.get("Last-Modified")
+            ),
+            target,
+            headers,
+        )
     log.info("downloaded %s bytes from %s as %s", f"{sink.size:,}", response.url, target.name)
     return Download(target, ext, sink.md5, url, time.perf_counter() - started, False)

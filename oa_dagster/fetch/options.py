@@ -17,8 +17,7 @@ from oa_dagster.errors import DownloadError
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
-USER_AGENT = (f"oa-dagster/{__version__} (OpenAddresses processing; "
-              "+https://github.com/openaddresses/openaddresses)")
+USER_AGENT = f"oa-dagster/{__version__} (OpenAddresses processing; +https://github.com/openaddresses/openaddresses)"
 
 
 @dataclass
@@ -150,8 +149,10 @@ class Pace:
         elapsed = now - self.window_start
         if elapsed >= self.window:
             if self.window_bytes < self.min_rate * elapsed:
-                raise LimitExceeded(f"{self.what} too slow: {self.window_bytes:,} bytes in {seconds(elapsed)} "
-                                    f"(minimum {self.min_rate:,.0f} bytes/s over {seconds(self.window)})")
+                raise LimitExceeded(
+                    f"{self.what} too slow: {self.window_bytes:,} bytes in {seconds(elapsed)} "
+                    f"(minimum {self.min_rate:,.0f} bytes/s over {seconds(self.window)})"
+                )
             self.window_start, self.window_bytes = now, 0
 
 

@@ -6,7 +6,10 @@ from oa_dagster.sources.model import LAYERS
 
 LAYER_JOBS = {
     layer: dg.define_asset_job(
-        f"{layer}_job", selection=dg.AssetSelection.assets(layer), executor_def=dg.in_process_executor,
-        description=f"Process {layer} entries (one step, in the run process: no extra subprocess per run).")
+        f"{layer}_job",
+        selection=dg.AssetSelection.assets(layer),
+        executor_def=dg.in_process_executor,
+        description=f"Process {layer} entries (one step, in the run process: no extra subprocess per run).",
+    )
     for layer in LAYERS
 }

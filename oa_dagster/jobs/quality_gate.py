@@ -4,7 +4,6 @@ The gate itself is plain code (`platform/quality_gate.py`), applied when a run i
 (`platform/publishing.py`); this job is the operator's side of it.
 """
 
-
 import dagster as dg
 
 from oa_dagster.platform.publishing import accept_held
@@ -24,19 +23,33 @@ def accept_held_op(context: dg.OpExecutionContext, config: AcceptConfig, store: 
     if config.layer not in LAYERS:
         raise dg.Failure(f"layer must be one of {', '.join(LAYERS)}, not {config.layer!r}")
     try:
-        pointer = accept_held(store.get_store(), config.layer, config.entry,
-                              accepted_by=f"run {context.run.run_id}" + (f": {config.note}" if config.note else ""))
+        pointer = accept_held(
+            store.get_store(),
+            config.layer,
+            config.entry,
+            accepted_by=f"run {context.run.run_id}" + (f": {config.note}" if config.note else ""),
+        )
     except LookupError as exc:
         raise dg.Failure(str(exc)) from None
-    context.log_event(dg.AssetObservation(
-        asset_key=config.layer, partition=config.entry,
-        metadata={"status": "accepted", "accepted_run": pointer["run_id"],
-                  "feature_count": int(pointer.get("feature_count") or 0), "note": config.note}))
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=config.layer,
+            partition=config.entry,
+            metadata={
+                "status": "accepted",
+                "accepted_run": pointer["run_id"],
+                "feature_count": int(pointer.get("feature_count") or 0),
+                "note": config.note,
+            },
+        )
+    )
     context.log.info(f"{config.layer} {config.entry}: run {pointer['run_id']} is now the latest good output")
 
 
-@dg.job(description="Accept a run the quality gate held: config {layer, entry, note}. The run becomes the "
-                    "entry's latest good output, which downloads, collections and the results index read.",
-        tags={PRIORITY_TAG: OPERATOR_PRIORITY})
+@dg.job(
+    description="Accept a run the quality gate held: config {layer, entry, note}. The run becomes the "
+    "entry's latest good output, which downloads, collections and the results index read.",
+    tags={PRIORITY_TAG: OPERATOR_PRIORITY},
+)
 def accept_held_run_job() -> None:
     accept_held_op()

@@ -33,8 +33,9 @@ def local_commit(root: Path) -> str:
     return "local-" + digest.hexdigest()[:12]
 
 
-def fetch_github_archive(api_url: str, repo: str, ref: str, dest: Path, *, token: str | None = None,
-                         timeout: float = 300.0) -> tuple[Path, str]:
+def fetch_github_archive(
+    api_url: str, repo: str, ref: str, dest: Path, *, token: str | None = None, timeout: float = 300.0
+) -> tuple[Path, str]:
     """Download `repo` at `ref` as one tarball and unpack only its `sources/**.json`; returns (root, commit).
 
     The commit comes from the archive's pax comment (what `git archive` writes), else the top directory
@@ -56,8 +57,13 @@ def fetch_github_archive(api_url: str, repo: str, ref: str, dest: Path, *, token
         for member in archive:
             parts = member.name.split("/")
             top = top or parts[0]
-            if (member.isfile() and len(parts) > 2 and parts[1] == "sources" and member.name.endswith(".json")
-                    and ".." not in parts):
+            if (
+                member.isfile()
+                and len(parts) > 2
+                and parts[1] == "sources"
+                and member.name.endswith(".json")
+                and ".." not in parts
+            ):
                 target = root.joinpath(*parts[1:])
                 target.parent.mkdir(parents=True, exist_ok=True)
                 extracted = archive.extractfile(member)
@@ -71,8 +77,7 @@ def fetch_github_archive(api_url: str, repo: str, ref: str, dest: Path, *, token
     return root / "sources", commit or "unknown"
 
 
-def build_catalog(root: Path, commit: str, *, ref: str, origin: str,
-                  keep_source_dir: bool) -> dict[str, Any]:
+def build_catalog(root: Path, commit: str, *, ref: str, origin: str, keep_source_dir: bool) -> dict[str, Any]:
     """Load and validate every source under `root` into the stored catalog form.
 
     `keep_source_dir` records, per source, its directory and the sources tree its relative `data` paths must
@@ -85,12 +90,14 @@ def build_catalog(root: Path, commit: str, *, ref: str, origin: str,
     from oa_dagster.sources.local_data import tree_of
 
     sources, invalid = load_catalog(root, local_data=keep_source_dir)
-    return catalog_from_sources(sources, invalid, commit, ref=ref, origin=origin,
-                                tree=tree_of(sources_dir(root)) if keep_source_dir else None)
+    return catalog_from_sources(
+        sources, invalid, commit, ref=ref, origin=origin, tree=tree_of(sources_dir(root)) if keep_source_dir else None
+    )
 
 
-def catalog_from_sources(sources: list[Any], invalid: dict[str, list[str]], commit: str, *, ref: str,
-                         origin: str, tree: Path | None) -> dict[str, Any]:
+def catalog_from_sources(
+    sources: list[Any], invalid: dict[str, list[str]], commit: str, *, ref: str, origin: str, tree: Path | None
+) -> dict[str, Any]:
     """The stored catalog of loaded sources; sources whose entries share a partition key are all invalid."""
     from oa_dagster.sources import LAYERS
 
@@ -103,15 +110,29 @@ def catalog_from_sources(sources: list[Any], invalid: dict[str, list[str]], comm
         if source.key in clashes:
             continue
         keep = tree is not None and source.path is not None
-        stored_sources[source.key] = {"data": source.data,
-                                      "source_dir": str(source.path.parent) if keep else None,
-                                      "sources_root": str(tree) if keep else None}
+        stored_sources[source.key] = {
+            "data": source.data,
+            "source_dir": str(source.path.parent) if keep else None,
+            "sources_root": str(tree) if keep else None,
+        }
         for entry in source.entries:
             entries[entry.layer][entry.key] = {
-                "source": source.key, "name": entry.name, "index": entry.index, "skip": entry.skip,
-                "version": entry_hash(entry.raw, __version__)}
-    return {"id": commit, "commit": commit, "ref": ref, "origin": origin, "engine_version": __version__,
-            "sources": stored_sources, "entries": entries, "invalid": invalid}
+                "source": source.key,
+                "name": entry.name,
+                "index": entry.index,
+                "skip": entry.skip,
+                "version": entry_hash(entry.raw, __version__),
+            }
+    return {
+        "id": commit,
+        "commit": commit,
+        "ref": ref,
+        "origin": origin,
+        "engine_version": __version__,
+        "sources": stored_sources,
+        "entries": entries,
+        "invalid": invalid,
+    }
 
 
 def shared_partition_keys(sources: list[Any]) -> dict[str, list[str]]:
@@ -130,7 +151,8 @@ def shared_partition_keys(sources: list[Any]) -> dict[str, list[str]]:
             others = ", ".join(k for k in found if k != owner)
             errors.setdefault(owner, []).append(
                 f"$.layers.{layer}[{index}].name: partition key {key!r} is also the key of an entry of source "
-                f"{others}, so neither is processed; rename one of them")
+                f"{others}, so neither is processed; rename one of them"
+            )
     return errors
 
 
@@ -147,15 +169,17 @@ def entry_from_catalog(catalog: dict[str, Any], layer: str, partition_key: str) 
     if info is None:
         raise KeyError(f"{layer} entry {partition_key} is not in catalog {catalog['id']}")
     stored = catalog["sources"][info["source"]]
-    path = Path(stored["source_dir"]) / (info["source"].rsplit("/", 1)[-1] + ".json") \
-        if stored.get("source_dir") else None
+    path = (
+        Path(stored["source_dir"]) / (info["source"].rsplit("/", 1)[-1] + ".json") if stored.get("source_dir") else None
+    )
     tree = Path(stored["sources_root"]) if stored.get("sources_root") else None
     source = source_from_dict(stored["data"], info["source"], path, sources_root=tree)
     return source.entry(layer, info["name"])
 
 
-def read_pointers(store: OutputStore, layer: str, partition_keys: Iterable[str], *, root: str = "",
-                  workers: int = 16) -> dict[str, dict[str, Any] | None]:
+def read_pointers(
+    store: OutputStore, layer: str, partition_keys: Iterable[str], *, root: str = "", workers: int = 16
+) -> dict[str, dict[str, Any] | None]:
     """Latest good pointers of many entries (parallel GETs: S3 latency, not bandwidth, is the cost)."""
     wanted = list(partition_keys)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -163,14 +187,18 @@ def read_pointers(store: OutputStore, layer: str, partition_keys: Iterable[str],
     return dict(zip(wanted, found, strict=True))
 
 
-def changed_entries(catalog: dict[str, Any], pointers: dict[str, dict[str, dict[str, Any] | None]]
-                    ) -> dict[str, list[str]]:
+def changed_entries(
+    catalog: dict[str, Any], pointers: dict[str, dict[str, dict[str, Any] | None]]
+) -> dict[str, list[str]]:
     """Per layer, entries whose version differs from their latest good run (or that have none)."""
     changed: dict[str, list[str]] = {}
     for layer, entries in catalog["entries"].items():
         latest = pointers.get(layer, {})
-        changed[layer] = [key for key, info in entries.items() if not info["skip"] and (
-            (latest.get(key) or {}).get("entry_version") != info["version"])]
+        changed[layer] = [
+            key
+            for key, info in entries.items()
+            if not info["skip"] and ((latest.get(key) or {}).get("entry_version") != info["version"])
+        ]
     return changed
 
 

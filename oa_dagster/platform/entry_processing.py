@@ -131,8 +131,17 @@ def entry_logger(warnings: EntryWarnings) -> logging.Logger:
     return logger
 
 
-def process_entry(catalog: dict[str, Any], layer: str, key: str, store: OutputStore, options: EntryOptions, *,
-                  run_id: str, root: str = "", cancelled: threading.Event | None = None) -> EntryResult:
+def process_entry(
+    catalog: dict[str, Any],
+    layer: str,
+    key: str,
+    store: OutputStore,
+    options: EntryOptions,
+    *,
+    run_id: str,
+    root: str = "",
+    cancelled: threading.Event | None = None,
+) -> EntryResult:
     """Run one entry of the stored `catalog` and publish it as run `run_id`; see the module docstring.
 
     `root` prefixes every store key (a CI job's `store_layout.job_prefix(key)`); `cancelled` stops the entry
@@ -146,9 +155,17 @@ def process_entry(catalog: dict[str, Any], layer: str, key: str, store: OutputSt
         return EntryResult(layer, key, source_problem=NOT_IN_CATALOG, problem_detail=str(exc))
     warnings = EntryWarnings(key)
     try:
-        result = _process_and_publish(entry, version, coverage_ok, store, options, entry_logger(warnings),
-                                      run_id=run_id, root=root.strip("/") + "/" if root.strip("/") else "",
-                                      cancelled=cancelled)
+        result = _process_and_publish(
+            entry,
+            version,
+            coverage_ok,
+            store,
+            options,
+            entry_logger(warnings),
+            run_id=run_id,
+            root=root.strip("/") + "/" if root.strip("/") else "",
+            cancelled=cancelled,
+        )
     except Exception as exc:
         detail = f"unexpected {type(exc).__name__} while processing or publishing: {exc}"
         warnings.lines.append((logging.ERROR, f"{key}: {detail}\n{traceback.format_exc()}"))
@@ -156,21 +173,55 @@ def process_entry(catalog: dict[str, Any], layer: str, key: str, store: OutputSt
     return dataclasses.replace(result, log_lines=tuple(warnings.lines))
 
 
-def _process_and_publish(entry: LayerEntry, version: str, coverage_ok: bool, store: OutputStore,
-                         options: EntryOptions, log: logging.Logger, *, run_id: str, root: str,
-                         cancelled: threading.Event | None) -> EntryResult:
+def _process_and_publish(
+    entry: LayerEntry,
+    version: str,
+    coverage_ok: bool,
+    store: OutputStore,
+    options: EntryOptions,
+    log: logging.Logger,
+    *,
+    run_id: str,
+    root: str,
+    cancelled: threading.Event | None,
+) -> EntryResult:
     options.work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{WORK_FOLDER_PREFIX}{os.getpid()}-", dir=options.work_root) as tmp:
         work = Path(tmp)
-        state = run_entry(entry, work, preview=options.preview, fetch_options=options.fetch_options,
-                          coverage_ok=coverage_ok, log=log,
-                          progress=raise_if_cancelled(cancelled) if cancelled is not None else None)
+        state = run_entry(
+            entry,
+            work,
+            preview=options.preview,
+            fetch_options=options.fetch_options,
+            coverage_ok=coverage_ok,
+            log=log,
+            progress=raise_if_cancelled(cancelled) if cancelled is not None else None,
+        )
         started = time.perf_counter()
-        published = publish_run(store, state.to_dict(), work, run_id, entry_key=entry.key, entry_version=version,
-                                root=root, max_drop=options.max_drop)
+        published = publish_run(
+            store,
+            state.to_dict(),
+            work,
+            run_id,
+            entry_key=entry.key,
+            entry_version=version,
+            root=root,
+            max_drop=options.max_drop,
+        )
         rows, preview = _read_sample(work, state.files)
-        return EntryResult(entry.layer, entry.key, version, entry, state, published, state.source_problem,
-                           state.problem_detail, rows, preview, time.perf_counter() - started)
+        return EntryResult(
+            entry.layer,
+            entry.key,
+            version,
+            entry,
+            state,
+            published,
+            state.source_problem,
+            state.problem_detail,
+            rows,
+            preview,
+            time.perf_counter() - started,
+        )
 
 
 def _read_sample(work: Path, files: dict[str, str | None]) -> tuple[tuple[dict[str, str], ...], bytes | None]:

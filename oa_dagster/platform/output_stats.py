@@ -15,8 +15,7 @@ from typing import Any
 
 # House numbers the batch service's validator accepts: 12, 12a, 10-19a, grid 6N23, Wisconsin W350N5337 /
 # N453, Russian 12к1 / 12с2; at most 10 characters after lower-casing and removing inner spaces.
-_NUMBER = re.compile(
-    r"^(?:\d+[a-z]?(?:-\d+[a-z]?)?|\d+[nsew]\d+|[nsew]\d+(?:[nsew]\d+)?|\d+(?:[кс]\d+)+)$")
+_NUMBER = re.compile(r"^(?:\d+[a-z]?(?:-\d+[a-z]?)?|\d+[nsew]\d+|[nsew]\d+(?:[nsew]\d+)?|\d+(?:[кс]\d+)+)$")
 
 
 def plausible_number(value: str) -> bool:

@@ -47,9 +47,17 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def publish_run(store: OutputStore, state: dict[str, Any], output_dir: Path, run_id: str, *,
-                entry_key: str, entry_version: str, root: str = "",
-                max_drop: float = DEFAULT_MAX_DROP) -> PublishedRun:
+def publish_run(
+    store: OutputStore,
+    state: dict[str, Any],
+    output_dir: Path,
+    run_id: str,
+    *,
+    entry_key: str,
+    entry_version: str,
+    root: str = "",
+    max_drop: float = DEFAULT_MAX_DROP,
+) -> PublishedRun:
     """Upload a run's files and manifest; promote it to latest good if it has output and passes the gate.
 
     `root` prefixes every key (CI jobs use `jobs/<job key>/` so they never touch production pointers).
@@ -69,11 +77,20 @@ def publish_run(store: OutputStore, state: dict[str, Any], output_dir: Path, run
     file_keys["state"] = f"{prefix}/state.json"
     store.put_bytes(file_keys["state"], (json.dumps(state, indent=2, ensure_ascii=False) + "\n").encode())
     manifest = {
-        "partition_key": entry_key, "layer": layer, "run_id": run_id, "created": _now(),
-        "entry_version": entry_version, "engine_version": state.get("engine_version"),
-        "feature_count": state.get("feature_count"), "skipped": bool(state.get("skipped")),
-        "source_problem": state.get("source_problem"), "stats": stats.to_dict() if stats else None,
-        "filled": stats.filled if stats else {}, "files": file_keys, "sizes": sizes, "prefix": prefix,
+        "partition_key": entry_key,
+        "layer": layer,
+        "run_id": run_id,
+        "created": _now(),
+        "entry_version": entry_version,
+        "engine_version": state.get("engine_version"),
+        "feature_count": state.get("feature_count"),
+        "skipped": bool(state.get("skipped")),
+        "source_problem": state.get("source_problem"),
+        "stats": stats.to_dict() if stats else None,
+        "filled": stats.filled if stats else {},
+        "files": file_keys,
+        "sizes": sizes,
+        "prefix": prefix,
         "seconds": round(float(state.get("cache_seconds") or 0) + float(state.get("process_seconds") or 0), 3),
     }
     put_json(store, f"{prefix}/{layout.MANIFEST}", manifest)  # last: the run is now complete
@@ -92,12 +109,28 @@ def publish_run(store: OutputStore, state: dict[str, Any], output_dir: Path, run
 
 
 def _pointer(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {k: manifest[k] for k in ("partition_key", "layer", "run_id", "prefix", "feature_count", "filled",
-                                     "entry_version", "engine_version", "files", "sizes", "created", "seconds")}
+    return {
+        k: manifest[k]
+        for k in (
+            "partition_key",
+            "layer",
+            "run_id",
+            "prefix",
+            "feature_count",
+            "filled",
+            "entry_version",
+            "engine_version",
+            "files",
+            "sizes",
+            "created",
+            "seconds",
+        )
+    }
 
 
-def accept_held(store: OutputStore, layer: str, entry_key: str, *, root: str = "",
-                accepted_by: str = "operator") -> dict[str, Any]:
+def accept_held(
+    store: OutputStore, layer: str, entry_key: str, *, root: str = "", accepted_by: str = "operator"
+) -> dict[str, Any]:
     """Promote the held run of an entry (the operator's accept action); returns the new pointer.
 
     Raises LookupError when nothing is held, so a mistyped key is an error rather than a silent no-op.
@@ -106,8 +139,9 @@ def accept_held(store: OutputStore, layer: str, entry_key: str, *, root: str = "
     if held is None:
         raise LookupError(f"no held run for {layer} {entry_key}")
     pointer = {k: v for k, v in held.items() if k != "reasons"}
-    pointer.update(accepted_by=accepted_by, accepted_at=_now(), decided="accepted: " + "; ".join(
-        held.get("reasons") or []))
+    pointer.update(
+        accepted_by=accepted_by, accepted_at=_now(), decided="accepted: " + "; ".join(held.get("reasons") or [])
+    )
     put_json(store, root + layout.latest_key(layer, entry_key), pointer)
     store.delete(root + layout.held_key(layer, entry_key))
     return pointer

@@ -33,8 +33,9 @@ def drop_share(previous: int | None, current: int | None) -> float | None:
     return (previous - (current or 0)) / previous
 
 
-def decide(current: dict[str, Any], latest_good: dict[str, Any] | None, *,
-           max_drop: float = DEFAULT_MAX_DROP) -> GateDecision:
+def decide(
+    current: dict[str, Any], latest_good: dict[str, Any] | None, *, max_drop: float = DEFAULT_MAX_DROP
+) -> GateDecision:
     """Compare a run's stats with the latest good pointer (both carry `feature_count` and `filled`).
 
     The first good run of an entry is always promoted: there is nothing to regress from.
@@ -45,11 +46,11 @@ def decide(current: dict[str, Any], latest_good: dict[str, Any] | None, *,
     previous, count = latest_good.get("feature_count"), current.get("feature_count")
     drop = drop_share(previous, count)
     if drop is not None and drop > max_drop:
-        reasons.append(f"feature count fell {drop:.0%} ({previous:,} -> {count or 0:,}), "
-                       f"more than the allowed {max_drop:.0%}")
+        reasons.append(
+            f"feature count fell {drop:.0%} ({previous:,} -> {count or 0:,}), more than the allowed {max_drop:.0%}"
+        )
     before, now = latest_good.get("filled") or {}, current.get("filled") or {}
-    lost = sorted(name for name, n in before.items()
-                  if n and name not in IGNORED_FIELDS and not now.get(name))
+    lost = sorted(name for name, n in before.items() if n and name not in IGNORED_FIELDS and not now.get(name))
     if lost:
         reasons.append("lost field(s) the latest good output filled: " + ", ".join(lost))
     return GateDecision(not reasons, reasons)

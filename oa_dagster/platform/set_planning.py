@@ -56,11 +56,18 @@ class Batch:
         return self.keys[-1]
 
 
-def plan_batches(partition_keys: Iterable[str], selected: Iterable[str] | None = None, *,
-                 expected_seconds: Mapping[str, float] | None = None,
-                 target_seconds: float = DEFAULT_TARGET_SECONDS, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 guess_seconds: float = DEFAULT_GUESS_SECONDS, entry_overhead_seconds: float = 0.0,
-                 slots: int = 1, min_batch_seconds: float = MIN_BATCH_SECONDS) -> list[Batch]:
+def plan_batches(
+    partition_keys: Iterable[str],
+    selected: Iterable[str] | None = None,
+    *,
+    expected_seconds: Mapping[str, float] | None = None,
+    target_seconds: float = DEFAULT_TARGET_SECONDS,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+    guess_seconds: float = DEFAULT_GUESS_SECONDS,
+    entry_overhead_seconds: float = 0.0,
+    slots: int = 1,
+    min_batch_seconds: float = MIN_BATCH_SECONDS,
+) -> list[Batch]:
     """Contiguous batches of `partition_keys` (in their order) covering exactly the `selected` keys.
 
     An entry is expected to take its `expected_seconds` (else `guess_seconds`) plus `entry_overhead_seconds`.
@@ -144,9 +151,11 @@ class SetProgress:
 
     def headline(self) -> str:
         state = "finished" if self.finished else "running"
-        return (f"set {self.set_id} {state}: {sum(self.done.values()):,} done, {sum(self.failed.values()):,} "
-                f"failed, {self.pending():,} pending of {sum(self.total.values()):,}; "
-                f"{sum(self.features.values()):,} features")
+        return (
+            f"set {self.set_id} {state}: {sum(self.done.values()):,} done, {sum(self.failed.values()):,} "
+            f"failed, {self.pending():,} pending of {sum(self.total.values()):,}; "
+            f"{sum(self.features.values()):,} features"
+        )
 
 
 TERMINAL_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
@@ -182,8 +191,13 @@ def _retry_pending(run: RunState, now: float, retries_enabled: bool, grace: floa
     return run.ended is None or now - run.ended < grace
 
 
-def chains_state(runs: Iterable[RunState], *, now: float, retries_enabled: bool = True,
-                 grace_seconds: float = WILL_RETRY_GRACE_SECONDS) -> ChainsState:
+def chains_state(
+    runs: Iterable[RunState],
+    *,
+    now: float,
+    retries_enabled: bool = True,
+    grace_seconds: float = WILL_RETRY_GRACE_SECONDS,
+) -> ChainsState:
     """Group a set's runs into retry chains and say how many have ended for good.
 
     A chain has ended when its latest attempt is SUCCESS, CANCELED, or FAILURE that the instance will not

@@ -173,8 +173,15 @@ class S3Store:
     an `s3://` URI, since presigned URLs expire within 7 days and metadata lives forever.
     """
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "", *, public_url: str | None = None,
-                 download_url: str | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        prefix: str = "",
+        *,
+        public_url: str | None = None,
+        download_url: str | None = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -221,7 +228,7 @@ class S3Store:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
             for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix):]
+                yield item["Key"][len(self.prefix) :]
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
@@ -230,8 +237,7 @@ class S3Store:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
             for item in page.get("Contents", []):
-                yield StoredObject(item["Key"][len(self.prefix):], int(item["Size"]),
-                                   item["LastModified"].timestamp())
+                yield StoredObject(item["Key"][len(self.prefix) :], int(item["Size"]), item["LastModified"].timestamp())
 
     def in_progress(self) -> Iterator[StoredObject]:
         """Unfinished multipart uploads (large files): invisible to readers, but billed until aborted."""
@@ -240,8 +246,12 @@ class S3Store:
             for upload in page.get("Uploads", []):
                 parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
                 size = sum(int(part["Size"]) for part in parts.get("Parts", []))
-                yield StoredObject(upload["Key"][len(self.prefix):], size, upload["Initiated"].timestamp(),
-                                   upload_id=upload["UploadId"])
+                yield StoredObject(
+                    upload["Key"][len(self.prefix) :],
+                    size,
+                    upload["Initiated"].timestamp(),
+                    upload_id=upload["UploadId"],
+                )
 
     def discard_in_progress(self, item: StoredObject) -> None:
         self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.prefix + item.key, UploadId=item.upload_id)
@@ -256,7 +266,8 @@ class S3Store:
     def presigned_url(self, key: str, expires: int = 3600) -> str:
         """A fresh, expiring link; what the webhook app's `/download/<key>` redirects to."""
         return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires)
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires
+        )
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

@@ -1,12 +1,12 @@
 """The store's key layout (contract: downloads, collections and the results index rely on it).
 
-    catalog/current.json                                   the newest catalog (what partitions reflect)
-    catalog/<catalog id>.json                              every catalog by id (the commit, or a content hash)
-    runs/<layer>/<source key>/<name>/<run id>/<file>       one run's files; manifest.json is written last
-    latest/<layer>/<source key>/<name>.json                the latest good pointer (read by downloads, ...)
-    held/<layer>/<source key>/<name>.json                  a stored run the quality gate did not promote
-    sets/<set id>/summary.json                             a finished set's summary
-    jobs/<job key>/...                                     CI jobs (`pr-<n>-<sha7>`, `push-<sha7>`), later
+catalog/current.json                                   the newest catalog (what partitions reflect)
+catalog/<catalog id>.json                              every catalog by id (the commit, or a content hash)
+runs/<layer>/<source key>/<name>/<run id>/<file>       one run's files; manifest.json is written last
+latest/<layer>/<source key>/<name>.json                the latest good pointer (read by downloads, ...)
+held/<layer>/<source key>/<name>.json                  a stored run the quality gate did not promote
+sets/<set id>/summary.json                             a finished set's summary
+jobs/<job key>/...                                     CI jobs (`pr-<n>-<sha7>`, `push-<sha7>`), later
 """
 
 from __future__ import annotations

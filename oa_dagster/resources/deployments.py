@@ -43,8 +43,9 @@ def local_data_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
     return DEFAULT_HOME / "data"
 
 
-def local_resources(data_dir: Path | str, sources_dir: Path | str | None = None, *, download_url: str | None = None,
-                    **settings: Any) -> dict[str, Any]:
+def local_resources(
+    data_dir: Path | str, sources_dir: Path | str | None = None, *, download_url: str | None = None, **settings: Any
+) -> dict[str, Any]:
     """The local deployment's resources with explicit paths (what tests and `quickstart` use).
 
     `download_url` (`oa-dagster serve`'s `/download` base) makes metadata links http:// instead of file://.
@@ -60,16 +61,25 @@ def local_resources(data_dir: Path | str, sources_dir: Path | str | None = None,
     }
 
 
-def s3_resources(bucket: str, *, prefix: str = "", endpoint_url: str | None = None, region_name: str | None = None,
-                 public_url: str | None = None, download_url: str | None = None,
-                 s3_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+def s3_resources(
+    bucket: str,
+    *,
+    prefix: str = "",
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    public_url: str | None = None,
+    download_url: str | None = None,
+    s3_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     from dagster_aws.s3 import S3Resource
 
     from .store_s3 import S3OutputStore
 
     s3 = S3Resource(endpoint_url=endpoint_url, region_name=region_name, **(s3_kwargs or {}))
-    return {"s3": s3, "store": S3OutputStore(s3=s3, bucket=bucket, prefix=prefix, public_url=public_url,
-                                             download_url=download_url)}
+    return {
+        "s3": s3,
+        "store": S3OutputStore(s3=s3, bucket=bucket, prefix=prefix, public_url=public_url, download_url=download_url),
+    }
 
 
 def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deployment:
@@ -84,20 +94,35 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
     work = {"work_dir": env["OA_WORK_DIR"]} if env.get("OA_WORK_DIR") else {}
     if name == "local":
         batch = {"batch_max_entries": int(env["OA_BATCH_MAX_ENTRIES"])} if env.get("OA_BATCH_MAX_ENTRIES") else {}
-        return Deployment(name, local_resources(local_data_dir(env), env.get("OA_SOURCES_DIR"),
-                                                download_url=env.get("OA_DOWNLOAD_URL") or None, **batch, **work),
-                          cron)
+        return Deployment(
+            name,
+            local_resources(
+                local_data_dir(env),
+                env.get("OA_SOURCES_DIR"),
+                download_url=env.get("OA_DOWNLOAD_URL") or None,
+                **batch,
+                **work,
+            ),
+            cron,
+        )
     if name == "production":
-        resources = s3_resources(env.get("OA_S3_BUCKET", "oa-results"), prefix=env.get("OA_S3_PREFIX", ""),
-                                 endpoint_url=env.get("OA_S3_ENDPOINT_URL") or None,
-                                 region_name=env.get("AWS_REGION") or None,
-                                 public_url=env.get("OA_PUBLIC_URL") or None,
-                                 download_url=env.get("OA_DOWNLOAD_URL") or None)
+        resources = s3_resources(
+            env.get("OA_S3_BUCKET", "oa-results"),
+            prefix=env.get("OA_S3_PREFIX", ""),
+            endpoint_url=env.get("OA_S3_ENDPOINT_URL") or None,
+            region_name=env.get("AWS_REGION") or None,
+            public_url=env.get("OA_PUBLIC_URL") or None,
+            download_url=env.get("OA_DOWNLOAD_URL") or None,
+        )
         token = dg.EnvVar("GITHUB_TOKEN") if env.get("GITHUB_TOKEN") else None
-        resources["sources_repo"] = SourcesRepository(kind="github", token=token,
-                                                      repo=env.get("OA_SOURCES_REPO", "openaddresses/openaddresses"),
-                                                      default_ref=env.get("OA_SOURCES_REF", "master"))
-        resources["processing"] = ProcessingSettings(cache_dir=env.get("OA_CACHE_DIR") or None,
-                                                     batch_target_seconds=300.0, set_slots=12, **work)
+        resources["sources_repo"] = SourcesRepository(
+            kind="github",
+            token=token,
+            repo=env.get("OA_SOURCES_REPO", "openaddresses/openaddresses"),
+            default_ref=env.get("OA_SOURCES_REF", "master"),
+        )
+        resources["processing"] = ProcessingSettings(
+            cache_dir=env.get("OA_CACHE_DIR") or None, batch_target_seconds=300.0, set_slots=12, **work
+        )
         return Deployment(name, resources, cron)
     raise ValueError(f"OA_ENV must be local or production, not {name!r}")

@@ -1,6 +1,5 @@
 """How runs process entries: fetch knobs, previews, the quality gate's threshold, set batching."""
 
-
 import tempfile
 from pathlib import Path
 
@@ -35,10 +34,12 @@ class ProcessingSettings(dg.ConfigurableResource):
     def fetch_options(self):  # -> oa_dagster.fetch.FetchOptions (imported lazily: it pulls in requests)
         from oa_dagster.fetch import FetchOptions
 
-        return FetchOptions(cache_dir=Path(self.cache_dir) if self.cache_dir else None, timeout=self.timeout,
-                            retries=self.retries)
+        return FetchOptions(
+            cache_dir=Path(self.cache_dir) if self.cache_dir else None, timeout=self.timeout, retries=self.retries
+        )
 
     def entry_options(self) -> EntryOptions:
         """The plain options `platform.entry_processing` takes (it never sees a Dagster resource)."""
-        return EntryOptions(work_root=self.work_root(), preview=self.preview, fetch_options=self.fetch_options(),
-                            max_drop=self.max_drop)
+        return EntryOptions(
+            work_root=self.work_root(), preview=self.preview, fetch_options=self.fetch_options(), max_drop=self.max_drop
+        )

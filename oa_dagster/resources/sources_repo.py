@@ -1,6 +1,5 @@
 """The sources repository at a ref: a local directory (default: the bundled examples) or GitHub."""
 
-
 from pathlib import Path
 
 import dagster as dg

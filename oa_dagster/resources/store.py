@@ -4,7 +4,6 @@ The S3 one lives apart because importing dagster-aws is slow (figures in docs/pl
 that loads the code location would pay for it: a local deployment never needs it.
 """
 
-
 from abc import ABC, abstractmethod
 
 import dagster as dg

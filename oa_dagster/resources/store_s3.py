@@ -18,5 +18,6 @@ class S3OutputStore(OutputStoreResource):
     download_url: str | None = None  # the webhook app's /download base, which redirects to a presigned URL
 
     def get_store(self) -> OutputStore:
-        return S3Store(self.s3.get_client(), self.bucket, self.prefix, public_url=self.public_url,
-                       download_url=self.download_url)
+        return S3Store(
+            self.s3.get_client(), self.bucket, self.prefix, public_url=self.public_url, download_url=self.download_url
+        )

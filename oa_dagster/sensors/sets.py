@@ -9,7 +9,6 @@ finishing the set when all its runs have ended, retries included; an entry recor
 retry counts once, by its last outcome.
 """
 
-
 import json
 import time
 from datetime import datetime
@@ -60,19 +59,24 @@ def set_id_for(when: datetime) -> str:
 
 
 def build_set_schedule(cron: str, running: bool) -> dg.ScheduleDefinition:
-    @dg.schedule(name="weekly_set", cron_schedule=cron, target=source_catalog_job, execution_timezone="UTC",
-                 default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
-                 description="Start a set: the catalog at the head of the default branch, then every entry.")
+    @dg.schedule(
+        name="weekly_set",
+        cron_schedule=cron,
+        target=source_catalog_job,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        description="Start a set: the catalog at the head of the default branch, then every entry.",
+    )
     def weekly_set(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         set_id = set_id_for(context.scheduled_execution_time)
-        return dg.RunRequest(run_key=set_id, tags={SET_TAG: set_id, LAUNCH_TAG: LAUNCH_ALL,
-                                                   PRIORITY_TAG: SET_PRIORITY})
+        return dg.RunRequest(run_key=set_id, tags={SET_TAG: set_id, LAUNCH_TAG: LAUNCH_ALL, PRIORITY_TAG: SET_PRIORITY})
 
     return weekly_set
 
 
-def set_run_requests(instance: dg.DagsterInstance, catalog: dict[str, Any], set_id: str, launch: str,
-                     processing: ProcessingSettings) -> list[dg.RunRequest]:
+def set_run_requests(
+    instance: dg.DagsterInstance, catalog: dict[str, Any], set_id: str, launch: str, processing: ProcessingSettings
+) -> list[dg.RunRequest]:
     """One request per batch per layer; `run_key` makes a repeated tick harmless."""
     requests = []
     for layer in LAYERS:
@@ -81,17 +85,33 @@ def set_run_requests(instance: dg.DagsterInstance, catalog: dict[str, Any], set_
         expected = {k: v.get("seconds") for k, v in entries.items() if v.get("seconds")}
         name = LAYER_PARTITIONS[layer].name
         assert name is not None
-        batches = plan_batches(instance.get_dynamic_partitions(name), selected, expected_seconds=expected,
-                               target_seconds=processing.batch_target_seconds,
-                               max_entries=processing.batch_max_entries, slots=processing.set_slots,
-                               entry_overhead_seconds=ENTRY_OVERHEAD_SECONDS)
+        batches = plan_batches(
+            instance.get_dynamic_partitions(name),
+            selected,
+            expected_seconds=expected,
+            target_seconds=processing.batch_target_seconds,
+            max_entries=processing.batch_max_entries,
+            slots=processing.set_slots,
+            entry_overhead_seconds=ENTRY_OVERHEAD_SECONDS,
+        )
         for number, batch in enumerate(batches):
-            requests.append(dg.RunRequest(
-                run_key=f"{set_id}:{layer}:{number}", job_name=LAYER_JOBS[layer].name,
-                tags={SET_TAG: set_id, CATALOG_TAG: catalog["id"], RANGE_START_TAG: batch.start,
-                      RANGE_END_TAG: batch.end, PRIORITY_TAG: SET_PRIORITY, ENTRIES_TAG: str(len(batch.keys)),
-                      MAX_RUNTIME_TAG: str(processing.run_max_runtime_seconds),
-                      MAX_RETRIES_TAG: "1", RETRY_ON_FAILURE_TAG: "false"}))
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{set_id}:{layer}:{number}",
+                    job_name=LAYER_JOBS[layer].name,
+                    tags={
+                        SET_TAG: set_id,
+                        CATALOG_TAG: catalog["id"],
+                        RANGE_START_TAG: batch.start,
+                        RANGE_END_TAG: batch.end,
+                        PRIORITY_TAG: SET_PRIORITY,
+                        ENTRIES_TAG: str(len(batch.keys)),
+                        MAX_RUNTIME_TAG: str(processing.run_max_runtime_seconds),
+                        MAX_RETRIES_TAG: "1",
+                        RETRY_ON_FAILURE_TAG: "false",
+                    },
+                )
+            )
     return requests
 
 
@@ -123,9 +143,13 @@ def _count(instance: dg.DagsterInstance, progress: SetProgress) -> bool:
         for kind, fetch in (("m", instance.fetch_materializations), ("o", instance.fetch_observations)):
             cursor_key = f"{kind}:{layer}"
             while True:
-                result = fetch(dg.AssetRecordsFilter(asset_key=dg.AssetKey(layer),
-                                                     after_storage_id=progress.cursors.get(cursor_key)),
-                               limit=1000, ascending=True)
+                result = fetch(
+                    dg.AssetRecordsFilter(
+                        asset_key=dg.AssetKey(layer), after_storage_id=progress.cursors.get(cursor_key)
+                    ),
+                    limit=1000,
+                    ascending=True,
+                )
                 for record in result.records:
                     progress.cursors[cursor_key] = record.storage_id
                     event = record.asset_materialization if kind == "m" else record.asset_observation
@@ -139,7 +163,7 @@ def _count(instance: dg.DagsterInstance, progress: SetProgress) -> bool:
 def _metadata_by_id(fetch: Any, key: dg.AssetKey, ids: list[int], observation: bool) -> dict[int, Any]:
     found: dict[int, Any] = {}
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         for record in fetch(dg.AssetRecordsFilter(asset_key=key, storage_ids=chunk), limit=len(chunk)).records:
             event = record.asset_observation if observation else record.asset_materialization
             found[record.storage_id] = event.metadata if event else {}
@@ -157,11 +181,15 @@ def _recount(instance: dg.DagsterInstance, progress: SetProgress) -> None:
     for layer in LAYERS:
         key = dg.AssetKey(layer)
         mats = instance.get_latest_storage_id_by_partition(
-            key, dg.DagsterEventType.ASSET_MATERIALIZATION, after_cursor=progress.start_id)
+            key, dg.DagsterEventType.ASSET_MATERIALIZATION, after_cursor=progress.start_id
+        )
         obs = instance.get_latest_storage_id_by_partition(
-            key, dg.DagsterEventType.ASSET_OBSERVATION, after_cursor=progress.start_id)
-        meta = {False: _metadata_by_id(instance.fetch_materializations, key, list(mats.values()), False),
-                True: _metadata_by_id(instance.fetch_observations, key, list(obs.values()), True)}
+            key, dg.DagsterEventType.ASSET_OBSERVATION, after_cursor=progress.start_id
+        )
+        meta = {
+            False: _metadata_by_id(instance.fetch_materializations, key, list(mats.values()), False),
+            True: _metadata_by_id(instance.fetch_observations, key, list(obs.values()), True),
+        }
         for partition in set(mats) | set(obs):
             events = [(ids[partition], is_obs) for ids, is_obs in ((mats, False), (obs, True)) if partition in ids]
             # the later event decides; an observation that is not this set's failure (e.g. an accepted held run)
@@ -180,35 +208,56 @@ def _chains(instance: dg.DagsterInstance, set_id: str) -> ChainsState:
         if run.job_name not in layer_jobs:
             continue
         verdict = run.tags.get(WILL_RETRY_TAG)
-        runs.append(RunState(run_id=run.run_id, root_run_id=run.root_run_id or run.run_id, status=run.status.value,
-                             created=record.create_timestamp.timestamp(), ended=record.end_time,
-                             will_retry=None if verdict is None else verdict.lower() == "true",
-                             retry_launched=AUTO_RETRY_RUN_ID_TAG in run.tags))
+        runs.append(
+            RunState(
+                run_id=run.run_id,
+                root_run_id=run.root_run_id or run.run_id,
+                status=run.status.value,
+                created=record.create_timestamp.timestamp(),
+                ended=record.end_time,
+                will_retry=None if verdict is None else verdict.lower() == "true",
+                retry_launched=AUTO_RETRY_RUN_ID_TAG in run.tags,
+            )
+        )
     return chains_state(runs, now=time.time(), retries_enabled=instance.run_retries_enabled)
 
 
 def progress_metadata(progress: SetProgress) -> dict[str, Any]:
     return {
-        "set": progress.set_id, "summary": progress.headline(), "finished": bool(progress.finished),
-        "entries": sum(progress.total.values()), "done": sum(progress.done.values()),
-        "failed": sum(progress.failed.values()), "pending": progress.pending(),
-        "held": sum(progress.held.values()), "skipped": sum(progress.skipped.values()),
-        "features": sum(progress.features.values()), "runs": progress.runs_requested,
-        "runs_finished": progress.runs_finished, "retries": progress.retries, "catalog_id": progress.catalog_id,
-        "per_layer": dg.MetadataValue.json({k: getattr(progress, k) for k in
-                                            ("total", "done", "failed", "held", "skipped", "features")}),
+        "set": progress.set_id,
+        "summary": progress.headline(),
+        "finished": bool(progress.finished),
+        "entries": sum(progress.total.values()),
+        "done": sum(progress.done.values()),
+        "failed": sum(progress.failed.values()),
+        "pending": progress.pending(),
+        "held": sum(progress.held.values()),
+        "skipped": sum(progress.skipped.values()),
+        "features": sum(progress.features.values()),
+        "runs": progress.runs_requested,
+        "runs_finished": progress.runs_finished,
+        "retries": progress.retries,
+        "catalog_id": progress.catalog_id,
+        "per_layer": dg.MetadataValue.json(
+            {k: getattr(progress, k) for k in ("total", "done", "failed", "held", "skipped", "features")}
+        ),
         "wall_seconds": round((progress.finished or time.time()) - progress.started, 1),
     }
 
 
 # The sensor daemon loops every 5 s; an interval under that ticks on every loop (one that equals it skips every
 # other loop when a tick starts late), so a set starts, and is reported finished, within about 5 s.
-@dg.sensor(name="set_launcher", minimum_interval_seconds=1, default_status=dg.DefaultSensorStatus.RUNNING,
-           jobs=list(LAYER_JOBS.values()),
-           description=f"Launches the entries of a set when source_catalog is materialized with {LAUNCH_TAG} "
-                       f"({LAUNCH_ALL} | {LAUNCH_CHANGED}), and reports the set's progress as set_progress.")
-def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource,
-                 processing: ProcessingSettings) -> dg.SensorResult:
+@dg.sensor(
+    name="set_launcher",
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    jobs=list(LAYER_JOBS.values()),
+    description=f"Launches the entries of a set when source_catalog is materialized with {LAUNCH_TAG} "
+    f"({LAUNCH_ALL} | {LAUNCH_CHANGED}), and reports the set's progress as set_progress.",
+)
+def set_launcher(
+    context: dg.SensorEvaluationContext, store: OutputStoreResource, processing: ProcessingSettings
+) -> dg.SensorResult:
     state = json.loads(context.cursor) if context.cursor else {}
     instance = context.instance
     out = store.get_store()
@@ -216,7 +265,9 @@ def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource
     open_sets = {k: SetProgress.from_dict(v) for k, v in state.get("sets", {}).items()}
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("source_catalog"), after_storage_id=state.get("after")),
-        limit=1 if "after" not in state else 20, ascending="after" in state).records
+        limit=1 if "after" not in state else 20,
+        ascending="after" in state,
+    ).records
     after = state.get("after", 0)
     for record in records:
         after = max(after, record.storage_id)
@@ -232,20 +283,32 @@ def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource
         batch = set_run_requests(instance, catalog, set_id, launch, processing)
         requests += batch
         total = {layer: len(launched_entries(catalog, layer, launch)) for layer in LAYERS}
-        skipped = {layer: sum(1 for info in catalog["entries"][layer].values() if info["skip"])
-                   for layer in LAYERS} if launch == LAUNCH_ALL else {}
-        open_sets[set_id] = SetProgress(set_id, catalog["id"], started=record.timestamp, total=total,
-                                        skipped=skipped, runs_requested=len(batch), start_id=record.storage_id,
-                                        cursors={f"{k}:{layer}": record.storage_id for layer in LAYERS
-                                                 for k in "mo"})
+        skipped = (
+            {layer: sum(1 for info in catalog["entries"][layer].values() if info["skip"]) for layer in LAYERS}
+            if launch == LAUNCH_ALL
+            else {}
+        )
+        open_sets[set_id] = SetProgress(
+            set_id,
+            catalog["id"],
+            started=record.timestamp,
+            total=total,
+            skipped=skipped,
+            runs_requested=len(batch),
+            start_id=record.storage_id,
+            cursors={f"{k}:{layer}": record.storage_id for layer in LAYERS for k in "mo"},
+        )
         context.log.info(f"{set_id}: {len(batch)} runs for {sum(total.values())} entries")
     for set_id, progress in list(open_sets.items()):
         chains = _chains(instance, set_id)  # before counting: a run that ended has stored all its events
         changed = _count(instance, progress) or set_id not in state.get("sets", {})
         if (chains.ended, chains.retries) != (progress.runs_finished, progress.retries):
             progress.runs_finished, progress.retries, changed = chains.ended, chains.retries, True
-        done = (chains.chains >= progress.runs_requested and chains.ended == chains.chains
-                and set_id in state.get("sets", {}))
+        done = (
+            chains.chains >= progress.runs_requested
+            and chains.ended == chains.chains
+            and set_id in state.get("sets", {})
+        )
         if done or (changed and chains.retries):
             _recount(instance, progress)
         if done:
@@ -254,8 +317,9 @@ def set_launcher(context: dg.SensorEvaluationContext, store: OutputStoreResource
             del open_sets[set_id]
             changed = True
         if changed:
-            instance.report_runless_asset_event(dg.AssetMaterialization(
-                asset_key=SET_PROGRESS, metadata=progress_metadata(progress)))
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=SET_PROGRESS, metadata=progress_metadata(progress))
+            )
     cursor = json.dumps({"after": after, "sets": {k: v.to_dict() for k, v in open_sets.items()}})
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 

@@ -53,16 +53,23 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def build_entries(key: str, data: Mapping[str, Any], source_dir: Path | None, sources_root: Path | None = None,
-                  allow_local_files: bool = False) -> tuple[LayerEntry, ...]:
+def build_entries(
+    key: str,
+    data: Mapping[str, Any],
+    source_dir: Path | None,
+    sources_root: Path | None = None,
+    allow_local_files: bool = False,
+) -> tuple[LayerEntry, ...]:
     """The layer entries of a validated v2 source, in `LAYERS` order then file order."""
     layers = data.get("layers") or {}
     entries: list[LayerEntry] = []
     for layer in LAYERS:
         items = layers.get(layer) or []
         names = _unique_names([str(item.get("name", "")) for item in items])
-        entries += [LayerEntry(key, layer, name, index, item, source_dir, sources_root, allow_local_files)
-                    for index, (name, item) in enumerate(zip(names, items, strict=True))]
+        entries += [
+            LayerEntry(key, layer, name, index, item, source_dir, sources_root, allow_local_files)
+            for index, (name, item) in enumerate(zip(names, items, strict=True))
+        ]
     return tuple(entries)
 
 
@@ -78,8 +85,14 @@ def _nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def source_from_dict(data: Any, key: str, path: Path | str | None = None, *, sources_root: Path | None = None,
-                     allow_local_files: bool = False) -> Source:
+def source_from_dict(
+    data: Any,
+    key: str,
+    path: Path | str | None = None,
+    *,
+    sources_root: Path | None = None,
+    allow_local_files: bool = False,
+) -> Source:
     """A `Source` from parsed JSON: v1 is validated against the retired schema and upgraded, then v2 checked.
 
     `path` is where the file was read from: a `data` path without a URL scheme is relative to it and must stay
@@ -106,8 +119,9 @@ def source_from_dict(data: Any, key: str, path: Path | str | None = None, *, sou
     if path is not None and sources_root is None:
         sources_root = sources_root_for(path)
     if isinstance(data, Mapping):
-        errors += data_errors(data, source_dir=source_dir, sources_root=sources_root,
-                              allow_local_files=allow_local_files)
+        errors += data_errors(
+            data, source_dir=source_dir, sources_root=sources_root, allow_local_files=allow_local_files
+        )
     if errors:
         raise SourceInvalid(key, errors)
     data = dict(data)
@@ -143,8 +157,7 @@ def parse_source_json(raw: bytes, key: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise SourceInvalid(key, [f"$: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) \
-            from None
+        raise SourceInvalid(key, [f"$: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
     except RecursionError:
         raise SourceInvalid(key, [TOO_DEEP]) from None
     except _DuplicateKey as exc:
@@ -153,8 +166,9 @@ def parse_source_json(raw: bytes, key: str) -> Any:
         raise SourceInvalid(key, [f"$: invalid JSON: {exc}"]) from None
 
 
-def load_source(path: Path | str, *, key: str | None = None, sources_root: Path | None = None,
-                allow_local_files: bool = False) -> Source:
+def load_source(
+    path: Path | str, *, key: str | None = None, sources_root: Path | None = None, allow_local_files: bool = False
+) -> Source:
     """Read, parse, upgrade and validate one source file (`source_from_dict` says what the options mean).
 
     Raises `SourceInvalid` for a file that isn't an acceptable source, and `OSError` when it can't be read
@@ -162,8 +176,13 @@ def load_source(path: Path | str, *, key: str | None = None, sources_root: Path 
     """
     path = Path(path)
     key = key if key is not None else source_key_for(path)
-    return source_from_dict(parse_source_json(path.read_bytes(), key), key, path, sources_root=sources_root,
-                            allow_local_files=allow_local_files)
+    return source_from_dict(
+        parse_source_json(path.read_bytes(), key),
+        key,
+        path,
+        sources_root=sources_root,
+        allow_local_files=allow_local_files,
+    )
 
 
 def sources_dir(root: Path | str) -> Path:
@@ -201,8 +220,9 @@ def load_catalog(root: Path | str, *, local_data: bool = True) -> tuple[list[Sou
                 sources.append(load_source(path, key=key, sources_root=tree))
             else:
                 source = source_from_dict(parse_source_json(path.read_bytes(), key), key)
-                if errors := data_errors(source.data, source_dir=None, sources_root=None, allow_local_files=False,
-                                         require_tree=True):
+                if errors := data_errors(
+                    source.data, source_dir=None, sources_root=None, allow_local_files=False, require_tree=True
+                ):
                     raise SourceInvalid(key, errors)
                 sources.append(source)
         except SourceInvalid as exc:

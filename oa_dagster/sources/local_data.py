@@ -61,8 +61,9 @@ def inside(path: Path, root: Path) -> bool:
     return path.is_relative_to(root.resolve())
 
 
-def local_data_path(data: str, *, source_dir: Path | None, sources_root: Path | None,
-                    allow_local_files: bool) -> Path | None:
+def local_data_path(
+    data: str, *, source_dir: Path | None, sources_root: Path | None, allow_local_files: bool
+) -> Path | None:
     """The resolved local file `data` names, or None when `data` is a download URL (http, https, ftp).
 
     Raises `LocalDataRefused` when the policy does not allow it: a `file://` URL or absolute path without
@@ -80,30 +81,40 @@ def local_data_path(data: str, *, source_dir: Path | None, sources_root: Path | 
         raise LocalDataRefused("contains a NUL character")
     if scheme == "file":
         if not allow_local_files:
-            raise LocalDataRefused("file:// URLs are refused: data is a download URL or a path relative to the "
-                                   f"source file inside the sources tree (only the command line's {FLAG} "
-                                   "reads other local files)")
+            raise LocalDataRefused(
+                "file:// URLs are refused: data is a download URL or a path relative to the "
+                f"source file inside the sources tree (only the command line's {FLAG} "
+                "reads other local files)"
+            )
         if parts.netloc not in ("", "localhost"):
             raise LocalDataRefused(f"file:// URL names another host ({parts.netloc})")
         return _resolve(Path(url2pathname(unquote(parts.path))))
     if scheme:
-        raise LocalDataRefused(f"unsupported URL scheme {scheme!r} (data is an http, https or ftp URL, "
-                               "or a path relative to the source file)")
+        raise LocalDataRefused(
+            f"unsupported URL scheme {scheme!r} (data is an http, https or ftp URL, "
+            "or a path relative to the source file)"
+        )
     path = Path(value)
     if path.is_absolute():
         if not allow_local_files:
-            raise LocalDataRefused("absolute paths are refused: a path without a URL scheme is relative to the "
-                                   f"source file and stays inside the sources tree (only the command line's "
-                                   f"{FLAG} reads other local files)")
+            raise LocalDataRefused(
+                "absolute paths are refused: a path without a URL scheme is relative to the "
+                f"source file and stays inside the sources tree (only the command line's "
+                f"{FLAG} reads other local files)"
+            )
         return _resolve(path)
     root = sources_root or source_dir
     if source_dir is None or root is None:
-        raise NoSourcesTree("a path without a URL scheme needs a local sources tree to be relative to, "
-                            "and this source has none (it was not read from a local checkout)")
+        raise NoSourcesTree(
+            "a path without a URL scheme needs a local sources tree to be relative to, "
+            "and this source has none (it was not read from a local checkout)"
+        )
     target = _resolve(source_dir / path)
     if not allow_local_files and not inside(target, root):
-        raise LocalDataRefused(f"path {value!r} leads outside the sources tree (the directory holding sources/; "
-                               "symbolic links are followed)")
+        raise LocalDataRefused(
+            f"path {value!r} leads outside the sources tree (the directory holding sources/; "
+            "symbolic links are followed)"
+        )
     return target
 
 
@@ -114,8 +125,14 @@ def _resolve(path: Path) -> Path:
         raise LocalDataRefused(f"path cannot be resolved: {exc}") from None
 
 
-def data_errors(data: Mapping[str, Any], *, source_dir: Path | None, sources_root: Path | None,
-                allow_local_files: bool, require_tree: bool = False) -> list[str]:
+def data_errors(
+    data: Mapping[str, Any],
+    *,
+    source_dir: Path | None,
+    sources_root: Path | None,
+    allow_local_files: bool,
+    require_tree: bool = False,
+) -> list[str]:
     """`<json path>: <message>` lines for every entry whose `data` the policy refuses (schema-level errors).
 
     A relative path in a source without a tree (`source_dir` None) is only an error with `require_tree`: a
@@ -132,8 +149,9 @@ def data_errors(data: Mapping[str, Any], *, source_dir: Path | None, sources_roo
             if not isinstance(value, str):
                 continue  # the schema reports a missing or mistyped `data`
             try:
-                local_data_path(value, source_dir=source_dir, sources_root=sources_root,
-                                allow_local_files=allow_local_files)
+                local_data_path(
+                    value, source_dir=source_dir, sources_root=sources_root, allow_local_files=allow_local_files
+                )
             except NoSourcesTree as exc:
                 if require_tree:
                     errors.append(f"{json_path(['layers', layer, index, 'data'])}: {exc}")

@@ -115,8 +115,7 @@ class Source:
         raise EntryNotFound(self.key, layer, name, self.choices())
 
     def choices(self) -> dict[str, list[str]]:
-        return {layer: [e.name for e in self.layer_entries(layer)] for layer in LAYERS
-                if self.layer_entries(layer)}
+        return {layer: [e.name for e in self.layer_entries(layer)] for layer in LAYERS if self.layer_entries(layer)}
 
 
 class EntryNotFound(LookupError):
@@ -140,5 +139,8 @@ class SourceInvalid(ValueError):
     def __init__(self, source: str, errors: list[str]):
         self.source = source
         self.errors = errors
-        super().__init__(f"{source}: invalid source: " + "; ".join(errors[:5])
-                         + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""))
+        super().__init__(
+            f"{source}: invalid source: "
+            + "; ".join(errors[:5])
+            + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")
+        )

@@ -40,8 +40,15 @@ _V1_ROOT = "retired/source_schema.json"
 _V1_GEOJSON_URI = "http://json.schemastore.org/geojson"
 
 _MAX_MESSAGE = 160
-_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
-               float: "number", type(None): "null"}
+_TYPE_NAMES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    type(None): "null",
+}
 
 
 def _schema_files() -> dict[str, Any]:
@@ -63,11 +70,13 @@ def _schema_files() -> dict[str, Any]:
 @cache
 def _registry() -> Registry:
     files = _schema_files()
-    pairs = [(_BASE + rel, Resource.from_contents(doc, default_specification=DRAFT7))
-             for rel, doc in files.items() if rel != _V1_ROOT]
+    pairs = [
+        (_BASE + rel, Resource.from_contents(doc, default_specification=DRAFT7))
+        for rel, doc in files.items()
+        if rel != _V1_ROOT
+    ]
     pairs.append((_BASE + _V1_ROOT, Resource.from_contents(files[_V1_ROOT], default_specification=DRAFT4)))
-    pairs.append((_V1_GEOJSON_URI, Resource.from_contents(files["util/geojson.json"],
-                                                          default_specification=DRAFT7)))
+    pairs.append((_V1_GEOJSON_URI, Resource.from_contents(files["util/geojson.json"], default_specification=DRAFT7)))
     return Registry().with_resources(pairs).crawl()
 
 
@@ -89,8 +98,9 @@ def _format_checker() -> jsonschema.FormatChecker:
     return checker
 
 
-_SUBSCHEMA = frozenset({"items", "additionalItems", "additionalProperties", "not", "contains", "propertyNames",
-                        "if", "then", "else"})
+_SUBSCHEMA = frozenset(
+    {"items", "additionalItems", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else"}
+)
 _SUBSCHEMA_LIST = frozenset({"allOf", "anyOf", "oneOf", "items"})
 _SUBSCHEMA_MAP = frozenset({"properties", "patternProperties", "definitions", "dependencies"})
 
@@ -148,7 +158,8 @@ def v2_validator() -> jsonschema.Draft7Validator:
 # The retired schema declares draft-04 but uses `const` (draft-06) for `compression: zip` and for every
 # function name; plain draft-04 ignores it, which would let `gzip` through and make function objects ambiguous.
 _V1Validator = jsonschema.validators.extend(
-    jsonschema.Draft4Validator, {"const": jsonschema.Draft7Validator.VALIDATORS["const"]})
+    jsonschema.Draft4Validator, {"const": jsonschema.Draft7Validator.VALIDATORS["const"]}
+)
 
 
 @cache
@@ -179,6 +190,7 @@ def json_path(parts: Iterable[str | int]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ error choosing
+
 
 def _type_name(value: object) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
@@ -321,6 +333,7 @@ def schema_errors(validator: jsonschema.protocols.Validator, data: Any) -> list[
 
 # ----------------------------------------------------------------------------------- platform refusals
 
+
 def bad_key_part(text: str) -> str | None:
     """Why `text` can't be part of a partition key, or None. Commas and `...` break Dagster's key lists."""
     if "," in text:
@@ -381,9 +394,11 @@ def suffixed_name_errors(entries: Iterable[LayerEntry]) -> list[str]:
     for entry in entries:
         original = entry.raw.get("name")
         if entry.name != original and (why := bad_entry_name(entry.name)) is not None:
-            errors.append(f"{json_path(['layers', entry.layer, entry.index, 'name'])}: entry name "
-                          f"{_short(original)} repeats an earlier one, and made unique as {_short(entry.name)} "
-                          f"it {why}")
+            errors.append(
+                f"{json_path(['layers', entry.layer, entry.index, 'name'])}: entry name "
+                f"{_short(original)} repeats an earlier one, and made unique as {_short(entry.name)} "
+                f"it {why}"
+            )
     return errors
 
 

@@ -56,8 +56,13 @@ class FakeLayer:
             for key, value in feature["attributes"].items():
                 names.setdefault(key, value)
         kinds = {bool: "esriFieldTypeSmallInteger", int: "esriFieldTypeInteger", float: "esriFieldTypeDouble"}
-        return [{"name": n, "type": "esriFieldTypeOID" if n == self.oid_field
-                 else kinds.get(type(v), "esriFieldTypeString")} for n, v in names.items()]
+        return [
+            {
+                "name": n,
+                "type": "esriFieldTypeOID" if n == self.oid_field else kinds.get(type(v), "esriFieldTypeString"),
+            }
+            for n, v in names.items()
+        ]
 
     def metadata(self) -> dict[str, Any]:
         xs, ys = [], []
@@ -65,14 +70,25 @@ class FakeLayer:
             for x, y in _points(feature.get("geometry")):
                 xs.append(x)
                 ys.append(y)
-        extent = {"xmin": min(xs, default=0), "ymin": min(ys, default=0), "xmax": max(xs, default=1),
-                  "ymax": max(ys, default=1), "spatialReference": {"wkid": 4326, "latestWkid": 4326}}
-        return {"currentVersion": 10.91, "name": "fake", "type": "Feature Layer",
-                "geometryType": self.geometry_type, "objectIdField": self.oid_field, "fields": self.field_list(),
-                "maxRecordCount": self.max_record_count,
-                "advancedQueryCapabilities": {"supportsPagination": self.supports_pagination},
-                "supportedQueryFormats": "JSON, geoJSON, PBF" if self.supports_geojson else "JSON",
-                "extent": extent}
+        extent = {
+            "xmin": min(xs, default=0),
+            "ymin": min(ys, default=0),
+            "xmax": max(xs, default=1),
+            "ymax": max(ys, default=1),
+            "spatialReference": {"wkid": 4326, "latestWkid": 4326},
+        }
+        return {
+            "currentVersion": 10.91,
+            "name": "fake",
+            "type": "Feature Layer",
+            "geometryType": self.geometry_type,
+            "objectIdField": self.oid_field,
+            "fields": self.field_list(),
+            "maxRecordCount": self.max_record_count,
+            "advancedQueryCapabilities": {"supportsPagination": self.supports_pagination},
+            "supportedQueryFormats": "JSON, geoJSON, PBF" if self.supports_geojson else "JSON",
+            "extent": extent,
+        }
 
     def take_fault(self, name: str) -> bool:
         with self._lock:
@@ -100,8 +116,11 @@ def to_geojson_geometry(geometry: dict[str, Any] | None) -> dict[str, Any] | Non
         return {"type": "Point", "coordinates": [geometry["x"], geometry["y"]]}
     if "paths" in geometry:
         paths = geometry["paths"]
-        return ({"type": "LineString", "coordinates": paths[0]} if len(paths) == 1
-                else {"type": "MultiLineString", "coordinates": paths})
+        return (
+            {"type": "LineString", "coordinates": paths[0]}
+            if len(paths) == 1
+            else {"type": "MultiLineString", "coordinates": paths}
+        )
     if "rings" in geometry:
         return {"type": "Polygon", "coordinates": [ring[::-1] for ring in geometry["rings"]]}
     if "points" in geometry:
@@ -119,15 +138,17 @@ def _select(layer: FakeLayer, params: dict[str, str]) -> list[dict[str, Any]] | 
         lo, hi = int(match.group(3)), int(match.group(5))
         lo_ok = (lambda v: v >= lo) if match.group(2) == ">=" else (lambda v: v > lo)
         hi_ok = (lambda v: v <= hi) if match.group(4) == "<=" else (lambda v: v < hi)
-        features = [f for f in features if lo_ok(f["attributes"][layer.oid_field])
-                    and hi_ok(f["attributes"][layer.oid_field])]
+        features = [
+            f for f in features if lo_ok(f["attributes"][layer.oid_field]) and hi_ok(f["attributes"][layer.oid_field])
+        ]
     if params.get("objectIds"):
         wanted = {int(v) for v in params["objectIds"].split(",")}
         features = [f for f in features if f["attributes"][layer.oid_field] in wanted]
     if params.get("geometry"):
         xmin, ymin, xmax, ymax = (float(v) for v in params["geometry"].split(","))
-        features = [f for f in features if any(xmin <= x <= xmax and ymin <= y <= ymax
-                                               for x, y in _points(f.get("geometry")))]
+        features = [
+            f for f in features if any(xmin <= x <= xmax and ymin <= y <= ymax for x, y in _points(f.get("geometry")))
+        ]
     return features
 
 
@@ -137,8 +158,10 @@ def render_query(layer: FakeLayer, params: dict[str, str]) -> dict[str, Any]:
     if params.get("returnIdsOnly") == "true":
         if not layer.supports_ids:
             return {"error": {"code": 400, "message": "Unable to complete operation.", "details": []}}
-        return {"objectIdFieldName": layer.oid_field,
-                "objectIds": [f["attributes"][layer.oid_field] for f in layer.features]}
+        return {
+            "objectIdFieldName": layer.oid_field,
+            "objectIds": [f["attributes"][layer.oid_field] for f in layer.features],
+        }
     if "resultOffset" in params and not layer.supports_pagination:
         return {"error": {"code": 400, "message": "Pagination is not supported.", "details": []}}
     selected = _select(layer, params)
@@ -148,7 +171,7 @@ def render_query(layer: FakeLayer, params: dict[str, str]) -> dict[str, Any]:
     limit = min(int(params.get("resultRecordCount", layer.max_record_count)), layer.max_record_count)
     if layer.real_limit is not None:
         limit = min(limit, layer.real_limit)
-    page = selected[offset:offset + limit]
+    page = selected[offset : offset + limit]
     ids = [f["attributes"].get(layer.oid_field) for f in page]
     exceeded = offset + limit < len(selected) and layer.real_limit is None
     out_fields = params.get("outFields", "*")
@@ -158,18 +181,31 @@ def render_query(layer: FakeLayer, params: dict[str, str]) -> dict[str, Any]:
         bad = [n for n in names if n not in known]
         if bad:
             return {"error": {"code": 400, "message": f"Invalid field: {bad[0]}", "details": []}}
-        page = [{"attributes": {n: f["attributes"].get(n) for n in names}, "geometry": f.get("geometry")}
-                for f in page]
+        page = [{"attributes": {n: f["attributes"].get(n) for n in names}, "geometry": f.get("geometry")} for f in page]
     if params.get("f") == "geojson":
-        body: dict[str, Any] = {"type": "FeatureCollection", "features": [
-            {"type": "Feature", "id": oid, "geometry": to_geojson_geometry(f.get("geometry")),
-             "properties": f["attributes"]} for oid, f in zip(ids, page, strict=True)]}
+        body: dict[str, Any] = {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "id": oid,
+                    "geometry": to_geojson_geometry(f.get("geometry")),
+                    "properties": f["attributes"],
+                }
+                for oid, f in zip(ids, page, strict=True)
+            ],
+        }
         if exceeded:
             body["properties"] = {"exceededTransferLimit": True}
         return body
-    return {"objectIdFieldName": layer.oid_field, "geometryType": layer.geometry_type,
-            "spatialReference": {"wkid": 4326, "latestWkid": 4326}, "fields": layer.field_list(),
-            "features": page, **({"exceededTransferLimit": True} if exceeded else {})}
+    return {
+        "objectIdFieldName": layer.oid_field,
+        "geometryType": layer.geometry_type,
+        "spatialReference": {"wkid": 4326, "latestWkid": 4326},
+        "fields": layer.field_list(),
+        "features": page,
+        **({"exceededTransferLimit": True} if exceeded else {}),
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -187,8 +223,9 @@ class _Handler(BaseHTTPRequestHandler):
         form = dict(parse_qsl(self.rfile.read(length).decode("utf-8")))
         self._handle({**dict(parse_qsl(urlsplit(self.path).query)), **form})
 
-    def _send(self, status: int, body: bytes, *, drop: bool = False, layer: FakeLayer | None = None,
-              drip: float = 0.0) -> None:
+    def _send(
+        self, status: int, body: bytes, *, drop: bool = False, layer: FakeLayer | None = None, drip: float = 0.0
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         if layer is not None and layer.gzip:
@@ -201,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
             step = layer.drip_bytes if layer is not None else 1
             try:
                 for start in range(0, len(body), step):
-                    self.wfile.write(body[start:start + step])
+                    self.wfile.write(body[start : start + step])
                     self.wfile.flush()
                     time.sleep(drip)
             except OSError:  # the client gave up, as it should
@@ -249,8 +286,13 @@ class _Handler(BaseHTTPRequestHandler):
                 body += b" " * layer.pad_bytes
             if layer.cache_responses:
                 layer._cache[key] = body
-        self._send(200, body, drop=feature_query and layer.take_fault("drop_queries"), layer=layer,
-                   drip=layer.drip if feature_query else 0.0)
+        self._send(
+            200,
+            body,
+            drop=feature_query and layer.take_fault("drop_queries"),
+            layer=layer,
+            drip=layer.drip if feature_query else 0.0,
+        )
 
 
 class FakeArcGISServer(ThreadingHTTPServer):
@@ -279,10 +321,22 @@ def point_features(n: int, *, start: int = 1, null_geometry_every: int = 0) -> l
     """`n` address points with NUMBER/STREET attributes and OIDs from `start`."""
     features = []
     for i in range(start, start + n):
-        geometry = None if null_geometry_every and i % null_geometry_every == 0 else \
-            {"x": -122.0 + (i % 1000) * 1e-4, "y": 37.0 + (i // 1000) * 1e-4}
-        features.append({"attributes": {"OBJECTID": i, "NUMBER": str(100 + i), "STREET": f"Main St {i % 7}",
-                                         "LON": -122.0 + (i % 1000) * 1e-4, "LAT": 37.0 + (i // 1000) * 1e-4,
-                                         "UNUSED": "x" * 10},
-                         "geometry": geometry})
+        geometry = (
+            None
+            if null_geometry_every and i % null_geometry_every == 0
+            else {"x": -122.0 + (i % 1000) * 1e-4, "y": 37.0 + (i // 1000) * 1e-4}
+        )
+        features.append(
+            {
+                "attributes": {
+                    "OBJECTID": i,
+                    "NUMBER": str(100 + i),
+                    "STREET": f"Main St {i % 7}",
+                    "LON": -122.0 + (i % 1000) * 1e-4,
+                    "LAT": 37.0 + (i // 1000) * 1e-4,
+                    "UNUSED": "x" * 10,
+                },
+                "geometry": geometry,
+            }
+        )
     return features

@@ -57,7 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(302, b"", {"Location": route.redirect})
             return
         if (route.etag and self.headers.get("If-None-Match") == route.etag) or (
-                route.last_modified and self.headers.get("If-Modified-Since") == route.last_modified):
+            route.last_modified and self.headers.get("If-Modified-Since") == route.last_modified
+        ):
             self._reply(304, b"")
             return
         headers = dict(route.headers)
@@ -83,14 +84,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             for start in range(0, len(route.body), route.drip_bytes):
-                self.wfile.write(route.body[start:start + route.drip_bytes])
+                self.wfile.write(route.body[start : start + route.drip_bytes])
                 self.wfile.flush()
                 time.sleep(route.drip)
         except OSError:  # the client gave up, as it should
             pass
 
-    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None, *,
-               truncate: bool = False, stall: float = 0.0, cut_at: int | None = None) -> None:
+    def _reply(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        truncate: bool = False,
+        stall: float = 0.0,
+        cut_at: int | None = None,
+    ) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)

@@ -11,11 +11,23 @@ from oa_dagster.sources.model import LayerEntry
 ADDRESS_CONFORM = {"format": "csv", "number": "NUMBER", "street": "STREET"}
 
 
-def make_entry(data: str, *, protocol: str = "http", conform: dict[str, Any] | None = None,
-               layer: str = "addresses", compression: str | None = None, headers: dict[str, str] | None = None,
-               source_dir: Path | None = None, allow_local_files: bool = False) -> LayerEntry:
-    raw: dict[str, Any] = {"name": "test", "data": data, "protocol": protocol,
-                           "conform": conform if conform is not None else dict(ADDRESS_CONFORM)}
+def make_entry(
+    data: str,
+    *,
+    protocol: str = "http",
+    conform: dict[str, Any] | None = None,
+    layer: str = "addresses",
+    compression: str | None = None,
+    headers: dict[str, str] | None = None,
+    source_dir: Path | None = None,
+    allow_local_files: bool = False,
+) -> LayerEntry:
+    raw: dict[str, Any] = {
+        "name": "test",
+        "data": data,
+        "protocol": protocol,
+        "conform": conform if conform is not None else dict(ADDRESS_CONFORM),
+    }
     if compression:
         raw["compression"] = compression
     if headers:
@@ -25,7 +37,13 @@ def make_entry(data: str, *, protocol: str = "http", conform: dict[str, Any] | N
 
 def fast_options(**overrides: Any) -> FetchOptions:
     """Options with tiny delays so retry and timeout tests stay fast."""
-    values: dict[str, Any] = {"timeout": 2.0, "connect_timeout": 1.0, "retries": 2, "backoff": 0.01,
-                              "max_backoff": 0.05, "max_retry_after": 5.0}
+    values: dict[str, Any] = {
+        "timeout": 2.0,
+        "connect_timeout": 1.0,
+        "retries": 2,
+        "backoff": 0.01,
+        "max_backoff": 0.05,
+        "max_retry_after": 5.0,
+    }
     values.update(overrides)
     return FetchOptions(**values)

@@ -54,16 +54,23 @@ class LayerInfo:
     def parse(cls, url: str, meta: dict[str, Any]) -> LayerInfo:
         fields = [f for f in meta.get("fields") or () if isinstance(f, dict) and f.get("name")]
         oid = meta.get("objectIdField") or next(
-            (f["name"] for f in fields if f.get("type") == "esriFieldTypeOID"), None)
+            (f["name"] for f in fields if f.get("type") == "esriFieldTypeOID"), None
+        )
         advanced = meta.get("advancedQueryCapabilities") or {}
         formats = str(meta.get("supportedQueryFormats") or "").lower().replace(" ", "").split(",")
         max_records = meta.get("maxRecordCount")
-        return cls(url=url, name=str(meta.get("name") or ""), fields=fields, oid_field=oid,
-                   max_record_count=max_records if isinstance(max_records, int) and max_records > 0 else None,
-                   supports_pagination=bool(meta.get("supportsPagination")
-                                            or advanced.get("supportsPagination")),
-                   supports_geojson="geojson" in formats, extent=meta.get("extent"),
-                   geometry_type=meta.get("geometryType"), raw=meta)
+        return cls(
+            url=url,
+            name=str(meta.get("name") or ""),
+            fields=fields,
+            oid_field=oid,
+            max_record_count=max_records if isinstance(max_records, int) and max_records > 0 else None,
+            supports_pagination=bool(meta.get("supportsPagination") or advanced.get("supportsPagination")),
+            supports_geojson="geojson" in formats,
+            extent=meta.get("extent"),
+            geometry_type=meta.get("geometryType"),
+            raw=meta,
+        )
 
     def out_fields(self, wanted: list[str], log: logging.Logger) -> str:
         """`outFields` for the conform's columns, in the server's spelling; `*` when it names none."""
@@ -90,14 +97,21 @@ def _error_of(payload: Any) -> dict[str, Any] | None:
 def _describe(error: dict[str, Any]) -> str:
     details = [str(d) for d in error.get("details") or () if d]
     return f"{error.get('code', '?')} {error.get('message', '')}".strip() + (
-        f" ({'; '.join(details)})" if details else "")
+        f" ({'; '.join(details)})" if details else ""
+    )
 
 
 class ArcGISClient:
     """A pooled HTTP session for one layer URL; safe to share between the dumper's worker threads."""
 
-    def __init__(self, url: str, options: FetchOptions, headers: dict[str, str],
-                 log: logging.Logger, extra_params: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: FetchOptions,
+        headers: dict[str, str],
+        log: logging.Logger,
+        extra_params: dict[str, str] | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.extra_params = dict(extra_params or {})  # e.g. a `token` given in the source's URL
         self.options = options
@@ -113,11 +127,13 @@ class ArcGISClient:
         options = self.options
         try:
             if post:
-                response = self.session.post(url, data=params, timeout=options.timeouts,
-                                             verify=options.verify_tls, stream=True)
+                response = self.session.post(
+                    url, data=params, timeout=options.timeouts, verify=options.verify_tls, stream=True
+                )
             else:
-                response = self.session.get(url, params=params, timeout=options.timeouts,
-                                            verify=options.verify_tls, stream=True)
+                response = self.session.get(
+                    url, params=params, timeout=options.timeouts, verify=options.verify_tls, stream=True
+                )
         except requests.exceptions.SSLError as exc:
             raise DownloadError(f"TLS certificate verification failed for {url}: {exc}") from exc
         except TRANSIENT_ERRORS as exc:
@@ -127,8 +143,7 @@ class ArcGISClient:
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
                 raise RetryableError(f"HTTP {response.status_code}", wait)
             body = self._read(response, url, pace)
-        if response.status_code in TOKEN_CODES or (response.status_code in (401, 403)
-                                                   and b"token" in body.lower()):
+        if response.status_code in TOKEN_CODES or (response.status_code in (401, 403) and b"token" in body.lower()):
             raise EsriTokenRequired(f"{url}: HTTP {response.status_code}")
         if response.status_code >= 400:
             raise DownloadError(f"HTTP {response.status_code} {response.reason} from {url}")
@@ -146,12 +161,20 @@ class ArcGISClient:
                     raise LimitExceeded(f"ArcGIS response from {url} is larger than the cap of {cap:,} bytes")
                 parts.append(chunk)
         except BODY_ERRORS as exc:
-            raise RetryableError(f"body truncated or stalled after {response.raw.tell():,} bytes: "
-                                 f"{describe_body_error(exc)}") from exc
+            raise RetryableError(
+                f"body truncated or stalled after {response.raw.tell():,} bytes: {describe_body_error(exc)}"
+            ) from exc
         return b"".join(parts)
 
-    def request_json(self, path: str, params: dict[str, Any], *, post: bool = False, what: str = "request",
-                     parse: Callable[[bytes], Any] | None = None) -> Any:
+    def request_json(
+        self,
+        path: str,
+        params: dict[str, Any],
+        *,
+        post: bool = False,
+        what: str = "request",
+        parse: Callable[[bytes], Any] | None = None,
+    ) -> Any:
         """JSON from `<layer><path>`, retried on transient failures; raises DownloadError otherwise.
 
         `parse` replaces `json.loads` for pages that are passed through without a full decode; a
@@ -165,13 +188,13 @@ class ArcGISClient:
                 return self._decode(body, parse, what)
             except RetryableError as exc:
                 if attempt == options.retries:
-                    raise DownloadError(f"ArcGIS {what} failed after {attempt + 1} attempts for "
-                                        f"{self.url}: {exc}") from exc
+                    raise DownloadError(
+                        f"ArcGIS {what} failed after {attempt + 1} attempts for {self.url}: {exc}"
+                    ) from exc
                 wait = exc.wait if exc.wait is not None else options.delay(attempt + 1)
                 if wait > options.max_retry_after:
                     raise DownloadError(f"ArcGIS {what}: server asks to wait {wait:.0f} s") from exc
-                self.log.warning("ArcGIS %s attempt %d failed (%s); retrying in %.1f s", what, attempt + 1,
-                                 exc, wait)
+                self.log.warning("ArcGIS %s attempt %d failed (%s); retrying in %.1f s", what, attempt + 1, exc, wait)
                 pace.sleep_before_retry(wait, f"ArcGIS {what} from {self.url}")
         raise AssertionError("unreachable")
 
@@ -211,8 +234,9 @@ class ArcGISClient:
     def count(self) -> int | None:
         """The server's feature count; None when it cannot say (tolerated, as in the reference)."""
         try:
-            payload = self.request_json("/query", {"where": "1=1", "returnCountOnly": "true", "f": "json"},
-                                        what="count")
+            payload = self.request_json(
+                "/query", {"where": "1=1", "returnCountOnly": "true", "f": "json"}, what="count"
+            )
         except (EsriTokenRequired, LimitExceeded):
             raise
         except DownloadError as exc:
@@ -222,8 +246,9 @@ class ArcGISClient:
         return count if isinstance(count, int) and count >= 0 else None
 
     def object_ids(self) -> tuple[str | None, list[int]]:
-        payload = self.request_json("/query", {"where": "1=1", "returnIdsOnly": "true", "f": "json"},
-                                    post=True, what="object id list")
+        payload = self.request_json(
+            "/query", {"where": "1=1", "returnIdsOnly": "true", "f": "json"}, post=True, what="object id list"
+        )
         ids = payload.get("objectIds") if isinstance(payload, dict) else None
         if not isinstance(ids, list):
             raise DownloadError(f"{self.url} returned no objectIds list")

@@ -64,8 +64,14 @@ class _Writer:
 class _Pages:
     """Fetches and parses pages in one output format; shared by the worker threads."""
 
-    def __init__(self, client: ArcGISClient, common: dict[str, Any], fmt: str, lonlat: LonLat | None,
-                 oid_field: str | None = None) -> None:
+    def __init__(
+        self,
+        client: ArcGISClient,
+        common: dict[str, Any],
+        fmt: str,
+        lonlat: LonLat | None,
+        oid_field: str | None = None,
+    ) -> None:
         self.client = client
         self.common = common
         self.lonlat = lonlat
@@ -77,14 +83,14 @@ class _Pages:
         self.common = {**self.common, "f": fmt}
         lonlat, oid = self.lonlat, self.oid_field
         if fmt == "geojson":
-            self.parse: Callable[[bytes], PageResult] = \
-                lambda body: parse_geojson_page(body.decode("utf-8"), lonlat, oid)
+            self.parse: Callable[[bytes], PageResult] = lambda body: parse_geojson_page(
+                body.decode("utf-8"), lonlat, oid
+            )
         else:
             self.parse = lambda body: parse_esrijson_page(json.loads(body), lonlat, oid)
 
     def query(self, params: dict[str, Any], what: str) -> PageResult:
-        return self.client.request_json("/query", {**self.common, **params}, post=True, what=what,
-                                        parse=self.parse)
+        return self.client.request_json("/query", {**self.common, **params}, post=True, what=what, parse=self.parse)
 
     def fetch(self, page: Page) -> PageResult:
         """One planned page; a short page fetches its remainder (offset paging) or is asked again."""
@@ -96,8 +102,11 @@ class _Pages:
             return result
         if page.offset is not None:
             while result.received < page.expected:
-                rest = {**page.params, "resultOffset": page.offset + result.received,
-                        "resultRecordCount": page.expected - result.received}
+                rest = {
+                    **page.params,
+                    "resultOffset": page.offset + result.received,
+                    "resultRecordCount": page.expected - result.received,
+                }
                 more = self.query(rest, what + " (rest)")
                 if more.received == 0:
                     break
@@ -110,8 +119,9 @@ class _Pages:
         return result
 
 
-def _plan(client: ArcGISClient, info: LayerInfo, count: int | None, page_size: int,
-          log: logging.Logger) -> tuple[list[Page] | None, int | None]:
+def _plan(
+    client: ArcGISClient, info: LayerInfo, count: int | None, page_size: int, log: logging.Logger
+) -> tuple[list[Page] | None, int | None]:
     """Pages by offset, else by object-id ranges; None when only the spatial split is left."""
     if info.supports_pagination and count is not None:
         log.info("paging %s features by offset, %d per page", f"{count:,}", page_size)
@@ -133,8 +143,7 @@ def _plan(client: ArcGISClient, info: LayerInfo, count: int | None, page_size: i
     return oid_pages(oid_field, ids, page_size), count if count is not None else len(ids)
 
 
-def _run_pages(pages: list[Page], fetcher: _Pages, writer: _Writer, options: FetchOptions,
-               log: logging.Logger) -> None:
+def _run_pages(pages: list[Page], fetcher: _Pages, writer: _Writer, options: FetchOptions, log: logging.Logger) -> None:
     """Fetch the first page alone (to settle the format), then the rest concurrently, written in order."""
     if not pages:
         return
@@ -210,8 +219,16 @@ def layer_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit((parts.scheme, parts.netloc, path, "", "")), kept
 
 
-def dump_layer(url: str, workdir: Path, *, fields: list[str], lonlat: LonLat | None, headers: dict[str, str],
-               options: FetchOptions, log: logging.Logger) -> Download:
+def dump_layer(
+    url: str,
+    workdir: Path,
+    *,
+    fields: list[str],
+    lonlat: LonLat | None,
+    headers: dict[str, str],
+    options: FetchOptions,
+    log: logging.Logger,
+) -> Download:
     """Dump the layer at `url` to `workdir/cache.geojsonl`; see the module docstring."""
     started = time.perf_counter()
     target = workdir / "cache.geojsonl"
@@ -225,8 +242,12 @@ def dump_layer(url: str, workdir: Path, *, fields: list[str], lonlat: LonLat | N
         page_size = max(1, min(info.max_record_count or DEFAULT_PAGE_SIZE, options.esri_page_size_cap))
         out_fields = info.out_fields(fields, log)
         fmt = "geojson" if info.supports_geojson else "json"
-        common = {"returnGeometry": "true", "outSR": "4326", "outFields": out_fields,
-                  "geometryPrecision": str(options.esri_geometry_precision)}
+        common = {
+            "returnGeometry": "true",
+            "outSR": "4326",
+            "outFields": out_fields,
+            "geometryPrecision": str(options.esri_geometry_precision),
+        }
         writer = _Writer(partial, Throttle(options, "arcgis", count))
         if count != 0:
             pages, expected = _plan(client, info, count, page_size, log)
@@ -235,11 +256,14 @@ def dump_layer(url: str, workdir: Path, *, fields: list[str], lonlat: LonLat | N
             else:
                 if out_fields != "*" and info.oid_field:
                     common["outFields"] = f"{out_fields},{info.oid_field}"
-                _run_envelopes(info, _Pages(client, common, fmt, lonlat, info.oid_field or "OBJECTID"), writer,
-                               page_size)
+                _run_envelopes(
+                    info, _Pages(client, common, fmt, lonlat, info.oid_field or "OBJECTID"), writer, page_size
+                )
             if expected is not None and writer.received < expected:
-                raise DownloadError(f"ArcGIS dump truncated: got {writer.received:,} of {expected:,} features "
-                                    f"the server counted for {url}")
+                raise DownloadError(
+                    f"ArcGIS dump truncated: got {writer.received:,} of {expected:,} features "
+                    f"the server counted for {url}"
+                )
             if expected is None:
                 log.warning("the server gave no feature count; the dump cannot be checked for truncation")
         writer.file.close()
@@ -252,7 +276,15 @@ def dump_layer(url: str, workdir: Path, *, fields: list[str], lonlat: LonLat | N
         raise
     finally:
         client.close()
-    log.info("dumped %s features from %s (%s without geometry)", f"{writer.written:,}", url,
-             f"{writer.without_geometry:,}")
-    return Download(target, ".geojsonl", writer.digest.hexdigest(), url, time.perf_counter() - started, False,
-                    feature_count=writer.written)
+    log.info(
+        "dumped %s features from %s (%s without geometry)", f"{writer.written:,}", url, f"{writer.without_geometry:,}"
+    )
+    return Download(
+        target,
+        ".geojsonl",
+        writer.digest.hexdigest(),
+        url,
+        time.perf_counter() - started,
+        False,
+        feature_count=writer.written,
+    )

@@ -71,8 +71,9 @@ def rings_to_geojson(rings: Any) -> dict[str, Any] | None:
     for hole in holes:
         home = next((p for p, outer in zip(polygons, outers, strict=True) if _inside(hole[0], outer)), None)
         if home is None:
-            home = next((p for p, outer in zip(polygons, outers, strict=True)
-                         if any(_inside(v, outer) for v in hole)), None)
+            home = next(
+                (p for p, outer in zip(polygons, outers, strict=True) if any(_inside(v, outer) for v in hole)), None
+            )
         if home is not None:
             home.append(hole[::-1])  # holes clockwise
     if len(polygons) == 1:

@@ -55,8 +55,11 @@ class PageResult:
 def offset_pages(count: int, page_size: int, oid_field: str | None) -> list[Page]:
     pages = []
     for i, offset in enumerate(range(0, count, page_size)):
-        params: dict[str, Any] = {"where": "1=1", "resultOffset": offset,
-                                  "resultRecordCount": min(page_size, count - offset)}
+        params: dict[str, Any] = {
+            "where": "1=1",
+            "resultOffset": offset,
+            "resultRecordCount": min(page_size, count - offset),
+        }
         if oid_field:
             params["orderByFields"] = f"{oid_field} ASC"  # a stable order, so pages neither overlap nor skip
         pages.append(Page(i, params, min(page_size, count - offset), offset))
@@ -67,7 +70,7 @@ def oid_pages(oid_field: str, ids: list[int], page_size: int) -> list[Page]:
     """Ranges of exactly `page_size` existing ids, as `where` clauses (short, unlike `objectIds` lists)."""
     pages = []
     for i, start in enumerate(range(0, len(ids), page_size)):
-        chunk = ids[start:start + page_size]
+        chunk = ids[start : start + page_size]
         where = f"{oid_field} >= {chunk[0]} AND {oid_field} <= {chunk[-1]}"
         pages.append(Page(i, {"where": where}, len(chunk)))
     return pages
@@ -81,8 +84,12 @@ def split_envelope(box: tuple[float, float, float, float]) -> list[tuple[float, 
 
 
 def envelope_params(box: tuple[float, float, float, float], wkid: Any) -> dict[str, Any]:
-    params = {"where": "1=1", "geometry": ",".join(repr(v) for v in box),
-              "geometryType": "esriGeometryEnvelope", "spatialRel": "esriSpatialRelIntersects"}
+    params = {
+        "where": "1=1",
+        "geometry": ",".join(repr(v) for v in box),
+        "geometryType": "esriGeometryEnvelope",
+        "spatialRel": "esriSpatialRelIntersects",
+    }
     if wkid is not None:
         params["inSR"] = wkid
     return params
@@ -114,8 +121,9 @@ def _coordinate(value: Any) -> float | None:
 
 
 def _line(properties: Any, geometry: Any) -> str:
-    return json.dumps({"type": "Feature", "properties": properties, "geometry": geometry},
-                      ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        {"type": "Feature", "properties": properties, "geometry": geometry}, ensure_ascii=False, separators=(",", ":")
+    )
 
 
 def parse_geojson_page(text: str, lonlat: LonLat | None, oid_field: str | None = None) -> PageResult:
@@ -142,8 +150,11 @@ def parse_geojson_page(text: str, lonlat: LonLat | None, oid_field: str | None =
             result.oids.append(feature.get("id", (feature.get("properties") or {}).get(oid_field)))
         if geometry:
             raw = text[pos:stop]
-            result.lines.append(raw if "\n" not in raw and "\r" not in raw else
-                                json.dumps(feature, ensure_ascii=False, separators=(",", ":")))
+            result.lines.append(
+                raw
+                if "\n" not in raw and "\r" not in raw
+                else json.dumps(feature, ensure_ascii=False, separators=(",", ":"))
+            )
         else:
             properties = feature.get("properties") or {}
             point = lonlat.point(properties) if lonlat else None
@@ -151,14 +162,13 @@ def parse_geojson_page(text: str, lonlat: LonLat | None, oid_field: str | None =
             result.lines.append(_line(properties, point))
         pos = stop
     tail = text[pos:]
-    result.exceeded = bool(_EXCEEDED.search(tail)) or bool(_EXCEEDED.search(text[:match.start()]))
+    result.exceeded = bool(_EXCEEDED.search(tail)) or bool(_EXCEEDED.search(text[: match.start()]))
     if not tail.rstrip().endswith("}"):
         raise ValueError("page ends before the end of the document")
     return result
 
 
-def parse_esrijson_page(payload: dict[str, Any], lonlat: LonLat | None,
-                        oid_field: str | None = None) -> PageResult:
+def parse_esrijson_page(payload: dict[str, Any], lonlat: LonLat | None, oid_field: str | None = None) -> PageResult:
     """Convert an `f=json` page: Esri geometries to GeoJSON, attributes copied as they are."""
     result = PageResult(exceeded=bool(payload.get("exceededTransferLimit")))
     for feature in payload.get("features") or ():
