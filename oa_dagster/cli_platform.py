@@ -225,6 +225,20 @@ def cmd_download(args: argparse.Namespace, store: Any = None) -> int:
     return 0
 
 
+def _hook_routes() -> tuple[list[Any], str]:
+    """The webhook receiver's routes as the deployment configures them, and a line saying what `/hook` does
+    (the database described without its password; never the secrets)."""
+    from oa_dagster.resources.deployments import webhook_settings
+    from oa_dagster.webhook.deliveries import DeliveryStore
+    from oa_dagster.webhook.hooks import hook_routes
+
+    settings = webhook_settings()
+    if not settings.secrets or not settings.database_url:
+        return hook_routes(None, []), "answers 503 (set OA_WEBHOOK_SECRET to receive GitHub deliveries)"
+    deliveries = DeliveryStore(settings.database_url)
+    return hook_routes(deliveries, settings.secrets), f"recording signed deliveries in {deliveries.describe()}"
+
+
 def cmd_serve(args: argparse.Namespace, store: Any = None) -> int:
     """Run the web app with uvicorn until interrupted; imports stay here so other commands start fast."""
     import uvicorn
@@ -236,11 +250,13 @@ def cmd_serve(args: argparse.Namespace, store: Any = None) -> int:
 
         store = deployment().resources["store"].get_store()
     try:
-        app = create_app(store, presign_seconds=args.presign_seconds)
+        hooks, hooks_line = _hook_routes()
+        app = create_app(store, presign_seconds=args.presign_seconds, hooks=hooks)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"serving {store.describe()} on http://{args.host}:{args.port}/download/<key>", flush=True)
+    print(f"POST http://{args.host}:{args.port}/hook: {hooks_line}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port)
     return 0
 

@@ -602,3 +602,69 @@ def test_the_hooks_commands_are_part_of_oa_dagster(tmp_path: Path, capsys: pytes
     assert main(["hooks", "maintenance", "status", "--db", db]) == 0
     assert "on" in capsys.readouterr().out
     assert main(["hooks", "list", "--db", db]) == 0
+
+
+def test_oa_dagster_serve_receives_signed_deliveries_when_a_secret_is_set(tmp_path: Path) -> None:
+    """The real command: `oa-dagster serve` with OA_WEBHOOK_SECRET records a signed delivery in OA_WEBHOOK_DB;
+    without a secret the same route answers 503."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from oa_dagster.webhook.deliveries import DeliveryStore
+    from oa_dagster.webhook.signatures import sign
+
+    db = f"sqlite:///{tmp_path / 'hooks.db'}"
+    body = json.dumps({"zen": "Keep it logically awesome.", "hook_id": 1}).encode()
+
+    def serve(extra_env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OA_", "DAGSTER_PG_"))}
+        env.update({"OA_ENV": "local", "OA_DATA_DIR": str(tmp_path / "data"), **extra_env})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "oa_dagster.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                requests.get(url + "/health", timeout=1)
+                return proc, url
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        proc.kill()
+        raise AssertionError(proc.communicate()[0])
+
+    def ping(url: str, secret: str) -> requests.Response:
+        headers = {
+            "X-GitHub-Event": "ping",
+            "X-GitHub-Delivery": "d-1",
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign(secret, body),
+        }
+        return requests.post(url + "/hook", data=body, headers=headers, timeout=10)
+
+    proc, url = serve({"OA_WEBHOOK_SECRET": "old-secret,new-secret", "OA_WEBHOOK_DB": db})
+    try:
+        assert ping(url, "new-secret").status_code == 200
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+    assert "new-secret" not in output and "/hook" in output
+    assert [d.delivery_id for d in DeliveryStore(db).recent(10)] == ["d-1"]
+
+    proc, url = serve({})
+    try:
+        assert ping(url, "new-secret").status_code == 503
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

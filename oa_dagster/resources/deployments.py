@@ -14,11 +14,15 @@ Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable link
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oa_dagster.local_home import DEFAULT_HOME
+
+if TYPE_CHECKING:
+    from oa_dagster.webhook.hooks import HookSettings
 
 DEFAULT_SET_CRON = "0 3 * * 6"
 
@@ -126,3 +130,11 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
         )
         return Deployment(name, resources, cron)
     raise ValueError(f"OA_ENV must be local or production, not {name!r}")
+
+
+def webhook_settings(env: Mapping[str, str] = os.environ) -> HookSettings:
+    """`POST /hook`'s secrets (`OA_WEBHOOK_SECRET`) and deliveries database (`OA_WEBHOOK_DB`, else the production
+    Postgres of `DAGSTER_PG_*`, else `$DAGSTER_HOME/webhook.db`)."""
+    from oa_dagster.webhook.hooks import hook_settings_from_env
+
+    return hook_settings_from_env(env)
