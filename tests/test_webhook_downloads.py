@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from oa_dagster.cli import main
 from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, put_json
 from oa_dagster.webhook.app import create_app
+from tests.servers.apps import AppServers
 from tests.servers.fixtures import moto_bucket
 
 ENTRY = "us/ca/example/city"
@@ -27,24 +26,9 @@ DATA = b'{"type":"Feature","properties":{"number":"1"},"geometry":null}\n' * 100
 @pytest.fixture
 def serve() -> Iterator[Callable[[Starlette], str]]:
     """Start an app on a free port; returns its base URL. Every server started is stopped at the end."""
-    running: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(app: Starlette) -> str:
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        running.append((server, thread))
-        port = server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in running:
-        server.should_exit = True
-        thread.join(timeout=10)
+    servers = AppServers()
+    yield servers.start
+    servers.stop_all()
 
 
 def _publish(store: OutputStore) -> None:

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import sqlalchemy as sa
-import uvicorn
 import yaml
 
 from oa_dagster.cli_hooks import add_hook_commands
@@ -31,6 +30,7 @@ from oa_dagster.webhook.deliveries import PG_ENV, PG_PORT, DeliveryFields, Deliv
 from oa_dagster.webhook.hooks import DEFAULT_MAX_BODY_BYTES, hook_routes, hook_settings_from_env
 from oa_dagster.webhook.signatures import parse_secrets, sign, verify
 from tests.platform_helpers import ROOT, postgres_or_skip
+from tests.servers.apps import AppServers
 
 SECRET = "s3cret-for-tests"
 REPO = "openaddresses/openaddresses"
@@ -122,7 +122,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator[Callable[..., Receiver]]:
     """Start the web app (downloads and `/hook`) on a free port; servers stop and stores close at the end."""
-    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+    servers = AppServers()
     stores: list[DeliveryStore] = []
 
     def run(url: str | None, secrets: list[str] | None = None, **options: Any) -> Receiver:
@@ -130,21 +130,10 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Receiver]]:
         stores.extend([store] if store else [])
         hooks = hook_routes(store, [SECRET] if secrets is None else secrets, **options)
         app = create_app(LocalStore(tmp_path / "data"), hooks=hooks)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        running.append((server, thread))
-        port = server.servers[0].sockets[0].getsockname()[1]
-        return Receiver(f"http://127.0.0.1:{port}", store)  # type: ignore[arg-type]
+        return Receiver(servers.start(app), store)  # type: ignore[arg-type]
 
     yield run
-    for server, thread in running:
-        server.should_exit = True
-        thread.join(timeout=10)
+    servers.stop_all()
     for store in stores:
         store.close()
 
@@ -611,7 +600,6 @@ def test_oa_dagster_serve_receives_signed_deliveries_when_a_secret_is_set(tmp_pa
     import socket
     import subprocess
     import sys
-    import time
 
     import requests
 
