@@ -8,7 +8,6 @@ deliveries as failed, and they can be redelivered from the webhook's "Recent Del
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -46,9 +45,12 @@ def add_hook_commands(subparsers: argparse._SubParsersAction) -> None:
 def _store(args: argparse.Namespace, env: Mapping[str, str] | None) -> DeliveryStore:
     """The store `--db` names, else the one `oa-dagster serve` uses (the same rule, `default_database_url`).
     Imported here: SQLAlchemy is not needed by the other commands."""
+    from oa_dagster.resources.deployments import webhook_database_url
     from oa_dagster.webhook.deliveries import DeliveryStore, default_database_url
 
-    return DeliveryStore(args.db or default_database_url(os.environ if env is None else env))
+    if args.db:
+        return DeliveryStore(args.db)
+    return DeliveryStore(webhook_database_url() if env is None else default_database_url(env))
 
 
 def cmd_hooks_maintenance(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:

@@ -138,3 +138,10 @@ def webhook_settings(env: Mapping[str, str] = os.environ) -> HookSettings:
     from oa_dagster.webhook.hooks import hook_settings_from_env
 
     return hook_settings_from_env(env)
+
+
+def webhook_database_url(env: Mapping[str, str] = os.environ) -> str:
+    """The deliveries database `oa-dagster hooks` and `serve` share, whether or not a secret is set."""
+    from oa_dagster.webhook.deliveries import default_database_url
+
+    return default_database_url(env)
