@@ -13,6 +13,7 @@ import pytest
 from tests.servers.arcgis import FakeArcGISServer
 from tests.servers.downloads import DownloadServer
 from tests.servers.ftp import FTPTestServer
+from tests.servers.github import FakeGitHubServer
 
 logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
 
@@ -68,4 +69,15 @@ def moto_url() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
+    server.stop()
+
+
+GITHUB_TOKEN = "ghs_test-token-0123456789"
+
+
+@pytest.fixture
+def github_server() -> Iterator[FakeGitHubServer]:
+    """A fake GitHub API requiring `GITHUB_TOKEN` as its bearer token."""
+    server = FakeGitHubServer(token=GITHUB_TOKEN).start()
+    yield server
     server.stop()
