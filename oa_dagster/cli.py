@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -161,10 +162,20 @@ def cmd_process(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from oa_dagster.fetch import FetchOptions
+    from oa_dagster.fetch.hosts import parse_allowed_hosts
 
+    try:
+        allowed = parse_allowed_hosts(os.environ.get("OA_CI_ALLOW_HOSTS")) if args.public_hosts_only else frozenset()
+    except ValueError as exc:
+        print(f"error: OA_CI_ALLOW_HOSTS: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     output_dir = Path(args.output) / entry.layer / entry.name
     progress = None if args.quiet else Progress()
-    options = FetchOptions(cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+    options = FetchOptions(
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        public_hosts_only=args.public_hosts_only,
+        allowed_hosts=allowed,
+    )
     state = run_entry(
         entry,
         output_dir,
@@ -207,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", metavar="DIR", help="keep downloads here and re-use them when the server says they are unchanged"
     )
     process.add_argument("--allow-local-files", action="store_true", help=ALLOW_LOCAL_FILES_HELP)
+    process.add_argument(
+        "--public-hosts-only",
+        action="store_true",
+        help="download from public addresses only, as CI jobs do (no loopback, private, link-local or multicast "
+        "addresses; OA_CI_ALLOW_HOSTS lists exceptions: host, host:port or IP, comma-separated)",
+    )
     process.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result line")
     process.set_defaults(func=cmd_process)
 

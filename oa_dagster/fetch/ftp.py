@@ -20,6 +20,7 @@ from oa_dagster.errors import DownloadError
 from oa_dagster.fetch.cache import CacheEntry, Sink, SizeCapExceeded, open_cache
 from oa_dagster.fetch.dns import resolution_message, unresolvable_host
 from oa_dagster.fetch.filetype import guess_suffix
+from oa_dagster.fetch.hosts import HostPolicy
 from oa_dagster.fetch.options import Download, FetchOptions, Pace, Throttle
 
 _TRANSIENT = (ftplib.error_temp, ftplib.error_reply, ftplib.error_proto, OSError, EOFError)
@@ -38,10 +39,30 @@ def _validator(ftp: ftplib.FTP, path: str) -> tuple[int | None, str | None]:
     return size, mtime
 
 
+def _open_control(ftp: ftplib.FTP, host: str, port: int, options: FetchOptions) -> None:
+    """Connect the control connection; under a `HostPolicy`, to a checked address of `host` (an IP literal,
+    so `ftplib` resolves nothing). Data connections then follow: `ftplib` sends them to the control
+    connection's peer, not to the address a PASV reply names (`trust_server_pasv_ipv4_address` is off)."""
+    policy = HostPolicy.of(options)
+    if policy is None:
+        ftp.connect(host, port, timeout=options.timeouts[0])
+        return
+    ftp.trust_server_pasv_ipv4_address = False
+    error: OSError | None = None
+    for answer in policy.resolve(host, port):
+        try:
+            ftp.connect(str(answer[4][0]), port, timeout=options.timeouts[0])
+            return
+        except OSError as exc:
+            ftp.close()
+            error = exc
+    raise error or OSError(f"no address for {host}")
+
+
 def _connect(parts, options: FetchOptions) -> ftplib.FTP:
     ftp = ftplib.FTP(timeout=options.timeout)
     try:
-        ftp.connect(parts.hostname or "", parts.port or 21, timeout=options.timeouts[0])
+        _open_control(ftp, parts.hostname or "", parts.port or 21, options)
         ftp.timeout = options.timeout  # connect() kept the connect timeout for every later read and transfer
         ftp.sock.settimeout(options.timeout)
         user = unquote(parts.username) if parts.username else "anonymous"

@@ -31,6 +31,7 @@ from oa_dagster.fetch.archive import BOMB_MIN_BYTES
 from oa_dagster.fetch.cache import CacheEntry, Sink, SizeCapExceeded, open_cache
 from oa_dagster.fetch.dns import resolution_message, unresolvable_host
 from oa_dagster.fetch.filetype import guess_suffix
+from oa_dagster.fetch.hosts import HostPolicy, PublicHostsAdapter
 from oa_dagster.fetch.options import Download, FetchOptions, LimitExceeded, Pace, Throttle
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
@@ -109,7 +110,13 @@ def make_session(
     session.headers["User-Agent"] = options.user_agent
     session.headers.update(checked_headers(headers or {}))
     session.verify = options.verify_tls
-    adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+    policy = HostPolicy.of(options)
+    adapter: requests.adapters.HTTPAdapter
+    if policy is None:
+        adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+    else:  # every connection, redirects included, checked where it is made; no proxies from the environment
+        session.trust_env = False
+        adapter = PublicHostsAdapter(policy, pool_connections=pool, pool_maxsize=pool, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

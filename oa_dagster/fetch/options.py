@@ -45,6 +45,10 @@ class FetchOptions:
     esri_geometry_precision: int = 7
     user_agent: str = USER_AGENT
     verify_tls: bool | str = True  # or a CA bundle path; never turned off behind the user's back
+    # CI jobs: connect to public addresses only (`fetch/hosts.py`); also turns off proxies and other settings
+    # taken from the environment (`trust_env`), which would connect for us to addresses never checked
+    public_hosts_only: bool = False
+    allowed_hosts: frozenset[str] = frozenset()  # exceptions, `hosts.parse_allowed_hosts` entries
     progress: ProgressCallback | None = None  # (what, done, total): bytes for HTTP/FTP, features for ArcGIS
 
     @property
