@@ -6,7 +6,7 @@ runs/<layer>/<source key>/<name>/<run id>/<file>       one run's files; manifest
 latest/<layer>/<source key>/<name>.json                the latest good pointer (read by downloads, ...)
 held/<layer>/<source key>/<name>.json                  a stored run the quality gate did not promote
 sets/<set id>/summary.json                             a finished set's summary
-jobs/<job key>/...                                     CI jobs (`pr-<n>-<sha7>`, `push-<sha7>`), later
+jobs/<job key>/...                                     CI jobs (`pr-<n>-<sha7>`, `push-<sha7>`; keys: `ci/plan.py`)
 """
 
 from __future__ import annotations
