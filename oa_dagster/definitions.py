@@ -16,20 +16,23 @@ from typing import Any
 import dagster as dg
 
 from oa_dagster.assets.catalog import CATALOG_ASSETS
+from oa_dagster.assets.ci_jobs import CI_ASSETS
 from oa_dagster.assets.layers import LAYER_ASSETS
 from oa_dagster.assets.sets import SET_ASSETS
 from oa_dagster.jobs.catalog import CATALOG_JOBS
+from oa_dagster.jobs.ci_jobs import CI_JOBS
 from oa_dagster.jobs.cleanup import cleanup_job
 from oa_dagster.jobs.layers import LAYER_JOBS
 from oa_dagster.jobs.quality_gate import accept_held_run_job
 from oa_dagster.resources.deployments import DEFAULT_SET_CRON, deployment
 from oa_dagster.run_tags import CODE_REFERENCES_KEY
+from oa_dagster.sensors.ci_jobs import CI_SENSORS
 from oa_dagster.sensors.cleanup import DEFAULT_CLEANUP_CRON, build_cleanup_schedule
 from oa_dagster.sensors.sets import SET_SENSORS, build_set_schedule, progress_metadata
 
-ASSETS = [*CATALOG_ASSETS, *LAYER_ASSETS, *SET_ASSETS]
-JOBS = [*CATALOG_JOBS, *LAYER_JOBS.values(), accept_held_run_job, cleanup_job]
-SENSORS = [*SET_SENSORS]
+ASSETS = [*CATALOG_ASSETS, *LAYER_ASSETS, *SET_ASSETS, *CI_ASSETS]
+JOBS = [*CATALOG_JOBS, *LAYER_JOBS.values(), accept_held_run_job, cleanup_job, *CI_JOBS]
+SENSORS = [*SET_SENSORS, *CI_SENSORS]
 
 
 def build_definitions(

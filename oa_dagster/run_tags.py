@@ -13,6 +13,7 @@ SET_TAG = "oa/set"  # the set a run belongs to (`set-<YYYYMMDDTHHMM>`, or `launc
 LAUNCH_TAG = "oa/launch"  # on a catalog run: which entries the set sensor launches afterwards
 LAUNCH_ALL, LAUNCH_CHANGED = "all", "changed"  # its values; any other value (or none) launches nothing
 CATALOG_TAG = "oa/catalog"  # on a layer run: the id of the stored catalog its entries come from
+CI_JOB_TAG = "oa/ci_job"  # on a CI job run: its job key (`pr-<number>-<sha7>`), also its partition key
 ENTRIES_TAG = "oa/entries"  # on a set run: how many entries its partition range holds (shown in the Runs list)
 INSTANCE_LOST_TAG = "oa/instance_lost"  # "true": the run failed because the instance was unreachable; "retry":
 # the retry of such a run, which set itself back to retrying crashes only

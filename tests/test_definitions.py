@@ -131,6 +131,7 @@ def test_definitions_have_the_layer_assets_checks_jobs_schedule_and_sensor(tmp_p
         "buildings",
         "centerlines",
         "set_progress",
+        "ci_job",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert {name for layer, name in checks if layer == "parcels"} == {"output_valid", "output_quality"}
@@ -145,6 +146,7 @@ def test_definitions_have_the_layer_assets_checks_jobs_schedule_and_sensor(tmp_p
         "centerlines_job",
         "accept_held_run_job",
         "cleanup_job",
+        "ci_job_job",
     }  # every one `*_job`
     assert defs.resolve_schedule_def("weekly_set").cron_schedule == "0 3 * * 6"
     cleanup = defs.resolve_schedule_def("daily_cleanup")
@@ -165,6 +167,19 @@ def test_deployment_is_chosen_by_oa_env_only() -> None:
     assert production.resources["store"].bucket == "b"
     assert production.resources["processing"].work_root() == Path("/scratch/oa")
     assert production.resources["sources_repo"].kind == "github"
+    assert production.resources["ci"].deliveries_url is None  # no webhook secret: the CI sensor skips
+    ci = deployment(
+        {
+            "OA_WEBHOOK_SECRET": "s",
+            "OA_WEBHOOK_DB": "sqlite:////tmp/hooks.db",
+            "GITHUB_TOKEN": "t",
+            "OA_SOURCES_REPO": "me/sources",
+            "OA_CI_ALLOW_HOSTS": "10.0.0.5:8080",
+        }
+    ).resources
+    assert ci["ci"].deliveries_url == "sqlite:////tmp/hooks.db" and ci["ci"].allowed() == {"10.0.0.5:8080"}
+    assert ci["github"].repo == "me/sources" and ci["github"].api_url == "https://api.github.com"
+    assert ci["github"].status_context == "oa-dagster"
     try:
         deployment({"OA_ENV": "staging"})
     except ValueError as exc:

@@ -9,6 +9,9 @@ production: outputs in S3 (`OA_S3_BUCKET`, `OA_S3_PREFIX`, `OA_S3_ENDPOINT_URL`,
 Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable links in metadata), `OA_SET_CRON`
 (default weekly, Saturday 03:00 UTC), `OA_WORK_DIR` (the one folder runs' scratch space goes under; default
 `<system temp>/oa-dagster-work`); local: `OA_BATCH_MAX_ENTRIES` (entries per set run).
+CI jobs, both: `OA_GITHUB_API_URL` (default https://api.github.com), `GITHUB_TOKEN`, `OA_STATUS_CONTEXT` (default
+`oa-dagster`), `OA_DAGSTER_UI_URL`, `OA_SOURCES_REPO`, `OA_CI_ALLOW_HOSTS`, and the deliveries database of
+`OA_WEBHOOK_SECRET` / `OA_WEBHOOK_DB` (`webhook_settings`); without a secret or a token the CI sensor skips.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def local_resources(
 
     `download_url` (`oa-dagster serve`'s `/download` base) makes metadata links http:// instead of file://.
     """
+    from .github import CiSettings, GitHubResource
     from .processing import ProcessingSettings
     from .sources_repo import SourcesRepository
     from .store import LocalOutputStore
@@ -62,6 +66,29 @@ def local_resources(
         "store": LocalOutputStore(root=str(data_dir), base_url=download_url),
         "sources_repo": SourcesRepository(kind="local", path=str(sources_dir) if sources_dir else None),
         "processing": ProcessingSettings(**settings),
+        "github": GitHubResource(),
+        "ci": CiSettings(),
+    }
+
+
+def ci_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The CI jobs' resources (`github`, `ci`), the same in every deployment. The token goes in as an `EnvVar`,
+    so the UI shows its name, never its value."""
+    import dagster as dg
+
+    from .github import DEFAULT_SOURCES_REPO, CiSettings, GitHubResource
+
+    return {
+        "github": GitHubResource(
+            api_url=env.get("OA_GITHUB_API_URL") or "https://api.github.com",
+            token=dg.EnvVar("GITHUB_TOKEN") if env.get("GITHUB_TOKEN") else None,
+            status_context=env.get("OA_STATUS_CONTEXT") or "oa-dagster",
+            ui_url=env.get("OA_DAGSTER_UI_URL") or None,
+            repo=env.get("OA_SOURCES_REPO") or DEFAULT_SOURCES_REPO,
+        ),
+        "ci": CiSettings(
+            deliveries_url=webhook_settings(env).database_url, allowed_hosts=env.get("OA_CI_ALLOW_HOSTS", "")
+        ),
     }
 
 
@@ -98,17 +125,14 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
     work = {"work_dir": env["OA_WORK_DIR"]} if env.get("OA_WORK_DIR") else {}
     if name == "local":
         batch = {"batch_max_entries": int(env["OA_BATCH_MAX_ENTRIES"])} if env.get("OA_BATCH_MAX_ENTRIES") else {}
-        return Deployment(
-            name,
-            local_resources(
-                local_data_dir(env),
-                env.get("OA_SOURCES_DIR"),
-                download_url=env.get("OA_DOWNLOAD_URL") or None,
-                **batch,
-                **work,
-            ),
-            cron,
+        resources = local_resources(
+            local_data_dir(env),
+            env.get("OA_SOURCES_DIR"),
+            download_url=env.get("OA_DOWNLOAD_URL") or None,
+            **batch,
+            **work,
         )
+        return Deployment(name, {**resources, **ci_resources(env)}, cron)
     if name == "production":
         resources = s3_resources(
             env.get("OA_S3_BUCKET", "oa-results"),
@@ -128,7 +152,7 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
         resources["processing"] = ProcessingSettings(
             cache_dir=env.get("OA_CACHE_DIR") or None, batch_target_seconds=300.0, set_slots=12, **work
         )
-        return Deployment(name, resources, cron)
+        return Deployment(name, {**resources, **ci_resources(env)}, cron)
     raise ValueError(f"OA_ENV must be local or production, not {name!r}")
 
 

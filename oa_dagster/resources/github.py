@@ -1,0 +1,49 @@
+"""GitHub and CI job settings as Dagster resources: the CI sensor and the `ci_job` asset receive them.
+
+Plain values only (filled by `deployments.py`, the one module reading the environment); the GitHub client and
+its rules live in `ci/github_api.py`, without Dagster.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from oa_dagster.ci.github_api import DEFAULT_API_URL, DEFAULT_STATUS_CONTEXT, GitHubClient, GitHubSettings
+from oa_dagster.fetch.hosts import parse_allowed_hosts
+
+DEFAULT_SOURCES_REPO = "openaddresses/openaddresses"
+DEFAULT_JOB_MAX_RUNTIME_SECONDS = 3600  # a pull request waits on the job: an hour is already long
+
+
+class GitHubResource(dg.ConfigurableResource):
+    """Where CI jobs read pull requests and report statuses and the results comment."""
+
+    api_url: str = DEFAULT_API_URL
+    token: str | None = None  # without it the CI sensor skips: statuses cannot be written anonymously
+    status_context: str = DEFAULT_STATUS_CONTEXT
+    ui_url: str | None = None  # the Dagster UI's base URL, for links to runs
+    repo: str = DEFAULT_SOURCES_REPO  # the sources repository whose pull requests are checked
+
+    def settings(self) -> GitHubSettings:
+        return GitHubSettings(self.api_url, self.token, self.status_context, self.ui_url)
+
+    def client(self) -> GitHubClient:
+        return self.settings().client()
+
+    def pull_request_url(self, repo: str, number: int) -> str:
+        """The pull request's page: github.com, or an Enterprise server's UI (its API is under `/api/v3`)."""
+        api = self.api_url.rstrip("/")
+        web = "https://github.com" if api == DEFAULT_API_URL else api.removesuffix("/api/v3")
+        return f"{web}/{repo}/pull/{number}"
+
+
+class CiSettings(dg.ConfigurableResource):
+    """CI jobs' own knobs: where deliveries are read, which private hosts downloads may reach, the time cap."""
+
+    deliveries_url: str | None = None  # the webhook deliveries database; None: webhooks are off (no secret)
+    allowed_hosts: str = ""  # `OA_CI_ALLOW_HOSTS`: exceptions to the public-addresses-only rule
+    job_max_runtime_seconds: int = DEFAULT_JOB_MAX_RUNTIME_SECONDS  # `dagster/max_runtime` on CI runs
+
+    def allowed(self) -> frozenset[str]:
+        """The allowlist entries; a malformed one raises ValueError naming it."""
+        return parse_allowed_hosts(self.allowed_hosts)
