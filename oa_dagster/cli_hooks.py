@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,63 +42,56 @@ def add_hook_commands(subparsers: argparse._SubParsersAction) -> None:
     recent.set_defaults(func=cmd_hooks_list)
 
 
-def _store(args: argparse.Namespace, env: Mapping[str, str] | None) -> DeliveryStore:
-    """The store `--db` names, else the one `oa-dagster serve` uses (the same rule, `default_database_url`).
-    Imported here: SQLAlchemy is not needed by the other commands."""
+def _with_store(args: argparse.Namespace, env: Mapping[str, str] | None, work: Callable[[DeliveryStore], int]) -> int:
+    """`work(store)` on the store `--db` names, else the one `oa-dagster serve` uses (`webhook_database_url`),
+    closed after; a bad database setting is exit code 2, an unavailable database 1. Imported here: SQLAlchemy
+    is not needed by the other commands."""
     from oa_dagster.resources.deployments import webhook_database_url
-    from oa_dagster.webhook.deliveries import DeliveryStore, default_database_url
-
-    if args.db:
-        return DeliveryStore(args.db)
-    return DeliveryStore(webhook_database_url() if env is None else default_database_url(env))
-
-
-def cmd_hooks_maintenance(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
-    from oa_dagster.webhook.deliveries import StoreUnavailable
+    from oa_dagster.webhook.deliveries import DeliveryStore, StoreUnavailable
 
     try:
-        store = _store(args, env)
+        store = DeliveryStore(args.db or (webhook_database_url() if env is None else webhook_database_url(env)))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.state != "status":
-            store.set_maintenance(args.state == "on")
-        state = store.maintenance_state()
+        return work(store)
     except StoreUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         store.close()
-    since = f" since {state.updated_at:%Y-%m-%d %H:%M:%S} UTC" if state.updated_at else ""
-    if state.on:
-        print(
-            f"maintenance on{since}: new deliveries are refused with 503 (running servers see it within a "
-            f"second); redeliver them from GitHub after `oa-dagster hooks maintenance off`"
-        )
-    else:
-        print(f"maintenance off{since}: deliveries are accepted ({store.describe()})")
-    return 0
+
+
+def cmd_hooks_maintenance(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    def work(store: DeliveryStore) -> int:
+        if args.state != "status":
+            store.set_maintenance(args.state == "on")
+        state = store.maintenance_state()
+        since = f" since {state.updated_at:%Y-%m-%d %H:%M:%S} UTC" if state.updated_at else ""
+        if state.on:
+            print(
+                f"maintenance on{since}: new deliveries are refused with 503 (running servers see it within a "
+                f"second); redeliver them from GitHub after `oa-dagster hooks maintenance off`"
+            )
+        else:
+            print(f"maintenance off{since}: deliveries are accepted ({store.describe()})")
+        return 0
+
+    return _with_store(args, env, work)
 
 
 def cmd_hooks_list(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
-    from oa_dagster.webhook.deliveries import MAX_PAGE, StoreUnavailable
+    from oa_dagster.webhook.deliveries import MAX_PAGE
 
     if not 1 <= args.limit <= MAX_PAGE:
         print(f"error: --limit must be 1..{MAX_PAGE}, not {args.limit}", file=sys.stderr)
         return 2
-    try:
-        store = _store(args, env)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        rows = store.recent(args.limit)
-    except StoreUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
+    return _with_store(args, env, lambda store: _print_recent(store, args.limit))
+
+
+def _print_recent(store: DeliveryStore, limit: int) -> int:
+    rows = store.recent(limit)
     table = [("id", "delivery", "event", "action", "repository", "PR", "sha", "received (UTC)")]
     for row in rows:
         table.append(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -142,7 +141,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     report.summary()
     report.say(f"\nOutputs: {home.data} (latest good pointers under latest/, run files under runs/)")
     report.say(f"Browse the runs and download the outputs: {ui_command(home, args.home is None)}")
-    found = local_data_dir(os.environ).resolve()
+    found = local_data_dir().resolve()
     if found != home.data:
         report.say(
             f"note: `oa-dagster download` and `serve` read {found} here (OA_DATA_DIR or DAGSTER_HOME is set, "

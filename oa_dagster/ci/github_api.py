@@ -10,9 +10,7 @@ is never part of a message, a repr or a log line.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +18,8 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+
+from oa_dagster.fetch.http import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ class GitHubSettings:
     ui_url: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> GitHubSettings:
-        """`OA_GITHUB_API_URL`, `GITHUB_TOKEN`, `OA_STATUS_CONTEXT`, `OA_DAGSTER_UI_URL` (empty = unset)."""
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str]) -> GitHubSettings:
+        """`OA_GITHUB_API_URL`, `GITHUB_TOKEN`, `OA_STATUS_CONTEXT`, `OA_DAGSTER_UI_URL` (empty = unset) of `env`:
+        a mapping given, never `os.environ` read here (only `resources/deployments.py` reads the environment)."""
         return cls(
             api_url=env.get("OA_GITHUB_API_URL") or DEFAULT_API_URL,
             token=env.get("GITHUB_TOKEN") or None,
@@ -99,21 +99,6 @@ def status_description(text: str, limit: int = STATUS_DESCRIPTION_LIMIT) -> str:
 
 def _changed_file(item: Mapping[str, Any]) -> ChangedFile:
     return ChangedFile(str(item["filename"]), str(item.get("status", "modified")), item.get("previous_filename"))
-
-
-def _seconds(value: str | None) -> float | None:
-    """A `Retry-After` value (seconds or an HTTP date) as seconds from now, or None when unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class GitHubClient:
@@ -340,7 +325,7 @@ class GitHubClient:
     def _rate_limit(self, response: requests.Response, message: str) -> tuple[bool, float | None]:
         """Is `response` a rate limit, and how long it asks us to wait (None: our own backoff)."""
         headers = response.headers
-        retry_after = _seconds(headers.get("Retry-After"))
+        retry_after = retry_after_seconds(headers.get("Retry-After"))
         exhausted = headers.get("x-ratelimit-remaining") == "0"
         secondary = "secondary rate limit" in message.lower()
         if response.status_code != 429 and not (

@@ -77,7 +77,7 @@ def final_status(outcomes: Iterable[EntryOutcome], plan: JobPlan | None = None) 
         else:
             first = f"{failed[0].layer} {failed[0].key}: {failed[0].problem}"
         others = problems - 1
-        return "failure", _with_suffix(first, f"(and {others:,} other{'s' if others != 1 else ''})" if others else "")
+        return "failure", _with_suffix(first, f"(and {_plural(others, 'other')})" if others else "")
     if not outcomes:
         if plan is not None and plan.files:
             return "success", status_description(f"No changed entries in {_files_phrase(plan.files)}")
