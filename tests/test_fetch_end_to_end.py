@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from tests.geofiles import write_source
 from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
 from tests.servers.downloads import DownloadServer
 
@@ -17,14 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _process(tmp_path: Path, layer: str, entry: dict[str, Any]) -> tuple[subprocess.CompletedProcess, Path]:
-    source = {
-        "schema": 2,
-        "coverage": {"country": "us", "state": "ca"},
-        "layers": {layer: [{"name": "test", "license": {"text": "public domain"}, **entry}]},
-    }
-    path = tmp_path / "xx" / "test.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(source))
+    path = write_source(
+        tmp_path / "xx" / "test.json",
+        {layer: [{"name": "test", "license": {"text": "public domain"}, **entry}]},
+        coverage={"country": "us", "state": "ca"},
+    )
     out = tmp_path / "out"
     result = subprocess.run(
         [

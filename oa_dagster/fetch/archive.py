@@ -28,6 +28,11 @@ BOMB_MIN_BYTES = 16 << 20  # a high ratio on a small member is harmless (e.g. a 
 CHUNK = 1 << 20
 
 
+def expands_like_bomb(unpacked: int, packed: int, ratio: float) -> bool:
+    """The bomb rule of archive members and `Content-Encoding` alike: past `BOMB_MIN_BYTES`, more than `ratio`x."""
+    return unpacked > BOMB_MIN_BYTES and unpacked > ratio * max(packed, 1)
+
+
 class _Budget:
     """The unpacked bytes allowed for one `unpack` call, shared by nested archives."""
 
@@ -42,7 +47,7 @@ class _Budget:
             raise DownloadError(f"decompressed size cap: unpacking {what} passes the cap of {self.cap:,} bytes")
 
     def check_ratio(self, unpacked: int, packed: int, what: str) -> None:
-        if unpacked > BOMB_MIN_BYTES and unpacked > self.ratio * max(packed, 1):
+        if expands_like_bomb(unpacked, packed, self.ratio):
             raise DownloadError(
                 f"decompression bomb: {what} expands {packed:,} bytes to more than "
                 f"{unpacked:,} (ratio over {self.ratio:.0f})"

@@ -7,8 +7,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
+from urllib.parse import urlsplit
 
 from oa_dagster.conform.fields import referenced_columns
 from oa_dagster.errors import DownloadError
@@ -24,8 +23,9 @@ from oa_dagster.sources.model import LayerEntry
 URL_PROTOCOLS = frozenset({"http", "ftp", "file"})
 
 
-def resolve_data(entry: LayerEntry) -> str:
-    """The entry's `data` as a URL; a value without a scheme is a path relative to the source file.
+def local_file(entry: LayerEntry) -> Path | None:
+    """The local file the entry's `data` names (a value without a scheme is relative to the source file), or None
+    for a download URL.
 
     The local-file rule of `sources.local_data` is applied again here (the source was checked when loaded, but
     a catalog may be older than the rule, and an entry can be built without loading a file).
@@ -34,7 +34,7 @@ def resolve_data(entry: LayerEntry) -> str:
     if not data:
         raise DownloadError("the entry has no data URL")
     try:
-        local = local_data_path(
+        return local_data_path(
             data,
             source_dir=entry.source_dir,
             sources_root=entry.sources_root,
@@ -42,7 +42,6 @@ def resolve_data(entry: LayerEntry) -> str:
         )
     except LocalDataRefused as exc:
         raise DownloadError(f"data {data[:80]!r} refused: {exc}") from None
-    return data if local is None else local.as_uri()
 
 
 def _tree(entry: LayerEntry) -> Path | None:
@@ -64,7 +63,7 @@ def _open_local(path: Path, tree: Path | None, cap: int) -> int:
     """Open `path` for reading and check what was opened: inside `tree`, a regular file, not over the size cap.
 
     The checks look at the open descriptor, not the name, so a symlink swapped in after the source was
-    validated (or after `resolve_data`) cannot redirect the read. Non-blocking open: a named pipe can't hang it.
+    validated (or after `local_file`) cannot redirect the read. Non-blocking open: a named pipe can't hang it.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
@@ -109,9 +108,8 @@ def _real_path(fd: int, path: Path) -> Path:
     return real
 
 
-def _copy_file(url: str, workdir: Path, options: FetchOptions, log: logging.Logger, tree: Path | None) -> Download:
+def _copy_file(path: Path, workdir: Path, options: FetchOptions, log: logging.Logger, tree: Path | None) -> Download:
     started = time.perf_counter()
-    path = Path(url2pathname(unquote(urlsplit(url).path)))
     fd = _open_local(path, tree, options.max_download_bytes)
     part = workdir / "cache.part"
     sink = Sink(part, options.max_download_bytes)
@@ -127,7 +125,7 @@ def _copy_file(url: str, workdir: Path, options: FetchOptions, log: logging.Logg
     target = workdir / f"cache{ext}"
     part.replace(target)
     log.info("copied %s (%s bytes)", path.name, f"{sink.size:,}")
-    return Download(target, ext, sink.md5, url, time.perf_counter() - started, False)
+    return Download(target, ext, sink.md5, path.as_uri(), time.perf_counter() - started, False)
 
 
 def _lonlat(entry: LayerEntry) -> LonLat | None:
@@ -160,12 +158,13 @@ def fetch_entry(
         )
     if protocol not in URL_PROTOCOLS:
         raise DownloadError(f"unknown protocol {entry.protocol!r}")
-    url = resolve_data(entry)
+    local = local_file(entry)
+    if local is not None:
+        return _copy_file(local, workdir, options, log, _tree(entry))
+    url = entry.data.strip()
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
         return fetch_http(url, workdir, entry.request_headers, options, log)
     if scheme == "ftp":
         return fetch_ftp(url, workdir, options, log)
-    if scheme == "file":
-        return _copy_file(url, workdir, options, log, _tree(entry))
     raise DownloadError(f"unsupported URL scheme in {url!r}")

@@ -27,7 +27,7 @@ import requests
 import urllib3
 
 from oa_dagster.errors import DownloadError
-from oa_dagster.fetch.archive import BOMB_MIN_BYTES
+from oa_dagster.fetch.archive import expands_like_bomb
 from oa_dagster.fetch.cache import CacheEntry, Sink, SizeCapExceeded, open_cache
 from oa_dagster.fetch.dns import resolution_message, unresolvable_host
 from oa_dagster.fetch.filetype import guess_suffix
@@ -149,7 +149,7 @@ def _check_expansion(response: requests.Response, decoded: int, limits: FetchOpt
             f"more than the cap of {limits.max_unpacked_bytes:,} bytes"
         )
     wire = response.raw.tell()
-    if decoded > BOMB_MIN_BYTES and decoded > limits.max_unpack_ratio * max(wire, 1):
+    if expands_like_bomb(decoded, wire, limits.max_unpack_ratio):
         when = "" if final else " so far"
         raise LimitExceeded(
             f"Content-Encoding {encoding} from {response.url} expands more than "

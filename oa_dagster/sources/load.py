@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .local_data import SOURCES_DIR, data_errors, inside, sources_root_for, tree_of
+from .local_data import SOURCES_DIR, data_errors, inside, sources_ancestor, sources_root_for, tree_of
 from .model import LAYERS, LayerEntry, Source, SourceInvalid
 from .upgrade import is_v1, upgrade_v1
 from .validate import bad_key_part, suffixed_name_errors, validate_v1, validate_v2
@@ -29,10 +29,9 @@ def source_key_for(path: Path | str) -> str:
     `.../sources/us/ca/alameda.json` -> `us/ca/alameda`; a file outside any `sources/` directory is keyed by
     its bare name, so a contributor can check a file anywhere.
     """
-    parts = Path(path).parts
-    dirs = parts[:-1]
-    start = len(dirs) - dirs[::-1].index(SOURCES_DIR) if SOURCES_DIR in dirs else len(dirs)
-    key = "/".join(parts[start:])
+    path = Path(path)
+    ancestor = sources_ancestor(path)
+    key = path.relative_to(ancestor).as_posix() if ancestor is not None else path.name
     return key[: -len(SUFFIX)] if key.endswith(SUFFIX) else key
 
 

@@ -35,13 +35,16 @@ class NoSourcesTree(LocalDataRefused):
     """A relative `data` path in a source that was not read from a local tree (built from a dict, an archive)."""
 
 
+def sources_ancestor(path: Path) -> Path | None:
+    """The last (innermost) `sources/` directory above `path`, as `path` spells it; None when there is none."""
+    return next((ancestor for ancestor in path.parents if ancestor.name == SOURCES_DIR), None)
+
+
 def sources_root_for(source_file: Path) -> Path:
     """The sources tree of a source file: the parent of its last `sources/` ancestor, else its own directory."""
-    parent = source_file.absolute().parent
-    for ancestor in (parent, *parent.parents):
-        if ancestor.name == SOURCES_DIR:
-            return tree_of(ancestor)
-    return parent
+    source_file = source_file.absolute()
+    ancestor = sources_ancestor(source_file)
+    return tree_of(ancestor) if ancestor is not None else source_file.parent
 
 
 def tree_of(sources_dir: Path) -> Path:

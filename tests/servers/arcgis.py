@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.servers.downloads import drip_body
+
 _RANGE = re.compile(r"^\s*(\w+)\s*(>=|>)\s*(-?\d+)\s+AND\s+\w+\s*(<=|<)\s*(-?\d+)\s*$", re.I)
 TOKEN_ERROR = {"error": {"code": 499, "message": "Token Required", "details": []}}
 
@@ -234,15 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if drip:
-            self.close_connection = True
-            step = layer.drip_bytes if layer is not None else 1
-            try:
-                for start in range(0, len(body), step):
-                    self.wfile.write(body[start : start + step])
-                    self.wfile.flush()
-                    time.sleep(drip)
-            except OSError:  # the client gave up, as it should
-                pass
+            drip_body(self, body, layer.drip_bytes if layer is not None else 1, drip)
             return
         if drop:
             self.wfile.write(body[: len(body) // 2])

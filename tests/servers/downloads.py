@@ -32,6 +32,18 @@ class Route:
     seen_headers: list[dict[str, str]] = field(default_factory=list)
 
 
+def drip_body(handler: BaseHTTPRequestHandler, body: bytes, step: int, pause: float) -> None:
+    """Send `body` `step` bytes at a time, `pause` seconds apart (a server that trickles), then close."""
+    handler.close_connection = True
+    try:
+        for start in range(0, len(body), step):
+            handler.wfile.write(body[start : start + step])
+            handler.wfile.flush()
+            time.sleep(pause)
+    except OSError:  # the client gave up, as it should
+        pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: DownloadServer
@@ -81,14 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(route.body)))
         self.end_headers()
-        self.close_connection = True
-        try:
-            for start in range(0, len(route.body), route.drip_bytes):
-                self.wfile.write(route.body[start : start + route.drip_bytes])
-                self.wfile.flush()
-                time.sleep(route.drip)
-        except OSError:  # the client gave up, as it should
-            pass
+        drip_body(self, route.body, route.drip_bytes, route.drip)
 
     def _reply(
         self,
