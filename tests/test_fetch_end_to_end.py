@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,7 @@ from typing import Any
 from tests.geofiles import write_source
 from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
 from tests.servers.downloads import DownloadServer
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.servers.helpers import run_process_command
 
 
 def _process(tmp_path: Path, layer: str, entry: dict[str, Any]) -> tuple[subprocess.CompletedProcess, Path]:
@@ -24,25 +22,7 @@ def _process(tmp_path: Path, layer: str, entry: dict[str, Any]) -> tuple[subproc
         coverage={"country": "us", "state": "ca"},
     )
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "oa_dagster.cli",
-            "process",
-            str(path),
-            "--layer",
-            layer,
-            "--output",
-            str(out),
-            "--no-preview",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    result = run_process_command(path, layer, out)
     return result, out / layer / "test"
 
 

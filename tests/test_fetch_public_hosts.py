@@ -8,9 +8,7 @@ server saw no request. With the policy off (the default) the other fetch tests p
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +23,8 @@ from tests.geofiles import write_source
 from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
 from tests.servers.downloads import DownloadServer
 from tests.servers.ftp import FTPTestServer
-from tests.servers.helpers import fast_options, make_entry
+from tests.servers.helpers import fast_options, make_entry, run_process_command
 
-ROOT = Path(__file__).resolve().parents[1]
 DOWNLOAD_PROBLEM = "Could not download source data"
 CSV_CONFORM = {"format": "csv", "number": "NUMBER", "street": "STREET", "lon": "LON", "lat": "LAT"}
 ESRI_CONFORM = {"format": "geojson", "number": "NUMBER", "street": "STREET"}
@@ -276,9 +273,7 @@ def process_cli(tmp_path: Path, data: str, env: dict[str, str]) -> tuple[int, di
     entry = {"name": "city", "data": data, "protocol": "http", "conform": CSV_CONFORM}
     source = write_source(tmp_path / "sources" / "us" / "or" / "test.json", {"addresses": [entry]})
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "oa_dagster.cli", "process", str(source), "--layer", "addresses"]
-    args += ["--output", str(out), "--no-preview", "-q", "--public-hosts-only"]
-    result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=120, env={**os.environ, **env})
+    result = run_process_command(source, "addresses", out, "--public-hosts-only", env=env)
     state_file = out / "addresses" / "city" / "state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     return result.returncode, state, result.stderr

@@ -11,8 +11,6 @@ import gzip
 import io
 import json
 import struct
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,8 @@ from tests.geofiles import write_source
 from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
 from tests.servers.downloads import DownloadServer
 from tests.servers.ftp import FTPTestServer
-from tests.servers.helpers import fast_options, make_entry
+from tests.servers.helpers import fast_options, make_entry, run_process_command
 
-ROOT = Path(__file__).resolve().parents[1]
 DOWNLOAD_PROBLEM = "Could not download source data"
 CSV_CONFORM = {"format": "csv", "number": "NUMBER", "street": "STREET", "lon": "LON", "lat": "LAT"}
 ESRI_CONFORM = {"format": "geojson", "number": "NUMBER", "street": "STREET"}
@@ -59,25 +56,7 @@ def assert_download_problem(state: RunState, log: str, *fragments: str) -> None:
 def process_cli(tmp_path: Path, entry: dict[str, Any]) -> tuple[int, dict, str]:
     """The `oa-dagster process` command on a one-entry source; returns the exit code, state.json and stderr."""
     source = write_source(tmp_path / "sources" / "us" / "or" / "test.json", {"addresses": [{"name": "city", **entry}]})
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "oa_dagster.cli",
-            "process",
-            str(source),
-            "--layer",
-            "addresses",
-            "--output",
-            str(tmp_path / "out"),
-            "--no-preview",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    result = run_process_command(source, "addresses", tmp_path / "out")
     state = json.loads((tmp_path / "out" / "addresses" / "city" / "state.json").read_text())
     return result.returncode, state, result.stderr
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from oa_dagster.fetch import FetchOptions
 from oa_dagster.sources.model import LayerEntry
 
+ROOT = Path(__file__).resolve().parents[2]
 ADDRESS_CONFORM = {"format": "csv", "number": "NUMBER", "street": "STREET"}
 
 
@@ -47,3 +51,19 @@ def fast_options(**overrides: Any) -> FetchOptions:
     }
     values.update(overrides)
     return FetchOptions(**values)
+
+
+def run_process_command(
+    source: Path, layer: str, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`oa-dagster process SOURCE --layer LAYER --output OUT --no-preview -q [EXTRA]` in a fresh interpreter, so
+    stderr is exactly what a contributor would see."""
+    args = [sys.executable, "-m", "oa_dagster.cli", "process", str(source), "--layer", layer, "--output", str(out)]
+    return subprocess.run(
+        [*args, "--no-preview", "-q", *extra],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
