@@ -16,11 +16,14 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oa_dagster import __version__
 from oa_dagster.errors import MISSING_COVERAGE, AcceptanceTestFailed, MissingConform, SourceProblem, SourceSaysSkip
 from oa_dagster.sources.model import LayerEntry
+
+if TYPE_CHECKING:
+    from oa_dagster.conform.limits import ConformLimits
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
 FILE_NAMES = {"output": "out.geojson", "sample": "sample.json", "preview": "preview.png", "log": "log.txt"}
@@ -125,7 +128,7 @@ def _download_and_conform(
     *,
     preview: bool,
     fetch_options: Any,
-    conform_limits: Any,
+    conform_limits: ConformLimits | None,
     log: logging.Logger,
     progress: ProgressCallback | None,
 ) -> None:
@@ -222,7 +225,7 @@ def run_entry(
     coverage_ok: bool = True,
     log: logging.Logger | None = None,
     progress: ProgressCallback | None = None,
-    conform_limits: Any = None,
+    conform_limits: ConformLimits | None = None,
 ) -> RunState:
     """Process one layer entry into `output_dir` and return its state (also written as `state.json`).
 

@@ -223,7 +223,6 @@ def _conform_batches(
                     )
             kept = int(geometry.keep.sum())
             result.features_without_geometry += n - kept - geometry.out_of_range
-            result.features_out_of_range += geometry.out_of_range
             if kept:
                 columns = _filter(batch.columns, geometry.keep)
                 values = evaluate_conform(columns, conform, layer, patterns)
@@ -242,6 +241,7 @@ def _conform_batches(
                 progress(rows_read)
             batch = next(batches, None)
     result.bbox = bounds.as_list()
+    result.features_out_of_range = ranges.outside
     result.skipped_rows = opened.skipped_rows[0]
     if result.skipped_rows:
         log.warning("skipped %d CSV rows with more fields than the header", result.skipped_rows)

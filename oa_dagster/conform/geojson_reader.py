@@ -320,8 +320,9 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
             with stream:
                 for texts in feature_texts(stream, head[start:], start):
                     for i in range(0, len(texts), BATCH_ROWS):
-                        yield _arrow_or_python_batch(texts[i : i + BATCH_ROWS], read)
-                        read += len(texts[i : i + BATCH_ROWS])
+                        chunk = texts[i : i + BATCH_ROWS]
+                        yield _arrow_or_python_batch(chunk, read)
+                        read += len(chunk)
 
         return generate()
 

@@ -2,8 +2,8 @@
 
 A timed `regex` call costs ~2 µs more than a plain `re` call (two CPU-clock system calls), four times the
 matching itself on address values. Most sources' patterns cannot backtrack badly on short values, and for
-those the engine may call plain `re` without a timeout. `plain_max_length` gives the longest value for which
-that is safe: the pattern's backtracking paths are counted from its parse tree and the value length is
+those the engine may call plain `re` without a timeout. `PatternCost.plain_max` gives the longest value for
+which that is safe: the pattern's backtracking paths are counted from its parse tree and the value length is
 capped so that a search takes at most `STEP_LIMIT` steps (some milliseconds, far below the timed path's
 limit of a second).
 
@@ -123,8 +123,3 @@ def pattern_cost(source: str, flags: int = 0) -> PatternCost:
     except Exception:  # _Unbounded, or a parse tree this module does not know
         return PatternCost(bounded=False)
     return PatternCost(degree, ways, len(source), bool(anchored))
-
-
-def plain_max_length(source: str, flags: int = 0) -> int:
-    """The longest value a plain `re` search or substitution with `source` handles within `STEP_LIMIT` steps."""
-    return pattern_cost(source, flags).plain_max
