@@ -26,7 +26,6 @@ import functools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -223,7 +222,7 @@ def main() -> int:
     import dagster as dg
 
     from oa_dagster.resources.deployments import local_resources
-    from tests.platform_helpers import throwaway_postgres
+    from tests.platform_helpers import running_daemon, throwaway_postgres
 
     base = Path(tempfile.mkdtemp(prefix="oa-bench-set-"))
     www = base / "www"
@@ -232,7 +231,6 @@ def main() -> int:
     SlowHandler.latency = args.latency
     threading.Thread(target=server.serve_forever, daemon=True).start()
     shutil.rmtree(www)
-    daemon: subprocess.Popen[bytes] | None = None
     cleanup = contextlib.ExitStack()
     try:
         sources = make_sources(base, args.entries, args.rows, f"http://127.0.0.1:{server.server_port}")
@@ -261,14 +259,7 @@ def main() -> int:
         if args.batch_max_entries:
             env["OA_BATCH_MAX_ENTRIES"] = str(args.batch_max_entries)
             settings["batch_max_entries"] = args.batch_max_entries
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(ROOT / "workspace.yaml")],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=(base / "daemon.log").open("wb"),
-        )
+        daemon = cleanup.enter_context(running_daemon(home, env, base / "daemon.log"))  # stopped before postgres
         resources = local_resources(base / "data", sources, **settings)
         reports = []
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -283,11 +274,8 @@ def main() -> int:
             return 1
         return 0
     finally:
-        if daemon is not None:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
-        server.shutdown()
         cleanup.close()
+        server.shutdown()
         shutil.rmtree(base, ignore_errors=True)
 
 

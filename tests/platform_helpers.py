@@ -181,17 +181,36 @@ def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subpr
 GraphQL = Callable[..., dict[str, Any]]  # graphql(query, **variables) -> the answer's "data"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def post_graphql(base: str, query: str, **variables: Any) -> dict[str, Any]:
+    """The answer's "data" from the Dagster GraphQL API at `base`; an error answer fails the test."""
+    answer = requests.post(f"{base}/graphql", json={"query": query, "variables": variables}, timeout=60)
+    assert answer.ok and "errors" not in answer.json(), answer.text
+    return answer.json()["data"]
+
+
+def wait_for_dagster_server(base: str, process: subprocess.Popen[Any], timeout: float = 120) -> None:
+    """Until the Dagster webserver at `base` answers, `process` exits, or `timeout` (bounded: a server that never
+    comes up fails the caller's check that `process` still runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"{base}/server_info", timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.5)
 
 
 @contextmanager
 def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[GraphQL]:
     """`dagster-webserver` on the workspace with DAGSTER_HOME=`home`: a function posting to its GraphQL API, which
     is what the UI reads and sends. Its process group (with its code server) is killed at the end."""
-    port = _free_port()
+    port = free_port()
     web = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("dagster-webserver")),
@@ -211,18 +230,10 @@ def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[Gr
     base = f"http://127.0.0.1:{port}"
 
     def graphql(query: str, **variables: Any) -> dict[str, Any]:
-        answer = requests.post(f"{base}/graphql", json={"query": query, "variables": variables}, timeout=60)
-        assert answer.ok and "errors" not in answer.json(), answer.text
-        return answer.json()["data"]
+        return post_graphql(base, query, **variables)
 
     try:
-        deadline = time.monotonic() + 120  # bounded: a webserver that never comes up fails the test
-        while time.monotonic() < deadline and web.poll() is None:
-            try:
-                if requests.get(f"{base}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
+        wait_for_dagster_server(base, web)
         assert web.poll() is None, log.read_text()[-3000:]
         yield graphql
     finally:

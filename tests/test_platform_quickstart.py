@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -20,6 +17,7 @@ import requests
 
 from oa_dagster.platform import store_layout as keys
 from oa_dagster.platform.store import LocalStore, get_json
+from tests.platform_helpers import free_port, post_graphql, wait_for_dagster_server
 
 ROOT = Path(__file__).resolve().parent.parent
 OA = Path(sys.executable).with_name("oa-dagster")
@@ -28,12 +26,6 @@ LOCAL_VARIABLES = ("OA_DATA_DIR", "DAGSTER_HOME", "OA_ENV", "OA_DOWNLOAD_URL", "
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in LOCAL_VARIABLES}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -51,7 +43,7 @@ class Quickstart:
 def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Quickstart:
     """The README's first command, run once in a fresh directory (its links on a free port, not 8080)."""
     cwd = tmp_path_factory.mktemp("project")
-    port = _free_port()
+    port = free_port()
     done = subprocess.run(
         [str(OA), "quickstart", "--download-port", str(port)],
         cwd=cwd,
@@ -123,12 +115,6 @@ def test_download_of_a_skipped_entry_says_it_is_skipped(quickstart: Quickstart) 
     assert "us/ca/berkeley_example/legacy addresses: the source marks it skip: true" in done.stderr
 
 
-def _graphql(base: str, query: str, **variables: Any) -> dict[str, Any]:
-    answer = requests.post(f"{base}/graphql", json={"query": query, "variables": variables}, timeout=60)
-    assert answer.ok and "errors" not in answer.json(), answer.text
-    return answer.json()["data"]
-
-
 def _processes_with(variable: str, value: str) -> list[int]:
     """Processes on this machine whose environment has `variable=value` (what `oa-dagster ui` started)."""
     wanted = f"{variable}={value}".encode()
@@ -146,7 +132,7 @@ def _processes_with(variable: str, value: str) -> list[int]:
 def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(quickstart: Quickstart) -> None:
     """`oa-dagster ui` as the quickstart printed it: the UI's GraphQL API shows the entry's metadata, preview,
     sample and checks; its output and preview links answer from the download app; it stops cleanly."""
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen(
         [str(OA), "ui", "--port", str(port)],
         cwd=quickstart.cwd,
@@ -157,16 +143,10 @@ def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and ui.poll() is None:
-            try:
-                if requests.get(f"{base}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
+        wait_for_dagster_server(base, ui)
         assert ui.poll() is None, ui.communicate()
         entry = "us/ca/berkeley_example/city"
-        asset = _graphql(
+        asset = post_graphql(
             base,
             """query($key: AssetKeyInput!, $entry: String!) { assetOrError(assetKey: $key) {
             ... on Asset { assetMaterializations(partitions: [$entry]) { partition metadataEntries { label
@@ -189,7 +169,7 @@ def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(
         image = requests.get(preview[len("![preview](") : -1], timeout=30)
         assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
-        nodes = _graphql(
+        nodes = post_graphql(
             base,
             """query { assetNodes(assetKeys: [{path: ["addresses"]}]) { assetChecksOrError {
             ... on AssetChecks { checks { name executionForLatestMaterialization { status

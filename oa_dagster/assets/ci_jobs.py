@@ -82,13 +82,13 @@ def _outcome(result: EntryResult, store: OutputStore) -> EntryOutcome:
         problem = f"{result.source_problem or 'no output'}" + (
             f": {result.problem_detail}" if result.problem_detail else ""
         )
-    links = {role: store.url(key) for role, key in (result.published.file_keys if result.published else {}).items()}
+    files = result.published.file_keys if result.published else {}
     return EntryOutcome(
         result.layer,
         result.key,
         feature_count=int(state.feature_count or 0) if state and result.has_output else None,
         problem=problem,
-        links={role: url for role, url in links.items() if role in ("preview", "sample", "output")},
+        links={role: store.url(key) for role, key in files.items() if role in ("preview", "sample", "output")},
     )
 
 
@@ -142,9 +142,7 @@ def _entries_table(outcomes: list[EntryOutcome]) -> dg.TableMetadataValue:
     )
 
 
-def _report(
-    context: dg.AssetExecutionContext, github: GitHubResource, repo: str, sha: str, calls: Mapping[str, Any]
-) -> list[str]:
+def _report(context: dg.AssetExecutionContext, repo: str, sha: str, calls: Mapping[str, Any]) -> list[str]:
     """Run each GitHub call; an error is logged and returned, never raised (the job's results stand)."""
     errors = []
     for what, call in calls.items():
@@ -169,7 +167,6 @@ def _report_unreadable(
     client = github.client()
     _report(
         context,
-        github,
         repo,
         sha,
         {"set the failure status": lambda: client.set_status(repo, sha, "failure", problem, github.status_context)},
@@ -200,7 +197,8 @@ def ci_job(
     except ValueError as exc:
         _report_unreadable(context, github, output_store, job_key, str(exc))
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    client, settings = github.client(), github.settings()
+    settings = github.settings()
+    client = settings.client()
     run_url = settings.run_url(context.run.run_id)
     sha = plan.head_sha
     try:
@@ -211,7 +209,6 @@ def ci_job(
         reason = error_description(f"{type(exc).__name__} in the run")
         _report(
             context,
-            github,
             repo,
             sha,
             {
@@ -228,7 +225,7 @@ def ci_job(
     if number:
         body = results_comment(job_key, sha, plan, outcomes, run_url)
         calls["update the results comment"] = lambda: client.upsert_comment(repo, int(number), body)
-    errors = _report(context, github, repo, sha, calls)
+    errors = _report(context, repo, sha, calls)
     metadata: dict[str, Any] = {
         "state": state,
         "description": description,

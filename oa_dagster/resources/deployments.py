@@ -76,14 +76,17 @@ def ci_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     so the UI shows its name, never its value."""
     import dagster as dg
 
+    from oa_dagster.ci.github_api import GitHubSettings
+
     from .github import DEFAULT_SOURCES_REPO, CiSettings, GitHubResource
 
+    settings = GitHubSettings.from_env(env)
     return {
         "github": GitHubResource(
-            api_url=env.get("OA_GITHUB_API_URL") or "https://api.github.com",
-            token=dg.EnvVar("GITHUB_TOKEN") if env.get("GITHUB_TOKEN") else None,
-            status_context=env.get("OA_STATUS_CONTEXT") or "oa-dagster",
-            ui_url=env.get("OA_DAGSTER_UI_URL") or None,
+            api_url=settings.api_url,
+            token=dg.EnvVar("GITHUB_TOKEN") if settings.token else None,
+            status_context=settings.status_context,
+            ui_url=settings.ui_url,
             repo=env.get("OA_SOURCES_REPO") or DEFAULT_SOURCES_REPO,
         ),
         "ci": CiSettings(

@@ -300,15 +300,13 @@ def set_launcher(
         )
         context.log.info(f"{set_id}: {len(batch)} runs for {sum(total.values())} entries")
     for set_id, progress in list(open_sets.items()):
+        known = set_id in state.get("sets", {})
         chains = _chains(instance, set_id)  # before counting: a run that ended has stored all its events
-        changed = _count(instance, progress) or set_id not in state.get("sets", {})
+        done = known and chains.chains >= progress.runs_requested and chains.ended == chains.chains
+        # a finished set is recounted below: the incremental count would only be replaced, so it is not read
+        changed = done or _count(instance, progress) or not known
         if (chains.ended, chains.retries) != (progress.runs_finished, progress.retries):
             progress.runs_finished, progress.retries, changed = chains.ended, chains.retries, True
-        done = (
-            chains.chains >= progress.runs_requested
-            and chains.ended == chains.chains
-            and set_id in state.get("sets", {})
-        )
         if done or (changed and chains.retries):
             _recount(instance, progress)
         if done:
