@@ -240,3 +240,16 @@ def test_the_rules_the_run_tags_and_the_domain_library_import_no_dagster() -> No
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", f"imported by {modules}: {done.stdout}"
+
+
+def test_loading_the_code_location_imports_neither_the_web_app_nor_sqlalchemy() -> None:
+    """Every run process loads the code location: the webhook receiver's SQLAlchemy and Starlette (a quarter second)
+    are imported only where deliveries are read or served, never at load."""
+    code = (
+        "import sys, oa_dagster.definitions\n"
+        "print(sorted(m for m in ('sqlalchemy', 'starlette', 'uvicorn') if m in sys.modules))"
+    )
+    env = {**os.environ, "OA_ENV": "local", "OA_WEBHOOK_SECRET": "s", "OA_WEBHOOK_DB": "sqlite:///unused.db"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

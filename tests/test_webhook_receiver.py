@@ -26,8 +26,9 @@ import yaml
 from oa_dagster.cli_hooks import add_hook_commands
 from oa_dagster.platform.store import LocalStore
 from oa_dagster.webhook.app import create_app
-from oa_dagster.webhook.deliveries import PG_ENV, PG_PORT, DeliveryFields, DeliveryStore, default_database_url
-from oa_dagster.webhook.hooks import DEFAULT_MAX_BODY_BYTES, hook_routes, hook_settings_from_env
+from oa_dagster.webhook.deliveries import DeliveryFields, DeliveryStore
+from oa_dagster.webhook.hooks import DEFAULT_MAX_BODY_BYTES, hook_routes
+from oa_dagster.webhook.settings import PG_ENV, PG_PORT, default_database_url, hook_settings_from_env
 from oa_dagster.webhook.signatures import parse_secrets, sign, verify
 from tests.platform_helpers import ROOT, postgres_or_skip
 from tests.servers.apps import AppServers

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from oa_dagster.local_home import DEFAULT_HOME
 
 if TYPE_CHECKING:
-    from oa_dagster.webhook.hooks import HookSettings
+    from oa_dagster.webhook.settings import HookSettings
 
 DEFAULT_SET_CRON = "0 3 * * 6"
 
@@ -162,13 +162,13 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
 def webhook_settings(env: Mapping[str, str] = os.environ) -> HookSettings:
     """`POST /hook`'s secrets (`OA_WEBHOOK_SECRET`) and deliveries database (`OA_WEBHOOK_DB`, else the production
     Postgres of `DAGSTER_PG_*`, else `$DAGSTER_HOME/webhook.db`)."""
-    from oa_dagster.webhook.hooks import hook_settings_from_env
+    from oa_dagster.webhook.settings import hook_settings_from_env
 
     return hook_settings_from_env(env)
 
 
 def webhook_database_url(env: Mapping[str, str] = os.environ) -> str:
     """The deliveries database `oa-dagster hooks` and `serve` share, whether or not a secret is set."""
-    from oa_dagster.webhook.deliveries import default_database_url
+    from oa_dagster.webhook.settings import default_database_url
 
     return default_database_url(env)

@@ -11,6 +11,10 @@ moves on: a redelivery or the next push retries it. The output store failing sto
 delivery, so the next tick tries it again.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from oa_dagster.assets.ci_jobs import CI_PARTITIONS, plan_key, write_job_record
@@ -22,7 +26,9 @@ from oa_dagster.platform.store import OutputStore
 from oa_dagster.resources.github import CiSettings, GitHubResource
 from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.run_tags import CI_JOB_TAG, CI_PRIORITY, MAX_RUNTIME_TAG, PRIORITY_TAG
-from oa_dagster.webhook.deliveries import Delivery, DeliveryStore, StoreUnavailable
+
+if TYPE_CHECKING:
+    from oa_dagster.webhook.deliveries import Delivery
 
 PR_ACTIONS = frozenset({"opened", "synchronize", "reopened", "ready_for_review"})
 PAGE = 100
@@ -91,6 +97,9 @@ def ci_jobs_sensor(
         return dg.SkipReason("CI jobs are off: no webhook secret is configured (OA_WEBHOOK_SECRET)")
     if not github.token:
         return dg.SkipReason("CI jobs are off: no GitHub token is configured (GITHUB_TOKEN)")
+    # imported here: SQLAlchemy costs a quarter second, and every run process loads the code location
+    from oa_dagster.webhook.deliveries import DeliveryStore, StoreUnavailable
+
     cursor = int(context.cursor or 0)
     deliveries = DeliveryStore(ci.deliveries_url)
     try:

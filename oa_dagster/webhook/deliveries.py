@@ -20,17 +20,11 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from oa_dagster.local_home import DEFAULT_HOME
-
 # What deploy/production/dagster.yaml reads for the instance's Postgres (its port is fixed there too).
-PG_ENV = ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
-PG_PORT = 5432
-SQLITE_NAME = "webhook.db"
 # GitHub gives up on a delivery after 10 s: every wait below ends well before, so the answer is a 503, not a
 # timeout GitHub reports without a status.
 SQLITE_BUSY_SECONDS = 5.0
@@ -128,32 +122,6 @@ class MaintenanceState:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(DeliveryFields))
-
-
-def default_database_url(env: Mapping[str, str]) -> str:
-    """Where deliveries go: `OA_WEBHOOK_DB`; else the production instance's Postgres when its variables are set;
-    else a SQLite file in the local instance's home. Half of the Postgres variables is an error, not a silent
-    SQLite file that the code server (another process, maybe another machine) would never read."""
-    if env.get("OA_WEBHOOK_DB"):
-        return env["OA_WEBHOOK_DB"]
-    present = [name for name in PG_ENV if name in env]
-    if present:
-        missing = [name for name in PG_ENV if name not in env or (not env[name] and name != "DAGSTER_PG_PASSWORD")]
-        if missing:
-            raise ValueError(
-                f"the production Postgres is half configured: {', '.join(missing)} not set "
-                f"(set all of {', '.join(PG_ENV)}, or OA_WEBHOOK_DB)"
-            )
-        user, password = quote(env["DAGSTER_PG_USER"], safe=""), quote(env["DAGSTER_PG_PASSWORD"], safe="")
-        login = f"{user}:{password}" if password else user
-        database = quote(env["DAGSTER_PG_DB"], safe="")
-        return f"postgresql+psycopg2://{login}@{env['DAGSTER_PG_HOST']}:{PG_PORT}/{database}"
-    if env.get("OA_ENV") == "production":
-        raise ValueError(
-            f"OA_ENV=production needs a shared deliveries database: set OA_WEBHOOK_DB or {', '.join(PG_ENV)}"
-        )
-    home = Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else DEFAULT_HOME / "dagster_home"
-    return f"sqlite:///{(home / SQLITE_NAME).absolute()}"
 
 
 def _safe_reason(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -26,9 +26,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .deliveries import DeliveryStore, StoreUnavailable, default_database_url
+from .deliveries import DeliveryStore, StoreUnavailable
 from .payloads import Ignored, PayloadError, extract
-from .signatures import SIGNATURE_HEADER, parse_secrets, verify
+from .signatures import SIGNATURE_HEADER, verify
 
 # GitHub caps payloads at 25 MB and drops larger ones before sending. Real CI payloads are far smaller (a push
 # lists at most 20 commits, a pull request is a few tens of KB), and a signed 10 MiB body is stored whole, so 10 MiB
@@ -38,19 +38,6 @@ DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # GitHub's are UU
 NO_STORE = {"Cache-Control": "no-store"}
 
 log = logging.getLogger("oa_dagster.webhook")
-
-
-class HookSettings(NamedTuple):
-    secrets: list[str]
-    database_url: str | None  # None when there is no secret: nothing would be accepted, no database is needed
-
-
-def hook_settings_from_env(env: Mapping[str, str]) -> HookSettings:
-    """What `oa-dagster serve` needs for `/hook`: the secrets of `OA_WEBHOOK_SECRET` (comma-separated, any one
-    verifies) and the deliveries database (`default_database_url`). Raises ValueError for a half-configured
-    Postgres."""
-    secrets = parse_secrets(env.get("OA_WEBHOOK_SECRET"))
-    return HookSettings(secrets, default_database_url(env) if secrets else None)
 
 
 def _answer(code: int, headers: Mapping[str, str] | None = None, /, **body: Any) -> JSONResponse:
