@@ -26,13 +26,14 @@ from oa_dagster.jobs.layers import LAYER_JOBS
 from oa_dagster.jobs.quality_gate import accept_held_run_job
 from oa_dagster.resources.deployments import DEFAULT_SET_CRON, deployment
 from oa_dagster.run_tags import CODE_REFERENCES_KEY
+from oa_dagster.sensors.ci_job_reports import CI_REPORT_SENSORS
 from oa_dagster.sensors.ci_jobs import CI_SENSORS
 from oa_dagster.sensors.cleanup import DEFAULT_CLEANUP_CRON, build_cleanup_schedule
 from oa_dagster.sensors.sets import SET_SENSORS, build_set_schedule, progress_metadata
 
 ASSETS = [*CATALOG_ASSETS, *LAYER_ASSETS, *SET_ASSETS, *CI_ASSETS]
 JOBS = [*CATALOG_JOBS, *LAYER_JOBS.values(), accept_held_run_job, cleanup_job, *CI_JOBS]
-SENSORS = [*SET_SENSORS, *CI_SENSORS]
+SENSORS = [*SET_SENSORS, *CI_SENSORS, *CI_REPORT_SENSORS]
 
 
 def build_definitions(

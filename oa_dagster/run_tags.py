@@ -14,6 +14,8 @@ LAUNCH_TAG = "oa/launch"  # on a catalog run: which entries the set sensor launc
 LAUNCH_ALL, LAUNCH_CHANGED = "all", "changed"  # its values; any other value (or none) launches nothing
 CATALOG_TAG = "oa/catalog"  # on a layer run: the id of the stored catalog its entries come from
 CI_JOB_TAG = "oa/ci_job"  # on a CI job run: its job key (`pr-<number>-<sha7>`), also its partition key
+CI_PR_TAG = "oa/ci_pr"  # on a CI job run of a pull request: its number (a newer head supersedes the run)
+CI_PUSH_TAG = "oa/ci_push"  # on the production run a push to the default branch starts: the pushed commit
 ENTRIES_TAG = "oa/entries"  # on a set run: how many entries its partition range holds (shown in the Runs list)
 INSTANCE_LOST_TAG = "oa/instance_lost"  # "true": the run failed because the instance was unreachable; "retry":
 # the retry of such a run, which set itself back to retrying crashes only

@@ -178,6 +178,19 @@ def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subpr
         daemon.wait()
 
 
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float, log: Path | None = None) -> Any:
+    """Poll until `predicate()` returns something truthy (bounded: a stuck daemon fails the test, not CI); the
+    end of `log` (the daemon's) is in the message when it times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
 GraphQL = Callable[..., dict[str, Any]]  # graphql(query, **variables) -> the answer's "data"
 
 

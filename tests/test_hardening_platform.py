@@ -38,22 +38,13 @@ from tests.platform_helpers import (
     write_csv,
     write_source,
 )
+from tests.platform_helpers import (
+    wait_for as _wait,
+)
 from tests.servers.downloads import DownloadServer
 from tests.servers.fixtures import MOTO_CREDS, moto_bucket
 
 CSV = "lon,lat,num,street\n" + "".join(f"-122.{i:04d},37.{i:04d},{i + 1},MAIN ST\n" for i in range(3))
-
-
-def _wait(what: str, predicate: Callable[[], Any], timeout: float, log: Path | None = None) -> Any:
-    """Poll until `predicate()` returns something truthy (bounded: a stuck daemon fails the test, not CI)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
 
 def _served_sources(tmp: Path, server: DownloadServer, count: int) -> Path:

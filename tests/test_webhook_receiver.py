@@ -9,10 +9,8 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,84 +28,9 @@ from oa_dagster.webhook.deliveries import DeliveryFields, DeliveryStore
 from oa_dagster.webhook.hooks import DEFAULT_MAX_BODY_BYTES, hook_routes
 from oa_dagster.webhook.settings import PG_ENV, PG_PORT, default_database_url, hook_settings_from_env
 from oa_dagster.webhook.signatures import parse_secrets, sign, verify
+from tests.ci_deliveries import BASE, BEFORE, HEAD, REPO, SECRET, Receiver, comment_payload, pr_payload, push_payload
 from tests.platform_helpers import ROOT, postgres_or_skip
 from tests.servers.apps import AppServers
-
-SECRET = "s3cret-for-tests"
-REPO = "openaddresses/openaddresses"
-HEAD, BASE, BEFORE = "a" * 40, "b" * 40, "c" * 40
-
-
-def pr_payload(action: str = "opened", number: int = 42, head: str = HEAD) -> dict[str, Any]:
-    return {
-        "action": action,
-        "number": number,
-        "pull_request": {
-            "number": number,
-            "merged": False,
-            "head": {"sha": head, "ref": "add-berkeley", "repo": {"full_name": "someone/openaddresses"}},
-            "base": {"sha": BASE, "ref": "master", "repo": {"full_name": REPO}},
-        },
-        "repository": {"full_name": REPO, "name": "openaddresses", "owner": {"login": "openaddresses"}},
-        "sender": {"login": "someone"},
-    }
-
-
-def push_payload(deleted: bool = False) -> dict[str, Any]:
-    return {
-        "ref": "refs/heads/add-berkeley",
-        "before": BEFORE,
-        "after": "0" * 40 if deleted else HEAD,
-        "deleted": deleted,
-        "created": False,
-        "forced": False,
-        "commits": [],
-        "head_commit": None,
-        "repository": {"full_name": REPO},
-        "sender": {"login": "someone"},
-    }
-
-
-def comment_payload(body: str = "re-run this, please", on_pr: bool = True) -> dict[str, Any]:
-    issue: dict[str, Any] = {"number": 42, "title": "Add Berkeley"}
-    if on_pr:
-        issue["pull_request"] = {"url": f"https://api.github.com/repos/{REPO}/pulls/42"}
-    return {
-        "action": "created",
-        "issue": issue,
-        "repository": {"full_name": REPO},
-        "sender": {"login": "maintainer"},
-        "comment": {"body": body, "user": {"login": "maintainer"}, "author_association": "MEMBER"},
-    }
-
-
-@dataclass
-class Receiver:
-    base: str
-    store: DeliveryStore
-
-    def post(
-        self,
-        event: str | None,
-        body: bytes | dict[str, Any],
-        *,
-        delivery: str | None = None,
-        secret: str | None = SECRET,
-        signature: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> requests.Response:
-        """A delivery as GitHub sends it; `delivery=None` makes a new delivery id, `secret=None` leaves it unsigned."""
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        sent = {
-            "Content-Type": "application/json",
-            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-            "User-Agent": "GitHub-Hookshot/test",
-        }
-        if event is not None:
-            sent["X-GitHub-Event"] = event
-        if signature is not None or secret is not None:
-            sent["X-Hub-Signature-256"] = signature or sign(secret or "", raw)
-        return requests.post(f"{self.base}/hook", data=raw, headers={**sent, **(headers or {})}, timeout=30)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,23 +1,25 @@
-"""The `ci_job` asset: one partition per CI job (`pr-<number>-<sha7>`), added by the CI sensor.
+"""The `ci_job` asset: one partition per CI job (`pr-<number>-<sha7>`, `push-<sha7>`), added by the CI sensor.
 
 A run reads the job's record (`jobs/<key>/plan.json`, written by the sensor, so a retried run finds it again),
 processes every planned entry with `platform.entry_processing` under the store root `jobs/<key>/` (so production
-`latest/` pointers are never touched) with downloads limited to public addresses (plus `OA_CI_ALLOW_HOSTS`),
-then tells GitHub: the final commit status and the one results comment. A contributor's broken source is a
-`failure` status, not a failed run; GitHub being unreachable while reporting is logged and kept in the metadata,
-not a failed run either (the outputs are there, and a re-run would only repeat the work). A crash sets `error`.
+`latest/` pointers are never touched) with downloads limited to public addresses (plus `OA_CI_ALLOW_HOSTS`)
+and the whole job held to a wall-clock cap, writes `jobs/<key>/result.json`, then tells GitHub: the final
+commit status and the one results comment. A contributor's broken source is a `failure` status, not a failed
+run; GitHub being unreachable while reporting is not a failed run either (the outputs are there): the reports
+wait in the outbox (`ci/outbox.py`) and `ci_reports_sensor` sends them when GitHub is back. A crash sets
+`error`; a job superseded by a newer head (`jobs/<key>/superseded.json`, written by the sensor) reports nothing.
 """
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+import threading
+import time
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from oa_dagster.ci.github_api import GitHubError
 from oa_dagster.ci.plan import JobPlan, PlannedEntry
-from oa_dagster.ci.reporting import EntryOutcome, error_description, final_status, results_comment
-from oa_dagster.platform.entry_processing import EntryOptions, EntryResult, process_entry
+from oa_dagster.ci.reporting import LINK_ORDER, EntryOutcome, error_description, final_status, results_comment
+from oa_dagster.platform.entry_processing import Cancelled, EntryOptions, EntryResult, process_entry
 from oa_dagster.platform.store import OutputStore, get_json, put_json
 from oa_dagster.platform.store_layout import job_prefix
 from oa_dagster.resources.github import CiSettings, GitHubResource
@@ -27,6 +29,9 @@ from oa_dagster.sources.model import SourceInvalid
 
 from . import OWNERS
 
+if TYPE_CHECKING:
+    from oa_dagster.ci.report_sender import ReportSender
+
 CI_PARTITIONS = dg.DynamicPartitionsDefinition(name="ci_jobs")
 POOL = "oa_ci_jobs"  # its own pool: a weekly set filling `oa_layer_runs` never starves a pull request
 
@@ -34,6 +39,16 @@ POOL = "oa_ci_jobs"  # its own pool: a weekly set filling `oa_layer_runs` never 
 def plan_key(job_key: str) -> str:
     """Where the sensor stores a job's record: the plan and where to report (repo, number, head sha)."""
     return f"{job_prefix(job_key)}/plan.json"
+
+
+def superseded_key(job_key: str) -> str:
+    """Written by the sensor when a newer head of the pull request replaces this job (its run is canceled)."""
+    return f"{job_prefix(job_key)}/superseded.json"
+
+
+def result_key(job_key: str) -> str:
+    """The job's outcome as the run saw it: state, description, one row per entry (kept whatever GitHub does)."""
+    return f"{job_prefix(job_key)}/result.json"
 
 
 def write_job_record(store: OutputStore, job_key: str, repo: str, number: int | None, plan: JobPlan) -> None:
@@ -93,28 +108,60 @@ def _outcome(result: EntryResult, store: OutputStore) -> EntryOutcome:
 
 
 def run_ci_job(
-    job_key: str, plan: JobPlan, store: OutputStore, options: EntryOptions, run_id: str, log: Any
+    job_key: str,
+    plan: JobPlan,
+    store: OutputStore,
+    options: EntryOptions,
+    run_id: str,
+    log: Any,
+    *,
+    max_seconds: float | None = None,
 ) -> list[EntryOutcome]:
-    """Every planned entry, one after the other, published under `jobs/<key>/`; never raises for an entry."""
+    """Every planned entry, one after the other, published under `jobs/<key>/`; never raises for an entry.
+
+    `max_seconds` caps the whole job's wall clock: the entry in hand is stopped at its next progress callback
+    (a download chunk, a conform batch) and the entries after it are not started, each saying why.
+    """
     outcomes = []
-    for entry in plan.entries:
-        try:
-            entry.layer_entry()  # the strict rule again: the record in the store could have been edited
-        except SourceInvalid as exc:
-            outcomes.append(EntryOutcome(entry.layer, entry.partition_key, problem=f"invalid source: {exc}"))
-            continue
-        result = process_entry(
-            _one_entry_catalog(job_key, entry),
-            entry.layer,
-            entry.partition_key,
-            store,
-            options,
-            run_id=run_id,
-            root=job_prefix(job_key),
-        )
-        for level, message in result.log_lines:
-            log.log(level, message)
-        outcomes.append(_outcome(result, store))
+    out_of_time = threading.Event()
+    timer = threading.Timer(max_seconds, out_of_time.set) if max_seconds else None
+    started = time.monotonic()
+    cap = f"the job's time cap of {max_seconds:g} s was reached" if max_seconds else ""
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        for entry in plan.entries:
+            if out_of_time.is_set():
+                outcomes.append(EntryOutcome(entry.layer, entry.partition_key, problem=f"not run: {cap}"))
+                continue
+            try:
+                entry.layer_entry()  # the strict rule again: the record in the store could have been edited
+            except SourceInvalid as exc:
+                outcomes.append(EntryOutcome(entry.layer, entry.partition_key, problem=f"invalid source: {exc}"))
+                continue
+            try:
+                result = process_entry(
+                    _one_entry_catalog(job_key, entry),
+                    entry.layer,
+                    entry.partition_key,
+                    store,
+                    options,
+                    run_id=run_id,
+                    root=job_prefix(job_key),
+                    cancelled=out_of_time,
+                )
+            except Cancelled:
+                seconds = time.monotonic() - started
+                log.error(f"{entry.partition_key}: stopped after {seconds:.0f} s: {cap}")
+                outcomes.append(EntryOutcome(entry.layer, entry.partition_key, problem=f"stopped: {cap}"))
+                continue
+            for level, message in result.log_lines:
+                log.log(level, message)
+            outcomes.append(_outcome(result, store))
+    finally:
+        if timer is not None:
+            timer.cancel()
     return outcomes
 
 
@@ -127,6 +174,7 @@ def _entries_table(outcomes: list[EntryOutcome]) -> dg.TableMetadataValue:
                     "entry": o.key,
                     "features": o.feature_count if o.feature_count is not None else -1,
                     "problem": o.problem or "",
+                    **{role: o.links.get(role, "") for role in LINK_ORDER},
                 }
             )
             for o in outcomes
@@ -137,25 +185,36 @@ def _entries_table(outcomes: list[EntryOutcome]) -> dg.TableMetadataValue:
                 dg.TableColumn("entry", "string"),
                 dg.TableColumn("features", "int", description="-1: no output"),
                 dg.TableColumn("problem", "string"),
+                *[
+                    dg.TableColumn(role, "string", description=f"the {role} through the download app")
+                    for role in LINK_ORDER
+                ],
             ]
         ),
     )
 
 
-def _report(context: dg.AssetExecutionContext, repo: str, sha: str, calls: Mapping[str, Any]) -> list[str]:
-    """Run each GitHub call; an error is logged and returned, never raised (the job's results stand)."""
-    errors = []
-    for what, call in calls.items():
-        try:
-            call()
-        except (GitHubError, OSError) as exc:
-            context.log.error(f"GitHub: could not {what} on {repo}@{sha[:7]}: {exc}")
-            errors.append(f"{what}: {exc}")
-    return errors
+def _sender(github: GitHubResource, ci: CiSettings) -> "ReportSender":
+    """Reports go through the outbox (and are re-sent when GitHub is back) whenever webhooks are configured."""
+    from oa_dagster.ci.report_sender import ReportSender  # SQLAlchemy: only in CI runs, not at definitions load
+
+    return ReportSender(github.client(), ci.outbox())
+
+
+def _log_errors(context: dg.AssetExecutionContext, job_key: str, errors: dict[str, str | None]) -> list[str]:
+    failed = [f"{what}: {error}" for what, error in errors.items() if error]
+    for line in failed:
+        context.log.error(f"{job_key}: GitHub could not take the {line} (kept; sent again when GitHub is back)")
+    return failed
 
 
 def _report_unreadable(
-    context: dg.AssetExecutionContext, github: GitHubResource, store: OutputStore, job_key: str, problem: str
+    context: dg.AssetExecutionContext,
+    sender: "ReportSender",
+    github: GitHubResource,
+    store: OutputStore,
+    job_key: str,
+    problem: str,
 ) -> None:
     """An unreadable plan: `failure` naming the file, when the record still says which commit (best effort)."""
     try:
@@ -164,13 +223,22 @@ def _report_unreadable(
     except Exception:
         context.log.error(f"{job_key}: {problem}; no commit to report it on")
         return
-    client = github.client()
-    _report(
-        context,
-        repo,
-        sha,
-        {"set the failure status": lambda: client.set_status(repo, sha, "failure", problem, github.status_context)},
-    )
+    error = sender.status(repo, sha, job_key, "failure", problem, github.status_context)
+    _log_errors(context, job_key, {"failure status": error})
+
+
+def is_superseded(store: OutputStore, job_key: str) -> bool:
+    return store.exists(superseded_key(job_key))
+
+
+def _result(state: str, description: str, sha: str, run_id: str, outcomes: list[EntryOutcome]) -> dict[str, Any]:
+    return {
+        "state": state,
+        "description": description,
+        "head_sha": sha,
+        "run_id": run_id,
+        "entries": [dataclasses.asdict(outcome) for outcome in outcomes],
+    }
 
 
 @dg.asset(
@@ -180,8 +248,9 @@ def _report_unreadable(
     group_name="ci",
     kinds={"python", "github"},
     owners=OWNERS,
-    description="A pull request's changed entries, processed under jobs/<job key>/ in the store (never latest/), "
-    "with the commit status and results comment on GitHub. Partitions are added by ci_jobs_sensor.",
+    description="A pull request's (or a pushed branch's) changed entries, processed under jobs/<job key>/ in the "
+    "store (never latest/), with the commit status and results comment on GitHub. Partitions are added by "
+    "ci_jobs_sensor.",
 )
 def ci_job(
     context: dg.AssetExecutionContext,
@@ -190,42 +259,62 @@ def ci_job(
     github: GitHubResource,
     ci: CiSettings,
 ) -> dg.MaterializeResult:
+    sender = _sender(github, ci)
+    try:
+        return _check(context, store.get_store(), processing, github, ci, sender)
+    finally:
+        sender.close()
+
+
+def _check(
+    context: dg.AssetExecutionContext,
+    output_store: OutputStore,
+    processing: ProcessingSettings,
+    github: GitHubResource,
+    ci: CiSettings,
+    sender: "ReportSender",
+) -> dg.MaterializeResult:
     job_key = context.partition_key
-    output_store = store.get_store()
     try:
         repo, number, plan = read_job_record(output_store, job_key)
     except ValueError as exc:
-        _report_unreadable(context, github, output_store, job_key, str(exc))
+        _report_unreadable(context, sender, github, output_store, job_key, str(exc))
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    settings = github.settings()
-    client = settings.client()
-    run_url = settings.run_url(context.run.run_id)
+    run_id = context.run.run_id
+    run_url = github.settings().run_url(run_id)
     sha = plan.head_sha
     try:
         outcomes = run_ci_job(
-            job_key, plan, output_store, ci_entry_options(processing, ci), context.run.run_id, context.log
+            job_key,
+            plan,
+            output_store,
+            ci_entry_options(processing, ci),
+            run_id,
+            context.log,
+            max_seconds=ci.job_max_runtime_seconds,
         )
     except BaseException as exc:
-        reason = error_description(f"{type(exc).__name__} in the run")
-        _report(
-            context,
-            repo,
-            sha,
-            {
-                "set the error status": lambda: client.set_status(
-                    repo, sha, "error", reason, github.status_context, run_url
-                )
-            },
-        )
+        if not is_superseded(output_store, job_key):  # superseded: the sensor has said so already
+            reason = error_description(f"{type(exc).__name__} in the run")
+            error = sender.status(repo, sha, job_key, "error", reason, github.status_context, run_url)
+            _log_errors(context, job_key, {"error status": error})
+            try:  # so the failure sensor knows this run reported
+                put_json(output_store, result_key(job_key), _result("error", reason, sha, run_id, []))
+            except Exception as store_exc:
+                context.log.error(f"{job_key}: could not record the error result: {store_exc}")
         raise
     state, description = final_status(outcomes, plan)
-    calls: dict[str, Any] = {
-        "set the final status": lambda: client.set_status(repo, sha, state, description, github.status_context, run_url)
-    }
-    if number:
-        body = results_comment(job_key, sha, plan, outcomes, run_url)
-        calls["update the results comment"] = lambda: client.upsert_comment(repo, int(number), body)
-    errors = _report(context, repo, sha, calls)
+    put_json(output_store, result_key(job_key), _result(state, description, sha, run_id, outcomes))
+    errors: dict[str, str | None] = {}
+    superseded = is_superseded(output_store, job_key)
+    if superseded:
+        context.log.info(f"{job_key}: superseded by a newer head; its result is kept, GitHub is not told")
+    else:
+        errors["final status"] = sender.status(repo, sha, job_key, state, description, github.status_context, run_url)
+        if number:
+            body = results_comment(job_key, sha, plan, outcomes, run_url)
+            errors["results comment"] = sender.comment(repo, int(number), job_key, body)
+    failed = _log_errors(context, job_key, errors)
     metadata: dict[str, Any] = {
         "state": state,
         "description": description,
@@ -233,7 +322,9 @@ def ci_job(
         "entries": _entries_table(outcomes),
         "feature_count": sum(o.feature_count or 0 for o in outcomes),
         "invalid_files": dg.MetadataValue.json({path: list(e) for path, e in plan.invalid.items()}),
-        "github_errors": dg.MetadataValue.json(errors),
+        "github_errors": dg.MetadataValue.json(failed),
+        "superseded": superseded,
+        "result": dg.MetadataValue.url(output_store.url(result_key(job_key))),
     }
     if number:
         metadata["pull_request"] = dg.MetadataValue.url(github.pull_request_url(repo, int(number)))

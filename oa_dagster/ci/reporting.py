@@ -81,6 +81,8 @@ def final_status(outcomes: Iterable[EntryOutcome], plan: JobPlan | None = None) 
     if not outcomes:
         if plan is not None and plan.files:
             return "success", status_description(f"No changed entries in {_files_phrase(plan.files)}")
+        if plan is not None and plan.removed:
+            return "success", status_description(f"Removes {_files_phrase(plan.removed)}: nothing to check")
         return "success", NO_SOURCE_CHANGES
     features = sum(outcome.feature_count or 0 for outcome in outcomes)
     return "success", status_description(f"{_entries(len(outcomes))} processed: {_plural(features, 'feature')}")

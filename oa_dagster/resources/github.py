@@ -6,10 +6,15 @@ its rules live in `ci/github_api.py`, without Dagster.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from oa_dagster.ci.github_api import DEFAULT_API_URL, DEFAULT_STATUS_CONTEXT, GitHubClient, GitHubSettings
 from oa_dagster.fetch.hosts import parse_allowed_hosts
+
+if TYPE_CHECKING:
+    from oa_dagster.ci.outbox import ReportOutbox
 
 DEFAULT_SOURCES_REPO = "openaddresses/openaddresses"
 DEFAULT_JOB_MAX_RUNTIME_SECONDS = 3600  # a pull request waits on the job: an hour is already long
@@ -23,12 +28,13 @@ class GitHubResource(dg.ConfigurableResource):
     status_context: str = DEFAULT_STATUS_CONTEXT
     ui_url: str | None = None  # the Dagster UI's base URL, for links to runs
     repo: str = DEFAULT_SOURCES_REPO  # the sources repository whose pull requests are checked
+    retries: int = 4  # retries of a call on 5xx and rate limits (what is still refused waits in the outbox)
 
     def settings(self) -> GitHubSettings:
         return GitHubSettings(self.api_url, self.token, self.status_context, self.ui_url)
 
     def client(self) -> GitHubClient:
-        return self.settings().client()
+        return self.settings().client(retries=self.retries)
 
     def pull_request_url(self, repo: str, number: int) -> str:
         """The pull request's page: github.com, or an Enterprise server's UI (its API is under `/api/v3`)."""
@@ -42,7 +48,16 @@ class CiSettings(dg.ConfigurableResource):
 
     deliveries_url: str | None = None  # the webhook deliveries database; None: webhooks are off (no secret)
     allowed_hosts: str = ""  # `OA_CI_ALLOW_HOSTS`: exceptions to the public-addresses-only rule
-    job_max_runtime_seconds: int = DEFAULT_JOB_MAX_RUNTIME_SECONDS  # `dagster/max_runtime` on CI runs
+    job_max_runtime_seconds: int = DEFAULT_JOB_MAX_RUNTIME_SECONDS  # the job's wall-clock cap
+    report_backoff_seconds: float = 30.0  # the first wait before a report GitHub refused is sent again
+
+    def outbox(self) -> ReportOutbox | None:
+        """Where reports wait for GitHub: the deliveries database (None: webhooks are off)."""
+        if not self.deliveries_url:
+            return None
+        from oa_dagster.ci.outbox import ReportOutbox  # SQLAlchemy: imported by CI work only
+
+        return ReportOutbox(self.deliveries_url, backoff_seconds=self.report_backoff_seconds)
 
     def allowed(self) -> frozenset[str]:
         """The allowlist entries; a malformed one raises ValueError naming it."""

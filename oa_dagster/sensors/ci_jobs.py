@@ -1,94 +1,263 @@
-"""`ci_jobs_sensor`: turns stored webhook deliveries into CI job runs.
+"""`ci_jobs_sensor`: turns stored webhook deliveries into CI job runs (`ci/triggers.py` says which).
 
-Handled now: `pull_request` opened, synchronize, reopened and ready_for_review on the sources repository. The
-sensor lists the pull request's files, plans the job (`ci/plan.py`), stores the plan at `jobs/<key>/plan.json`,
-adds the `ci_jobs` partition, sets the `pending` status and requests the run. A pull request with no source
-change gets `success` "No source changes" at once and no run. Ignored for now (they advance the cursor): closed
-pull requests, pushes, re-run comments and every other event; pushes and re-run comments come next.
+For each job the sensor lists the changed files (pull request files, or the comparison of a push), plans the
+job (`ci/plan.py`), stores the plan at `jobs/<key>/plan.json`, adds the `ci_jobs` partition, sets the `pending`
+status and requests the run. Nothing to run: the final status at once (no source file: "No source changes").
+A newer head of a pull request supersedes its job still queued or running: that run is canceled and its commit
+gets `error` "Superseded by <sha7>" (no status stays `pending`). A push to the default branch requests
+`launch_changed_entries_job` at the pushed commit instead of a CI job.
 
-The cursor is the last delivery id handled. GitHub failing while a job is planned sets `error` (best effort) and
-moves on: a redelivery or the next push retries it. The output store failing stops the tick before that
-delivery, so the next tick tries it again.
+The cursor is the last delivery id handled. GitHub failing while a job is planned sets `error` (best effort,
+re-sent by `ci_reports_sensor` when GitHub is back) and moves on: a re-run comment or the next push retries it.
+The output store failing stops the tick before that delivery, so the next tick tries it again.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from oa_dagster.assets.ci_jobs import CI_PARTITIONS, plan_key, write_job_record
-from oa_dagster.ci.github_api import GitHubError
-from oa_dagster.ci.plan import job_key, plan_job
+from oa_dagster.assets.ci_jobs import CI_PARTITIONS, plan_key, superseded_key, write_job_record
+from oa_dagster.ci.github_api import ChangedFile, GitHubClient, GitHubError
+from oa_dagster.ci.plan import SHORT_SHA, job_key, plan_job
 from oa_dagster.ci.reporting import error_description, final_status, pending_description
+from oa_dagster.ci.triggers import PR_ACTIONS, is_null_sha, is_rerun_request, may_request_rerun, push_target
+from oa_dagster.jobs.catalog import launch_changed_entries_job
 from oa_dagster.jobs.ci_jobs import ci_job_job
-from oa_dagster.platform.store import OutputStore
+from oa_dagster.platform.store import OutputStore, get_json, put_json
 from oa_dagster.resources.github import CiSettings, GitHubResource
 from oa_dagster.resources.store import OutputStoreResource
-from oa_dagster.run_tags import CI_JOB_TAG, CI_PRIORITY, MAX_RUNTIME_TAG, PRIORITY_TAG
+from oa_dagster.run_tags import (
+    CI_JOB_TAG,
+    CI_PR_TAG,
+    CI_PRIORITY,
+    CI_PUSH_TAG,
+    MAX_RUNTIME_TAG,
+    PRIORITY_TAG,
+    RETRY_ON_FAILURE_TAG,
+)
 
 if TYPE_CHECKING:
-    from oa_dagster.webhook.deliveries import Delivery
+    from oa_dagster.ci.report_sender import ReportSender
+    from oa_dagster.webhook.deliveries import Delivery, DeliveryStore
 
-PR_ACTIONS = frozenset({"opened", "synchronize", "reopened", "ready_for_review"})
 PAGE = 100
+MAX_RUNTIME_GRACE_SECONDS = 300
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
-def _request(
-    log: dg.DagsterLogManager,
-    delivery: Delivery,
-    github: GitHubResource,
-    ci: CiSettings,
-    store: OutputStore,
-) -> dg.RunRequest | None:
-    """Plan one pull request delivery; a RunRequest when there is work. Store failures propagate (not handled)."""
-    repo, number, sha = github.repo, delivery.pr_number, delivery.head_sha
-    if not number or not sha:
-        log.warning(f"delivery {delivery.delivery_id}: pull_request without a number or head sha, ignored")
-        return None
+@dataclass
+class _Tick:
+    """One evaluation: the resources, and the run requests gathered so far."""
+
+    context: dg.SensorEvaluationContext
+    github: GitHubResource
+    ci: CiSettings
+    store: OutputStore
+    client: GitHubClient
+    sender: ReportSender
+    deliveries: DeliveryStore
+    requests: list[dg.RunRequest] = field(default_factory=list)
+
+    @property
+    def log(self) -> dg.DagsterLogManager:
+        return self.context.log
+
+    @property
+    def repo(self) -> str:
+        return self.github.repo
+
+    def status(self, key: str, sha: str, state: str, description: str) -> None:
+        error = self.sender.status(self.repo, sha, key, state, description, self.github.status_context)
+        if error:
+            self.log.error(f"{key}: could not set the {state} status (kept to send again): {error}")
+
+    def in_flight(self, **tags: str) -> list[dg.DagsterRun]:
+        """CI job runs queued or running with `tags` (by tag, not job name: a run launched from the UI counts)."""
+        return list(self.context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT, tags=tags)))
+
+
+def _start_job(
+    tick: _Tick,
+    key: str,
+    *,
+    sha: str,
+    base: str | None,
+    number: int | None,
+    files: Callable[[], list[ChangedFile]],
+    run_key: str,
+) -> None:
+    """Plan `key`, store its record, set `pending` and request its run (or report at once when empty)."""
     try:
-        key = job_key("pr", sha, number)
-    except ValueError as exc:
-        log.warning(f"delivery {delivery.delivery_id}: {exc}; ignored")
-        return None
-    if store.exists(plan_key(key)):  # a redelivery, or ready_for_review after opened at the same commit
-        log.info(f"{key}: already planned, not requested again")
-        return None
-    client = github.client()
-    try:
-        files = client.pull_request_files(repo, number)
-        plan = plan_job(client, repo, head_sha=sha, base_sha=delivery.base_sha, files=files)
+        plan = plan_job(tick.client, tick.repo, head_sha=sha, base_sha=base, files=files())
     except GitHubError as exc:
-        log.error(f"{key}: could not plan the job: {exc}")
-        try:
-            client.set_status(repo, sha, "error", error_description("GitHub could not be read"), github.status_context)
-        except GitHubError as status_exc:
-            log.error(f"{key}: could not set the error status either: {status_exc}")
-        return None
-    if plan.empty:  # nothing to run: tell GitHub now (no files: "No source changes")
+        tick.log.error(f"{key}: could not plan the job: {exc}")
+        tick.status(key, sha, "error", error_description("GitHub could not be read"))
+        return
+    if plan.empty:  # nothing to run: tell GitHub now (no source file: "No source changes")
         state, description = final_status([], plan)
-        _status(log, github, key, sha, state, description)
-        return None
-    write_job_record(store, key, repo, number, plan)
-    _status(log, github, key, sha, "pending", pending_description(plan))
-    tags = {PRIORITY_TAG: CI_PRIORITY, MAX_RUNTIME_TAG: str(ci.job_max_runtime_seconds), CI_JOB_TAG: key}
-    return dg.RunRequest(run_key=key, partition_key=key, tags=tags)
+        tick.status(key, sha, state, description)
+        return
+    write_job_record(tick.store, key, tick.repo, number, plan)
+    tick.status(key, sha, "pending", pending_description(plan))
+    tags = {
+        PRIORITY_TAG: CI_PRIORITY,
+        # a backstop: the run's own cap stops it first and says so; this one ends a run stuck past it
+        MAX_RUNTIME_TAG: str(tick.ci.job_max_runtime_seconds + MAX_RUNTIME_GRACE_SECONDS),
+        RETRY_ON_FAILURE_TAG: "false",  # a crashed worker is retried; a failed step would only fail again
+        CI_JOB_TAG: key,
+    }
+    if number:
+        tags[CI_PR_TAG] = str(number)
+    tick.requests.append(dg.RunRequest(run_key=run_key, partition_key=key, tags=tags, job_name=ci_job_job.name))
 
 
-def _status(log: dg.DagsterLogManager, github: GitHubResource, key: str, sha: str, state: str, text: str) -> None:
+def _supersede(tick: _Tick, number: int, new_key: str, new_sha: str) -> None:
+    """Cancel the pull request's other jobs still queued or running; their commits get `error`, not `pending`."""
+    for run in tick.in_flight(**{CI_PR_TAG: str(number)}):
+        old_key = run.tags.get(CI_JOB_TAG, "")
+        if not old_key or old_key == new_key:
+            continue
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        put_json(tick.store, superseded_key(old_key), {"by": new_key, "run_id": run.run_id, "at": at})
+        tick.context.instance.run_coordinator.cancel_run(run.run_id)
+        tick.log.info(f"{old_key}: superseded by {new_key}, run {run.run_id} canceled")
+        record = get_json(tick.store, plan_key(old_key)) or {}
+        old_sha = (record.get("plan") or {}).get("head_sha")
+        if old_sha:
+            tick.status(old_key, old_sha, "error", f"Superseded by {new_sha[:SHORT_SHA]}: the newer commit is checked")
+
+
+def _on_pull_request(tick: _Tick, delivery: Delivery) -> None:
+    if delivery.action not in PR_ACTIONS:
+        return  # closed (merged or not), edited, labeled...: nothing to check
+    number, sha = delivery.pr_number, delivery.head_sha
+    if not number or not sha:
+        tick.log.warning(f"delivery {delivery.delivery_id}: pull_request without a number or head sha, ignored")
+        return
+    key = job_key("pr", sha, number)
+    if tick.store.exists(plan_key(key)):  # a redelivery, or ready_for_review after opened at the same commit
+        tick.log.info(f"{key}: already planned, not requested again")
+        return
+    _supersede(tick, number, key, sha)
+    _start_job(
+        tick,
+        key,
+        sha=sha,
+        base=delivery.base_sha,
+        number=number,
+        files=lambda: tick.client.pull_request_files(tick.repo, number),
+        run_key=key,
+    )
+
+
+def _on_comment(tick: _Tick, delivery: Delivery) -> None:
+    number = delivery.pr_number
+    if not number or not is_rerun_request(delivery.comment_body):
+        return
     try:
-        github.client().set_status(github.repo, sha, state, text, github.status_context)
+        pull = tick.client.pull_request(tick.repo, number)
     except GitHubError as exc:
-        log.error(f"{key}: could not set the {state} status: {exc}")
+        tick.log.error(f"pull request #{number}: re-run asked, but the pull request could not be read: {exc}")
+        return
+    if pull.get("state") != "open":
+        tick.log.info(f"pull request #{number}: re-run asked on a {pull.get('state')} pull request, ignored")
+        return
+    if not may_request_rerun(delivery.author_association, delivery.comment_author, pull.get("author")):
+        tick.log.info(
+            f"pull request #{number}: re-run asked by {delivery.comment_author} "
+            f"({delivery.author_association}), who is neither its author nor has write access: ignored"
+        )
+        return
+    sha = str(pull.get("head_sha") or "")
+    key = job_key("pr", sha, number)
+    if tick.in_flight(**{CI_JOB_TAG: key}):
+        tick.log.info(f"{key}: re-run asked while it is queued or running: its result is coming")
+        return
+    _supersede(tick, number, key, sha)
+    _start_job(
+        tick,
+        key,
+        sha=sha,
+        base=pull.get("base_sha"),
+        number=number,
+        files=lambda: tick.client.pull_request_files(tick.repo, number),
+        run_key=f"{key}:rerun:{delivery.delivery_id}",
+    )
+
+
+def _default_branch(tick: _Tick, delivery: Delivery) -> str | None:
+    """The repository's default branch, as the push's own payload says (GitHub sends it with every push)."""
+    try:
+        payload = json.loads(tick.deliveries.payload(delivery.id) or "{}")
+    except ValueError:
+        return None
+    branch = (payload.get("repository") or {}).get("default_branch") if isinstance(payload, dict) else None
+    return branch if isinstance(branch, str) else None
+
+
+def _on_push(tick: _Tick, delivery: Delivery) -> None:
+    sha = delivery.head_sha
+    default = _default_branch(tick, delivery)
+    target = push_target(delivery.ref, sha, delivery.deleted, default)
+    if target.kind == "ignored" or not sha:
+        tick.log.info(f"delivery {delivery.delivery_id}: {target.reason or 'push without a commit'}, ignored")
+        return
+    if target.kind == "default":
+        tick.log.info(f"push to {target.branch} at {sha[:SHORT_SHA]}: production entries it changes are run")
+        tick.requests.append(
+            dg.RunRequest(
+                run_key=f"default-branch-{sha}",
+                job_name=launch_changed_entries_job.name,
+                run_config={"ops": {"source_catalog": {"config": {"ref": sha}}}},
+                tags={CI_PUSH_TAG: sha},
+            )
+        )
+        return
+    key = job_key("push", sha)
+    if tick.store.exists(plan_key(key)):
+        tick.log.info(f"{key}: already planned, not requested again")
+        return
+    base = default if is_null_sha(delivery.before_sha) else delivery.before_sha  # a new branch: its fork point
+    if not base:
+        tick.log.warning(f"{key}: a new branch and no default branch in the payload to compare with, ignored")
+        return
+    _start_job(
+        tick,
+        key,
+        sha=sha,
+        base=base,
+        number=None,
+        files=lambda: tick.client.compare_files(tick.repo, base, sha),
+        run_key=key,
+    )
+
+
+HANDLERS: dict[str, Callable[[_Tick, Any], None]] = {
+    "pull_request": _on_pull_request,
+    "push": _on_push,
+    "issue_comment": _on_comment,
+}
 
 
 @dg.sensor(
     name="ci_jobs_sensor",
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    job=ci_job_job,
-    description="Plans a CI job for each pull request opened or updated (stored webhook deliveries), sets its "
-    "pending status and launches ci_job for it.",
+    jobs=[ci_job_job, launch_changed_entries_job],
+    description="Turns webhook deliveries into CI jobs: pull requests opened or updated, pushes to branches and "
+    "re-run comments get a ci_job run with a pending status; a push to the default branch runs the production "
+    "entries it changes.",
 )
 def ci_jobs_sensor(
     context: dg.SensorEvaluationContext, github: GitHubResource, ci: CiSettings, store: OutputStoreResource
@@ -98,38 +267,38 @@ def ci_jobs_sensor(
     if not github.token:
         return dg.SkipReason("CI jobs are off: no GitHub token is configured (GITHUB_TOKEN)")
     # imported here: SQLAlchemy costs a quarter second, and every run process loads the code location
+    from oa_dagster.ci.report_sender import ReportSender
     from oa_dagster.webhook.deliveries import DeliveryStore, StoreUnavailable
 
     cursor = int(context.cursor or 0)
     deliveries = DeliveryStore(ci.deliveries_url)
+    outbox = ci.outbox()
+    client = github.client()
+    tick = _Tick(context, github, ci, store.get_store(), client, ReportSender(client, outbox), deliveries)
     try:
         page = deliveries.deliveries_after(cursor, PAGE, with_payload=False)
+        for delivery in page:
+            handler = HANDLERS.get(delivery.event)
+            if handler is not None and (delivery.repository or "").lower() == github.repo.lower():
+                try:
+                    handler(tick, delivery)
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:  # the store (or a bug): keep the cursor before this delivery, try again
+                    context.log.error(f"delivery {delivery.delivery_id}: not handled, retried next tick: {exc}")
+                    break
+            cursor = delivery.id
     except StoreUnavailable as exc:
-        return dg.SkipReason(f"the deliveries database is unavailable: {exc}")
+        if not tick.requests and cursor == int(context.cursor or 0):
+            return dg.SkipReason(f"the deliveries database is unavailable: {exc}")
+        context.log.error(f"the deliveries database failed mid-tick, the rest waits for the next tick: {exc}")
     finally:
         deliveries.close()
-    output_store = store.get_store()
-    requests: list[dg.RunRequest] = []
-    for delivery in page:
-        wanted = (
-            delivery.event == "pull_request"
-            and delivery.action in PR_ACTIONS
-            and (delivery.repository or "").lower() == github.repo.lower()
-        )
-        if wanted:
-            try:
-                request = _request(context.log, delivery, github, ci, output_store)
-            except Exception as exc:  # the store (or a bug): keep the cursor before this delivery, try again
-                context.log.error(f"delivery {delivery.delivery_id}: not handled, retried next tick: {exc}")
-                break
-            if request is not None:
-                requests.append(request)
-        cursor = delivery.id
+        tick.sender.close()
+    partitions = [r.partition_key for r in tick.requests if r.partition_key]
     return dg.SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=[CI_PARTITIONS.build_add_request([r.partition_key for r in requests])]
-        if requests
-        else [],
+        run_requests=tick.requests,
+        dynamic_partitions_requests=[CI_PARTITIONS.build_add_request(partitions)] if partitions else [],
         cursor=str(cursor),
     )
 

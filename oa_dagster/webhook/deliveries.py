@@ -12,25 +12,21 @@ sequence hands out ids before commit, so inserts take a table lock that plain re
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-# What deploy/production/dagster.yaml reads for the instance's Postgres (its port is fixed there too).
-# GitHub gives up on a delivery after 10 s: every wait below ends well before, so the answer is a 503, not a
-# timeout GitHub reports without a status.
-SQLITE_BUSY_SECONDS = 5.0
-PG_CONNECT_SECONDS = 3
-PG_LOCK_TIMEOUT = "5s"
-POOL_TIMEOUT_SECONDS = 5.0
+from .database import SqlDatabase, StoreUnavailable, safe_reason, utc
+
+__all__ = ["Delivery", "DeliveryFields", "DeliveryStore", "Recorded", "StoreUnavailable"]
+
+PG_LOCK_TIMEOUT = "5s"  # GitHub gives up on a delivery after 10 s: a 503 comes before
 MAINTENANCE_CACHE_SECONDS = 1.0
 MAX_PAGE = 1000
 
@@ -70,10 +66,6 @@ settings_table = sa.Table(
 )
 
 MAINTENANCE = "maintenance"
-
-
-class StoreUnavailable(Exception):
-    """The database could not be reached or refused the work; the message is safe to log (no SQL, no values)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,36 +116,6 @@ class MaintenanceState:
 FIELD_NAMES = tuple(f.name for f in fields(DeliveryFields))
 
 
-def _safe_reason(exc: BaseException) -> str:
-    """One line naming the failure: a DBAPI error's own first line, never SQLAlchemy's text with the statement
-    and its parameters (payloads, comment bodies)."""
-    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0][:300] if lines else 'no detail'}"
-
-
-def _make_engine(url: str) -> sa.Engine:
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(
-            parsed, connect_args={"timeout": SQLITE_BUSY_SECONDS}, pool_timeout=POOL_TIMEOUT_SECONDS
-        )
-
-        @sa.event.listens_for(engine, "connect")
-        def _wal(dbapi_connection: Any, _record: Any) -> None:
-            # WAL: readers (the sensor, `hooks list`) never block the receiver's writes; concurrent writers wait
-            # for each other up to the busy timeout instead of failing with "database is locked".
-            # (the busy timeout is sqlite3's `timeout` argument)
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.close()
-
-        return engine
-    connect_args = {"connect_timeout": PG_CONNECT_SECONDS} if parsed.get_backend_name() == "postgresql" else {}
-    # pre-ping: after a database restart the first delivery gets a fresh connection instead of a 503
-    return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_SECONDS)
-
-
 class DeliveryStore:
     """Deliveries and the maintenance switch in one SQL database (SQLite or Postgres), safe across threads and
     processes. Tables are created on first use; every database failure is raised as `StoreUnavailable`."""
@@ -165,60 +127,20 @@ class DeliveryStore:
         maintenance_cache_seconds: float = MAINTENANCE_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._engine = _make_engine(url)
-        self._ready = False
-        self._lock = threading.Lock()
-        # SQLite has one writer at a time and its busy handler waits by sleeping (up to 100 ms a try): with 8
-        # concurrent clients the 99th percentile was 350-390 ms, 100-130 ms with the threads of one process queued
-        # here instead (bench/bench_webhook.py). The busy timeout is left for other processes.
-        sqlite = self._engine.url.get_backend_name() == "sqlite"
-        self._write_lock: AbstractContextManager[Any] = threading.Lock() if sqlite else nullcontext()
+        self._db = SqlDatabase(url, metadata, "deliveries database")
         self._cache_seconds = maintenance_cache_seconds
         self._clock = clock
         self._cached: tuple[float, bool] | None = None  # (read at, on)
 
     def describe(self) -> str:
         """The URL without its password, for logs and messages."""
-        return self._engine.url.render_as_string(hide_password=True)
+        return self._db.describe()
 
     def close(self) -> None:
-        self._engine.dispose()
+        self._db.close()
 
-    @contextmanager
-    def _connect(self, *, write: bool) -> Iterator[sa.Connection]:
-        """A connection in a transaction (committed at the end), tables created first; database failures become
-        `StoreUnavailable`."""
-        try:
-            self._create_tables()
-            if not write:
-                with self._engine.connect() as conn:
-                    yield conn
-                return
-            with self._write_lock, self._engine.begin() as conn:
-                yield conn
-        except (
-            sa_exc.OperationalError,
-            sa_exc.InterfaceError,
-            sa_exc.InternalError,
-            sa_exc.TimeoutError,
-            OSError,
-        ) as exc:
-            raise StoreUnavailable(f"deliveries database {self.describe()}: {_safe_reason(exc)}") from exc
-
-    def _create_tables(self) -> None:
-        if self._ready:
-            return
-        with self._lock:
-            if self._ready:
-                return
-            if self._engine.url.get_backend_name() == "sqlite" and self._engine.url.database:
-                Path(self._engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                metadata.create_all(self._engine)
-            except (sa_exc.ProgrammingError, sa_exc.IntegrityError):
-                # another process created them between the check and the CREATE (Postgres): look again
-                metadata.create_all(self._engine)
-            self._ready = True
+    def _connect(self, *, write: bool) -> AbstractContextManager[sa.Connection]:
+        return self._db.connect(write=write)
 
     # -- deliveries -------------------------------------------------------------------------------------------
 
@@ -240,7 +162,7 @@ class DeliveryStore:
         except sa_exc.IntegrityError as exc:
             existing = self._id_of(delivery.delivery_id)
             if existing is None:  # not the delivery id's uniqueness: a real bug, say so
-                raise StoreUnavailable(f"deliveries database refused a row: {_safe_reason(exc)}") from exc
+                raise StoreUnavailable(f"deliveries database refused a row: {safe_reason(exc)}") from exc
             return Recorded(existing, duplicate=True)
 
     def _id_of(self, delivery_id: str) -> int | None:
@@ -297,7 +219,7 @@ class DeliveryStore:
                 )
             ).first()
         state = (
-            MaintenanceState(False, None) if row is None else MaintenanceState(row.value == "on", _utc(row.updated_at))
+            MaintenanceState(False, None) if row is None else MaintenanceState(row.value == "on", utc(row.updated_at))
         )
         self._cached = (self._clock(), state.on)
         return state
@@ -328,14 +250,7 @@ class DeliveryStore:
         self._cached = (self._clock(), on)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _delivery(row: Mapping[str, Any]) -> Delivery:
     values = dict(row)
-    values["received_at"] = _utc(values["received_at"])
+    values["received_at"] = utc(values["received_at"])
     return Delivery(**values)

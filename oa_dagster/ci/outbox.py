@@ -1,0 +1,202 @@
+"""GitHub reports (commit statuses, results comments) written down before they are sent, so none is lost.
+
+Each report is first recorded here, then sent. One GitHub could not take (down, or still rate limited after the
+client's own retries) stays unsent with its error and attempt count, and `ci_reports_sensor` sends it again
+with a growing backoff once GitHub is back. One row per target (a commit's status in our context, a pull
+request's results comment) holds only the newest wanted state, with a version: a late re-send can never leave
+an older state (`pending`) over a newer one (`success`), because a send that finds its row changed meanwhile
+marks the row unsent again and the newest state goes out next.
+
+The rows live in the webhook deliveries database (a SQLite file beside the local instance, or its Postgres).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from oa_dagster.webhook.database import SqlDatabase, utc
+
+BACKOFF_SECONDS = 30.0  # the first re-send waits this long, doubling each time
+MAX_BACKOFF_SECONDS = 3600.0
+MAX_ERROR = 500
+
+metadata = sa.MetaData()
+
+reports_table = sa.Table(
+    "oa_ci_reports",
+    metadata,
+    sa.Column("target", sa.String(400), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # status | comment
+    sa.Column("repo", sa.String(255), nullable=False),
+    sa.Column("sha", sa.String(64)),  # status: the commit
+    sa.Column("number", sa.Integer()),  # comment: the pull request
+    sa.Column("job_key", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),  # JSON: state/description/context/target_url, or the comment
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("sent_version", sa.Integer()),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One thing to tell GitHub. `body`: the status's fields, or `{"body": markdown}` for the comment."""
+
+    kind: str  # "status" or "comment"
+    repo: str
+    job_key: str
+    body: dict[str, Any]
+    sha: str | None = None
+    number: int | None = None
+
+    @property
+    def target(self) -> str:
+        """What a newer report replaces: the status of one commit in one context, or one pull request's comment."""
+        if self.kind == "status":
+            return f"status {self.repo}@{self.sha} {self.body.get('context', '')}"
+        if self.kind == "comment":
+            return f"comment {self.repo}#{self.number}"
+        raise ValueError(f"report kind {self.kind!r} is not status or comment")
+
+
+@dataclass(frozen=True)
+class PendingReport:
+    """A report not sent yet (or sent in an older version), as stored."""
+
+    report: Report
+    version: int
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+def backoff(attempts: int, first: float = BACKOFF_SECONDS) -> float:
+    """Seconds before the next try after `attempts` failed ones (30 s, 1 min, 2 min, ... at most an hour)."""
+    return min(MAX_BACKOFF_SECONDS, first * 2 ** max(0, attempts - 1))
+
+
+class ReportOutbox:
+    """The reports table; every database failure is raised as `StoreUnavailable`."""
+
+    def __init__(
+        self, url: str, *, backoff_seconds: float = BACKOFF_SECONDS, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._db = SqlDatabase(url, metadata, "CI reports database")
+        self._backoff = backoff_seconds
+        self._clock = clock
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def want(self, report: Report) -> int:
+        """Record `report` as the newest wanted state of its target; returns its version (send it with that)."""
+        now = self._now()
+        values = {
+            "kind": report.kind,
+            "repo": report.repo,
+            "sha": report.sha,
+            "number": report.number,
+            "job_key": report.job_key,
+            "body": json.dumps(report.body, ensure_ascii=False),
+            "attempts": 0,
+            "last_error": None,
+            "next_attempt_at": now,
+            "updated_at": now,
+        }
+        where = reports_table.c.target == report.target
+        with self._db.connect(write=True) as conn:
+            current = conn.execute(sa.select(reports_table.c.version).where(where)).scalar()
+            if current is None:
+                conn.execute(reports_table.insert().values(target=report.target, version=1, **values))
+                return 1
+            conn.execute(reports_table.update().where(where).values(version=current + 1, **values))
+            return int(current) + 1
+
+    def sent(self, report: Report, version: int) -> None:
+        """`version` reached GitHub. If the row moved on meanwhile, the newer state still has to go (and the
+        one just sent may be older than what GitHub showed before), so the row stays unsent."""
+        where = reports_table.c.target == report.target
+        with self._db.connect(write=True) as conn:
+            done = conn.execute(
+                reports_table.update()
+                .where(where, reports_table.c.version == version)
+                .values(sent_version=version, last_error=None)
+            ).rowcount
+            if not done:
+                conn.execute(reports_table.update().where(where).values(sent_version=None))
+
+    def failed(self, report: Report, version: int, error: str) -> None:
+        """`version` could not be sent: count the attempt, keep the error, wait before the next one."""
+        where = (reports_table.c.target == report.target) & (reports_table.c.version == version)
+        with self._db.connect(write=True) as conn:
+            attempts = conn.execute(sa.select(reports_table.c.attempts).where(where)).scalar()
+            if attempts is None:  # replaced meanwhile: the newer version has its own tries
+                return
+            conn.execute(
+                reports_table.update()
+                .where(where)
+                .values(
+                    attempts=attempts + 1,
+                    last_error=error[:MAX_ERROR],
+                    next_attempt_at=self._now() + timedelta(seconds=backoff(attempts + 1, self._backoff)),
+                )
+            )
+
+    def due(self, limit: int = 100) -> list[PendingReport]:
+        """Unsent reports whose backoff has passed, oldest first."""
+        columns = reports_table.c
+        query = (
+            sa.select(reports_table)
+            .where(
+                sa.or_(columns.sent_version.is_(None), columns.sent_version != columns.version),
+                columns.next_attempt_at <= self._now(),
+            )
+            .order_by(columns.updated_at)
+            .limit(limit)
+        )
+        with self._db.connect(write=False) as conn:
+            return [_pending(row) for row in conn.execute(query).mappings()]
+
+    def unsent(self, job_key: str | None = None) -> list[PendingReport]:
+        """Every unsent report (of one job), whatever its backoff: for metadata and tests."""
+        columns = reports_table.c
+        query = sa.select(reports_table).where(
+            sa.or_(columns.sent_version.is_(None), columns.sent_version != columns.version)
+        )
+        if job_key is not None:
+            query = query.where(columns.job_key == job_key)
+        with self._db.connect(write=False) as conn:
+            return [_pending(row) for row in conn.execute(query.order_by(columns.updated_at)).mappings()]
+
+    def prune(self, older_than: datetime) -> int:
+        """Forget sent reports last changed before `older_than`; returns how many."""
+        columns = reports_table.c
+        with self._db.connect(write=True) as conn:
+            return conn.execute(
+                reports_table.delete().where(columns.sent_version == columns.version, columns.updated_at < older_than)
+            ).rowcount
+
+
+def _pending(row: Any) -> PendingReport:
+    report = Report(
+        kind=row["kind"],
+        repo=row["repo"],
+        job_key=row["job_key"],
+        body=json.loads(row["body"]),
+        sha=row["sha"],
+        number=row["number"],
+    )
+    return PendingReport(report, int(row["version"]), int(row["attempts"]), row["last_error"], utc(row["updated_at"]))

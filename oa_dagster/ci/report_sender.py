@@ -1,0 +1,104 @@
+"""Sending commit statuses and the results comment to GitHub, through the outbox when there is one.
+
+With an outbox (`ci/outbox.py`) every report is recorded first, so one GitHub cannot take now is re-sent later
+by `ci_reports_sensor`; without one (no deliveries database) it is sent straight and a failure is only returned.
+A failure is never raised: a job's results stand whatever GitHub does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from oa_dagster.webhook.database import StoreUnavailable
+
+from .github_api import GitHubClient, GitHubError
+from .outbox import PendingReport, Report, ReportOutbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resent:
+    """One re-send attempt of `ci_reports_sensor`: the report and its error (None: sent)."""
+
+    pending: PendingReport
+    error: str | None
+
+
+def _record(write: Callable[[], None]) -> None:
+    try:
+        write()
+    except StoreUnavailable as exc:
+        log.error("could not record a report's outcome: %s", exc)
+
+
+class ReportSender:
+    def __init__(self, client: GitHubClient, outbox: ReportOutbox | None = None) -> None:
+        self.client = client
+        self.outbox = outbox
+
+    def close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+
+    def status(
+        self,
+        repo: str,
+        sha: str,
+        job_key: str,
+        state: str,
+        description: str,
+        context: str,
+        target_url: str | None = None,
+    ) -> str | None:
+        """Set a commit status; the error (kept for a re-send when there is an outbox), or None when sent."""
+        body = {"state": state, "description": description, "context": context, "target_url": target_url}
+        return self.send(Report("status", repo, job_key, body, sha=sha))
+
+    def comment(self, repo: str, number: int, job_key: str, body: str) -> str | None:
+        """Post or edit the pull request's results comment; the error, or None when sent."""
+        return self.send(Report("comment", repo, job_key, {"body": body}, number=number))
+
+    def send(self, report: Report) -> str | None:
+        version = None
+        if self.outbox is not None:
+            try:
+                version = self.outbox.want(report)
+            except StoreUnavailable as exc:  # still try GitHub: the report itself matters more than its record
+                log.error("could not record the %s for %s before sending it: %s", report.kind, report.job_key, exc)
+        return self._deliver(report, version)
+
+    def resend_due(self, limit: int = 100) -> list[Resent]:
+        """Send again every report whose backoff has passed (newest state of each target only)."""
+        if self.outbox is None:
+            return []
+        return [Resent(pending, self._deliver(pending.report, pending.version)) for pending in self.outbox.due(limit)]
+
+    def _deliver(self, report: Report, version: int | None) -> str | None:
+        outbox = self.outbox if version is not None else None
+        try:
+            self._post(report)
+        except (GitHubError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if outbox is not None and version is not None:
+                _record(lambda: outbox.failed(report, version, error))
+            return error
+        if outbox is not None and version is not None:
+            _record(lambda: outbox.sent(report, version))
+        return None
+
+    def _post(self, report: Report) -> None:
+        body = report.body
+        if report.kind == "status":
+            self.client.set_status(
+                report.repo,
+                str(report.sha),
+                body["state"],
+                body["description"],
+                body["context"],
+                body.get("target_url"),
+            )
+        else:
+            self.client.upsert_comment(report.repo, int(report.number or 0), body["body"])
