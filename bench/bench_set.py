@@ -16,6 +16,15 @@ materialization: inflated when the machine is saturated, since an entry then wai
 baseline measured first in this process without Dagster (`run_entry` + publishing to a scratch store, one
 entry after another). The baseline share is the honest one: every second beyond the work itself is Dagster's.
 `--storage postgres` runs the instance on a throwaway database on 127.0.0.1:5432 (the production storage).
+
+    python bench/bench_set.py --weekly --entries 1000 [--change 0.1] [--rows 1500] [--latency 0.2]
+
+The weekly mode measures change detection: half the entries are CSVs from the HTTP server (Last-Modified), half
+ArcGIS layers on the fake ArcGIS server (editingInfo; pages of rows/3 features), all with `--latency`. Set 1
+processes everything; then `--change` of the upstreams change (as many CSVs as layers); set 2 runs incrementally
+(the weekly schedule's `oa/launch=all`: unchanged entries carried over) and then again in full (`oa/launch=full`)
+on the same upstreams. Reported: each set's wall time and the bytes the servers sent, and the ratios full /
+incremental.
 """
 
 from __future__ import annotations
@@ -40,13 +49,25 @@ sys.path.insert(0, str(ROOT))
 
 
 class SlowHandler(SimpleHTTPRequestHandler):
-    """Serves the files after `latency` seconds: a remote server's response time (no CPU used meanwhile)."""
+    """Serves the files after `latency` seconds: a remote server's response time (no CPU used meanwhile).
+
+    Like any static file server it sends `Last-Modified` and answers a matching `If-Modified-Since` with 304;
+    `bytes_sent` counts the file bodies it sent.
+    """
 
     latency = 0.0
+    bytes_sent = 0
+    lock = threading.Lock()
 
     def do_GET(self) -> None:
         time.sleep(self.latency)
         super().do_GET()
+
+    def copyfile(self, source: Any, outputfile: Any) -> None:
+        size = os.fstat(source.fileno()).st_size
+        with SlowHandler.lock:
+            SlowHandler.bytes_sent += size
+        super().copyfile(source, outputfile)
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -124,15 +145,20 @@ def baseline_seconds(sources: Path, scratch: Path) -> float:
 
 
 def run_set(
-    instance: Any, resources: dict[str, Any], set_id: str, args: argparse.Namespace, daemon: subprocess.Popen[bytes]
+    instance: Any,
+    resources: dict[str, Any],
+    set_id: str,
+    args: argparse.Namespace,
+    daemon: subprocess.Popen[bytes],
+    launch: str = "all",
 ) -> dict[str, Any]:
     """Start a set (the catalog tagged like the weekly schedule does), wait for set_progress to finish it."""
     import dagster as dg
 
-    from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_TAG, SET_TAG
+    from oa_dagster.run_tags import LAUNCH_TAG, SET_TAG
     from tests.platform_helpers import materialize_catalog
 
-    catalog = materialize_catalog(instance, resources, tags={SET_TAG: set_id, LAUNCH_TAG: LAUNCH_ALL})
+    catalog = materialize_catalog(instance, resources, tags={SET_TAG: set_id, LAUNCH_TAG: launch})
     meta = catalog.asset_materializations_for_node("source_catalog")[0].metadata
     assert meta["invalid_sources"].value == 0, meta["invalid"].value
     catalog_time = instance.fetch_materializations(dg.AssetKey("source_catalog"), limit=1).records[0].timestamp
@@ -178,6 +204,7 @@ def run_set(
     return {
         "entries": args.entries,
         "materialized": materialized,
+        "unchanged": int(progress["unchanged"].value) if "unchanged" in progress else 0,
         "runs": len(layer_runs),
         "concurrency": slots,
         "finished": bool(finished),
@@ -202,6 +229,147 @@ def run_set(
     }
 
 
+def write_csv(path: Path, rows: int, seed: int) -> None:
+    lines = ["lon,lat,num,street"] + [
+        f"-122.{(seed * rows + r) % 9999:04d},37.{r:04d},{r + 1},MAIN ST" for r in range(rows)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def entry_json(protocol: str, data: str, conform: dict[str, Any]) -> str:
+    layers = {"addresses": [{"name": "main", "protocol": protocol, "data": data, "conform": conform}]}
+    coverage = {"ISO 3166": {"alpha2": "US-CA"}, "country": "us"}
+    return json.dumps({"schema": 2, "coverage": coverage, "layers": layers})
+
+
+class WeeklyUpstreams:
+    """The weekly mix: every other entry a CSV from the HTTP server, the others ArcGIS layers (fake server, pages of
+    `rows // 3` features, the same latency); every upstream tracks changes (Last-Modified, editingInfo)."""
+
+    CSV_CONFORM = {"format": "csv", "lon": "lon", "lat": "lat", "number": "num", "street": "street"}
+    ESRI_CONFORM = {"format": "geojson", "number": "NUMBER", "street": "STREET"}
+
+    def __init__(self, base: Path, entries: int, rows: int, latency: float, http_url: str) -> None:
+        from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
+
+        self.rows, self.latency = rows, latency
+        self.www, self.sources = base / "www", base / "sources"
+        self.www.mkdir(parents=True)
+        self.arcgis = FakeArcGISServer().start()
+        self.features = point_features(rows)  # unchanged layers share their features and cached pages
+        self.cache: dict[tuple, bytes] = {}
+        self.layers: dict[int, Any] = {}
+        self._layer, self._points = FakeLayer, point_features
+        for i in range(entries):
+            path = self.sources / "xx" / f"s{i:04d}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if i % 2 == 0:
+                write_csv(self.www / f"s{i:04d}.csv", rows, i)
+                path.write_text(entry_json("http", f"{http_url}/s{i:04d}.csv", self.CSV_CONFORM))
+            else:
+                self.layers[i] = self._new_layer(self.features, self.cache, 1_700_000_000_000)
+                url = self.arcgis.add_layer(f"s{i:04d}", self.layers[i])
+                path.write_text(entry_json("ESRI", url, self.ESRI_CONFORM))
+
+    def _new_layer(self, features: list[dict[str, Any]], cache: dict[tuple, bytes], edited: int) -> Any:
+        return self._layer(
+            features,
+            max_record_count=max(1, self.rows // 3),
+            latency=self.latency,
+            cache_responses=True,
+            editing_info={"lastEditDate": edited, "dataLastEditDate": edited},
+            _cache=cache,
+        )
+
+    def change(self, share: float) -> list[int]:
+        """Change every 1/share-th entry upstream (new rows, new validators); returns their numbers."""
+        step = max(1, round(1 / share)) if share > 0 else 0
+        count = len(list(self.sources.rglob("*.json")))
+        # one CSV and one ArcGIS layer in every 2 * step entries: the mix changes evenly
+        changed = [i for i in range(count) if step and i % (2 * step) in (0, step + 1)]
+        later = time.time() + 3600
+        for i in changed:
+            if i in self.layers:
+                layer = self.layers[i]
+                layer.features = self._points(self.rows + 1)
+                layer._cache = {}
+                layer.editing_info = {"lastEditDate": 1_700_000_000_001, "dataLastEditDate": 1_700_000_000_001}
+            else:
+                path = self.www / f"s{i:04d}.csv"
+                write_csv(path, self.rows + 1, i)
+                os.utime(path, (later, later))  # a new Last-Modified
+        return changed
+
+    def bytes_sent(self) -> int:
+        return SlowHandler.bytes_sent + sum(layer.bytes_sent for layer in self.layers.values())
+
+
+def weekly(args: argparse.Namespace) -> int:
+    """Set 1, then `--change` of the upstreams change, then set 2 incremental (`oa/launch=all`) and the same set 2
+    in full (`oa/launch=full`): wall time and bytes downloaded of each, and the ratios."""
+    import dagster as dg
+
+    from oa_dagster.resources.deployments import local_resources
+    from tests.platform_helpers import running_daemon
+
+    base = Path(tempfile.mkdtemp(prefix="oa-bench-weekly-"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(base / "www")))
+    SlowHandler.latency = args.latency
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstreams = WeeklyUpstreams(base, args.entries, args.rows, args.latency, f"http://127.0.0.1:{server.server_port}")
+    cleanup = contextlib.ExitStack()
+    try:
+        home = base / "home"
+        home.mkdir()
+        config = (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
+        config = config.replace("max_concurrent_runs: 2", f"max_concurrent_runs: {args.concurrency}")
+        (home / "dagster.yaml").write_text(config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5"))
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "OA_ENV": "local",
+            "OA_DATA_DIR": str(base / "data"),
+            "OA_SOURCES_DIR": str(upstreams.sources),
+        }
+        # the instance's tables first: a daemon creating them at the same moment races this process
+        instance = cleanup.enter_context(dg.DagsterInstance.from_config(str(home)))
+        daemon = cleanup.enter_context(running_daemon(home, env, base / "daemon.log"))
+        resources = local_resources(base / "data", upstreams.sources)
+        args.baseline = 0.0  # no baseline in this mode: the full set 2 is the reference
+        results: dict[str, dict[str, Any]] = {}
+        for name, launch in (("set1", "all"), ("set2_incremental", "all"), ("set2_full", "full")):
+            if name == "set2_incremental":
+                changed = upstreams.change(args.change)
+                print(f"changed {len(changed)} of {args.entries} upstreams", flush=True)
+            sent = upstreams.bytes_sent()
+            report = run_set(instance, resources, f"weekly-{name}", args, daemon, launch)
+            keep = ("finished", "set_wall_seconds", "runs", "materialized", "unchanged")
+            results[name] = {k: report[k] for k in keep} | {"bytes_downloaded": upstreams.bytes_sent() - sent}
+            print(name, json.dumps(results[name]), flush=True)
+        full, incremental = results["set2_full"], results["set2_incremental"]
+        summary = {
+            "entries": args.entries,
+            "changed_share": args.change,
+            "latency": args.latency,
+            "rows": args.rows,
+            **{f"{k}_{m}": results[k][m] for k in results for m in ("set_wall_seconds", "bytes_downloaded")},
+            "wall_ratio_full_over_incremental": round(full["set_wall_seconds"] / incremental["set_wall_seconds"], 2),
+            "bytes_ratio_full_over_incremental": round(
+                full["bytes_downloaded"] / max(1, incremental["bytes_downloaded"]), 2
+            ),
+        }
+        print(json.dumps(summary, indent=1), flush=True)
+        if not all(r["finished"] for r in results.values()):
+            print((base / "daemon.log").read_text()[-3000:], file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        cleanup.close()
+        server.shutdown()
+        upstreams.arcgis.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=1000)
@@ -217,7 +385,11 @@ def main() -> int:
         default=0.0,
         help="seconds the HTTP server waits before answering (a remote server; 0 = worst case)",
     )
+    parser.add_argument("--weekly", action="store_true", help="set 1, then set 2 incremental and in full (see weekly)")
+    parser.add_argument("--change", type=float, default=0.1, help="--weekly: share of upstreams changed before set 2")
     args = parser.parse_args()
+    if args.weekly:
+        return weekly(args)
 
     import dagster as dg
 

@@ -52,6 +52,9 @@ class RunState:
     bbox: list[float] | None = None
     source_crs: str | None = None
     engine_version: str = __version__
+    # the upstream's validators for this download (`Download.validators`): kept with the output so a later set
+    # can ask the upstream whether anything changed (`fetch/upstream.py`); empty when it gave none
+    upstream: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_output(self) -> bool:
@@ -76,7 +79,14 @@ class RunState:
             "bbox": self.bbox,
             "source_crs": self.source_crs,
             "engine_version": self.engine_version,
+            "upstream": dict(self.upstream),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        """A stored `state.json` read back (an output carried over to a later set shows its state again)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
 
 
 def _run_logger(output_dir: Path, entry: LayerEntry, parent: logging.Logger | None) -> tuple[logging.Logger, Any]:
@@ -144,6 +154,7 @@ def _download_and_conform(
     try:
         download = fetch_entry(entry, workdir, options, log)
         state.fingerprint = download.fingerprint
+        state.upstream = dict(download.validators)
         cache_name = download.path.name
         log.info(
             "downloaded %s (%s, md5 %s)%s",

@@ -25,11 +25,21 @@ from typing import Any, NoReturn
 import dagster as dg
 
 from oa_dagster.platform.catalog import load_stored_catalog
-from oa_dagster.platform.entry_processing import EntryResult, process_entry
+from oa_dagster.platform.change_detection import RefreshPolicy
+from oa_dagster.platform.entry_processing import EntryOptions, EntryResult, check_entry, process_entry
 from oa_dagster.platform.set_planning import BACKFILL_MAX_PARTITIONS
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
-from oa_dagster.run_tags import CATALOG_TAG, DATA_VERSION_TAG, INSTANCE_LOST_TAG, RETRY_ON_FAILURE_TAG, SET_TAG
+from oa_dagster.run_tags import (
+    CATALOG_TAG,
+    DATA_VERSION_TAG,
+    INSTANCE_LOST_TAG,
+    REFRESH_FULL,
+    REFRESH_INCREMENTAL,
+    REFRESH_TAG,
+    RETRY_ON_FAILURE_TAG,
+    SET_TAG,
+)
 from oa_dagster.sources.model import LAYERS
 
 from . import OWNERS
@@ -37,7 +47,7 @@ from .layers_checks import check_specs, evaluate_checks
 from .layers_event_writes import LOG as WRITES_LOG
 from .layers_event_writes import InstanceUnreachable, write_retrying
 from .layers_metadata import entry_metadata, failure_metadata, skipped_metadata
-from .layers_worker import in_background
+from .layers_worker import Ahead, in_background
 
 # One dynamic partitions definition per layer, named after it; a key is `<source key>/<entry name>` (contract).
 # `source_catalog` adds and removes them.
@@ -134,6 +144,23 @@ def _fail_retryable(context: dg.AssetExecutionContext, error: InstanceUnreachabl
     raise dg.Failure(description=f"{error}; the run fails so that it is retried", allow_retries=False) from error
 
 
+def _carried(checks: Ahead[Any], key: str) -> bool:
+    return checks.get(key).carried is not None
+
+
+def _refresh_policy(context: dg.AssetExecutionContext, layer: str, options: EntryOptions) -> RefreshPolicy | None:
+    """Set runs carry entries whose upstream did not change over (`oa/refresh=incremental`), or process all of them
+    checking their validators' honesty (`full`); runs without the tag (a backfill, a run launched by hand)
+    process every entry as before."""
+    mode = context.run.tags.get(REFRESH_TAG)
+    if mode not in (REFRESH_INCREMENTAL, REFRESH_FULL):
+        return None
+    policy = options.refresh_policy(force_full=mode == REFRESH_FULL)
+    how = "every entry processed, validators checked" if policy.force_full else "unchanged entries carried over"
+    context.log.info(f"{layer}: change detection on ({how}; full refresh after {policy.full_refresh_days:g} days)")
+    return policy
+
+
 def run_layer(
     context: dg.AssetExecutionContext, layer: str, store_resource: OutputStoreResource, processing: ProcessingSettings
 ) -> None:
@@ -164,9 +191,15 @@ def run_layer(
             failures.append(failure)
 
     run_id, options = context.run.run_id, processing.entry_options()  # the worker gets plain values, no context
+    refresh = _refresh_policy(context, layer, options)
+    # the upstream of every entry is asked ahead, several at once: each check is a round trip or three of waiting
+    checks = Ahead(lambda key: check_entry(catalog, layer, key, store, options, refresh), keys_) if refresh else None
 
     def process(key: str, cancelled: Any) -> EntryResult:
-        return process_entry(catalog, layer, key, store, options, run_id=run_id, cancelled=cancelled)
+        known = checks.get(key) if checks is not None else None
+        return process_entry(
+            catalog, layer, key, store, options, run_id=run_id, cancelled=cancelled, refresh=refresh, check=known
+        )
 
     first_attempts: dict[str, EntryResult] = {}
     try:
@@ -183,9 +216,14 @@ def run_layer(
             for key, result in entries:
                 record(result.after(first_attempts[key].log_lines))
         summary = f"{layer}: {len(keys_) - len(failures)} of {len(keys_)} entries materialized"
+        if refresh is not None:
+            summary += f", {sum(1 for k in keys_ if checks and _carried(checks, k))} of them unchanged"
         write("summary", lambda: context.log.info(summary))
     except InstanceUnreachable as error:
         _fail_retryable(context, error)
+    finally:
+        if checks is not None:
+            checks.close()
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} of {len(keys_)} {layer} entries failed:\n" + "\n".join(failures),

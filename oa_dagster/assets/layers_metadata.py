@@ -39,7 +39,7 @@ def entry_metadata(
     published, entry, state = result.published, result.entry, result.state
     assert published is not None and entry is not None and state is not None, "only an entry with output"
     decision = published.decision
-    status = "promoted" if published.promoted else "held"
+    status = "unchanged" if result.unchanged else "promoted" if published.promoted else "held"
     licence = entry.license
     metadata: dict[str, Any] = {
         "status": status,
@@ -64,6 +64,7 @@ def entry_metadata(
     }
     if previous_count is not None:
         metadata["previous_feature_count"] = previous_count
+    metadata.update(_change_metadata(result))
     for role, key in published.file_keys.items():
         metadata[f"url_{role}"] = dg.MetadataValue.url(store.url(key))
     if entry.website:
@@ -74,6 +75,23 @@ def entry_metadata(
         metadata["sample"] = sample
     if (preview := _preview(store, published.file_keys.get("preview"), result.preview_png)) is not None:
         metadata["preview"] = preview
+    return metadata
+
+
+def _change_metadata(result: EntryResult) -> dict[str, Any]:
+    """Change detection's part: `unchanged since <run>` and the signal used, or why the entry was processed."""
+    metadata: dict[str, Any] = {}
+    if result.unchanged:
+        decided = (result.published.previous_good or {}).get("decided") if result.published else None
+        metadata["refresh"] = f"unchanged since {result.unchanged_since}"
+        metadata["unchanged_since"] = result.unchanged_since
+        metadata["quality_gate"] = f"carried over ({decided or 'promoted'})"
+    elif result.refresh:
+        metadata["refresh"] = result.refresh
+    if result.change_signal:
+        metadata["change_signal"] = result.change_signal
+    if result.validators_distrusted:
+        metadata["validators_trusted"] = False
     return metadata
 
 

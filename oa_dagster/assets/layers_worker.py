@@ -14,10 +14,12 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 JOIN_SECONDS = 10.0  # how long a stopping consumer waits for the entry in hand to unwind
+AHEAD_WORKERS = 8  # change checks at once: each mostly waits on a server (a round trip or three)
 
 
 def in_background(
@@ -64,3 +66,22 @@ def in_background(
     finally:
         cancelled.set()
         thread.join(JOIN_SECONDS)
+
+
+class Ahead(Generic[T]):
+    """`func(key)` for every key, run ahead in a small thread pool in key order; `get(key)` waits for one.
+
+    What the layer run uses for change checks: asking upstreams one after another would make a set of unchanged
+    entries wait a round trip each, while the checks of a batch can all be in flight together. `close` drops
+    the checks not started (a stopped run).
+    """
+
+    def __init__(self, func: Callable[[str], T], keys: Iterable[str], *, workers: int = AHEAD_WORKERS) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oa-check")
+        self.futures: dict[str, Future[T]] = {key: self.pool.submit(func, key) for key in keys}
+
+    def get(self, key: str) -> T:
+        return self.futures[key].result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

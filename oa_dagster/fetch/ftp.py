@@ -14,6 +14,7 @@ import ftplib
 import logging
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from oa_dagster.errors import DownloadError
@@ -156,11 +157,32 @@ def fetch_ftp(url: str, workdir: Path, options: FetchOptions, log: logging.Logge
         target = workdir / f"cache{cached.ext}"
         cache.restore(cached, target)
         log.info("%s unchanged since the cached copy (md5 %s)", url, cached.md5)
-        return Download(target, cached.ext, cached.md5, url, time.perf_counter() - started, True)
+        seconds = time.perf_counter() - started
+        return Download(target, cached.ext, cached.md5, url, seconds, True, validators=ftp_validators(validator))
     ext = guess_suffix(url, head=sink.head)
     target = workdir / f"cache{ext}"
     part.replace(target)
     if cache is not None:
         cache.put(CacheEntry(url, ext, sink.md5, sink.size, validator=validator), target)
     log.info("downloaded %s bytes from %s as %s", f"{sink.size:,}", url, target.name)
-    return Download(target, ext, sink.md5, url, time.perf_counter() - started, False)
+    seconds = time.perf_counter() - started
+    return Download(target, ext, sink.md5, url, seconds, False, validators=ftp_validators(validator))
+
+
+def ftp_validators(validator: str | None) -> dict[str, Any]:
+    """`SIZE` and `MDTM` as recorded with an output; empty when the server answered neither fully."""
+    if not validator:
+        return {}
+    size, _, mtime = validator.partition(" ")
+    return {"protocol": "ftp", "size": int(size), "mtime": mtime}
+
+
+def ftp_signal(url: str, options: FetchOptions) -> dict[str, Any]:
+    """The file's size and modification time now (one control connection, no transfer), for change detection."""
+    parts = urlsplit(url)
+    ftp = _connect(parts, options)
+    try:
+        size, mtime = _validator(ftp, unquote(parts.path))
+    finally:
+        ftp.close()
+    return ftp_validators(f"{size} {mtime}" if size is not None and mtime else None)

@@ -285,7 +285,10 @@ def fetch_http(
         target = workdir / f"cache{cached.ext}"
         cache.restore(cached, target)
         log.info("%s not modified since the cached copy (md5 %s)", url, cached.md5)
-        return Download(target, cached.ext, cached.md5, url, time.perf_counter() - started, True)
+        validators = http_validators(
+            response.headers, etag=cached.etag, last_modified=cached.last_modified, with_length=False
+        )
+        return Download(target, cached.ext, cached.md5, url, time.perf_counter() - started, True, validators=validators)
     ext = guess_suffix(
         url,
         final_url=response.url,
@@ -304,4 +307,26 @@ def fetch_http(
             headers,
         )
     log.info("downloaded %s bytes from %s as %s", f"{sink.size:,}", response.url, target.name)
-    return Download(target, ext, sink.md5, url, time.perf_counter() - started, False)
+    validators = http_validators(response.headers)
+    return Download(target, ext, sink.md5, url, time.perf_counter() - started, False, validators=validators)
+
+
+def http_validators(
+    headers: Mapping[str, str], *, etag: str | None = None, last_modified: str | None = None, with_length: bool = True
+) -> dict[str, Any]:
+    """The validators of a response as recorded with an output (`fetch/upstream.py` compares them next time).
+
+    A 304 has no body (`with_length=False`) and often no validators: the cached copy's (`etag`,
+    `last_modified`) stand in. No `ETag` and no `Last-Modified`: no signal (a length alone proves nothing).
+    """
+    etag = headers.get("ETag") or etag
+    last_modified = headers.get("Last-Modified") or last_modified
+    if not etag and not last_modified:
+        return {}
+    length = headers.get("Content-Length") if with_length else None
+    return {
+        "protocol": "http",
+        "etag": etag,
+        "last_modified": last_modified,
+        "length": int(length) if length and length.isdigit() else None,
+    }

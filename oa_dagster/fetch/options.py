@@ -9,8 +9,9 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from oa_dagster import __version__
 from oa_dagster.errors import DownloadError
@@ -73,6 +74,10 @@ class Download:
     seconds: float
     from_cache: bool  # served from the local content cache after a 304 / unchanged validator
     feature_count: int | None = None  # ArcGIS: features written
+    # What the upstream said about this content, recorded with the output so the next set can ask whether it
+    # changed (`fetch/upstream.py`): HTTP ETag / Last-Modified / Content-Length, FTP size + MDTM, ArcGIS edit
+    # dates + count + object-id extent. Empty: no usable signal (the entry is always downloaded again).
+    validators: dict[str, Any] = field(default_factory=dict)
 
 
 class Throttle:

@@ -24,12 +24,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import oa_dagster
 from oa_dagster.process import RunState, run_entry
 from oa_dagster.sources import LayerEntry, SourceInvalid, has_coverage
 
+from . import store_layout as layout
 from .catalog import entry_from_catalog
-from .publishing import PublishedRun, publish_run
-from .store import OutputStore
+from .change_detection import (
+    DEFAULT_FULL_REFRESH_DAYS,
+    RefreshPlan,
+    RefreshPolicy,
+    caught_lying,
+    distrust,
+    plan_refresh,
+    record_lie,
+)
+from .publishing import PublishedRun, latest_good, publish_run
+from .quality_gate import GateDecision
+from .store import OutputStore, get_json, put_json
 from .store_cleanup import WORK_FOLDER_PREFIX  # + the pid: the cleanup spares a live process's folder
 
 NOT_IN_CATALOG = "Source is not in the catalog"
@@ -67,6 +79,11 @@ class EntryOptions:
     preview: bool = True
     fetch_options: Any = None  # oa_dagster.fetch.FetchOptions; None = defaults
     max_drop: float = 0.5  # the quality gate: hold a run that loses more than this share of its features
+    full_refresh_days: float = DEFAULT_FULL_REFRESH_DAYS  # change detection: an older output is processed again
+
+    def refresh_policy(self, *, force_full: bool = False) -> RefreshPolicy:
+        """How a set run treats unchanged entries (`process_entry(refresh=...)`)."""
+        return RefreshPolicy(self.full_refresh_days, force_full)
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,15 @@ class EntryResult:
     preview_png: bytes | None = None  # the preview, when small enough to show inline
     publish_seconds: float = 0.0
     log_lines: tuple[LogLine, ...] = ()  # warnings and errors for the run's log
+    # change detection (`process_entry(refresh=...)`; empty for a plain run):
+    unchanged_since: str = ""  # the run whose output was carried over: nothing downloaded or converted
+    change_signal: str = ""  # what the upstream answered (`HTTP 304 Not Modified (ETag "v1")`, `changed: ...`)
+    refresh: str = ""  # why the entry was processed in full although it could have been carried over
+    validators_distrusted: bool = False  # this run caught the upstream changing data under the same validators
+
+    @property
+    def unchanged(self) -> bool:
+        return bool(self.unchanged_since)
 
     @property
     def has_output(self) -> bool:
@@ -131,6 +157,113 @@ def entry_logger(warnings: EntryWarnings) -> logging.Logger:
     return logger
 
 
+@dataclass(frozen=True)
+class EntryCheck:
+    """What change detection found out about one entry before processing it (`check_entry`).
+
+    `carried` is the entry's result when it is unchanged (its output carried over); otherwise the plan and the
+    upstream's answer go on to the full processing, which judges the upstream's honesty with them.
+    """
+
+    plan: RefreshPlan
+    pointer: dict[str, Any] | None = None
+    unchanged: bool = False  # what the upstream said (also when the entry is processed anyway)
+    signal: str = ""
+    keep: dict[str, Any] = dataclasses.field(default_factory=dict)  # learnt about the server, kept with the output
+    carried: EntryResult | None = None
+    seconds: float = 0.0
+
+
+def _root_prefix(root: str) -> str:
+    return root.strip("/") + "/" if root.strip("/") else ""
+
+
+def check_entry(
+    catalog: dict[str, Any],
+    layer: str,
+    key: str,
+    store: OutputStore,
+    options: EntryOptions,
+    policy: RefreshPolicy,
+    *,
+    root: str = "",
+) -> EntryCheck:
+    """Whether the entry may be carried over from its latest good output (no download, no conform).
+
+    Safe to run for many entries at once (threads): it reads the store and asks the upstream, writing nothing.
+    Never raises: any trouble means "process it".
+    """
+    from oa_dagster.fetch import FetchOptions
+    from oa_dagster.fetch.upstream import probe_upstream
+
+    started = time.perf_counter()
+    prefix = _root_prefix(root)
+    try:
+        entry = entry_from_catalog(catalog, layer, key)
+        version = catalog["entries"][layer][key]["version"]
+        pointer = latest_good(store, layer, key, root=prefix)
+        plan = plan_refresh(
+            pointer,
+            entry_version=version,
+            engine_version=str(catalog.get("engine_version") or oa_dagster.__version__),
+            policy=policy,
+            distrusted=distrust(store, layer, key, root=prefix) if pointer else None,
+        )
+        if not plan.probe:
+            return EntryCheck(plan, pointer, seconds=time.perf_counter() - started)
+        assert pointer is not None
+        fetch_options = options.fetch_options or FetchOptions()
+        answer = probe_upstream(entry, pointer.get("upstream"), fetch_options)
+        check = EntryCheck(plan, pointer, answer.unchanged, answer.signal, answer.keep)
+        if plan.may_carry_over and answer.unchanged:
+            carried = _carry_over(entry, version, pointer, answer.signal, store)
+            check = dataclasses.replace(check, carried=carried)
+        return dataclasses.replace(check, seconds=time.perf_counter() - started)
+    except Exception as exc:  # a store hiccup, a bug: never carry over on doubt
+        plan = RefreshPlan(False, False, f"change detection failed ({type(exc).__name__}: {exc})")
+        return EntryCheck(plan, seconds=time.perf_counter() - started)
+
+
+def _carry_over(
+    entry: LayerEntry, version: str, pointer: dict[str, Any], signal: str, store: OutputStore
+) -> EntryResult | None:
+    """The latest good output as this set's result for the entry, read back from the store (None if incomplete)."""
+    files = dict(pointer.get("files") or {})
+    manifest = get_json(store, f"{pointer['prefix']}/{layout.MANIFEST}")
+    stored_state = get_json(store, files["state"]) if files.get("state") else None
+    if manifest is None or stored_state is None or not files.get("output"):
+        return None
+    state = RunState.from_dict(stored_state)
+    state.cache_seconds = state.process_seconds = 0.0  # nothing downloaded or converted this time
+    preview = None
+    preview_key = files.get("preview")
+    size = (pointer.get("sizes") or {}).get("preview") or 0
+    if preview_key and size <= INLINE_PREVIEW_BYTES and store.url(preview_key).startswith("file:"):
+        preview = store.get_bytes(preview_key)  # only a local store's preview is shown inline
+    published = PublishedRun(pointer["prefix"], manifest, GateDecision(True), pointer, files)
+    rows = tuple(dict(row) for row in manifest.get("output_sample") or ())
+    return EntryResult(
+        entry.layer,
+        entry.key,
+        version,
+        entry,
+        state,
+        published,
+        sample_rows=rows,
+        preview_png=preview,
+        unchanged_since=str(pointer.get("run_id") or ""),
+        change_signal=signal,
+    )
+
+
+def _remember(store: OutputStore, check: EntryCheck, layer: str, key: str, root: str) -> None:
+    """Keep what the probe learnt about the server (`conditional: false`: use HEAD) with the carried-over output."""
+    pointer = check.pointer or {}
+    upstream = dict(pointer.get("upstream") or {})
+    if check.keep and any(upstream.get(k) != v for k, v in check.keep.items()):
+        put_json(store, root + layout.latest_key(layer, key), {**pointer, "upstream": {**upstream, **check.keep}})
+
+
 def process_entry(
     catalog: dict[str, Any],
     layer: str,
@@ -141,11 +274,15 @@ def process_entry(
     run_id: str,
     root: str = "",
     cancelled: threading.Event | None = None,
+    refresh: RefreshPolicy | None = None,
+    check: EntryCheck | None = None,
 ) -> EntryResult:
     """Run one entry of the stored `catalog` and publish it as run `run_id`; see the module docstring.
 
     `root` prefixes every store key (a CI job's `store_layout.job_prefix(key)`); `cancelled` stops the entry
-    in hand at its next progress callback.
+    in hand at its next progress callback. With `refresh` (set runs) an entry whose upstream has not changed is
+    carried over from its latest good output instead (`check_entry`; `check` when the caller already ran it);
+    without it (CI jobs, a run launched by hand) every entry is processed in full.
     """
     try:
         entry = entry_from_catalog(catalog, layer, key)
@@ -153,6 +290,11 @@ def process_entry(
         version = catalog["entries"][layer][key]["version"]
     except (KeyError, SourceInvalid, LookupError) as exc:
         return EntryResult(layer, key, source_problem=NOT_IN_CATALOG, problem_detail=str(exc))
+    if refresh is not None and check is None:
+        check = check_entry(catalog, layer, key, store, options, refresh, root=root)
+    if check is not None and check.carried is not None:
+        _remember(store, check, layer, key, _root_prefix(root))
+        return check.carried
     warnings = EntryWarnings(key)
     try:
         result = _process_and_publish(
@@ -163,8 +305,9 @@ def process_entry(
             options,
             entry_logger(warnings),
             run_id=run_id,
-            root=root.strip("/") + "/" if root.strip("/") else "",
+            root=_root_prefix(root),
             cancelled=cancelled,
+            check=check,
         )
     except Exception as exc:
         detail = f"unexpected {type(exc).__name__} while processing or publishing: {exc}"
@@ -184,6 +327,7 @@ def _process_and_publish(
     run_id: str,
     root: str,
     cancelled: threading.Event | None,
+    check: EntryCheck | None = None,
 ) -> EntryResult:
     options.work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{WORK_FOLDER_PREFIX}{os.getpid()}-", dir=options.work_root) as tmp:
@@ -198,6 +342,31 @@ def _process_and_publish(
             progress=raise_if_cancelled(cancelled) if cancelled is not None else None,
         )
         started = time.perf_counter()
+        if check is not None and check.keep and state.upstream:
+            state.upstream.update(check.keep)  # e.g. the server ignores conditional requests: HEAD next time
+        refresh = _why_processed(check)
+        distrusted = False
+        if check is not None and caught_lying(check.plan, check.unchanged, check.pointer, state.fingerprint):
+            assert check.pointer is not None
+            record_lie(
+                store,
+                entry.layer,
+                entry.key,
+                run_id=run_id,
+                signal=check.signal,
+                before=check.pointer.get("fingerprint"),
+                now=state.fingerprint,
+                root=root,
+            )
+            distrusted = True
+            log.warning(
+                "the upstream said unchanged (%s) but sent different data (md5 %s, was %s): its validators are "
+                "no longer trusted, the entry is processed in full from now on",
+                check.signal,
+                state.fingerprint,
+                check.pointer.get("fingerprint"),
+            )
+        rows, preview = _read_sample(work, state.files)
         published = publish_run(
             store,
             state.to_dict(),
@@ -207,8 +376,9 @@ def _process_and_publish(
             entry_version=version,
             root=root,
             max_drop=options.max_drop,
+            sample_rows=list(rows),
+            refresh=refresh,
         )
-        rows, preview = _read_sample(work, state.files)
         return EntryResult(
             entry.layer,
             entry.key,
@@ -221,7 +391,21 @@ def _process_and_publish(
             rows,
             preview,
             time.perf_counter() - started,
+            change_signal=check.signal if check is not None else "",
+            refresh=refresh,
+            validators_distrusted=distrusted,
         )
+
+
+def _why_processed(check: EntryCheck | None) -> str:
+    """In words, for the manifest and the materialization: why change detection did not carry the entry over."""
+    if check is None:
+        return ""
+    if check.plan.reason:
+        return check.plan.reason
+    if check.unchanged:  # unchanged, yet the stored output could not be read back
+        return "the latest good output could not be read back from the store"
+    return f"upstream {check.signal}" if check.signal.startswith("changed") else f"upstream: {check.signal}"
 
 
 def _read_sample(work: Path, files: dict[str, str | None]) -> tuple[tuple[dict[str, str], ...], bytes | None]:

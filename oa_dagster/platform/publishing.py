@@ -57,10 +57,16 @@ def publish_run(
     entry_version: str,
     root: str = "",
     max_drop: float = DEFAULT_MAX_DROP,
+    sample_rows: list[dict[str, str]] | None = None,
+    refresh: str | None = None,
 ) -> PublishedRun:
     """Upload a run's files and manifest; promote it to latest good if it has output and passes the gate.
 
     `root` prefixes every key (CI jobs use `jobs/<job key>/` so they never touch production pointers).
+    The manifest and pointer keep the download's fingerprint and the upstream's validators (workers keep no
+    cache between runs: the next set asks the upstream with these, `platform/change_detection.py`), the
+    output's first rows (`sample_rows`, shown again when the output is carried over to a later set) and why
+    the entry was processed (`refresh`, e.g. `forced: output older than 28 days`).
     """
     layer = state["layer"]
     prefix = root + layout.run_prefix(layer, entry_key, run_id)
@@ -92,6 +98,10 @@ def publish_run(
         "sizes": sizes,
         "prefix": prefix,
         "seconds": round(float(state.get("cache_seconds") or 0) + float(state.get("process_seconds") or 0), 3),
+        "fingerprint": state.get("fingerprint"),
+        "upstream": state.get("upstream") or {},
+        "output_sample": list(sample_rows or []),
+        "refresh": refresh or "",
     }
     put_json(store, f"{prefix}/{layout.MANIFEST}", manifest)  # last: the run is now complete
 
@@ -112,6 +122,8 @@ def _pointer(manifest: dict[str, Any]) -> dict[str, Any]:
     return {
         k: manifest[k]
         for k in (
+            "fingerprint",
+            "upstream",
             "partition_key",
             "layer",
             "run_id",

@@ -127,6 +127,7 @@ class SetProgress:
     failed: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)  # `skip: true` in the catalog: not launched, not in total
     held: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)  # of `done`: carried over, upstream unchanged
     features: dict[str, int] = field(default_factory=dict)
     runs_requested: int = 0
     runs_finished: int = 0  # requested runs that ended with no retry to come (a retried run counts once)
@@ -152,7 +153,9 @@ class SetProgress:
     def headline(self) -> str:
         state = "finished" if self.finished else "running"
         return (
-            f"set {self.set_id} {state}: {sum(self.done.values()):,} done, {sum(self.failed.values()):,} "
+            f"set {self.set_id} {state}: {sum(self.done.values()):,} done"
+            + (f" ({sum(self.unchanged.values()):,} unchanged)" if any(self.unchanged.values()) else "")
+            + f", {sum(self.failed.values()):,} "
             f"failed, {self.pending():,} pending of {sum(self.total.values()):,}; "
             f"{sum(self.features.values()):,} features"
         )

@@ -23,6 +23,7 @@ class ProcessingSettings(dg.ConfigurableResource):
     batch_target_seconds: float = 120.0  # set runs pack entries up to this much expected work
     batch_max_entries: int = 200
     set_slots: int = 2  # runs of a set at once (the `oa/set` tag limit): batches come in whole rounds of these
+    full_refresh_days: float = 28.0  # incremental sets process an entry in full once its output is this old
     run_max_runtime_seconds: int = 6 * 3600  # `dagster/max_runtime` on set runs (needs run_monitoring)
     # how long a layer run keeps retrying an event write on a lost database connection before failing (retried)
     instance_retry_seconds: float = 300.0
@@ -41,5 +42,9 @@ class ProcessingSettings(dg.ConfigurableResource):
     def entry_options(self) -> EntryOptions:
         """The plain options `platform.entry_processing` takes (it never sees a Dagster resource)."""
         return EntryOptions(
-            work_root=self.work_root(), preview=self.preview, fetch_options=self.fetch_options(), max_drop=self.max_drop
+            work_root=self.work_root(),
+            preview=self.preview,
+            fetch_options=self.fetch_options(),
+            max_drop=self.max_drop,
+            full_refresh_days=self.full_refresh_days,
         )

@@ -6,7 +6,9 @@ The schedule materializes `source_catalog` at the head of the default branch, ta
 (a partition range, planned by `platform/set_planning.py`) for each layer, tagged with the set id; it then counts
 the set's materializations and failure observations and reports them as `set_progress` (`assets/sets.py`),
 finishing the set when all its runs have ended, retries included; an entry recorded by a run and again by its
-retry counts once, by its last outcome.
+retry counts once, by its last outcome. Set runs carry entries whose upstream did not change over
+(`oa/refresh=incremental`; `oa/launch=full` processes every entry), and `unchanged` counts them. A finished set gets
+its regression report (`platform/set_report.py`): `sets/<id>/report.json` and a `set_report` materialization.
 """
 
 import json
@@ -17,7 +19,7 @@ from typing import Any
 import dagster as dg
 
 from oa_dagster.assets.layers import LAYER_PARTITIONS
-from oa_dagster.assets.sets import SET_PROGRESS
+from oa_dagster.assets.sets import SET_PROGRESS, SET_REPORT
 from oa_dagster.jobs.catalog import source_catalog_job
 from oa_dagster.jobs.layers import LAYER_JOBS
 from oa_dagster.platform import store_layout as layout
@@ -31,6 +33,8 @@ from oa_dagster.platform.set_planning import (
     launched_entries,
     plan_batches,
 )
+from oa_dagster.platform.set_report import EntryOutcome, publish_set_report, report_key, report_markdown
+from oa_dagster.platform.set_report import headline as report_headline
 from oa_dagster.platform.store import put_json
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
@@ -40,12 +44,16 @@ from oa_dagster.run_tags import (
     ENTRIES_TAG,
     LAUNCH_ALL,
     LAUNCH_CHANGED,
+    LAUNCH_FULL,
     LAUNCH_TAG,
     MAX_RETRIES_TAG,
     MAX_RUNTIME_TAG,
     PRIORITY_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
+    REFRESH_FULL,
+    REFRESH_INCREMENTAL,
+    REFRESH_TAG,
     RETRY_ON_FAILURE_TAG,
     SET_PRIORITY,
     SET_TAG,
@@ -109,6 +117,7 @@ def set_run_requests(
                         MAX_RUNTIME_TAG: str(processing.run_max_runtime_seconds),
                         MAX_RETRIES_TAG: "1",
                         RETRY_ON_FAILURE_TAG: "false",
+                        REFRESH_TAG: REFRESH_FULL if launch == LAUNCH_FULL else REFRESH_INCREMENTAL,
                     },
                 )
             )
@@ -127,7 +136,7 @@ def _outcome(progress: SetProgress, layer: str, meta: Any, observation: bool) ->
         return False
     progress.add("done", layer)
     progress.add("features", layer, int(meta["feature_count"].value or 0) if "feature_count" in meta else 0)
-    if status == "held":
+    if status in ("held", "unchanged"):
         progress.add(status, layer)
     return True
 
@@ -170,13 +179,20 @@ def _metadata_by_id(fetch: Any, key: dg.AssetKey, ids: list[int], observation: b
     return found
 
 
-def _recount(instance: dg.DagsterInstance, progress: SetProgress) -> None:
+def _recount(instance: dg.DagsterInstance, progress: SetProgress, outcomes: list[EntryOutcome] | None = None) -> None:
     """Count every entry once, by its last outcome in this set (a retried run records its entries again).
 
     Two queries per layer give each entry's latest materialization and observation since the set started;
-    only those records are read (in chunks of 500): at most two records per entry the set touched.
+    only those records are read (in chunks of 500): at most two records per entry the set touched. With
+    `outcomes`, each entry's outcome is also kept there (the set's regression report).
     """
-    for bucket in ("done", "failed", "held", "features"):  # `skipped` comes from the catalog, not from runs
+    for bucket in (
+        "done",
+        "failed",
+        "held",
+        "unchanged",
+        "features",
+    ):  # `skipped` comes from the catalog, not from runs
         setattr(progress, bucket, {})
     for layer in LAYERS:
         key = dg.AssetKey(layer)
@@ -195,8 +211,51 @@ def _recount(instance: dg.DagsterInstance, progress: SetProgress) -> None:
             # the later event decides; an observation that is not this set's failure (e.g. an accepted held run)
             # leaves the decision to the materialization
             for storage_id, is_obs in sorted(events, reverse=True):
-                if _outcome(progress, layer, meta[is_obs].get(storage_id, {}), is_obs):
+                entry_meta = meta[is_obs].get(storage_id, {})
+                if _outcome(progress, layer, entry_meta, is_obs):
+                    if outcomes is not None:
+                        outcomes.append(entry_outcome(layer, partition, entry_meta))
                     break
+
+
+def entry_outcome(layer: str, partition: str, meta: Any) -> EntryOutcome:
+    """An entry's outcome in the set from the metadata of its deciding event (materialization or failure)."""
+
+    def value(name: str, default: Any = "") -> Any:
+        return meta[name].value if name in meta and meta[name].value is not None else default
+
+    status = value("status", "promoted")
+    problem = ""
+    if status == "failed":
+        problem = ": ".join(p for p in (value("source_problem"), value("problem_detail")) if p)
+    elif status == "held":
+        problem = value("quality_gate")
+    count = value("feature_count", None)
+    return EntryOutcome(
+        layer,
+        partition,
+        status,
+        int(count) if count is not None else None,
+        problem,
+        value("unchanged_since"),
+        value("change_signal"),
+    )
+
+
+def report_set(instance: dg.DagsterInstance, store: Any, progress: SetProgress, outcomes: list[EntryOutcome]) -> None:
+    """Store the finished set's regression report and record it as `set_report` (markdown tables in the UI)."""
+    catalog = load_stored_catalog(store, progress.catalog_id) or {"id": progress.catalog_id, "entries": {}}
+    report = publish_set_report(store, progress.set_id, catalog, outcomes)
+    metadata: dict[str, Any] = {
+        "set": progress.set_id,
+        "summary": report_headline(report),
+        "compared_with": report.get("compared_with") or "",
+        **{name: int(n) for name, n in report["counts"].items()},
+        "url_report": dg.MetadataValue.url(store.url(report_key(progress.set_id))),
+    }
+    for name, text in report_markdown(report).items():
+        metadata[f"{name}_table"] = dg.MetadataValue.md(text)
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=SET_REPORT, metadata=metadata))
 
 
 def _chains(instance: dg.DagsterInstance, set_id: str) -> ChainsState:
@@ -232,6 +291,7 @@ def progress_metadata(progress: SetProgress) -> dict[str, Any]:
         "failed": sum(progress.failed.values()),
         "pending": progress.pending(),
         "held": sum(progress.held.values()),
+        "unchanged": sum(progress.unchanged.values()),
         "skipped": sum(progress.skipped.values()),
         "features": sum(progress.features.values()),
         "runs": progress.runs_requested,
@@ -239,7 +299,7 @@ def progress_metadata(progress: SetProgress) -> dict[str, Any]:
         "retries": progress.retries,
         "catalog_id": progress.catalog_id,
         "per_layer": dg.MetadataValue.json(
-            {k: getattr(progress, k) for k in ("total", "done", "failed", "held", "skipped", "features")}
+            {k: getattr(progress, k) for k in ("total", "done", "failed", "held", "unchanged", "skipped", "features")}
         ),
         "wall_seconds": round((progress.finished or time.time()) - progress.started, 1),
     }
@@ -253,7 +313,8 @@ def progress_metadata(progress: SetProgress) -> dict[str, Any]:
     default_status=dg.DefaultSensorStatus.RUNNING,
     jobs=list(LAYER_JOBS.values()),
     description=f"Launches the entries of a set when source_catalog is materialized with {LAUNCH_TAG} "
-    f"({LAUNCH_ALL} | {LAUNCH_CHANGED}), and reports the set's progress as set_progress.",
+    f"({LAUNCH_ALL} | {LAUNCH_FULL} | {LAUNCH_CHANGED}), and reports the set's progress as set_progress; "
+    "entries whose upstream did not change are carried over unless the launch is full.",
 )
 def set_launcher(
     context: dg.SensorEvaluationContext, store: OutputStoreResource, processing: ProcessingSettings
@@ -273,7 +334,7 @@ def set_launcher(
         after = max(after, record.storage_id)
         meta = record.asset_materialization.metadata if record.asset_materialization else {}
         launch = meta["launch"].value if "launch" in meta else "none"
-        if launch not in (LAUNCH_ALL, LAUNCH_CHANGED):
+        if launch not in (LAUNCH_ALL, LAUNCH_FULL, LAUNCH_CHANGED):
             continue
         set_id = (meta["set"].value if "set" in meta else "") or f"launch-{record.storage_id}"
         catalog = load_stored_catalog(out, str(meta["catalog_id"].value))
@@ -285,7 +346,7 @@ def set_launcher(
         total = {layer: len(launched_entries(catalog, layer, launch)) for layer in LAYERS}
         skipped = (
             {layer: sum(1 for info in catalog["entries"][layer].values() if info["skip"]) for layer in LAYERS}
-            if launch == LAUNCH_ALL
+            if launch in (LAUNCH_ALL, LAUNCH_FULL)
             else {}
         )
         open_sets[set_id] = SetProgress(
@@ -307,8 +368,9 @@ def set_launcher(
         changed = done or _count(instance, progress) or not known
         if (chains.ended, chains.retries) != (progress.runs_finished, progress.retries):
             progress.runs_finished, progress.retries, changed = chains.ended, chains.retries, True
+        outcomes: list[EntryOutcome] = []
         if done or (changed and chains.retries):
-            _recount(instance, progress)
+            _recount(instance, progress, outcomes)
         if done:
             progress.finished = time.time()
             put_json(out, layout.set_summary_key(set_id), progress.to_dict())
@@ -318,6 +380,8 @@ def set_launcher(
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(asset_key=SET_PROGRESS, metadata=progress_metadata(progress))
             )
+        if done:  # after set_progress's finished event: what follows a set does not wait for the report
+            report_set(instance, out, progress, outcomes)
     cursor = json.dumps({"after": after, "sets": {k: v.to_dict() for k, v in open_sets.items()}})
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 

@@ -48,6 +48,11 @@ class FakeLayer:
     pad_bytes: int = 0  # feature queries: this many spaces after the JSON (valid, and compresses ~1000x)
     gzip: bool = False  # every response with Content-Encoding: gzip
     cache_responses: bool = False
+    # `editingInfo` in the metadata (lastEditDate / dataLastEditDate, epoch ms): None = the layer tracks no edits
+    editing_info: dict[str, Any] | None = None
+    supports_statistics: bool = True  # `outStatistics` min/max queries
+    hits: int = 0  # every request to this layer (metadata, count, ids, statistics, pages)
+    bytes_sent: int = 0  # response bodies, as sent
     queries: list[dict[str, str]] = field(default_factory=list)
     _cache: dict[tuple, bytes] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -90,6 +95,7 @@ class FakeLayer:
             "advancedQueryCapabilities": {"supportsPagination": self.supports_pagination},
             "supportedQueryFormats": "JSON, geoJSON, PBF" if self.supports_geojson else "JSON",
             "extent": extent,
+            **({"editingInfo": self.editing_info} if self.editing_info is not None else {}),
         }
 
     def take_fault(self, name: str) -> bool:
@@ -164,6 +170,8 @@ def render_query(layer: FakeLayer, params: dict[str, str]) -> dict[str, Any]:
             "objectIdFieldName": layer.oid_field,
             "objectIds": [f["attributes"][layer.oid_field] for f in layer.features],
         }
+    if params.get("outStatistics"):
+        return _statistics(layer, json.loads(params["outStatistics"]))
     if "resultOffset" in params and not layer.supports_pagination:
         return {"error": {"code": 400, "message": "Pagination is not supported.", "details": []}}
     selected = _select(layer, params)
@@ -210,6 +218,20 @@ def render_query(layer: FakeLayer, params: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _statistics(layer: FakeLayer, wanted: list[dict[str, str]]) -> dict[str, Any]:
+    """min / max / count of a field over all features (what change detection asks of the object ids)."""
+    if not layer.supports_statistics:
+        return {"error": {"code": 400, "message": "Unable to complete operation.", "details": ["statistics"]}}
+    attributes: dict[str, Any] = {}
+    for statistic in wanted:
+        values = [f["attributes"].get(statistic["onStatisticField"]) for f in layer.features]
+        values = [v for v in values if v is not None]
+        kind = statistic["statisticType"]
+        value = {"min": min, "max": max}.get(kind, len)(values) if values else None
+        attributes[statistic["outStatisticFieldName"]] = value
+    return {"features": [{"attributes": attributes}]}
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FakeArcGISServer
@@ -235,6 +257,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if layer is not None:
+            with layer._lock:
+                layer.bytes_sent += len(body)
         if drip:
             drip_body(self, body, layer.drip_bytes if layer is not None else 1, drip)
             return
@@ -252,6 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
         if layer is None:
             self._send(404, b'{"error":{"code":404,"message":"Not found"}}')
             return
+        with layer._lock:
+            layer.hits += 1
         if layer.latency:
             time.sleep(layer.latency)
         if layer.token_required:
@@ -260,7 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not is_query:
             self._send(200, json.dumps(layer.metadata()).encode(), layer=layer)
             return
-        feature_query = params.get("returnCountOnly") != "true" and params.get("returnIdsOnly") != "true"
+        feature_query = (
+            params.get("returnCountOnly") != "true" and params.get("returnIdsOnly") != "true"
+        ) and not params.get("outStatistics")
         if feature_query:
             layer.queries.append(params)
             if layer.take_fault("fail_queries"):

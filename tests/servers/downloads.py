@@ -3,6 +3,7 @@ dripping and truncated responses. Each route counts its hits and keeps the reque
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,10 @@ class Route:
     drip: float = 0.0  # seconds between `drip_bytes`-byte pieces of the body (a server that trickles)
     drip_bytes: int = 1
     status: int = 200
-    hits: int = 0
+    ignore_conditional: bool = False  # answers 200 with the body whatever If-None-Match / If-Modified-Since say
+    hits: int = 0  # GET requests
+    heads: int = 0  # HEAD requests (headers of the GET answer, no body)
+    bytes_sent: int = 0  # body bytes of GET answers
     seen_headers: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -51,6 +55,26 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
+    def do_HEAD(self) -> None:
+        route = self.server.routes.get(urlsplit(self.path).path)
+        if route is None or route.statuses or route.redirect or route.drip:
+            self._reply(404 if route is None else 405, b"", head=True)
+            return
+        route.heads += 1
+        if route.delay:
+            time.sleep(route.delay)
+        self._reply(route.status, route.body, self._headers(route), head=True)
+
+    def _headers(self, route: Route) -> dict[str, str]:
+        headers = dict(route.headers)
+        if route.content_type:
+            headers["Content-Type"] = route.content_type
+        if route.etag:
+            headers["ETag"] = route.etag
+        if route.last_modified:
+            headers["Last-Modified"] = route.last_modified
+        return headers
+
     def do_GET(self) -> None:
         route = self.server.routes.get(urlsplit(self.path).path)
         if route is None:
@@ -68,18 +92,14 @@ class _Handler(BaseHTTPRequestHandler):
         if route.redirect:
             self._reply(302, b"", {"Location": route.redirect})
             return
-        if (route.etag and self.headers.get("If-None-Match") == route.etag) or (
-            route.last_modified and self.headers.get("If-Modified-Since") == route.last_modified
+        if not route.ignore_conditional and (
+            (route.etag and self.headers.get("If-None-Match") == route.etag)
+            or (route.last_modified and self.headers.get("If-Modified-Since") == route.last_modified)
         ):
             self._reply(304, b"")
             return
-        headers = dict(route.headers)
-        if route.content_type:
-            headers["Content-Type"] = route.content_type
-        if route.etag:
-            headers["ETag"] = route.etag
-        if route.last_modified:
-            headers["Last-Modified"] = route.last_modified
+        headers = self._headers(route)
+        route.bytes_sent += len(route.body)
         truncate = route.truncate > 0
         route.truncate -= truncate
         if route.drip:
@@ -104,13 +124,14 @@ class _Handler(BaseHTTPRequestHandler):
         truncate: bool = False,
         stall: float = 0.0,
         cut_at: int | None = None,
+        head: bool = False,
     ) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)) if status != 304 else "0")
         self.end_headers()
-        if status == 304:
+        if status == 304 or head:
             return
         half = cut_at if truncate and cut_at is not None else len(body) // 2
         self.wfile.write(body[:half])
@@ -130,6 +151,11 @@ class DownloadServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.routes: dict[str, Route] = {}
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that stops reading (a probe closing a 200 it does not want) is no server error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def route(self, path: str, **kwargs: Any) -> Route:
         self.routes[path] = Route(**kwargs)

@@ -31,6 +31,7 @@ from oa_dagster.fetch.esri.pages import (
     parse_geojson_page,
     split_envelope,
 )
+from oa_dagster.fetch.esri.signal import layer_signal
 from oa_dagster.fetch.options import Download, FetchOptions, LimitExceeded, Throttle
 
 DEFAULT_PAGE_SIZE = 1000
@@ -239,6 +240,7 @@ def dump_layer(
     try:
         info = client.metadata()
         count = client.count()
+        signal = _signal(client, info, count, log)  # before the pages: a change during the dump shows next time
         page_size = max(1, min(info.max_record_count or DEFAULT_PAGE_SIZE, options.esri_page_size_cap))
         out_fields = info.out_fields(fields, log)
         fmt = "geojson" if info.supports_geojson else "json"
@@ -287,4 +289,16 @@ def dump_layer(
         time.perf_counter() - started,
         False,
         feature_count=writer.written,
+        validators=signal,
     )
+
+
+def _signal(client: ArcGISClient, info: LayerInfo, count: int | None, log: logging.Logger) -> dict[str, Any]:
+    """The layer's change signal recorded with this dump; none (always downloaded again) when it cannot be read."""
+    try:
+        return layer_signal(client, info, count)
+    except (EsriTokenRequired, LimitExceeded):
+        raise
+    except DownloadError as exc:
+        log.info("no change signal recorded: %s", exc.detail)
+        return {}
