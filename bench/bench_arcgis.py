@@ -15,13 +15,13 @@ import logging
 import multiprocessing
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.peak_rss import PeakRSS  # noqa: E402
 from oa_dagster.fetch import FetchOptions, fetch_entry  # noqa: E402
 from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features  # noqa: E402
 from tests.servers.helpers import make_entry  # noqa: E402
@@ -39,36 +39,10 @@ def _serve(n: int, latency: float, page: int, ready: multiprocessing.Queue) -> N
     server.serve_forever(poll_interval=0.05)
 
 
-class _PeakRSS:
-    """Samples this process's resident memory while a dump runs."""
-
-    def __init__(self) -> None:
-        self.base = self.peak = self._rss()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
-    def _run(self) -> None:
-        while not self.stop.wait(0.02):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self) -> _PeakRSS:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 def dump(url: str, workers: int, workdir: Path) -> tuple[float, int, int]:
     options = FetchOptions(esri_workers=workers, timeout=60, backoff=0.2)
     entry = make_entry(url, protocol="ESRI", conform=dict(CONFORM))
-    with _PeakRSS() as memory:
+    with PeakRSS() as memory:
         started = time.perf_counter()
         download = fetch_entry(entry, workdir, options, logging.getLogger("bench"))
         seconds = time.perf_counter() - started

@@ -113,7 +113,11 @@ class LocalStore:
         return self.path(key).is_file()
 
     def list(self, prefix: str) -> Iterator[str]:
+        """Keys starting with `prefix`; a prefix ending in `/` is a folder, and a missing one lists nothing (not its
+        parent: for `collections/` before any build that would walk the whole store)."""
         base = self.root / prefix
+        if prefix.endswith("/") and not base.is_dir():
+            return
         start = base if base.is_dir() else base.parent
         if not start.is_dir():
             return

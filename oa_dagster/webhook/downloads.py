@@ -2,15 +2,18 @@
 
 Metadata stores `<download_url>/<key>` forever, while presigned S3 URLs expire within 7 days, so every request
 is answered with a fresh presigned URL (307, never cached) for S3, or with the file itself for a local store.
-Only the published parts of the layout are served (`held/` runs wait for an operator; pointers to them are not).
+Only the published parts of the layout are served (`held/` runs wait for an operator; pointers to them are not),
+plus the results index at the store root (`/` redirects to its page, `/download/index.html`). The page is the one
+file answered with its bytes from S3 too: its links are relative to it, so it must stay at `/download/`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from stat import S_ISREG
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 from starlette.requests import Request
@@ -19,9 +22,15 @@ from starlette.routing import Route
 
 from oa_dagster.platform.store import WRITING_PREFIX, LocalStore, OutputStore, S3Store, check_key, get_json
 from oa_dagster.platform.store_layout import latest_key
+from oa_dagster.results_index.keys import CONTENT_TYPES, INDEX_HTML, ROOT_FILES
+from oa_dagster.results_index.page import page_csp
 from oa_dagster.sources.model import LAYERS
 
-SERVED_PREFIXES = ("runs/", "latest/", "catalog/", "sets/", "jobs/")
+SERVED_PREFIXES = ("runs/", "latest/", "catalog/", "sets/", "jobs/", "collections/", "coverage/")
+# at the store root: the results index, and the machine's classic names of the address collections
+CLASSIC_COLLECTION = re.compile(r"^openaddr-collected-[a-z0-9_]+(-sa)?\.zip$")
+# rebuilt in place under the same key: a browser asks again (revalidates) rather than showing an old copy
+CHANGING_PREFIXES = ("latest/", "collections/", "coverage/")
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 limit
 # Longer keys name nothing in any store, so they are refused before a lookup (which failed as a 502 before):
 MAX_KEY_BYTES = 1024  # S3's own limit on a key (UTF-8)
@@ -64,6 +73,25 @@ def _refused(key: str) -> PlainTextResponse | None:
     return None
 
 
+def _served(key: str) -> bool:
+    return key.startswith(SERVED_PREFIXES) or key in ROOT_FILES or bool(CLASSIC_COLLECTION.match(key))
+
+
+def _file_headers(key: str, page_policy: str) -> dict[str, str]:
+    """nosniff everywhere; the results page may run its own inline script (by hash), nothing else may run."""
+    headers = {**FILE_HEADERS}
+    if key == INDEX_HTML:
+        headers["Content-Security-Policy"] = page_policy
+    if key.startswith(CHANGING_PREFIXES) or "/" not in key:
+        headers["Cache-Control"] = "no-cache"
+    return headers
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[Route]:
     """The routes, bound to one store; `presign_seconds` is how long each redirect target stays valid."""
     if not 1 <= presign_seconds <= MAX_PRESIGN_SECONDS:
@@ -73,6 +101,13 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
 
     def serve(key: str) -> Response:
         if isinstance(store, S3Store):
+            if key == INDEX_HTML:  # its bytes, so its relative links resolve under /download/
+                page = store.get_bytes(key)
+                if page is None:
+                    return _text(404, f"not found: {key} (the results_index asset has not run yet)")
+                # its images redirect to presigned URLs on the S3 endpoint: the policy allows that origin (only)
+                policy = page_csp([_origin(store.presigned_url(key, 60))])
+                return Response(page, media_type=CONTENT_TYPES[key], headers=_file_headers(key, policy))
             if not store.exists(key):
                 return _text(404, f"not found: {key}")
             return RedirectResponse(store.presigned_url(key, presign_seconds), status_code=307, headers=NO_STORE)
@@ -83,8 +118,8 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
             return _text(404, f"not found: {key}")
         if not S_ISREG(stat.st_mode) or path.name.startswith(WRITING_PREFIX):
             return _text(404, f"not found: {key}")
-        headers = {**FILE_HEADERS, **({"Cache-Control": "no-cache"} if key.startswith("latest/") else {})}
-        return FileResponse(path, stat_result=stat, headers=headers)
+        media_type = CONTENT_TYPES.get(key)  # else guessed from the name
+        return FileResponse(path, stat_result=stat, headers=_file_headers(key, page_csp()), media_type=media_type)
 
     @_answering_502
     def download(request: Request) -> Response:
@@ -92,9 +127,14 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
         refused = _refused(key)
         if refused is not None:
             return refused
-        if not key.startswith(SERVED_PREFIXES):
-            return _text(404, f"not found: {key} (served: {', '.join(SERVED_PREFIXES)})")
+        if not _served(key):
+            return _text(404, f"not found: {key} (served: {', '.join(SERVED_PREFIXES)}, the results index)")
         return serve(key)
+
+    def front_page(request: Request) -> Response:
+        # relative to the app's root, so the redirect stays right behind a proxy that rewrites the host
+        target = request.scope.get("root_path", "") + "/download/" + INDEX_HTML
+        return RedirectResponse(target, status_code=307, headers=NO_STORE)
 
     @_answering_502
     def latest(request: Request) -> Response:
@@ -117,6 +157,7 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
         return RedirectResponse(target, status_code=307, headers=NO_STORE)
 
     return [
+        Route("/", front_page, methods=["GET", "HEAD"], name="front_page"),
         Route("/download/{key:path}", download, methods=["GET", "HEAD"], name="download"),
         Route("/latest/{layer}/{partition_key:path}", latest, methods=["GET", "HEAD"], name="latest"),
     ]

@@ -1,0 +1,10 @@
+"""Where coverage writes in the store (cheap to import: the assets and the results index read these names)."""
+
+STATS_KEY = "coverage/stats.json"
+RENDER_GEOJSON_KEY = "coverage/render-world.geojson"
+LOST_SOURCES_KEY = "coverage/lost-sources.json"
+
+
+def map_key(name: str) -> str:
+    """The PNG of one map: `world`, `usa` or `europe`."""
+    return f"coverage/render-{name}.png"
