@@ -1,4 +1,6 @@
-"""`oa-dagster quickstart`: the catalog, then every layer's entries, through the named jobs on a local instance.
+"""`oa-dagster quickstart`: the catalog, every layer's entries, then what data users download (the collections of
+every area and layer with entries, coverage, maps and the results index), through the named jobs on a local
+instance.
 
 The runs execute in this process (no daemon to start) but as the code location's own jobs (`source_catalog_job`,
 `<layer>_job`), so the UI shows them under those names with the same tags a set run would carry. What they
@@ -56,6 +58,15 @@ class ReportHandler(logging.Handler):
             self.report.catalog(
                 str(values.get("commit")), int(values.get("sources") or 0), dict(values.get("invalid") or {})
             )
+        elif layer == "collections" and partition:
+            self.report.collection(
+                partition,
+                int(values.get("entries") or 0),
+                int(values.get("features") or 0),
+                int(values.get("size") or 0),
+            )
+        elif layer in ("coverage", "coverage_maps", "results_index"):
+            self.report.downloads(layer, values)
         elif layer in LAYERS and partition and "status" in values:
             count = values.get("feature_count")
             self.report.entry(
@@ -92,6 +103,40 @@ def ui_command(home: LocalHome, default_home: bool) -> str:
     else:
         command = "oa-dagster"
     return f"{command} ui" + ("" if default_home else f" --home {home.root}")
+
+
+def _build_downloads(
+    defs: Any, instance: Any, run_config: dict[str, Any], tags: dict[str, str], catalog: dict[str, Any], report: Report
+) -> None:
+    """The collections of every area and layer that has entries (each its own run, as the sensor launches them),
+    then one `coverage_job` run: coverage, the maps and the results index."""
+    import dagster as dg
+
+    from oa_dagster.assets.collections import AREA_DIMENSION, LAYER_DIMENSION
+    from oa_dagster.collections.areas import areas_of
+    from oa_dagster.jobs.collections import collections_job
+    from oa_dagster.jobs.coverage import coverage_job
+
+    wanted = sorted(
+        {
+            (layer, area)
+            for layer, entries in catalog["entries"].items()
+            for info in entries.values()
+            if not info.get("skip")
+            for area in areas_of(info["source"])
+        }
+    )
+    report.start_run("collections", [])
+    job = defs.resolve_job_def(collections_job.name)
+    for layer, area in wanted:
+        key = dg.MultiPartitionKey({AREA_DIMENSION: area, LAYER_DIMENSION: layer})
+        job.execute_in_process(
+            instance=instance, run_config=run_config, raise_on_error=False, tags=tags, partition_key=key
+        )
+    report.start_run("coverage", [])
+    defs.resolve_job_def(coverage_job.name).execute_in_process(
+        instance=instance, run_config=run_config, raise_on_error=False, tags=tags
+    )
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
@@ -138,9 +183,16 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                 tags={**tags, RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]},
             )
             report.end_run(layer, keys)
+        if stored:
+            _build_downloads(defs, instance, run_config, tags, stored, report)
     report.summary()
     report.say(f"\nOutputs: {home.data} (latest good pointers under latest/, run files under runs/)")
     report.say(f"Browse the runs and download the outputs: {ui_command(home, args.home is None)}")
+    if (home.data / "index.html").is_file():
+        report.say(
+            f"The download page: {home.data / 'index.html'}; with the UI running, open "
+            f"{download_url(args.download_port)}/index.html"
+        )
     found = local_data_dir().resolve()
     if found != home.data:
         report.say(

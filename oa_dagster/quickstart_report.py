@@ -14,6 +14,7 @@ import logging
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 FAILED = ("failed", "not run", "invalid")
 MAX_CELL = 160  # a problem's detail in the table; the per-entry line above it has the whole text
@@ -82,6 +83,20 @@ class Report:
             more = " (stack trace in the run's log)" if rest else ""
             again = f" ({times} times)" if times > 1 else ""
             self.say(f"      {logging.getLevelName(level).lower()}: {first}{more}{again}")
+
+    def collection(self, partition: str, entries: int, features: int, size: int) -> None:
+        """One collections partition built (or found unchanged)."""
+        self.say(f"  collections {partition}: {entries} entries, {features:,} features, {size:,} bytes")
+
+    def downloads(self, asset: str, values: dict[str, Any]) -> None:
+        """Coverage, the maps and the results index: one line each."""
+        if asset == "coverage":
+            said = f"{values.get('sources', 0)} sources placed in {values.get('countries', 0)} countries"
+        elif asset == "coverage_maps":
+            said = f"{len([k for k in values if k.startswith('url_')])} maps drawn"
+        else:
+            said = f"{values.get('entries', 0)} entries, {values.get('collections', 0)} collections listed"
+        self.say(f"  {asset}: {said}")
 
     def step_failed(self, layer: str, description: str, user_failure: bool) -> None:
         """A failed step: not printed when it only lists the entries already reported as failed."""

@@ -12,10 +12,16 @@ from __future__ import annotations
 SET_TAG = "oa/set"  # the set a run belongs to (`set-<YYYYMMDDTHHMM>`, or `launch-<storage id>`)
 LAUNCH_TAG = "oa/launch"  # on a catalog run: which entries the set sensor launches afterwards
 LAUNCH_ALL, LAUNCH_CHANGED = "all", "changed"  # its values; any other value (or none) launches nothing
+LAUNCH_FULL = "full"  # ... every entry, processed in full: no output carried over as unchanged
+REFRESH_TAG = "oa/refresh"  # on a set run: whether entries whose upstream did not change are carried over
+REFRESH_INCREMENTAL, REFRESH_FULL = "incremental", "full"  # its values; without the tag every entry is processed
 CATALOG_TAG = "oa/catalog"  # on a layer run: the id of the stored catalog its entries come from
 CI_JOB_TAG = "oa/ci_job"  # on a CI job run: its job key (`pr-<number>-<sha7>`), also its partition key
 CI_PR_TAG = "oa/ci_pr"  # on a CI job run of a pull request: its number (a newer head supersedes the run)
 CI_PUSH_TAG = "oa/ci_push"  # on the production run a push to the default branch starts: the pushed commit
+AFTER_SET_TAG = "oa/after_set"  # on a collections run: the set whose end requested it
+SCHEDULE_TAG = "oa/collections_schedule"  # on a collections run: the scheduled time that requested it
+AFTER_COLLECTIONS_TAG = "oa/after_collections"  # on a coverage run: the collections batch whose end requested it
 ENTRIES_TAG = "oa/entries"  # on a set run: how many entries its partition range holds (shown in the Runs list)
 INSTANCE_LOST_TAG = "oa/instance_lost"  # "true": the run failed because the instance was unreachable; "retry":
 # the retry of such a run, which set itself back to retrying crashes only

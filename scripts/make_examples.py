@@ -2,11 +2,14 @@
 
 A small synthetic town laid out on a street grid in California state-plane feet (EPSG:2227): address
 points as CSV, parcels as a zipped shapefile, buildings as gzipped GeoJSON and street centerlines as
-GeoJSON, so the quickstart exercises every layer and the common formats without any download.
+GeoJSON, so the quickstart exercises every layer and the common formats without any download. A second,
+smaller example in Berlin (address points in lon/lat, share-alike licence) gives the collections a second area
+(europe) and the share-alike class.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import zipfile
@@ -158,6 +161,33 @@ def write_centerlines() -> None:
     )
 
 
+BERLIN_STREETS = ("Beispielstraße", "Musterweg", "Probeallee", "Testufer", "Übungsplatz", "Datenring")
+BERLIN_POSTCODES = ("10115", "10117", "10119", "10178", "10179", "10435")
+
+
+def write_berlin_addresses() -> None:
+    """Made-up house numbers along a few made-up streets around Berlin-Mitte, in lon/lat."""
+    rows = []
+    for s, street in enumerate(BERLIN_STREETS):
+        for n in range(1, 21):
+            lon = 13.3800 + s * 0.0090 + n * 0.00035
+            lat = 52.5150 + s * 0.0040 - n * 0.00012
+            number = f"{n}{'a' if n % 7 == 0 else ''}"
+            rows.append(
+                {
+                    "LON": f"{lon:.6f}",
+                    "LAT": f"{lat:.6f}",
+                    "HAUSNR": number,
+                    "STRASSE": street,
+                    "PLZ": BERLIN_POSTCODES[s],
+                }
+            )
+    with (DATA / "example_berlin_addresses.csv").open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=["LON", "LAT", "HAUSNR", "STRASSE", "PLZ"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 if __name__ == "__main__":
     DATA.mkdir(parents=True, exist_ok=True)
     lots = parcels()
@@ -165,5 +195,6 @@ if __name__ == "__main__":
     write_parcels(lots)
     write_buildings(lots)
     write_centerlines()
+    write_berlin_addresses()
     for path in sorted(DATA.iterdir()):
         print(path.name, path.stat().st_size)

@@ -131,7 +131,12 @@ def test_definitions_have_the_layer_assets_checks_jobs_schedule_and_sensor(tmp_p
         "buildings",
         "centerlines",
         "set_progress",
+        "set_report",
         "ci_job",
+        "collections",
+        "coverage",
+        "coverage_maps",
+        "results_index",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert {name for layer, name in checks if layer == "parcels"} == {"output_valid", "output_quality"}
@@ -147,18 +152,37 @@ def test_definitions_have_the_layer_assets_checks_jobs_schedule_and_sensor(tmp_p
         "accept_held_run_job",
         "cleanup_job",
         "ci_job_job",
+        "collections_job",
+        "coverage_job",
     }  # every one `*_job`
     assert defs.resolve_schedule_def("weekly_set").cron_schedule == "0 3 * * 6"
     cleanup = defs.resolve_schedule_def("daily_cleanup")
     assert cleanup.job_name == "cleanup_job" and cleanup.default_status == dg.DefaultScheduleStatus.STOPPED
     assert defs.resolve_sensor_def("set_launcher").default_status == dg.DefaultSensorStatus.RUNNING
+    collections = defs.resolve_schedule_def("collections_schedule")
+    assert collections.cron_schedule == "0 3 */2 * *" and collections.job_name == "collections_job"
+    assert defs.resolve_sensor_def("coverage_after_collections").job_name == "coverage_job"
     spec = graph.get(dg.AssetKey("addresses"))
     assert spec.freshness_policy is not None
 
 
 def test_deployment_is_chosen_by_oa_env_only() -> None:
-    local = deployment({"OA_ENV": "local", "OA_DATA_DIR": "/data/oa", "OA_SET_CRON": "0 1 * * *"})
+    local = deployment(
+        {"OA_ENV": "local", "OA_DATA_DIR": "/data/oa", "OA_SET_CRON": "0 1 * * *", "OA_COLLECTIONS_CRON": "0 5 * * *"}
+    )
     assert local.resources["store"].root == "/data/oa" and local.set_cron == "0 1 * * *"
+    assert local.collections_cron == "0 5 * * *" and deployment({}).collections_cron == "0 3 */2 * *"
+    incremental = {
+        "OA_FULL_REFRESH_DAYS": "7",
+        "OA_ALERT_WEBHOOK_URL": "https://hooks.test/x",
+        "OA_SET_EXPECTED_HOURS": "5",
+    }
+    for env in ({**incremental}, {**incremental, "OA_ENV": "production"}):
+        tuned = deployment(env).resources
+        assert tuned["processing"].entry_options().full_refresh_days == 7
+        alerts = tuned["set_alerts"]
+        assert alerts.expected_hours == 5 and isinstance(alerts.webhook_url, dg.EnvVar)  # a secret: its name only
+    assert deployment({}).resources["set_alerts"].webhook_url is None
     assert local.resources["processing"].work_root().name == "oa-dagster-work"  # under the system temp dir
     assert deployment({"OA_WORK_DIR": "/scratch/oa"}).resources["processing"].work_root() == Path("/scratch/oa")
     served = deployment({"OA_DATA_DIR": "/data/oa", "OA_DOWNLOAD_URL": "http://oa.example:8080/download"})
@@ -223,7 +247,7 @@ def test_the_rules_the_run_tags_and_the_domain_library_import_no_dagster() -> No
     tests use them without Dagster, and an import creeping in (say, through a moved helper) would go unnoticed."""
     modules = sorted(
         ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        for folder in ("platform", "sources", "fetch", "conform")
+        for folder in ("platform", "sources", "fetch", "conform", "collections", "coverage", "results_index")
         for path in (ROOT / "oa_dagster" / folder).rglob("*.py")
         if path.name != "__init__.py"
     ) + [
@@ -244,11 +268,10 @@ def test_the_rules_the_run_tags_and_the_domain_library_import_no_dagster() -> No
 
 def test_loading_the_code_location_imports_neither_the_web_app_nor_sqlalchemy() -> None:
     """Every run process loads the code location: the webhook receiver's SQLAlchemy and Starlette (a quarter second)
-    are imported only where deliveries are read or served, never at load."""
-    code = (
-        "import sys, oa_dagster.definitions\n"
-        "print(sorted(m for m in ('sqlalchemy', 'starlette', 'uvicorn') if m in sys.modules))"
-    )
+    are imported only where deliveries are read or served, and the geodata libraries of collections and coverage
+    (numpy, shapely, pyproj, pycountry, pyarrow: about half a second) only by their runs, never at load."""
+    heavy = ("sqlalchemy", "starlette", "uvicorn", "numpy", "shapely", "pyproj", "pycountry", "pyarrow")
+    code = f"import sys, oa_dagster.definitions\nprint(sorted(m for m in {heavy!r} if m in sys.modules))"
     env = {**os.environ, "OA_ENV": "local", "OA_WEBHOOK_SECRET": "s", "OA_WEBHOOK_DB": "sqlite:///unused.db"}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr

@@ -29,10 +29,10 @@ def test_catalog_adds_partitions_per_layer_and_stores_the_catalog(tmp_path: Path
     with dg.instance_for_test() as instance:
         result = materialize_catalog(instance, resources)
         # the `legacy` entry says `skip: true`: listed by the catalog, not a partition (it has no data to show)
-        assert instance.get_dynamic_partitions("addresses") == [f"{EXAMPLE_KEY}/city"]
+        assert instance.get_dynamic_partitions("addresses") == ["de/berlin_example/city", f"{EXAMPLE_KEY}/city"]
         assert instance.get_dynamic_partitions("parcels") == [f"{EXAMPLE_KEY}/county"]
         meta = result.asset_materializations_for_node("source_catalog")[0].metadata
-        assert meta["addresses_entries"].value == 2 and meta["addresses_skipped"].value == 1
+        assert meta["addresses_entries"].value == 3 and meta["addresses_skipped"].value == 1
         assert meta["addresses_skipped_keys"].value == f"{EXAMPLE_KEY}/legacy"
         assert meta["invalid_sources"].value == 0
         catalog = get_json(LocalStore(tmp_path / "data"), layout.CURRENT_CATALOG)

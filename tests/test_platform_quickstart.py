@@ -66,7 +66,25 @@ def test_quickstart_processes_every_example_entry_into_a_persistent_instance(qui
     with dg.DagsterInstance.from_config(str(quickstart.home / "dagster_home")) as instance:
         assert instance.get_materialized_partitions(dg.AssetKey("parcels")) == {"us/ca/berkeley_example/county"}
         jobs = [run.job_name for run in reversed(instance.get_runs())]
-    assert jobs == ["source_catalog_job", "addresses_job", "parcels_job", "buildings_job", "centerlines_job"]
+    layers = ["source_catalog_job", "addresses_job", "parcels_job", "buildings_job", "centerlines_job"]
+    # then the collections of every area and layer with entries (Berkeley: us_west and global; Berlin: europe and
+    # global, addresses only), and one coverage run: coverage, maps, the results index
+    assert jobs == [*layers, *["collections_job"] * 9, "coverage_job"]
+
+
+def test_quickstart_builds_collections_in_two_areas_and_both_licences_and_the_download_page(
+    quickstart: Quickstart,
+) -> None:
+    store = LocalStore(quickstart.home / "data")
+    records = {key for key in store.list("collections/addresses/") if key.endswith(".json")}
+    assert records == {f"collections/addresses/{name}.json" for name in ("global", "global-sa", "us_west", "europe-sa")}
+    for name in ("openaddr-collected-us_west.zip", "openaddr-collected-europe-sa.zip"):
+        assert store.exists(name)  # the machine's classic root names
+    for key in ("index.html", "index.json", "state.txt", "licenses.json", "coverage/render-world.png"):
+        assert store.exists(key), key
+    page = f"http://127.0.0.1:{quickstart.download_port}/download/index.html"
+    assert f"{quickstart.home / 'data' / 'index.html'}" in quickstart.printed and page in quickstart.printed
+    assert "collections global|addresses: 2 entries" in quickstart.printed
 
 
 def test_quickstart_sets_up_the_instance_config_and_prints_the_ui_command_of_this_virtualenv(

@@ -108,8 +108,10 @@ class BoundedPattern:
             raise self.budget.exhausted()
         return timeout
 
-    def _too_slow(self, value: str) -> PatternTooSlow:
-        if self.budget.deadline - time.perf_counter() <= 0:
+    def _too_slow(self, value: str, timeout: float) -> PatternTooSlow:
+        """Which limit stopped the call: the budget when it set the timeout (the `regex` clock may fire a hair before
+        ours reaches the deadline), else the per-value cap."""
+        if timeout < self.value_seconds or self.budget.deadline - time.perf_counter() <= 0:
             return self.budget.exhausted()
         return PatternTooSlow(
             f"{self.budget.label} took more than {self.value_seconds:g} s of CPU time on one "
@@ -132,20 +134,22 @@ class BoundedPattern:
                 if clock() > budget.deadline:
                     raise budget.exhausted()
                 return plain_search(value)
+            timeout = self._timeout()
             try:
-                return (timed_ascii if value.isascii() else timed).search(value, timeout=self._timeout())
+                return (timed_ascii if value.isascii() else timed).search(value, timeout=timeout)
             except TimeoutError:
-                raise self._too_slow(value) from None
+                raise self._too_slow(value, timeout) from None
 
         def sub(repl: Any, value: str) -> str:
             if len(value) <= plain_max:
                 if clock() > budget.deadline:
                     raise budget.exhausted()
                 return plain_sub(repl, value)
+            timeout = self._timeout()
             try:
-                return (timed_ascii if value.isascii() else timed).sub(repl, value, timeout=self._timeout())
+                return (timed_ascii if value.isascii() else timed).sub(repl, value, timeout=timeout)
             except TimeoutError:
-                raise self._too_slow(value) from None
+                raise self._too_slow(value, timeout) from None
 
         self.search = search
         self.sub = sub

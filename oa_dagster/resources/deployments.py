@@ -7,8 +7,11 @@ local (default): outputs in `$OA_DATA_DIR`, else `$DAGSTER_HOME/oa-data`, else `
 production: outputs in S3 (`OA_S3_BUCKET`, `OA_S3_PREFIX`, `OA_S3_ENDPOINT_URL`, `OA_PUBLIC_URL`,
 `OA_DOWNLOAD_URL`; credentials from the usual AWS chain), sources from GitHub (`GITHUB_TOKEN` optional).
 Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable links in metadata), `OA_SET_CRON`
-(default weekly, Saturday 03:00 UTC), `OA_WORK_DIR` (the one folder runs' scratch space goes under; default
-`<system temp>/oa-dagster-work`); local: `OA_BATCH_MAX_ENTRIES` (entries per set run).
+(default weekly, Saturday 03:00 UTC), `OA_COLLECTIONS_CRON` (default `0 3 */2 * *`, every other night),
+`OA_WORK_DIR` (the one folder runs' scratch space goes under; default `<system temp>/oa-dagster-work`); local:
+`OA_BATCH_MAX_ENTRIES` (entries per set run). Incremental sets: `OA_FULL_REFRESH_DAYS` (default 28: an output older
+than that is processed in full), `OA_ALERT_WEBHOOK_URL` (a Slack-compatible webhook for set alerts; none: no
+alerts), `OA_SET_EXPECTED_HOURS` (default 36: a set running longer is reported stalled).
 CI jobs, both: `OA_GITHUB_API_URL` (default https://api.github.com), `GITHUB_TOKEN`, `OA_STATUS_CONTEXT` (default
 `oa-dagster`), `OA_DAGSTER_UI_URL`, `OA_SOURCES_REPO`, `OA_CI_ALLOW_HOSTS`, and the deliveries database of
 `OA_WEBHOOK_SECRET` / `OA_WEBHOOK_DB` (`webhook_settings`); without a secret or a token the CI sensor skips.
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from oa_dagster.webhook.settings import HookSettings
 
 DEFAULT_SET_CRON = "0 3 * * 6"
+DEFAULT_COLLECTIONS_CRON = "0 3 */2 * *"  # 03:00 UTC every other day
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Deployment:
     name: str
     resources: dict[str, Any]
     set_cron: str
+    collections_cron: str = DEFAULT_COLLECTIONS_CRON
 
 
 def local_data_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
@@ -59,6 +64,7 @@ def local_resources(
     """
     from .github import CiSettings, GitHubResource
     from .processing import ProcessingSettings
+    from .set_alerts import SetAlertSettings
     from .sources_repo import SourcesRepository
     from .store import LocalOutputStore
 
@@ -68,6 +74,22 @@ def local_resources(
         "processing": ProcessingSettings(**settings),
         "github": GitHubResource(),
         "ci": CiSettings(),
+        "set_alerts": SetAlertSettings(),
+    }
+
+
+def set_alert_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Where set alerts go (`OA_ALERT_WEBHOOK_URL`, as an `EnvVar`: the URL is a secret) and when a set counts as
+    stalled (`OA_SET_EXPECTED_HOURS`)."""
+    import dagster as dg
+
+    from .set_alerts import DEFAULT_EXPECTED_HOURS, SetAlertSettings
+
+    return {
+        "set_alerts": SetAlertSettings(
+            webhook_url=dg.EnvVar("OA_ALERT_WEBHOOK_URL") if env.get("OA_ALERT_WEBHOOK_URL") else None,
+            expected_hours=float(env.get("OA_SET_EXPECTED_HOURS") or DEFAULT_EXPECTED_HOURS),
+        )
     }
 
 
@@ -125,7 +147,10 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
 
     name = env.get("OA_ENV", "local")
     cron = env.get("OA_SET_CRON") or DEFAULT_SET_CRON
-    work = {"work_dir": env["OA_WORK_DIR"]} if env.get("OA_WORK_DIR") else {}
+    collections_cron = env.get("OA_COLLECTIONS_CRON") or DEFAULT_COLLECTIONS_CRON
+    work: dict[str, Any] = {"work_dir": env["OA_WORK_DIR"]} if env.get("OA_WORK_DIR") else {}
+    if env.get("OA_FULL_REFRESH_DAYS"):
+        work["full_refresh_days"] = float(env["OA_FULL_REFRESH_DAYS"])
     if name == "local":
         batch = {"batch_max_entries": int(env["OA_BATCH_MAX_ENTRIES"])} if env.get("OA_BATCH_MAX_ENTRIES") else {}
         resources = local_resources(
@@ -135,7 +160,7 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
             **batch,
             **work,
         )
-        return Deployment(name, {**resources, **ci_resources(env)}, cron)
+        return Deployment(name, {**resources, **ci_resources(env), **set_alert_resources(env)}, cron, collections_cron)
     if name == "production":
         resources = s3_resources(
             env.get("OA_S3_BUCKET", "oa-results"),
@@ -155,7 +180,7 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
         resources["processing"] = ProcessingSettings(
             cache_dir=env.get("OA_CACHE_DIR") or None, batch_target_seconds=300.0, set_slots=12, **work
         )
-        return Deployment(name, {**resources, **ci_resources(env)}, cron)
+        return Deployment(name, {**resources, **ci_resources(env), **set_alert_resources(env)}, cron, collections_cron)
     raise ValueError(f"OA_ENV must be local or production, not {name!r}")
 
 

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -138,6 +139,13 @@ def _supersede(tick: _Tick, number: int, new_key: str, new_sha: str) -> None:
             tick.status(old_key, old_sha, "error", f"Superseded by {new_sha[:SHORT_SHA]}: the newer commit is checked")
 
 
+def _start_pull_request_job(tick: _Tick, key: str, *, number: int, sha: str, base: str | None, run_key: str) -> None:
+    """A pull request's job for its head `sha`: older heads' jobs superseded, files from the pull request."""
+    _supersede(tick, number, key, sha)
+    files = partial(tick.client.pull_request_files, tick.repo, number)
+    _start_job(tick, key, sha=sha, base=base, number=number, files=files, run_key=run_key)
+
+
 def _on_pull_request(tick: _Tick, delivery: Delivery) -> None:
     if delivery.action not in PR_ACTIONS:
         return  # closed (merged or not), edited, labeled...: nothing to check
@@ -149,16 +157,7 @@ def _on_pull_request(tick: _Tick, delivery: Delivery) -> None:
     if tick.store.exists(plan_key(key)):  # a redelivery, or ready_for_review after opened at the same commit
         tick.log.info(f"{key}: already planned, not requested again")
         return
-    _supersede(tick, number, key, sha)
-    _start_job(
-        tick,
-        key,
-        sha=sha,
-        base=delivery.base_sha,
-        number=number,
-        files=lambda: tick.client.pull_request_files(tick.repo, number),
-        run_key=key,
-    )
+    _start_pull_request_job(tick, key, number=number, sha=sha, base=delivery.base_sha, run_key=key)
 
 
 def _on_comment(tick: _Tick, delivery: Delivery) -> None:
@@ -184,16 +183,8 @@ def _on_comment(tick: _Tick, delivery: Delivery) -> None:
     if tick.in_flight(**{CI_JOB_TAG: key}):
         tick.log.info(f"{key}: re-run asked while it is queued or running: its result is coming")
         return
-    _supersede(tick, number, key, sha)
-    _start_job(
-        tick,
-        key,
-        sha=sha,
-        base=pull.get("base_sha"),
-        number=number,
-        files=lambda: tick.client.pull_request_files(tick.repo, number),
-        run_key=f"{key}:rerun:{delivery.delivery_id}",
-    )
+    rerun_key = f"{key}:rerun:{delivery.delivery_id}"
+    _start_pull_request_job(tick, key, number=number, sha=sha, base=pull.get("base_sha"), run_key=rerun_key)
 
 
 def _default_branch(tick: _Tick, delivery: Delivery) -> str | None:
