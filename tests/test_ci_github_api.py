@@ -143,6 +143,19 @@ def test_a_quoted_marker_by_someone_else_is_not_ours(github_server: FakeGitHubSe
     assert len(github_server.comments[(REPO, 7)]) == 2
 
 
+def test_a_marker_someone_else_wrote_first_never_keeps_our_results_out(
+    github_server: FakeGitHubServer, client: GitHubClient, waits: list[float]
+) -> None:
+    """Without the bot's login: the stranger's marked comment answers 403 to our edit, and ours is posted, then
+    edited on the next job (the stranger's first every time)."""
+    github_server.add_comment(REPO, 7, f"gotcha {RESULTS_MARKER}", user="mallory")
+    ours = client.upsert_comment(REPO, 7, "results")
+    assert client.upsert_comment(REPO, 7, "results again") == ours
+    bodies = [c["body"] for c in github_server.comments[(REPO, 7)]]
+    assert bodies == [f"gotcha {RESULTS_MARKER}", f"{RESULTS_MARKER}\nresults again"]
+    assert waits == []  # a 403 that is no rate limit is not retried
+
+
 def test_retries_on_502(github_server: FakeGitHubServer, client: GitHubClient, waits: list[float]) -> None:
     github_server.add_file(REPO, "sources/a.json", HEAD, b"{}")
     github_server.fail_next(2, status=502)

@@ -193,3 +193,26 @@ def test_a_job_over_its_wall_clock_cap_stops_and_fails_naming_the_cap(
     assert download_server.routes["/next.csv"].hits == 0
     entries = json.loads((tmp_path / "data" / result_key(KEY)).read_text())["entries"]
     assert [e["problem"] for e in entries] == [f"stopped: {cap}", f"not run: {cap}"]
+
+
+class RefusingClient:
+    """A GitHub client whose every status is refused with `status`."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def set_status(self, *args: Any) -> None:
+        from oa_dagster.ci.github_api import GitHubError
+
+        raise GitHubError(self.status, "Validation Failed")
+
+
+@pytest.mark.parametrize(("status", "kept"), [(422, False), (404, False), (403, True), (429, True)])
+def test_a_refusal_no_retry_can_change_is_given_up_not_sent_forever(tmp_path: Path, status: int, kept: bool) -> None:
+    outbox = ReportOutbox(f"sqlite:///{tmp_path / 'w.db'}", backoff_seconds=0)
+    sender = ReportSender(RefusingClient(status), outbox)  # type: ignore[arg-type]
+    assert sender.status(REPO, HEAD, KEY, "success", "1 entry processed", "oa-dagster")
+    assert bool(outbox.due()) is kept
+    if not kept:
+        assert outbox.unsent() == []
+    sender.close()

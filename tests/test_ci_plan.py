@@ -354,9 +354,17 @@ def test_results_comment_tables() -> None:
     )
     assert "| us/ca/s1/city | 0 | ❌ no \\| features at all | – |" in comment
     assert "| us/ca/s2/city | – | ❌ no result" in comment
-    assert "- sources/us/ca/bad.json\n  - $.layers.addresses[0].data: refused &lt;script&gt;" in comment
+    assert "- sources/us/ca/bad.json\n  - $.layers.addresses\\[0\\].data: refused &lt;script&gt;" in comment
     assert "- sources/us/ca/old.json" in comment
     assert "2 entries unchanged" in comment
+
+
+def test_contributor_text_makes_no_link_image_or_mention_in_the_comment() -> None:
+    plan = JobPlan(head_sha=HEAD, base_sha=BASE, files=("sources/us/ca/s0.json",))
+    problem = "see [here](https://evil.example) ![x](https://evil.example/p.png) cc @openaddresses/maintainers"
+    comment = results_comment("pr-5-c0ffee1", HEAD, plan, [EntryOutcome("addresses", "us/ca/s0/city", None, problem)])
+    assert "\\[here\\](https://evil.example) !\\[x\\](https://evil.example/p.png)" in comment
+    assert "@&#8203;openaddresses/maintainers" in comment and "@openaddresses" not in comment
 
 
 def test_results_comment_is_cut_to_githubs_limit() -> None:

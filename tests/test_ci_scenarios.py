@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from oa_dagster.assets.ci_jobs import ci_job, result_key, superseded_key
+from oa_dagster.ci.github_api import RESULTS_MARKER
 from oa_dagster.platform.store import LocalStore
 from oa_dagster.resources.deployments import local_resources
 from oa_dagster.resources.github import CiSettings, GitHubResource
@@ -24,7 +25,7 @@ from oa_dagster.run_tags import CI_JOB_TAG, CI_PR_TAG, CI_PUSH_TAG
 from oa_dagster.sensors.ci_job_reports import ci_reports_sensor
 from oa_dagster.sensors.ci_jobs import ci_jobs_sensor
 from oa_dagster.webhook.app import create_app
-from oa_dagster.webhook.deliveries import DeliveryStore
+from oa_dagster.webhook.deliveries import DeliveryFields, DeliveryStore
 from oa_dagster.webhook.hooks import DEFAULT_MAX_BODY_BYTES, hook_routes
 from tests.ci_deliveries import (
     BASE,
@@ -241,6 +242,19 @@ def test_a_new_head_supersedes_the_job_still_running(world: CiWorld) -> None:
     assert NEW_HEAD[:7] in comment and HEAD[:7] not in comment
     assert world.store.exists(result_key(first.partition_key))  # its result is kept all the same
 
+    # the contributor force-pushes back to the first head: checked again, and it reports (nothing stays pending)
+    world.github.add_pull(REPO, NUMBER, [file_entry(BERKELEY, "added")], head_sha=HEAD, base_sha=BASE)
+    world.downloads.routes["/slow.csv"].delay = 0
+    world.deliver("pull_request", pr_payload("synchronize", NUMBER, HEAD))
+    [again] = world.tick().run_requests
+    assert again.partition_key == first.partition_key and again.run_key != first.run_key
+    assert not world.store.exists(superseded_key(first.partition_key))
+    assert world.run(again).success
+    assert world.states(HEAD)[-2:] == [
+        ("pending", f"Checking 1 entry in {BERKELEY}"),
+        ("success", "1 entry processed: 5 features"),
+    ]
+
 
 def test_a_rerun_comment_by_the_author_reruns_and_a_strangers_is_ignored(world: CiWorld) -> None:
     world.github.add_file(REPO, BERKELEY, HEAD, source_json(world.serve_csv("/berkeley.csv")))
@@ -265,6 +279,34 @@ def test_a_rerun_comment_by_the_author_reruns_and_a_strangers_is_ignored(world: 
     assert [state for state, _ in world.states()] == ["pending", "success", "pending", "success"]
     assert len(world.comments()) == 1  # edited, not added again
     assert world.downloads.routes["/berkeley.csv"].hits == 2
+
+
+def test_edited_comments_and_our_own_results_comment_never_ask_for_a_rerun(world: CiWorld) -> None:
+    world.github.add_file(REPO, BERKELEY, HEAD, source_json(world.serve_csv("/berkeley.csv")))
+    open_pull(world, [file_entry(BERKELEY, "added")], author="contributor")
+    [request] = world.tick().run_requests
+    assert world.run(request).success
+    before = list(world.github.writes())
+    edited = comment_payload("re-run this, please", number=NUMBER, author="contributor", association="NONE")
+    world.deliver("issue_comment", {**edited, "action": "edited"})
+    ours = comment_payload(f"{RESULTS_MARKER}\n| x | re-run this, please |", number=NUMBER, association="MEMBER")
+    world.deliver("issue_comment", ours)  # the bot's results comment quoting a contributor's problem text
+    assert not world.tick().run_requests
+    assert world.github.writes() == before
+
+
+def test_a_delivery_that_cannot_be_handled_is_skipped_not_retried_forever(world: CiWorld) -> None:
+    assert world.receiver.store is not None
+    world.receiver.store.record(  # a row the receiver of an older version let through: not a commit sha
+        DeliveryFields(
+            delivery_id="bad", event="pull_request", action="opened", repository=REPO, pr_number=NUMBER, head_sha="zz"
+        ),
+        payload="{}",
+    )
+    world.github.add_file(REPO, BERKELEY, HEAD, source_json(world.serve_csv("/berkeley.csv")))
+    open_pull(world, [file_entry(BERKELEY, "added")])
+    result = world.tick()
+    assert result.cursor == "2" and len(result.run_requests) == 1  # the next delivery was handled in the same tick
 
 
 def test_a_push_to_a_branch_is_a_push_job_without_a_comment(world: CiWorld) -> None:

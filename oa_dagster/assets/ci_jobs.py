@@ -223,7 +223,7 @@ def _report_unreadable(
     except Exception:
         context.log.error(f"{job_key}: {problem}; no commit to report it on")
         return
-    error = sender.status(repo, sha, job_key, "failure", problem, github.status_context)
+    error = sender.status(repo, sha, job_key, "failure", problem, github.context_for(job_key))
     _log_errors(context, job_key, {"failure status": error})
 
 
@@ -296,7 +296,7 @@ def _check(
     except BaseException as exc:
         if not is_superseded(output_store, job_key):  # superseded: the sensor has said so already
             reason = error_description(f"{type(exc).__name__} in the run")
-            error = sender.status(repo, sha, job_key, "error", reason, github.status_context, run_url)
+            error = sender.status(repo, sha, job_key, "error", reason, github.context_for(job_key), run_url)
             _log_errors(context, job_key, {"error status": error})
             try:  # so the failure sensor knows this run reported
                 put_json(output_store, result_key(job_key), _result("error", reason, sha, run_id, []))
@@ -310,7 +310,8 @@ def _check(
     if superseded:
         context.log.info(f"{job_key}: superseded by a newer head; its result is kept, GitHub is not told")
     else:
-        errors["final status"] = sender.status(repo, sha, job_key, state, description, github.status_context, run_url)
+        status_context = github.context_for(job_key)
+        errors["final status"] = sender.status(repo, sha, job_key, state, description, status_context, run_url)
         if number:
             body = results_comment(job_key, sha, plan, outcomes, run_url)
             errors["results comment"] = sender.comment(repo, int(number), job_key, body)

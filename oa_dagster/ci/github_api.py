@@ -232,8 +232,9 @@ class GitHubClient:
     ) -> int:
         """Edit our results comment (found by its hidden `marker`) or post it once; returns its id.
 
-        `author` (the bot's login), when given, only matches comments it wrote, so a comment quoting the
-        marker is never taken for ours.
+        `author` (the bot's login), when given, only matches comments it wrote. Without it, a marked comment we
+        may not edit (403: someone else's, quoting the marker) is passed over for the next one, so nobody can
+        keep our results from being posted by writing the marker first.
         """
         if marker not in body:
             body = f"{marker}\n{body}"
@@ -246,6 +247,8 @@ class GitHubClient:
                 self._request("PATCH", f"/repos/{repo}/issues/comments/{int(comment['id'])}", json={"body": body})
                 return int(comment["id"])
             except GitHubError as error:
+                if error.status == 403:  # not ours to edit: look further
+                    continue
                 if error.status != 404:  # deleted since we listed it: post a new one
                     raise
             break

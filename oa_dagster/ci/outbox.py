@@ -20,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
-from oa_dagster.webhook.database import SqlDatabase, utc
+from oa_dagster.webhook.database import SqlDatabase, StoreUnavailable, utc
 
 BACKOFF_SECONDS = 30.0  # the first re-send waits this long, doubling each time
 MAX_BACKOFF_SECONDS = 3600.0
@@ -117,13 +118,25 @@ class ReportOutbox:
             "updated_at": now,
         }
         where = reports_table.c.target == report.target
-        with self._db.connect(write=True) as conn:
-            current = conn.execute(sa.select(reports_table.c.version).where(where)).scalar()
-            if current is None:
-                conn.execute(reports_table.insert().values(target=report.target, version=1, **values))
-                return 1
-            conn.execute(reports_table.update().where(where).values(version=current + 1, **values))
-            return int(current) + 1
+        for attempt in range(2):
+            try:
+                with self._db.connect(write=True) as conn:
+                    current = conn.execute(sa.select(reports_table.c.version).where(where)).scalar()
+                    if current is None:
+                        conn.execute(reports_table.insert().values(target=report.target, version=1, **values))
+                        return 1
+                    # compare-and-set: another writer's version in between makes this update miss, and we retry
+                    done = conn.execute(
+                        reports_table.update()
+                        .where(where, reports_table.c.version == current)
+                        .values(version=current + 1, **values)
+                    ).rowcount
+                    if done:
+                        return int(current) + 1
+            except sa_exc.IntegrityError:  # another writer inserted the target first: update it instead
+                if attempt:
+                    raise
+        raise StoreUnavailable(f"CI reports database: {report.target} kept changing while being written")
 
     def sent(self, report: Report, version: int) -> None:
         """`version` reached GitHub. If the row moved on meanwhile, the newer state still has to go (and the
@@ -137,6 +150,16 @@ class ReportOutbox:
             ).rowcount
             if not done:
                 conn.execute(reports_table.update().where(where).values(sent_version=None))
+
+    def give_up(self, report: Report, version: int, error: str) -> None:
+        """GitHub refused `version` for good (a 4xx that is no rate limit): keep the error, never send it again."""
+        where = (reports_table.c.target == report.target) & (reports_table.c.version == version)
+        with self._db.connect(write=True) as conn:
+            conn.execute(
+                reports_table.update()
+                .where(where)
+                .values(sent_version=version, last_error=f"gave up: {error}"[:MAX_ERROR])
+            )
 
     def failed(self, report: Report, version: int, error: str) -> None:
         """`version` could not be sent: count the attempt, keep the error, wait before the next one."""

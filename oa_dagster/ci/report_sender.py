@@ -27,6 +27,13 @@ class Resent:
     error: str | None
 
 
+def _permanent(exc: BaseException) -> bool:
+    """A refusal no retry can change: 4xx other than 403 and 429 (rate limits come as those; the client already
+    waited them out) and 408 (a timeout)."""
+    status = getattr(exc, "status", None)
+    return isinstance(exc, GitHubError) and status is not None and 400 <= status < 500 and status not in (403, 408, 429)
+
+
 def _record(write: Callable[[], None]) -> None:
     try:
         write()
@@ -83,7 +90,10 @@ class ReportSender:
         except (GitHubError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             if outbox is not None and version is not None:
-                _record(lambda: outbox.failed(report, version, error))
+                if _permanent(exc):  # sending it again would be refused again
+                    _record(lambda: outbox.give_up(report, version, error))
+                else:
+                    _record(lambda: outbox.failed(report, version, error))
             return error
         if outbox is not None and version is not None:
             _record(lambda: outbox.sent(report, version))

@@ -94,7 +94,8 @@ def error_description(reason: str) -> str:
 
 
 def _cell(text: object) -> str:
-    """Text safe inside a markdown table cell: one line, no pipes, no HTML."""
+    """Text safe inside a markdown table cell: one line, no pipes, no HTML, and no links, images or @-mentions
+    made from a contributor's text (a zero-width space after `@` keeps GitHub from notifying anyone)."""
     line = " ".join(str(text).split())
     return (
         line.replace("\\", "\\\\")
@@ -103,6 +104,9 @@ def _cell(text: object) -> str:
         .replace("<", "&lt;")
         .replace(">", "&gt;")
         .replace("`", "'")
+        .replace("[", "\\[")
+        .replace("]", "\\]")
+        .replace("@", "@&#8203;")
     )
 
 

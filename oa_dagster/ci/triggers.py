@@ -3,14 +3,17 @@
 - `pull_request` opened, synchronize, reopened or ready_for_review: a job for the head commit (closed: nothing).
 - `push` to a branch: a job for the pushed commit; to the default branch: the production entries it changes
   are run instead (the catalog refreshed at that commit); tags and branch deletions: nothing.
-- `issue_comment` on a pull request asking "re-run this, please" (any case, anywhere in the comment), from the
-  pull request's author or someone with write access: a forced re-run of its head.
+- `issue_comment` created on a pull request asking "re-run this, please" (any case, anywhere in the comment),
+  from the pull request's author or someone with write access: a forced re-run of its head. Edited comments and
+  our own results comment (which quotes contributor text) never count, so no comment can loop re-runs.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from .github_api import RESULTS_MARKER
 
 PR_ACTIONS = frozenset({"opened", "synchronize", "reopened", "ready_for_review"})
 RERUN_PHRASE = re.compile(r"re-?run\s+this,?\s+please", re.IGNORECASE)
@@ -19,9 +22,12 @@ BRANCH_PREFIX = "refs/heads/"
 NULL_SHA = "0" * 40
 
 
-def is_rerun_request(body: str | None) -> bool:
-    """Whether a comment asks for a re-run: "re-run this, please" in any case (also "rerun this please")."""
-    return bool(body and RERUN_PHRASE.search(body))
+def is_rerun_request(body: str | None, action: str | None = "created") -> bool:
+    """Whether a new comment asks for a re-run: "re-run this, please" in any case (also "rerun this please"), not
+    an edit, and not our results comment (it may quote a contributor's text asking for one)."""
+    if action != "created" or not body or RESULTS_MARKER in body:
+        return False
+    return bool(RERUN_PHRASE.search(body))
 
 
 def may_request_rerun(association: str | None, commenter: str | None, pr_author: str | None) -> bool:

@@ -36,6 +36,11 @@ class GitHubResource(dg.ConfigurableResource):
     def client(self) -> GitHubClient:
         return self.settings().client(retries=self.retries)
 
+    def context_for(self, job_key: str) -> str:
+        """The status context of a job: `<context>` for a pull request's, `<context>/push` for a pushed branch's,
+        so a push job and the pull request job on the same commit never overwrite each other's status."""
+        return f"{self.status_context}/push" if job_key.startswith("push-") else self.status_context
+
     def pull_request_url(self, repo: str, number: int) -> str:
         """The pull request's page: github.com, or an Enterprise server's UI (its API is under `/api/v3`)."""
         api = self.api_url.rstrip("/")

@@ -54,7 +54,7 @@ def close_pending_status(
     try:
         sender = ReportSender(github.client(), outbox)
         run_url = github.settings().run_url(run.run_id)
-        error = sender.status(repo, sha, key, "error", error_description(reason), github.status_context, run_url)
+        error = sender.status(repo, sha, key, "error", error_description(reason), github.context_for(key), run_url)
     finally:
         if outbox is not None:
             outbox.close()

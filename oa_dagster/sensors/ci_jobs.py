@@ -79,7 +79,7 @@ class _Tick:
         return self.github.repo
 
     def status(self, key: str, sha: str, state: str, description: str) -> None:
-        error = self.sender.status(self.repo, sha, key, state, description, self.github.status_context)
+        error = self.sender.status(self.repo, sha, key, state, description, self.github.context_for(key))
         if error:
             self.log.error(f"{key}: could not set the {state} status (kept to send again): {error}")
 
@@ -110,6 +110,7 @@ def _start_job(
         tick.status(key, sha, state, description)
         return
     write_job_record(tick.store, key, tick.repo, number, plan)
+    tick.store.delete(superseded_key(key))  # a head checked again (pushed back to, or a re-run): it reports again
     tick.status(key, sha, "pending", pending_description(plan))
     tags = {
         PRIORITY_TAG: CI_PRIORITY,
@@ -154,15 +155,17 @@ def _on_pull_request(tick: _Tick, delivery: Delivery) -> None:
         tick.log.warning(f"delivery {delivery.delivery_id}: pull_request without a number or head sha, ignored")
         return
     key = job_key("pr", sha, number)
-    if tick.store.exists(plan_key(key)):  # a redelivery, or ready_for_review after opened at the same commit
-        tick.log.info(f"{key}: already planned, not requested again")
+    if tick.store.exists(plan_key(key)) and not tick.store.exists(superseded_key(key)):
+        tick.log.info(f"{key}: already planned, not requested again")  # a redelivery, or ready_for_review
         return
-    _start_pull_request_job(tick, key, number=number, sha=sha, base=delivery.base_sha, run_key=key)
+    # a head superseded and then pushed back to is checked again, as a new run
+    run_key = f"{key}:{delivery.delivery_id}"
+    _start_pull_request_job(tick, key, number=number, sha=sha, base=delivery.base_sha, run_key=run_key)
 
 
 def _on_comment(tick: _Tick, delivery: Delivery) -> None:
     number = delivery.pr_number
-    if not number or not is_rerun_request(delivery.comment_body):
+    if not number or not is_rerun_request(delivery.comment_body, delivery.action):
         return
     try:
         pull = tick.client.pull_request(tick.repo, number)
@@ -275,7 +278,9 @@ def ci_jobs_sensor(
                     handler(tick, delivery)
                 except StoreUnavailable:
                     raise
-                except Exception as exc:  # the store (or a bug): keep the cursor before this delivery, try again
+                except (ValueError, KeyError, TypeError) as exc:  # this delivery's data: it would fail every tick
+                    context.log.error(f"delivery {delivery.delivery_id}: skipped, it cannot be handled: {exc!r}")
+                except Exception as exc:  # the store, most likely: keep the cursor before this delivery, try again
                     context.log.error(f"delivery {delivery.delivery_id}: not handled, retried next tick: {exc}")
                     break
             cursor = delivery.id

@@ -197,6 +197,8 @@ class FakeGitHubServer(ThreadingHTTPServer):
                 for comments in self.comments.values():
                     for comment in comments:
                         if comment["id"] == int(comment_id):
+                            if comment["user"]["login"] != self.bot_login:  # as GitHub: only one's own
+                                return 403, {"message": "Resource not accessible by integration"}
                             comment["body"] = body["body"]
                             return 200, comment
                 return None
