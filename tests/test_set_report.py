@@ -4,8 +4,11 @@ posted to a local webhook receiver: newly broken entries, and a set that has not
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,13 +17,16 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from oa_dagster.assets.sets import SET_REPORT
-from oa_dagster.platform.set_report import report_key
+from oa_dagster.assets.sets import SET_PROGRESS, SET_REPORT
+from oa_dagster.platform.catalog import load_stored_catalog
+from oa_dagster.platform.set_alerts import AlertNotDelivered, message, post_alert
+from oa_dagster.platform.set_planning import SetProgress
+from oa_dagster.platform.set_report import EntryOutcome, report_key
 from oa_dagster.platform.store import LocalStore, get_json
 from oa_dagster.resources.set_alerts import SetAlertSettings
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_TAG, SET_TAG
 from oa_dagster.sensors.set_alerts import set_alerts
-from oa_dagster.sensors.sets import set_launcher
+from oa_dagster.sensors.sets import progress_metadata, report_set, set_launcher
 from tests.platform_helpers import local, materialize_catalog, write_source
 from tests.servers.downloads import DownloadServer
 from tests.test_incremental_sets import CSV_CONFORM, csv_bytes, entry, run_set
@@ -173,3 +179,164 @@ def test_a_set_running_past_its_expected_time_is_reported_stalled_once_and_retri
     assert text.startswith(":hourglass: set-slow has not finished after") and "expected within" in text
     assert "0 done" in receiver.bodies[0]["blocks"][1]["text"]["text"]  # the set's progress at the time
     assert isinstance(unconfigured, dg.SkipReason) and "OA_ALERT_WEBHOOK_URL" in str(unconfigured.skip_message)
+
+
+SECRET = "T0000/B0000/s3cr3tW3bh00kT0ken"
+
+
+class Lines(logging.Handler):
+    """Keeps every message the sensor logs (what the event log would show)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_undelivered_alert_names_the_host_and_status_but_never_the_webhook_secret(
+    tmp_path: Path, download_server: DownloadServer, receiver: Receiver
+) -> None:
+    refusing = receiver.url.replace("/hooks/oa", f"/services/{SECRET}?token={SECRET}")
+    unreachable = f"http://127.0.0.1:{closed_port()}/services/{SECRET}?token={SECRET}"
+    receiver.statuses = [500]
+    with pytest.raises(AlertNotDelivered) as refused:
+        post_alert(refusing, message("test"))
+    with pytest.raises(AlertNotDelivered) as down:
+        post_alert(unreachable, message("test"), timeout=2)
+    host = f"127.0.0.1:{receiver.server_address[1]}"
+    assert str(refused.value) == f"alert webhook at {host} answered HTTP 500"
+    assert "ConnectionError" in str(down.value) and "127.0.0.1" in str(down.value)
+    for caught in (refused, down):  # nor in the traceback the sensor's failure would show
+        assert SECRET not in "".join(traceback.format_exception(caught.value))
+
+    download_server.route("/one.csv", body=csv_bytes(3), etag='"1"')
+    resources = local(tmp_path, sources(tmp_path, download_server, ["one"]))
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources, tags={SET_TAG: "set-slow", LAUNCH_TAG: LAUNCH_ALL})
+        set_launcher(dg.build_sensor_context(instance=instance, resources=resources))  # launched; runs never end
+        results, logged = [], Lines()
+        cursor = None
+        for url in (refusing, refusing, unreachable):  # the first tick posts nothing; then stalled, undelivered
+            receiver.statuses = [500]
+            alerts = {
+                "set_alerts": SetAlertSettings(webhook_url=url, expected_hours=0.5 / 3600, timeout_seconds=2),
+                "store": resources["store"],
+            }
+            context = dg.build_sensor_context(instance=instance, resources=alerts, cursor=cursor)
+            context.log.addHandler(logged)
+            time.sleep(0.6 if cursor is None else 0)  # late after half a second; abandoned after two
+            result = set_alerts(context)
+            assert isinstance(result, dg.SensorResult)
+            results.append(result)
+            cursor = result.cursor
+    assert receiver.bodies == []
+    warnings = [line for line in logged.lines if "trying again next tick" in line]
+    assert len(warnings) == 2 and "answered HTTP 500" in warnings[0] and "unreachable" in warnings[1]
+    assert all(SECRET not in line for line in logged.lines)
+    assert all(SECRET not in str(result.cursor) for result in results)
+
+
+def test_a_report_recorded_again_after_a_failure_is_compared_with_the_same_set(
+    tmp_path: Path, download_server: DownloadServer, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oa_dagster.definitions import build_definitions
+
+    http = download_server
+    broken = http.route("/broken.csv", body=csv_bytes(5), etag='"b1"')
+    fixed = http.route("/fixed.csv", body=b"", status=404)
+    folder = sources(tmp_path, http, ["broken", "fixed"])
+    resources = local(tmp_path, folder)
+    store = LocalStore(tmp_path / "data")
+    alerts = {"set_alerts": SetAlertSettings(webhook_url=receiver.url), "store": resources["store"]}
+    with dg.instance_for_test() as instance:
+        cursor, _ = run_set(instance, resources, "set-1", None)
+        alert_cursor = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts)).cursor
+        broken.status, broken.body, broken.etag = 404, b"", None
+        fixed.status, fixed.body, fixed.etag = 200, csv_bytes(6), '"f1"'
+        materialize_catalog(instance, resources, tags={SET_TAG: "set-2", LAUNCH_TAG: LAUNCH_ALL})
+        launched = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor))
+        defs = build_definitions(resources)
+        for request in launched.run_requests:
+            defs.resolve_job_def(request.job_name).execute_in_process(
+                instance=instance, tags=request.tags, raise_on_error=False
+            )
+
+        record = instance.report_runless_asset_event
+
+        def fails_on_the_report(event: Any) -> None:
+            if getattr(event, "asset_key", None) == SET_REPORT:
+                raise RuntimeError("event log unavailable")
+            record(event)
+
+        monkeypatch.setattr(instance, "report_runless_asset_event", fails_on_the_report)
+        with pytest.raises(Exception, match="event log unavailable"):
+            set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=launched.cursor))
+        first = get_json(store, report_key("set-2"))
+        monkeypatch.setattr(instance, "report_runless_asset_event", record)
+        # the sensor's next tick: its cursor did not move, so the finished set is reported again
+        set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=launched.cursor))
+        recorded = instance.fetch_materializations(SET_REPORT, limit=1).records[0].asset_materialization
+        set_alerts(dg.build_sensor_context(instance=instance, resources=alerts, cursor=alert_cursor))
+    again = get_json(store, report_key("set-2"))
+    assert first is not None and again is not None
+    assert [row["entry"] for row in first["newly_broken"]] == ["us/xx/r/broken"]
+    assert [row["entry"] for row in first["fixed"]] == ["us/xx/r/fixed"]
+    for name in ("compared_with", "newly_broken", "fixed", "added", "removed", "counts"):
+        assert again[name] == first[name], name
+    assert recorded is not None and recorded.metadata["set"].value == "set-2"
+    assert recorded.metadata["newly_broken"].value == 1 and recorded.metadata["compared_with"].value == "set-1"
+    assert len(receiver.bodies) == 1 and "(good in set-1)" in receiver.bodies[0]["text"]
+
+
+def test_the_first_tick_only_takes_its_bearings_and_an_abandoned_set_leaves_the_cursor(
+    tmp_path: Path, download_server: DownloadServer, receiver: Receiver
+) -> None:
+    download_server.route("/one.csv", body=csv_bytes(3), etag='"1"')
+    resources = local(tmp_path, sources(tmp_path, download_server, ["one"]))
+    store = LocalStore(tmp_path / "data")
+    alerts = {
+        "set_alerts": SetAlertSettings(webhook_url=receiver.url, expected_hours=0.4 / 3600),  # 0.4 s; gone at 1.6 s
+        "store": resources["store"],
+    }
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources, tags={SET_TAG: "set-old", LAUNCH_TAG: LAUNCH_ALL})
+        set_launcher(dg.build_sensor_context(instance=instance, resources=resources))  # launched; runs never end
+        catalog_id = str(instance.fetch_materializations(SET_PROGRESS, limit=1).records[0].asset_materialization
+                         .metadata["catalog_id"].value)  # fmt: skip
+        key = next(iter(load_stored_catalog(store, catalog_id)["entries"]["addresses"]))
+        # two finished sets before the sensor starts: the second broke the entry the first had good
+        report_set(instance, store, SetProgress("set-a", catalog_id), [EntryOutcome("addresses", key, "promoted", 3)])
+        report_set(instance, store, SetProgress("set-b", catalog_id), [EntryOutcome("addresses", key, "failed")])
+        assert get_json(store, report_key("set-b"))["counts"]["newly_broken"] == 1
+        time.sleep(0.5)  # set-old is late already
+        first = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts))
+        assert receiver.bodies == []  # no alert for history, nor on the first tick at all
+        assert list(json.loads(str(first.cursor))["open"]) == ["set-old"]
+        second = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts, cursor=first.cursor))
+        assert [body["text"].split(" ")[1] for body in receiver.bodies] == ["set-old"]  # stalled; set-b not again
+        report_set(instance, store, SetProgress("set-c", catalog_id), [EntryOutcome("addresses", key, "promoted", 3)])
+        report_set(instance, store, SetProgress("set-d", catalog_id), [EntryOutcome("addresses", key, "failed")])
+        third = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts, cursor=second.cursor))
+        assert receiver.bodies[-1]["text"].startswith(":rotating_light: set-d finished with 1 newly broken")
+        assert json.loads(str(third.cursor))["stalled"] == ["set-old"]
+
+        time.sleep(1.3)  # set-old is now 4 expected times old: abandoned, dropped from the cursor
+        fourth = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts, cursor=third.cursor))
+        state = json.loads(str(fourth.cursor))
+        assert state["open"] == {} and state["stalled"] == []
+        # a late progress event of the abandoned set does not bring it back (nor alert on it again)
+        progress = SetProgress("set-old", catalog_id, started=time.time() - 10, total={"addresses": 1})
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=SET_PROGRESS, metadata=progress_metadata(progress))
+        )
+        fifth = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts, cursor=fourth.cursor))
+        assert json.loads(str(fifth.cursor))["open"] == {}
+    assert len(receiver.bodies) == 2

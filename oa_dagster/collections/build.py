@@ -272,7 +272,10 @@ def build_collection(
             "bad_lines": built.bad_lines,
             "missing": missing,
             "problems": [*inputs.problems, *built.problems],
-            "inputs": {entry.partition_key: entry.run_id for entry in built.entries},
+            # every input considered, so a pointer naming a missing output does not rebuild the area every night;
+            # that entry is tried again when its pointer moves (a new good run)
+            "inputs": {entry.partition_key: entry.run_id for entry in entries},
+            "left_out": sorted({entry.partition_key for entry in entries} - {e.partition_key for e in built.entries}),
             "built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "catalog": catalog.get("id"),
             "format": BUILD_FORMAT,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -49,11 +50,26 @@ def stalled_set_message(set_id: str, hours: float, expected_hours: float, summar
     return message(text, [summary] if summary else [])
 
 
+def _where(url: str) -> str:
+    """The webhook's host (and port) only: a webhook URL's path and query are its secret (Slack's is a token)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "?", parts.port
+    except ValueError:  # a malformed URL or port: still nothing of the path
+        return "an invalid URL"
+    return f"{host}:{port}" if port else host
+
+
 def post_alert(url: str, payload: Mapping[str, Any], *, timeout: float = 10.0) -> None:
-    """POST the payload as JSON; raises `AlertNotDelivered` unless the webhook answers 2xx."""
+    """POST the payload as JSON; raises `AlertNotDelivered` unless the webhook answers 2xx.
+
+    The error names the exception type, the host and the HTTP status, never the URL's path or query nor the
+    exception's own text (requests puts the whole URL in it): the sensor logs it into the event log. The cause is
+    not chained for the same reason.
+    """
     try:
         answer = requests.post(url, json=dict(payload), timeout=timeout)
     except requests.RequestException as exc:
-        raise AlertNotDelivered(f"alert webhook unreachable: {type(exc).__name__}: {exc}") from exc
+        raise AlertNotDelivered(f"alert webhook at {_where(url)} unreachable: {type(exc).__name__}") from None
     if not 200 <= answer.status_code < 300:
-        raise AlertNotDelivered(f"alert webhook answered HTTP {answer.status_code}: {answer.text[:200]}")
+        raise AlertNotDelivered(f"alert webhook at {_where(url)} answered HTTP {answer.status_code}")

@@ -123,15 +123,24 @@ def build_report(
 def publish_set_report(
     store: OutputStore, set_id: str, catalog: Mapping[str, Any], outcomes: Iterable[EntryOutcome]
 ) -> dict[str, Any]:
-    """Build the report against the last finished set, store it (report, entries, `sets/last.json`); return it."""
+    """Build the report against the last finished set, store it (report, entries, `sets/last.json`); return it.
+
+    `sets/last.json` also keeps the set this one was compared with: when recording the report fails after it was
+    stored, the sensor publishes it again (last.json already names this set), and the retry compares with the same
+    set, so it reproduces the report instead of one with nothing newly broken or fixed.
+    """
     last = get_json(store, LAST_SET_KEY) or {}
-    previous = None
-    if last.get("set") and last["set"] != set_id:
-        previous = get_json(store, entries_key(last["set"]))
+    base = last.get("set")
+    if base == set_id:  # a retry of this set's report
+        if "compared_with" in last:
+            base = last["compared_with"]
+        else:  # a last.json written before it kept the base: the stored report names it
+            base = (get_json(store, report_key(set_id)) or {}).get("compared_with")
+    previous = get_json(store, entries_key(base)) if base else None
     report, entries = build_report(set_id, catalog, outcomes, previous)
     put_json(store, entries_key(set_id), entries)
     put_json(store, report_key(set_id), report)
-    put_json(store, LAST_SET_KEY, {"set": set_id, "finished": report["created"]})
+    put_json(store, LAST_SET_KEY, {"set": set_id, "finished": report["created"], "compared_with": base})
     return report
 
 
