@@ -148,6 +148,7 @@ def test_sensor_requests_every_partition_once_a_set_finishes(tmp_path: Path) -> 
         assert {r.partition_key for r in done.run_requests} == every
         assert len({r.run_key for r in done.run_requests}) == 36
         assert all(r.tags[AFTER_SET_TAG] == "set-20260101T0300" for r in done.run_requests)
+        assert all(r.tags["dagster/priority"] == "-2" for r in done.run_requests)  # behind the next set's runs
 
         quiet = collections_after_set(dg.build_sensor_context(instance=instance, cursor=done.cursor))
         assert not quiet.run_requests  # the same finished set is not requested twice

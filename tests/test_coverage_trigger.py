@@ -8,7 +8,7 @@ import dagster as dg
 
 from oa_dagster.definitions import build_definitions
 from oa_dagster.resources.deployments import local_resources
-from oa_dagster.run_tags import AFTER_COLLECTIONS_TAG, AFTER_SET_TAG
+from oa_dagster.run_tags import AFTER_COLLECTIONS_TAG, AFTER_SET_TAG, DOWNLOADS_PRIORITY, PRIORITY_TAG
 from oa_dagster.sensors.coverage import coverage_after_collections
 
 
@@ -36,6 +36,7 @@ def test_coverage_follows_the_end_of_each_batch_of_collection_runs(tmp_path: Pat
         assert isinstance(result, dg.SensorResult) and result.cursor == "after_set:set-1"
         [request] = result.run_requests
         assert request.run_key == "after-after_set:set-1" and request.tags[AFTER_COLLECTIONS_TAG] == "after_set:set-1"
+        assert request.tags[PRIORITY_TAG] == DOWNLOADS_PRIORITY  # behind the next set's runs
         assert "already handled" in str(tick(result.cursor).skip_message)
 
         by_hand = instance.create_run_for_job(job_def=job)  # one area rebuilt from the UI: a batch of its own

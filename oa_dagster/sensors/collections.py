@@ -12,7 +12,7 @@ from oa_dagster.assets.collections import collection_partition_keys
 from oa_dagster.assets.sets import SET_PROGRESS
 from oa_dagster.jobs.collections import collections_job
 from oa_dagster.resources.deployments import DEFAULT_COLLECTIONS_CRON
-from oa_dagster.run_tags import AFTER_SET_TAG, PRIORITY_TAG, SCHEDULE_TAG, SET_PRIORITY
+from oa_dagster.run_tags import AFTER_SET_TAG, DOWNLOADS_PRIORITY, PRIORITY_TAG, SCHEDULE_TAG
 
 MAX_RECORDS = 50  # set_progress events read per tick (a busy set reports often)
 
@@ -22,7 +22,7 @@ def _requests(run_key_prefix: str, tags: dict[str, str]) -> list[dg.RunRequest]:
         dg.RunRequest(
             run_key=f"{run_key_prefix}:{key}",
             partition_key=key,
-            tags={**tags, PRIORITY_TAG: SET_PRIORITY},
+            tags={**tags, PRIORITY_TAG: DOWNLOADS_PRIORITY},
         )
         for key in collection_partition_keys()
     ]

@@ -10,7 +10,7 @@ import dagster as dg
 
 from oa_dagster.jobs.collections import collections_job
 from oa_dagster.jobs.coverage import coverage_job
-from oa_dagster.run_tags import AFTER_COLLECTIONS_TAG, AFTER_SET_TAG, PRIORITY_TAG, SCHEDULE_TAG, SET_PRIORITY
+from oa_dagster.run_tags import AFTER_COLLECTIONS_TAG, AFTER_SET_TAG, DOWNLOADS_PRIORITY, PRIORITY_TAG, SCHEDULE_TAG
 
 BATCH_TAGS = (AFTER_SET_TAG, SCHEDULE_TAG)
 
@@ -43,7 +43,9 @@ def coverage_after_collections(context: dg.SensorEvaluationContext) -> dg.Sensor
     if running:
         return dg.SkipReason(f"{batch}: {len(running)} of {len(runs)} collections runs still to end")
     context.log.info(f"{batch}: all {len(runs)} collections runs ended; building coverage and the results index")
-    request = dg.RunRequest(run_key=f"after-{batch}", tags={AFTER_COLLECTIONS_TAG: batch, PRIORITY_TAG: SET_PRIORITY})
+    request = dg.RunRequest(
+        run_key=f"after-{batch}", tags={AFTER_COLLECTIONS_TAG: batch, PRIORITY_TAG: DOWNLOADS_PRIORITY}
+    )
     return dg.SensorResult(run_requests=[request], cursor=batch)
 
 
