@@ -55,6 +55,14 @@ def write_job_record(store: OutputStore, job_key: str, repo: str, number: int | 
     put_json(store, plan_key(job_key), {"repo": repo, "number": number, "plan": plan.to_dict()})
 
 
+def job_commit(store: OutputStore, job_key: str) -> tuple[str, str] | None:
+    """(repo, head sha) of a job from its record, even one whose plan no longer parses; None without them."""
+    record = get_json(store, plan_key(job_key))
+    plan = record.get("plan") if isinstance(record, dict) else None
+    repo, sha = (record or {}).get("repo"), plan.get("head_sha") if isinstance(plan, dict) else None
+    return (repo, sha) if isinstance(repo, str) and isinstance(sha, str) and repo and sha else None
+
+
 def read_job_record(store: OutputStore, job_key: str) -> tuple[str, int | None, JobPlan]:
     """(repo, pull request number, plan); ValueError naming the file when it is missing or unreadable."""
     key = plan_key(job_key)
@@ -194,13 +202,6 @@ def _entries_table(outcomes: list[EntryOutcome]) -> dg.TableMetadataValue:
     )
 
 
-def _sender(github: GitHubResource, ci: CiSettings) -> "ReportSender":
-    """Reports go through the outbox (and are re-sent when GitHub is back) whenever webhooks are configured."""
-    from oa_dagster.ci.report_sender import ReportSender  # SQLAlchemy: only in CI runs, not at definitions load
-
-    return ReportSender(github.client(), ci.outbox())
-
-
 def _log_errors(context: dg.AssetExecutionContext, job_key: str, errors: dict[str, str | None]) -> list[str]:
     failed = [f"{what}: {error}" for what, error in errors.items() if error]
     for line in failed:
@@ -217,12 +218,11 @@ def _report_unreadable(
     problem: str,
 ) -> None:
     """An unreadable plan: `failure` naming the file, when the record still says which commit (best effort)."""
-    try:
-        record = get_json(store, plan_key(job_key))
-        repo, sha = record["repo"], record["plan"]["head_sha"]
-    except Exception:
+    commit = job_commit(store, job_key)
+    if commit is None:
         context.log.error(f"{job_key}: {problem}; no commit to report it on")
         return
+    repo, sha = commit
     error = sender.status(repo, sha, job_key, "failure", problem, github.context_for(job_key))
     _log_errors(context, job_key, {"failure status": error})
 
@@ -259,7 +259,7 @@ def ci_job(
     github: GitHubResource,
     ci: CiSettings,
 ) -> dg.MaterializeResult:
-    sender = _sender(github, ci)
+    sender = ci.report_sender(github.client())  # SQLAlchemy imported here: in CI runs only
     try:
         return _check(context, store.get_store(), processing, github, ci, sender)
     finally:

@@ -48,6 +48,9 @@ reports_table = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# a row whose newest version has not reached GitHub (never sent, or an older version sent)
+NOT_SENT = sa.or_(reports_table.c.sent_version.is_(None), reports_table.c.sent_version != reports_table.c.version)
+
 
 @dataclass(frozen=True)
 class Report:
@@ -184,7 +187,7 @@ class ReportOutbox:
         query = (
             sa.select(reports_table)
             .where(
-                sa.or_(columns.sent_version.is_(None), columns.sent_version != columns.version),
+                NOT_SENT,
                 columns.next_attempt_at <= self._now(),
             )
             .order_by(columns.updated_at)
@@ -196,9 +199,7 @@ class ReportOutbox:
     def unsent(self, job_key: str | None = None) -> list[PendingReport]:
         """Every unsent report (of one job), whatever its backoff: for metadata and tests."""
         columns = reports_table.c
-        query = sa.select(reports_table).where(
-            sa.or_(columns.sent_version.is_(None), columns.sent_version != columns.version)
-        )
+        query = sa.select(reports_table).where(NOT_SENT)
         if job_key is not None:
             query = query.where(columns.job_key == job_key)
         with self._db.connect(write=False) as conn:

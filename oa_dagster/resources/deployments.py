@@ -148,9 +148,12 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
     name = env.get("OA_ENV", "local")
     cron = env.get("OA_SET_CRON") or DEFAULT_SET_CRON
     collections_cron = env.get("OA_COLLECTIONS_CRON") or DEFAULT_COLLECTIONS_CRON
-    work: dict[str, Any] = {"work_dir": env["OA_WORK_DIR"]} if env.get("OA_WORK_DIR") else {}
+    processing: dict[str, Any] = {}  # ProcessingSettings both deployments take from the environment
+    if env.get("OA_WORK_DIR"):
+        processing["work_dir"] = env["OA_WORK_DIR"]
     if env.get("OA_FULL_REFRESH_DAYS"):
-        work["full_refresh_days"] = float(env["OA_FULL_REFRESH_DAYS"])
+        processing["full_refresh_days"] = float(env["OA_FULL_REFRESH_DAYS"])
+    shared = {**ci_resources(env), **set_alert_resources(env)}
     if name == "local":
         batch = {"batch_max_entries": int(env["OA_BATCH_MAX_ENTRIES"])} if env.get("OA_BATCH_MAX_ENTRIES") else {}
         resources = local_resources(
@@ -158,9 +161,9 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
             env.get("OA_SOURCES_DIR"),
             download_url=env.get("OA_DOWNLOAD_URL") or None,
             **batch,
-            **work,
+            **processing,
         )
-        return Deployment(name, {**resources, **ci_resources(env), **set_alert_resources(env)}, cron, collections_cron)
+        return Deployment(name, {**resources, **shared}, cron, collections_cron)
     if name == "production":
         resources = s3_resources(
             env.get("OA_S3_BUCKET", "oa-results"),
@@ -178,9 +181,9 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
             default_ref=env.get("OA_SOURCES_REF", "master"),
         )
         resources["processing"] = ProcessingSettings(
-            cache_dir=env.get("OA_CACHE_DIR") or None, batch_target_seconds=300.0, set_slots=12, **work
+            cache_dir=env.get("OA_CACHE_DIR") or None, batch_target_seconds=300.0, set_slots=12, **processing
         )
-        return Deployment(name, {**resources, **ci_resources(env), **set_alert_resources(env)}, cron, collections_cron)
+        return Deployment(name, {**resources, **shared}, cron, collections_cron)
     raise ValueError(f"OA_ENV must be local or production, not {name!r}")
 
 

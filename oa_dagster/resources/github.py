@@ -15,6 +15,7 @@ from oa_dagster.fetch.hosts import parse_allowed_hosts
 
 if TYPE_CHECKING:
     from oa_dagster.ci.outbox import ReportOutbox
+    from oa_dagster.ci.report_sender import ReportSender
 
 DEFAULT_SOURCES_REPO = "openaddresses/openaddresses"
 DEFAULT_JOB_MAX_RUNTIME_SECONDS = 3600  # a pull request waits on the job: an hour is already long
@@ -63,6 +64,13 @@ class CiSettings(dg.ConfigurableResource):
         from oa_dagster.ci.outbox import ReportOutbox  # SQLAlchemy: imported by CI work only
 
         return ReportOutbox(self.deliveries_url, backoff_seconds=self.report_backoff_seconds)
+
+    def report_sender(self, client: GitHubClient) -> ReportSender:
+        """Reports sent with `client` through the outbox (re-sent when GitHub is back) when webhooks are on; close
+        it when done."""
+        from oa_dagster.ci.report_sender import ReportSender
+
+        return ReportSender(client, self.outbox())
 
     def allowed(self) -> frozenset[str]:
         """The allowlist entries; a malformed one raises ValueError naming it."""

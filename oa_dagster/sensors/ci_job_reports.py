@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from oa_dagster.assets.ci_jobs import is_superseded, plan_key, result_key
+from oa_dagster.assets.ci_jobs import is_superseded, job_commit, result_key
 from oa_dagster.ci.reporting import error_description
 from oa_dagster.jobs.ci_jobs import ci_job_job
 from oa_dagster.platform.store import get_json
@@ -44,20 +44,16 @@ def close_pending_status(
     result = get_json(output_store, result_key(key)) or {}
     if result.get("run_id") == run.run_id:
         return f"{key}: run {run.run_id} reported its own result"
-    record = get_json(output_store, plan_key(key)) or {}
-    repo, sha = record.get("repo"), (record.get("plan") or {}).get("head_sha")
-    if not repo or not sha:
+    commit = job_commit(output_store, key)
+    if commit is None:
         return f"{key}: no job record to find the commit in"
-    from oa_dagster.ci.report_sender import ReportSender  # SQLAlchemy: only when a run ended badly
-
-    outbox = ci.outbox()
+    repo, sha = commit
+    sender = ci.report_sender(github.client())  # SQLAlchemy: only when a run ended badly
     try:
-        sender = ReportSender(github.client(), outbox)
         run_url = github.settings().run_url(run.run_id)
         error = sender.status(repo, sha, key, "error", error_description(reason), github.context_for(key), run_url)
     finally:
-        if outbox is not None:
-            outbox.close()
+        sender.close()
     if error:
         log.error(f"{key}: could not set the error status (kept to send again): {error}")
     return f"{key}: error status set on {sha[:7]} ({reason})"
@@ -108,10 +104,9 @@ def ci_job_canceled_sensor(
 def ci_reports_sensor(context: dg.SensorEvaluationContext, github: GitHubResource, ci: CiSettings) -> dg.SkipReason:
     if not ci.deliveries_url or not github.token:
         return dg.SkipReason("CI jobs are off: no webhook secret or GitHub token is configured")
-    from oa_dagster.ci.report_sender import ReportSender
     from oa_dagster.webhook.database import StoreUnavailable
 
-    sender = ReportSender(github.settings().client(retries=0, timeout=RESEND_TIMEOUT_SECONDS), ci.outbox())
+    sender = ci.report_sender(github.settings().client(retries=0, timeout=RESEND_TIMEOUT_SECONDS))
     try:
         resent = sender.resend_due(RESEND_PAGE)
     except StoreUnavailable as exc:

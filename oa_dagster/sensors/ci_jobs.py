@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from oa_dagster.assets.ci_jobs import CI_PARTITIONS, plan_key, superseded_key, write_job_record
+from oa_dagster.assets.ci_jobs import CI_PARTITIONS, job_commit, plan_key, superseded_key, write_job_record
 from oa_dagster.ci.github_api import ChangedFile, GitHubClient, GitHubError
 from oa_dagster.ci.plan import SHORT_SHA, job_key, plan_job
 from oa_dagster.ci.reporting import error_description, final_status, pending_description
 from oa_dagster.ci.triggers import PR_ACTIONS, is_null_sha, is_rerun_request, may_request_rerun, push_target
 from oa_dagster.jobs.catalog import launch_changed_entries_job
 from oa_dagster.jobs.ci_jobs import ci_job_job
-from oa_dagster.platform.store import OutputStore, get_json, put_json
+from oa_dagster.platform.store import OutputStore, put_json
 from oa_dagster.resources.github import CiSettings, GitHubResource
 from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.run_tags import (
@@ -134,10 +134,11 @@ def _supersede(tick: _Tick, number: int, new_key: str, new_sha: str) -> None:
         put_json(tick.store, superseded_key(old_key), {"by": new_key, "run_id": run.run_id, "at": at})
         tick.context.instance.run_coordinator.cancel_run(run.run_id)
         tick.log.info(f"{old_key}: superseded by {new_key}, run {run.run_id} canceled")
-        record = get_json(tick.store, plan_key(old_key)) or {}
-        old_sha = (record.get("plan") or {}).get("head_sha")
-        if old_sha:
-            tick.status(old_key, old_sha, "error", f"Superseded by {new_sha[:SHORT_SHA]}: the newer commit is checked")
+        commit = job_commit(tick.store, old_key)
+        if commit is not None:
+            tick.status(
+                old_key, commit[1], "error", f"Superseded by {new_sha[:SHORT_SHA]}: the newer commit is checked"
+            )
 
 
 def _start_pull_request_job(tick: _Tick, key: str, *, number: int, sha: str, base: str | None, run_key: str) -> None:
@@ -261,14 +262,12 @@ def ci_jobs_sensor(
     if not github.token:
         return dg.SkipReason("CI jobs are off: no GitHub token is configured (GITHUB_TOKEN)")
     # imported here: SQLAlchemy costs a quarter second, and every run process loads the code location
-    from oa_dagster.ci.report_sender import ReportSender
     from oa_dagster.webhook.deliveries import DeliveryStore, StoreUnavailable
 
     cursor = int(context.cursor or 0)
     deliveries = DeliveryStore(ci.deliveries_url)
-    outbox = ci.outbox()
     client = github.client()
-    tick = _Tick(context, github, ci, store.get_store(), client, ReportSender(client, outbox), deliveries)
+    tick = _Tick(context, github, ci, store.get_store(), client, ci.report_sender(client), deliveries)
     try:
         page = deliveries.deliveries_after(cursor, PAGE, with_payload=False)
         for delivery in page:
