@@ -28,6 +28,11 @@ class RunRef:
     manifest_key: str
     modified: float
 
+    @property
+    def prefix(self) -> str:
+        """The run's folder, `runs/<layer>/<partition key>/<run id>`."""
+        return self.manifest_key[: -len(MANIFEST_SUFFIX)]
+
 
 @dataclass(frozen=True)
 class EntryStatus:
@@ -42,6 +47,8 @@ class EntryStatus:
     newest_run: str | None = None
     pointer: dict[str, Any] | None = field(default=None, repr=False)
     runs: tuple[RunRef, ...] = field(default=(), repr=False)  # every stored run, newest first
+    # the manifests already read to judge the newest run, by key (None: listed, then removed), for lost_sources
+    manifests: Mapping[str, dict[str, Any] | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def output_key(self) -> str | None:
@@ -75,13 +82,6 @@ def _has_output(manifest: Mapping[str, Any]) -> bool:
     return bool((manifest.get("files") or {}).get("output")) and not manifest.get("skipped")
 
 
-def _newest_manifest(store: OutputStore, runs: list[RunRef]) -> dict[str, Any] | None:
-    """The newest run's manifest; runs stored within a second of each other are ordered by their `created`."""
-    close = [run for run in runs if runs[0].modified - run.modified < SAME_TIME_SECONDS]
-    manifests = [m for run in close if (m := get_json(store, run.manifest_key)) is not None]
-    return max(manifests, key=lambda m: str(m.get("created") or "")) if manifests else None
-
-
 def entry_status(store: OutputStore, layer: str, key: str, info: Mapping[str, Any], runs: list[RunRef]) -> EntryStatus:
     source = str(info.get("source") or layout.split_partition_key(key)[0])
     pointer = get_json(store, layout.latest_key(layer, key))
@@ -101,9 +101,13 @@ def entry_status(store: OutputStore, layer: str, key: str, info: Mapping[str, An
     newest_close = [run for run in runs if runs[0].modified - run.modified < SAME_TIME_SECONDS]
     if pointer and len(newest_close) == 1 and pointer.get("run_id") == runs[0].run_id:
         return EntryStatus(good=True, newest_run=runs[0].run_id, **common)
-    manifest = _newest_manifest(store, runs)
-    if manifest is None:  # listed, then removed by a cleanup: judge by the pointer
+    # the newest run is among those stored within a second of the newest listed one: read their manifests
+    read = {run.manifest_key: get_json(store, run.manifest_key) for run in newest_close}
+    common["manifests"] = read
+    manifests = [m for m in read.values() if m is not None]
+    if not manifests:  # listed, then removed by a cleanup: judge by the pointer
         return EntryStatus(good=pointer is not None, **common)
+    manifest = max(manifests, key=lambda m: str(m.get("created") or ""))  # runs this close: ordered by `created`
     good = _has_output(manifest)
     problem = None if good else str(manifest.get("source_problem") or "no output")
     return EntryStatus(good=good, problem=problem, newest_run=manifest.get("run_id"), **common)

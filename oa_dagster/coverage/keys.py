@@ -3,6 +3,8 @@
 STATS_KEY = "coverage/stats.json"
 RENDER_GEOJSON_KEY = "coverage/render-world.geojson"
 LOST_SOURCES_KEY = "coverage/lost-sources.json"
+# the coverage asset's documents, by role (what write_coverage returns, what the results index links to)
+COVERAGE_FILES = {"geojson": RENDER_GEOJSON_KEY, "stats": STATS_KEY, "lost_sources": LOST_SOURCES_KEY}
 
 
 def map_key(name: str) -> str:

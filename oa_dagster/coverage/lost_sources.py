@@ -38,7 +38,10 @@ def lost_entry(store: OutputStore, status: EntryStatus, max_runs: int = MAX_RUNS
     last_good = status.last_good
     read = 0
     for run in status.runs[:max_runs]:
-        manifest = get_json(store, run.manifest_key)
+        if run.manifest_key in status.manifests:  # read already, to judge the newest run
+            manifest = status.manifests[run.manifest_key]
+        else:
+            manifest = get_json(store, run.manifest_key)
         read += 1
         if not manifest or not (manifest.get("files") or {}).get("output") or manifest.get("skipped"):
             continue

@@ -25,7 +25,7 @@ from oa_dagster.platform.store import OutputStore, get_json, put_json
 from .boundaries import Boundaries, load_boundaries
 from .entry_status import EntryStatus, entry_statuses, newest_set
 from .hull import output_hull
-from .keys import LOST_SOURCES_KEY, RENDER_GEOJSON_KEY, STATS_KEY
+from .keys import COVERAGE_FILES, LOST_SOURCES_KEY, RENDER_GEOJSON_KEY, STATS_KEY
 from .lost_sources import LostEntry, lost_entries
 from .matching import counted_in, place
 from .regions import (
@@ -180,4 +180,4 @@ def write_coverage(store: OutputStore, report: CoverageReport) -> dict[str, str]
     store.put_bytes(RENDER_GEOJSON_KEY, json.dumps(geojson, ensure_ascii=False, separators=(",", ":")).encode())
     put_json(store, STATS_KEY, report.stats())
     put_json(store, LOST_SOURCES_KEY, report.lost_table())
-    return {"geojson": RENDER_GEOJSON_KEY, "stats": STATS_KEY, "lost_sources": LOST_SOURCES_KEY}
+    return dict(COVERAGE_FILES)

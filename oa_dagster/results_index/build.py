@@ -72,34 +72,22 @@ def build_results_index(
     catalog: dict[str, Any] | None = get_json(store, layout.CURRENT_CATALOG)
     rows = entry_statuses(store, catalog, scan_runs=scan_runs, workers=workers)
     found = find_collections(store)
-    maps, coverage_files = find_maps(store), find_coverage_files(store)
     licences = licenses_document(rows)
-    index = index_document(
-        store,
-        generated=generated,
-        catalog=catalog,
-        rows=rows,
-        collections=found.collections,
-        maps=maps,
-        coverage_files=coverage_files,
-    )
-    page = render_page(
-        generated=generated,
-        commit=(catalog or {}).get("commit"),
-        rows=rows,
-        collections=found.collections,
-        maps=maps,
-        coverage_files=coverage_files,
-    )
+    # what the index shows, passed alike to index.json, the page and the asset's result
+    shown: dict[str, Any] = {
+        "rows": rows,
+        "collections": found.collections,
+        "maps": find_maps(store),
+        "coverage_files": find_coverage_files(store),
+    }
+    index = index_document(store, generated=generated, catalog=catalog, **shown)
+    page = render_page(generated=generated, commit=(catalog or {}).get("commit"), **shown)
     result = ResultsIndex(
         generated=generated,
         catalog_id=(catalog or {}).get("id"),
-        rows=rows,
-        collections=found.collections,
-        maps=maps,
-        coverage_files=coverage_files,
         licence_groups=len(licences["licenses"]),
         warnings=found.warnings,
+        **shown,
     )
     documents = {
         STATE_TXT: state_txt(rows, store),

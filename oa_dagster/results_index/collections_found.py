@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oa_dagster.collections.areas import AREAS
+from oa_dagster.coverage.keys import COVERAGE_FILES
 from oa_dagster.platform.store import OutputStore
 
-from .keys import COLLECTIONS_PREFIX, COVERAGE_FILES, MAPS
+from .keys import COLLECTIONS_PREFIX, MAPS
 
 # The machine's areas in its page's order, with its labels (spec §1.6); an area not listed here sorts after them.
 AREA_LABELS = {area: label for area, (label, _, _) in AREAS.items()}
@@ -64,7 +65,9 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _collection(store: OutputStore, key: str, record: Mapping[str, Any], warnings: list[str]) -> Collection | None:
+def _collection(
+    store: OutputStore, key: str, record: Mapping[str, Any], listed: set[str], warnings: list[str]
+) -> Collection | None:
     match = RECORD.match(key)
     assert match is not None
     licence = "share-alike" if match["sa"] else "free"
@@ -76,7 +79,9 @@ def _collection(store: OutputStore, key: str, record: Mapping[str, Any], warning
         info = record.get(fmt)
         if not isinstance(info, Mapping) or not isinstance(info.get("key"), str):
             continue
-        if not store.exists(info["key"]):
+        # the listing of collections/ answers for its own files; a key elsewhere is asked for
+        stored = info["key"] in listed if info["key"].startswith(COLLECTIONS_PREFIX) else store.exists(info["key"])
+        if not stored:
             warnings.append(f"{key}: its {fmt} file {info['key']} is not in the store")
             continue
         files.append(CollectionFile(fmt, info["key"], _int(info.get("size"))))
@@ -99,7 +104,8 @@ def _collection(store: OutputStore, key: str, record: Mapping[str, Any], warning
 
 def find_collections(store: OutputStore) -> FoundCollections:
     found = FoundCollections()
-    for key in store.list(COLLECTIONS_PREFIX):
+    listed = set(store.list(COLLECTIONS_PREFIX))
+    for key in sorted(listed):
         if not RECORD.match(key):
             continue
         try:
@@ -111,7 +117,7 @@ def find_collections(store: OutputStore) -> FoundCollections:
         if not isinstance(record, Mapping):
             found.warnings.append(f"{key}: not a collection record (a JSON object was expected)")
             continue
-        collection = _collection(store, key, record, found.warnings)
+        collection = _collection(store, key, record, listed, found.warnings)
         if collection is not None:
             found.collections.append(collection)
     found.collections.sort(key=Collection.sort_key)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oa_dagster.collections.licences import SourceLicence, licence_of
+from oa_dagster.coverage.entry_status import list_runs
 from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import OutputStore
 from oa_dagster.sources.model import LAYERS
@@ -85,23 +86,6 @@ def read_many(store: OutputStore, keys: Iterable[str], workers: int) -> dict[str
         return dict(zip(wanted, pool.map(lambda key: _read_json(store, key), wanted), strict=True))
 
 
-def newest_runs(store: OutputStore, layer: str) -> dict[str, tuple[str, str]]:
-    """Per partition key, the newest complete run: (run id, prefix); ties in time go to the larger run id."""
-    base = f"runs/{layer}/"
-    suffix = "/" + layout.MANIFEST
-    best: dict[str, tuple[float, str, str]] = {}
-    for item in store.list_objects(base):
-        if not item.key.endswith(suffix):
-            continue
-        partition_key, _, run_id = item.key[len(base) : -len(suffix)].rpartition("/")
-        if not partition_key:
-            continue
-        candidate = (item.modified, run_id, item.key[: -len(suffix)])
-        if partition_key not in best or candidate[:2] > best[partition_key][:2]:
-            best[partition_key] = candidate
-    return {key: (run_id, prefix) for key, (_, run_id, prefix) in best.items()}
-
-
 def _held_keys(store: OutputStore, layer: str) -> list[str]:
     base = f"held/{layer}/"
     return [key[len(base) : -len(".json")] for key in store.list(base) if key.endswith(".json")]
@@ -158,22 +142,22 @@ def _layer_statuses(
     pointers = read_many(store, (layout.latest_key(layer, key) for key in entries), workers)
     held_wanted = [key for key in _held_keys(store, layer) if key in entries]
     held = read_many(store, (layout.held_key(layer, key) for key in held_wanted), workers)
-    newest = newest_runs(store, layer) if scan_runs else {}
+    runs = list_runs(store, layer, entries) if scan_runs else {}
     rows: list[EntryStatus] = []
-    followups: dict[str, tuple[EntryStatus, Callable[[EntryStatus, _Read], None]]] = {}
+    followups: dict[str, tuple[EntryStatus, Callable[[EntryStatus, Mapping[str, Any]], None]]] = {}
     for key, info in entries.items():
         source = info.get("source") or layout.split_partition_key(key)[0]
         name = info.get("name") or layout.split_partition_key(key)[1]
         row = EntryStatus(layer, key, source, name, licence=_licence(catalog, source, layer, name))
         pointer_read = pointers[layout.latest_key(layer, key)]
         held_read = held.get(layout.held_key(layer, key), _Read())
-        run_id, prefix = newest.get(key, (None, None))
-        _classify(row, bool(info.get("skip")), pointer_read.value, held_read.value, run_id)
-        row.problem = "; ".join(p for p in (row.problem, pointer_read.error, held_read.error) if p) or None
+        newest = runs[key][0] if key in runs else None
+        _classify(row, bool(info.get("skip")), pointer_read.value, held_read.value, newest.run_id if newest else None)
+        _add_problems(row, pointer_read.error, held_read.error)
         rows.append(row)
-        if row.status in (FAILING, FAILED) and prefix:
-            followups[f"{prefix}/state.json"] = (row, _from_state)
-            followups[f"{prefix}/{layout.MANIFEST}"] = (row, _from_manifest)
+        if row.status in (FAILING, FAILED) and newest:
+            followups[f"{newest.prefix}/state.json"] = (row, _from_state)
+            followups[newest.manifest_key] = (row, _from_manifest)
         else:
             files = (held_read.value or {}).get("files") if row.status == HELD else row.files
             state_key = (files or {}).get("state")
@@ -181,15 +165,18 @@ def _layer_statuses(
                 followups[state_key] = (row, _from_state)
     for key, read in read_many(store, followups, workers).items():
         row, apply = followups[key]
-        apply(row, read)
+        if read.error:
+            _add_problems(row, read.error)
+        else:
+            apply(row, read.value or {})
     return rows
 
 
-def _from_state(row: EntryStatus, read: _Read) -> None:
-    if read.error:
-        row.problem = "; ".join(p for p in (row.problem, read.error) if p)
-        return
-    state = read.value or {}
+def _add_problems(row: EntryStatus, *problems: str | None) -> None:
+    row.problem = "; ".join(p for p in (row.problem, *problems) if p) or None
+
+
+def _from_state(row: EntryStatus, state: Mapping[str, Any]) -> None:
     row.fingerprint = state.get("fingerprint")
     row.cache_seconds, row.process_seconds = state.get("cache_seconds"), state.get("process_seconds")
     if row.status in (FAILING, FAILED):
@@ -197,11 +184,7 @@ def _from_state(row: EntryStatus, read: _Read) -> None:
         row.problem_detail = state.get("problem_detail")
 
 
-def _from_manifest(row: EntryStatus, read: _Read) -> None:
-    if read.error:
-        row.problem = "; ".join(p for p in (row.problem, read.error) if p)
-        return
-    manifest = read.value or {}
+def _from_manifest(row: EntryStatus, manifest: Mapping[str, Any]) -> None:
     row.last_run = manifest.get("created")
     row.problem = (
         row.problem

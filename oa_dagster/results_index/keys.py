@@ -7,7 +7,7 @@ public bucket.
 
 from __future__ import annotations
 
-from oa_dagster.coverage.keys import LOST_SOURCES_KEY, RENDER_GEOJSON_KEY, STATS_KEY, map_key
+from oa_dagster.coverage.keys import map_key
 
 INDEX_HTML = "index.html"
 INDEX_JSON = "index.json"
@@ -23,7 +23,5 @@ CONTENT_TYPES = {
 ROOT_FILES = tuple(CONTENT_TYPES)
 
 COLLECTIONS_PREFIX = "collections/"
-COVERAGE_PREFIX = "coverage/"
-# coverage (the coverage assets' keys): shown on the page when present, listed in index.json
+# the coverage maps (and coverage.keys.COVERAGE_FILES): shown on the page when present, listed in index.json
 MAPS = {name: map_key(name) for name in ("world", "usa", "europe")}
-COVERAGE_FILES = {"geojson": RENDER_GEOJSON_KEY, "stats": STATS_KEY, "lost_sources": LOST_SOURCES_KEY}

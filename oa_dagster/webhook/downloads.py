@@ -98,6 +98,7 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
         raise ValueError(f"presign seconds must be 1..{MAX_PRESIGN_SECONDS}, not {presign_seconds}")
     if not isinstance(store, S3Store | LocalStore):
         raise TypeError(f"cannot serve downloads from {type(store).__name__}")
+    local_policy = page_csp()  # the page's images come from this app itself
 
     def serve(key: str) -> Response:
         if isinstance(store, S3Store):
@@ -119,7 +120,7 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
         if not S_ISREG(stat.st_mode) or path.name.startswith(WRITING_PREFIX):
             return _text(404, f"not found: {key}")
         media_type = CONTENT_TYPES.get(key)  # else guessed from the name
-        return FileResponse(path, stat_result=stat, headers=_file_headers(key, page_csp()), media_type=media_type)
+        return FileResponse(path, stat_result=stat, headers=_file_headers(key, local_policy), media_type=media_type)
 
     @_answering_502
     def download(request: Request) -> Response:
