@@ -304,6 +304,21 @@ class WeeklyUpstreams:
         return SlowHandler.bytes_sent + sum(layer.bytes_sent for layer in self.layers.values())
 
 
+def instance_config(args: argparse.Namespace) -> str:
+    """deploy/local/dagster.yaml with `--concurrency` runs at once and the run queue polled every 5 s."""
+    config = (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
+    config = config.replace("max_concurrent_runs: 2", f"max_concurrent_runs: {args.concurrency}")
+    return config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5")
+
+
+def exit_code(finished: bool, base: Path) -> int:
+    """0 when every set finished; else 1, after the end of the daemon's log."""
+    if not finished:
+        print((base / "daemon.log").read_text()[-3000:], file=sys.stderr)
+        return 1
+    return 0
+
+
 def weekly(args: argparse.Namespace) -> int:
     """Set 1, then `--change` of the upstreams change, then set 2 incremental (`oa/launch=all`) and the same set 2
     in full (`oa/launch=full`): wall time and bytes downloaded of each, and the ratios."""
@@ -321,9 +336,7 @@ def weekly(args: argparse.Namespace) -> int:
     try:
         home = base / "home"
         home.mkdir()
-        config = (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
-        config = config.replace("max_concurrent_runs: 2", f"max_concurrent_runs: {args.concurrency}")
-        (home / "dagster.yaml").write_text(config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5"))
+        (home / "dagster.yaml").write_text(instance_config(args))
         env = {
             **os.environ,
             "DAGSTER_HOME": str(home),
@@ -359,10 +372,7 @@ def weekly(args: argparse.Namespace) -> int:
             ),
         }
         print(json.dumps(summary, indent=1), flush=True)
-        if not all(r["finished"] for r in results.values()):
-            print((base / "daemon.log").read_text()[-3000:], file=sys.stderr)
-            return 1
-        return 0
+        return exit_code(all(r["finished"] for r in results.values()), base)
     finally:
         cleanup.close()
         server.shutdown()
@@ -408,9 +418,7 @@ def main() -> int:
         sources = make_sources(base, args.entries, args.rows, f"http://127.0.0.1:{server.server_port}")
         home = base / "home"
         home.mkdir()
-        config = (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
-        config = config.replace("max_concurrent_runs: 2", f"max_concurrent_runs: {args.concurrency}")
-        config = config.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5")
+        config = instance_config(args)
         if args.storage == "postgres":
             url = cleanup.enter_context(throwaway_postgres("oa_bench"))
             config += f"storage:\n  postgres:\n    postgres_url: {url}\n"
@@ -441,10 +449,7 @@ def main() -> int:
                 report["history"] = number > 1
                 print(json.dumps(report, indent=1), flush=True)
                 reports.append(report)
-        if not all(r["finished"] for r in reports):
-            print((base / "daemon.log").read_text()[-3000:], file=sys.stderr)
-            return 1
-        return 0
+        return exit_code(all(r["finished"] for r in reports), base)
     finally:
         cleanup.close()
         server.shutdown()

@@ -73,23 +73,29 @@ def _catalog(store: Any, catalog_id: str | None) -> dict[str, Any]:
     return catalog
 
 
+def metadata_by_id(fetch: Any, key: dg.AssetKey, ids: list[int], *, observation: bool = False) -> dict[int, Any]:
+    """The metadata of the events with these storage ids, read in chunks of 500; `fetch` is the instance's
+    `fetch_materializations` (or, with `observation`, `fetch_observations`)."""
+    found: dict[int, Any] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for record in fetch(dg.AssetRecordsFilter(asset_key=key, storage_ids=chunk), limit=len(chunk)).records:
+            event = record.asset_observation if observation else record.asset_materialization
+            found[record.storage_id] = event.metadata if event else {}
+    return found
+
+
 def previous_counts(instance: dg.DagsterInstance, layer: str, keys_: list[str]) -> dict[str, int | None]:
     """The feature count of each key's latest materialization (None if none): two queries for the whole run."""
     latest = instance.get_latest_storage_id_by_partition(
         dg.AssetKey(layer), dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys_)
     )
+    metadata = metadata_by_id(instance.fetch_materializations, dg.AssetKey(layer), list(latest.values()))
     counts: dict[str, int | None] = dict.fromkeys(keys_)
-    ids = list(latest.values())
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(layer), storage_ids=chunk), limit=len(chunk)
-        ).records
-        for record in records:
-            event = record.asset_materialization
-            value = event.metadata.get("feature_count") if event is not None else None
-            if event is not None and event.partition in counts and value is not None and value.value is not None:
-                counts[event.partition] = int(value.value)
+    for partition, storage_id in latest.items():
+        value = metadata.get(storage_id, {}).get("feature_count")
+        if partition in counts and value is not None and value.value is not None:
+            counts[partition] = int(value.value)
     return counts
 
 

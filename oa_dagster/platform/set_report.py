@@ -14,6 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from oa_dagster.run_tags import LAUNCH_ALL
+
+from .set_planning import launched_entries
 from .store import OutputStore, get_json, put_json
 
 DROP_SHARE = 0.10  # a feature count down more than this from the previous outcome is listed
@@ -50,10 +53,7 @@ class EntryOutcome:
 def _entry_keys(catalog: Mapping[str, Any]) -> set[tuple[str, str]]:
     """Every entry a set of this catalog would run (entries marked `skip: true` have no outcome)."""
     return {
-        (layer, key)
-        for layer, entries in (catalog.get("entries") or {}).items()
-        for key, info in entries.items()
-        if not info.get("skip")
+        (layer, key) for layer in catalog.get("entries") or {} for key in launched_entries(catalog, layer, LAUNCH_ALL)
     }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import dagster as dg
 
-from oa_dagster.assets.layers import LAYER_PARTITIONS
+from oa_dagster.assets.layers import LAYER_PARTITIONS, metadata_by_id
 from oa_dagster.assets.sets import SET_PROGRESS, SET_REPORT
 from oa_dagster.jobs.catalog import source_catalog_job
 from oa_dagster.jobs.layers import LAYER_JOBS
@@ -169,16 +169,6 @@ def _count(instance: dg.DagsterInstance, progress: SetProgress) -> bool:
     return changed
 
 
-def _metadata_by_id(fetch: Any, key: dg.AssetKey, ids: list[int], observation: bool) -> dict[int, Any]:
-    found: dict[int, Any] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        for record in fetch(dg.AssetRecordsFilter(asset_key=key, storage_ids=chunk), limit=len(chunk)).records:
-            event = record.asset_observation if observation else record.asset_materialization
-            found[record.storage_id] = event.metadata if event else {}
-    return found
-
-
 def _recount(instance: dg.DagsterInstance, progress: SetProgress, outcomes: list[EntryOutcome] | None = None) -> None:
     """Count every entry once, by its last outcome in this set (a retried run records its entries again).
 
@@ -203,8 +193,8 @@ def _recount(instance: dg.DagsterInstance, progress: SetProgress, outcomes: list
             key, dg.DagsterEventType.ASSET_OBSERVATION, after_cursor=progress.start_id
         )
         meta = {
-            False: _metadata_by_id(instance.fetch_materializations, key, list(mats.values()), False),
-            True: _metadata_by_id(instance.fetch_observations, key, list(obs.values()), True),
+            False: metadata_by_id(instance.fetch_materializations, key, list(mats.values())),
+            True: metadata_by_id(instance.fetch_observations, key, list(obs.values()), observation=True),
         }
         for partition in set(mats) | set(obs):
             events = [(ids[partition], is_obs) for ids, is_obs in ((mats, False), (obs, True)) if partition in ids]
