@@ -19,32 +19,28 @@ def regexp(field: str, pattern: str, replace: str | None = None) -> dict[str, An
     return spec if replace is None else {**spec, "replace": replace}
 
 
-def test_chain_steps_read_the_variable_with_the_oa_prefix() -> None:
-    conform = {
+def street_then_remove_unit(address: str, unit: str, variable_as: str) -> dict[str, Any]:
+    """`postfixed_street` of `address` into variable `w`, then `remove_postfix` of `unit` reading `variable_as`."""
+    return {
         "street": {
             "function": "chain",
             "variable": "w",
             "functions": [
-                {"function": "postfixed_street", "field": "Prop_Addr"},
-                {"function": "remove_postfix", "field": "oa:w", "field_to_remove": "Prop_Addr_Unit"},
+                {"function": "postfixed_street", "field": address},
+                {"function": "remove_postfix", "field": variable_as, "field_to_remove": unit},
             ],
         }
     }
+
+
+def test_chain_steps_read_the_variable_with_the_oa_prefix() -> None:
+    conform = street_then_remove_unit("Prop_Addr", "Prop_Addr_Unit", "oa:w")
     out = run(conform, Prop_Addr=["310 WOOD ST APT 3", "12 OAK AVE"], Prop_Addr_Unit=["APT 3", ""])
     assert out["street"] == ["WOOD ST", "OAK AVE"]
 
 
 def test_chain_steps_may_read_the_bare_variable() -> None:
-    conform = {
-        "street": {
-            "function": "chain",
-            "variable": "w",
-            "functions": [
-                {"function": "postfixed_street", "field": "A"},
-                {"function": "remove_postfix", "field": "w", "field_to_remove": "U"},
-            ],
-        }
-    }
+    conform = street_then_remove_unit("A", "U", "w")
     assert run(conform, A=["310 WOOD ST APT 3"], U=["APT 3"])["street"] == ["WOOD ST"]
 
 

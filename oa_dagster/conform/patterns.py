@@ -83,7 +83,6 @@ class BoundedPattern:
         """`cost` None: the pattern is one of the built-in grammars, plain up to `GRAMMAR_PLAIN_MAX_CHARS`."""
         self.pattern = source
         self.plain = re.compile(source, flags)  # raises re.error, as the reference would
-        self._plain_search, self._plain_sub = self.plain.search, self.plain.sub
         self._timed = compile_like_re(source, flags)
         self._timed_ascii = compile_for_ascii(source, flags) or self._timed  # most values are ASCII
         self.groups = self.plain.groups
@@ -122,12 +121,8 @@ class BoundedPattern:
     def _bind(self) -> None:
         """`search` and `sub` as closures over what they read: they run once per distinct value."""
         plain_max, budget, clock = self.plain_max, self.budget, time.perf_counter
-        plain_search, plain_sub, timed, timed_ascii = (
-            self._plain_search,
-            self._plain_sub,
-            self._timed,
-            self._timed_ascii,
-        )
+        plain_search, plain_sub = self.plain.search, self.plain.sub
+        timed, timed_ascii = self._timed, self._timed_ascii
 
         def search(value: str) -> Any:
             if len(value) <= plain_max:

@@ -28,6 +28,16 @@ def md5_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def conditional_headers(etag: object, last_modified: object) -> dict[str, str]:
+    """The headers that make a GET conditional on the validators given (none for a missing one)."""
+    headers: dict[str, str] = {}
+    if etag:
+        headers["If-None-Match"] = str(etag)
+    if last_modified:
+        headers["If-Modified-Since"] = str(last_modified)
+    return headers
+
+
 @dataclass
 class CacheEntry:
     """What is known about the last download of one URL; `path` holds its bytes."""
@@ -42,12 +52,7 @@ class CacheEntry:
     path: Path | None = None
 
     def conditional_headers(self) -> dict[str, str]:
-        headers = {}
-        if self.etag:
-            headers["If-None-Match"] = self.etag
-        if self.last_modified:
-            headers["If-Modified-Since"] = self.last_modified
-        return headers
+        return conditional_headers(self.etag, self.last_modified)
 
 
 class ContentCache:

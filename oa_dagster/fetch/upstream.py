@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import requests
 
 from oa_dagster.errors import DownloadError
+from oa_dagster.fetch.cache import conditional_headers
 from oa_dagster.fetch.esri.client import ArcGISClient
 from oa_dagster.fetch.esri.dumper import layer_url
 from oa_dagster.fetch.esri.signal import layer_signal
@@ -93,10 +94,7 @@ def _probe_http(entry: LayerEntry, url: str, recorded: Mapping[str, Any], option
     head = recorded.get("conditional") is False
     headers = checked_headers(entry.request_headers)
     if not head:
-        if recorded.get("etag"):
-            headers["If-None-Match"] = str(recorded["etag"])
-        if recorded.get("last_modified"):
-            headers["If-Modified-Since"] = str(recorded["last_modified"])
+        headers.update(conditional_headers(recorded.get("etag"), recorded.get("last_modified")))
     with make_session(options, pool=1) as session:
         call = session.head if head else session.get
         kwargs: dict[str, Any] = {"allow_redirects": True} if head else {"stream": True}
