@@ -65,6 +65,35 @@ class Receiver(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/hooks/oa"
 
 
+class Clock:
+    """The alert sensor's clock, moved forward by the tests instead of sleeping.
+
+    Ages are real elapsed time plus `ahead`, so an expected time of a minute leaves a loaded machine a minute of
+    slack where sub-second expected times and sleeps made the tests fail under load.
+    """
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+    def advance(self, seconds: float) -> None:
+        self.ahead += seconds
+
+
+EXPECTED_MINUTE = 60 / 3600  # the sets' expected time in these tests: late after 60 s, abandoned after 240 s
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    import oa_dagster.sensors.set_alerts as sensor_module
+
+    fake = Clock()
+    monkeypatch.setattr(sensor_module, "time", fake)
+    return fake
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = Receiver()
@@ -149,12 +178,12 @@ def test_the_report_lists_what_changed_since_the_last_set_and_the_alert_names_th
 
 
 def test_a_set_running_past_its_expected_time_is_reported_stalled_once_and_retried_when_undelivered(
-    tmp_path: Path, download_server: DownloadServer, receiver: Receiver
+    tmp_path: Path, download_server: DownloadServer, receiver: Receiver, clock: Clock
 ) -> None:
     download_server.route("/one.csv", body=csv_bytes(3), etag='"1"')
     resources = local(tmp_path, sources(tmp_path, download_server, ["one"]))
     alerts = {
-        "set_alerts": SetAlertSettings(webhook_url=receiver.url, expected_hours=0.5 / 3600),  # half a second
+        "set_alerts": SetAlertSettings(webhook_url=receiver.url, expected_hours=EXPECTED_MINUTE),
         "store": resources["store"],
     }
     with dg.instance_for_test() as instance:
@@ -162,7 +191,7 @@ def test_a_set_running_past_its_expected_time_is_reported_stalled_once_and_retri
         set_launcher(dg.build_sensor_context(instance=instance, resources=resources))  # launched; runs never end
         first = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts))
         assert receiver.bodies == []  # not late yet
-        time.sleep(0.6)
+        clock.advance(90)
         receiver.statuses = [500]  # the webhook fails once: the alert is tried again on the next tick
         second = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts, cursor=first.cursor))
         assert receiver.bodies == []
@@ -202,7 +231,7 @@ def closed_port() -> int:
 
 
 def test_an_undelivered_alert_names_the_host_and_status_but_never_the_webhook_secret(
-    tmp_path: Path, download_server: DownloadServer, receiver: Receiver
+    tmp_path: Path, download_server: DownloadServer, receiver: Receiver, clock: Clock
 ) -> None:
     refusing = receiver.url.replace("/hooks/oa", f"/services/{SECRET}?token={SECRET}")
     unreachable = f"http://127.0.0.1:{closed_port()}/services/{SECRET}?token={SECRET}"
@@ -227,12 +256,12 @@ def test_an_undelivered_alert_names_the_host_and_status_but_never_the_webhook_se
         for url in (refusing, refusing, unreachable):  # the first tick posts nothing; then stalled, undelivered
             receiver.statuses = [500]
             alerts = {
-                "set_alerts": SetAlertSettings(webhook_url=url, expected_hours=0.5 / 3600, timeout_seconds=2),
+                "set_alerts": SetAlertSettings(webhook_url=url, expected_hours=EXPECTED_MINUTE, timeout_seconds=2),
                 "store": resources["store"],
             }
             context = dg.build_sensor_context(instance=instance, resources=alerts, cursor=cursor)
             context.log.addHandler(logged)
-            time.sleep(0.6 if cursor is None else 0)  # late after half a second; abandoned after two
+            clock.advance(90 if cursor is None else 0)  # late after a minute; abandoned after four
             result = set_alerts(context)
             assert isinstance(result, dg.SensorResult)
             results.append(result)
@@ -297,13 +326,13 @@ def test_a_report_recorded_again_after_a_failure_is_compared_with_the_same_set(
 
 
 def test_the_first_tick_only_takes_its_bearings_and_an_abandoned_set_leaves_the_cursor(
-    tmp_path: Path, download_server: DownloadServer, receiver: Receiver
+    tmp_path: Path, download_server: DownloadServer, receiver: Receiver, clock: Clock
 ) -> None:
     download_server.route("/one.csv", body=csv_bytes(3), etag='"1"')
     resources = local(tmp_path, sources(tmp_path, download_server, ["one"]))
     store = LocalStore(tmp_path / "data")
     alerts = {
-        "set_alerts": SetAlertSettings(webhook_url=receiver.url, expected_hours=0.4 / 3600),  # 0.4 s; gone at 1.6 s
+        "set_alerts": SetAlertSettings(webhook_url=receiver.url, expected_hours=EXPECTED_MINUTE),
         "store": resources["store"],
     }
     with dg.instance_for_test() as instance:
@@ -316,7 +345,7 @@ def test_the_first_tick_only_takes_its_bearings_and_an_abandoned_set_leaves_the_
         report_set(instance, store, SetProgress("set-a", catalog_id), [EntryOutcome("addresses", key, "promoted", 3)])
         report_set(instance, store, SetProgress("set-b", catalog_id), [EntryOutcome("addresses", key, "failed")])
         assert get_json(store, report_key("set-b"))["counts"]["newly_broken"] == 1
-        time.sleep(0.5)  # set-old is late already
+        clock.advance(90)  # set-old is late already
         first = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts))
         assert receiver.bodies == []  # no alert for history, nor on the first tick at all
         assert list(json.loads(str(first.cursor))["open"]) == ["set-old"]
@@ -328,7 +357,7 @@ def test_the_first_tick_only_takes_its_bearings_and_an_abandoned_set_leaves_the_
         assert receiver.bodies[-1]["text"].startswith(":rotating_light: set-d finished with 1 newly broken")
         assert json.loads(str(third.cursor))["stalled"] == ["set-old"]
 
-        time.sleep(1.3)  # set-old is now 4 expected times old: abandoned, dropped from the cursor
+        clock.advance(210)  # set-old is now over 4 expected times old: abandoned, dropped from the cursor
         fourth = set_alerts(dg.build_sensor_context(instance=instance, resources=alerts, cursor=third.cursor))
         state = json.loads(str(fourth.cursor))
         assert state["open"] == {} and state["stalled"] == []
