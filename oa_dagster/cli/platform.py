@@ -109,13 +109,13 @@ def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from oa_dagster.cli_quickstart import cmd_quickstart as run
+    from oa_dagster.cli.quickstart import cmd_quickstart as run
 
     return run(args)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from oa_dagster.cli_ui import cmd_ui as run
+    from oa_dagster.cli.ui import cmd_ui as run
 
     return run(args)
 
@@ -184,7 +184,7 @@ def why_no_output(store: Any, layer: str, source: str, name: str | None) -> tupl
 def cmd_download(args: argparse.Namespace, store: Any = None) -> int:
     """The latest good output of an entry, to `<dest>/<layer>/<source key>/<name>/`: entries never share a folder,
     so downloading another layer or entry never overwrites a file downloaded before."""
-    from oa_dagster.cli import Progress
+    from oa_dagster.cli.progress import Progress
     from oa_dagster.platform.publishing import latest_good
 
     if store is None:

@@ -2,7 +2,7 @@
 
 Dagster's console logger would print every warning of an entry twice when the entry gets its second download
 attempt (both attempts' warnings are kept in the run's log, rightly), and a full stack trace for a step that
-fails because a source has a problem. This report is fed the runs' events instead (`cli_quickstart.py:
+fails because a source has a problem. This report is fed the runs' events instead (`quickstart.py:
 ReportHandler`): an entry's warnings are held until its outcome arrives (they come just before it) and printed
 once under it, and a step failure that only lists the entries already reported is not printed again. A failure
 that is not an entry's (a bug, a store that cannot be written) is printed with its stack trace.
