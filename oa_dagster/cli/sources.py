@@ -125,7 +125,16 @@ def cmd_process(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: OA_CI_ALLOW_HOSTS: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    output_dir = Path(args.output) / entry.layer / entry.name
+    from oa_dagster.cli.entry_folders import entry_folder, refusal
+
+    try:
+        output_dir = entry_folder(Path(args.output), entry.layer, entry.source_key, entry.name)
+    except ValueError as exc:
+        print(f"error: {args.source}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if refused := refusal(output_dir, entry.layer, entry.source_key, entry.name):
+        print(refused, file=sys.stderr)
+        return EXIT_USAGE
     progress = None if args.quiet else Progress()
     options = FetchOptions(
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
@@ -156,17 +165,33 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def add_source_commands(commands: argparse._SubParsersAction) -> None:
     """Register `check` and `process`."""
-    check = commands.add_parser("check", help="validate sources and run their acceptance tests")
+    check = commands.add_parser(
+        "check",
+        help="validate sources and run their acceptance tests",
+        description="Validates each source file against the schema and the platform's rules and runs the "
+        "acceptance tests of its entries (no download). Exit code 1 when a source is invalid or a test fails.",
+    )
     check.add_argument("sources", nargs="+", metavar="SOURCE.json")
     check.add_argument("--json", action="store_true", help="one JSON object per source per line")
     check.add_argument("--allow-local-files", action="store_true", help=ALLOW_LOCAL_FILES_HELP)
     check.set_defaults(func=cmd_check)
 
-    process = commands.add_parser("process", help="process one layer entry of a source outside Dagster")
+    process = commands.add_parser(
+        "process",
+        help="process one layer entry of a source outside Dagster",
+        description="Downloads, conforms and checks one layer entry of a source file, as a platform run does, "
+        "and writes its output, state.json, sample, preview and log to DIR/<layer>/<source key>/<name>/. Exit "
+        "code 1 when the source has a problem, 2 for a usage error.",
+    )
     process.add_argument("source", metavar="SOURCE.json")
     process.add_argument("--layer", required=True, choices=LAYERS)
-    process.add_argument("--name", help="entry name; optional when the layer has one entry")
-    process.add_argument("--output", required=True, metavar="DIR")
+    process.add_argument("--name", help="entry name; required when the source has several entries in the layer")
+    process.add_argument(
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="files go to DIR/<layer>/<source key>/<name>/, as `download` puts them: entries never share a folder",
+    )
     process.add_argument("--no-preview", action="store_true", help="do not draw preview.png")
     process.add_argument(
         "--cache-dir", metavar="DIR", help="keep downloads here and re-use them when the server says they are unchanged"
