@@ -96,3 +96,22 @@ def test_python_dash_m_runs_the_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "usage: oa-dagster" in done.stdout
+
+
+def test_the_readme_names_every_package_and_module() -> None:
+    """The README's module list: every package and module of `oa_dagster/` (as `oa_dagster/x/` or, after the first
+    of a line, `x/`), and every module of the command line."""
+    readme = (ROOT / "README.md").read_text()
+    listing = readme[: readme.index("## First steps")]
+    unnamed = []
+    for path in sorted((ROOT / "oa_dagster").iterdir()):
+        if path.is_dir() and path.name != "__pycache__":
+            names = (f"`oa_dagster/{path.name}/`", f"`{path.name}/`")
+        elif path.suffix == ".py" and path.name != "__init__.py":
+            names = (f"`oa_dagster/{path.name}`", f"`{path.name}`")
+        else:
+            continue
+        if not any(name in listing for name in names):
+            unnamed.append(path.name)
+    unnamed += [path.name for path in sorted(PACKAGE.glob("*.py")) if f"`{path.name}`" not in listing]
+    assert [name for name in unnamed if not name.startswith("__")] == []
