@@ -26,7 +26,7 @@ def add_hook_commands(subparsers: argparse._SubParsersAction) -> None:
         metavar="URL",
         default=None,
         help="the deliveries database (default: OA_WEBHOOK_DB, else the production Postgres of "
-        "DAGSTER_PG_*, else $DAGSTER_HOME/webhook.db)",
+        "DAGSTER_PG_*, else webhook.db in the instance's folder: $DAGSTER_HOME, else ./.oa-dagster/dagster_home)",
     )
     hooks = subparsers.add_parser(
         "hooks",
