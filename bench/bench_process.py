@@ -70,7 +70,7 @@ def run(source: Path, out_dir: Path) -> tuple[float, int, dict]:
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"process failed for {source}")
-    state = json.loads((out_dir / "addresses" / "county" / "state.json").read_text())
+    state = json.loads((out_dir / "addresses" / source.stem / "county" / "state.json").read_text())
     return wall, usage.ru_maxrss * 1024, state
 
 

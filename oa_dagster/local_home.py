@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ load_from:
       module_name: oa_dagster.definitions
       location_name: oa_dagster
 """
+
+
+def instance_dir(env: Mapping[str, str]) -> Path:
+    """The Dagster instance every command uses, by the data directory's rule: `$DAGSTER_HOME`, else the
+    quickstart's `./.oa-dagster/dagster_home` (which may not exist yet)."""
+    return Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else DEFAULT_HOME / "dagster_home"
 
 
 def download_url(port: int, host: str = LOCAL_HOST) -> str:

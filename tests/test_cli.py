@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from oa_dagster.cli import main
+from oa_dagster.cli import build_parser, main
 from tests.geofiles import read_features, write_source
+from tests.platform_helpers import city_sources, write_csv
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "oa_dagster" / "examples"
 EXAMPLE = EXAMPLES / "sources" / "us" / "ca" / "berkeley_example.json"
@@ -36,7 +39,7 @@ STATE_KEYS = [
 def process(capsys: pytest.CaptureFixture, source: Path, layer: str, out: Path, *extra: str) -> tuple[int, dict]:
     code = main(["process", str(source), "--layer", layer, "--output", str(out), "-q", *extra])
     capsys.readouterr()
-    states = list(out.glob(f"{layer}/*/state.json"))
+    states = list(out.glob(f"{layer}/**/state.json"))
     return code, json.loads(states[0].read_text()) if states else {}
 
 
@@ -142,7 +145,7 @@ def test_process_writes_every_file_of_the_contract_for_each_example_layer(
     files = state["files"]
     assert files["output"] == "out.geojson" and files["sample"] == "sample.json" and files["log"] == "log.txt"
     assert files["preview"] == "preview.png" and files["cache"].startswith("cache.")
-    folder = tmp_path / layer / name
+    folder = tmp_path / layer / "us/ca/berkeley_example" / name
     assert all((folder / f).exists() for f in files.values())
     assert (folder / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     features = read_features(folder / "out.geojson")
@@ -155,7 +158,10 @@ def test_process_writes_every_file_of_the_contract_for_each_example_layer(
 
 def test_process_example_centerlines_apply_maps_and_mph_to_kph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     process(capsys, EXAMPLE, "centerlines", tmp_path)
-    props = {f["properties"]["name"]: f["properties"] for f in read_features(tmp_path / "centerlines/city/out.geojson")}
+    props = {
+        f["properties"]["name"]: f["properties"]
+        for f in read_features(tmp_path / "centerlines/us/ca/berkeley_example/city/out.geojson")
+    }
     assert (props["SHATTUCK AVE"]["oneway"], props["SHATTUCK AVE"]["speed"]) == ("yes", "56")
     assert (props["CEDAR ST"]["oneway"], props["CEDAR ST"]["speed"], props["CEDAR ST"]["classification"]) == (
         "no",
@@ -168,7 +174,10 @@ def test_process_reports_progress_and_the_result_line(tmp_path: Path, capsys: py
     assert main(["process", str(EXAMPLE), "--layer", "parcels", "--output", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert "conform: 256 rows read" in captured.err
-    assert captured.out.strip() == f"us/ca/berkeley_example/county (parcels): 256 features in {tmp_path}/parcels/county"
+    assert (
+        captured.out.strip()
+        == f"us/ca/berkeley_example/county (parcels): 256 features in {tmp_path}/parcels/us/ca/berkeley_example/county"
+    )
 
 
 def test_process_skipped_entry_exits_zero_with_a_skipped_state(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -206,8 +215,9 @@ def test_process_broken_inputs_give_their_problem_string_and_exit_one(
     code, state = process(capsys, source, "addresses", tmp_path / "out")
     assert code == 1
     assert state["source_problem"] == problem and detail in state["problem_detail"]
-    assert state["files"]["output"] is None and not (tmp_path / "out/addresses/city/out.geojson").exists()
-    assert sorted(p.name for p in (tmp_path / "out/addresses/city").iterdir() if p.name.startswith("out")) == []
+    folder = tmp_path / "out/addresses/us/or/test/city"
+    assert state["files"]["output"] is None and not (folder / "out.geojson").exists()
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("out")) == []
 
 
 def test_process_unreadable_archive_is_a_download_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -280,7 +290,7 @@ def test_console_script_runs_process_end_to_end(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "256 features" in done.stdout
-    state = json.loads((tmp_path / "out/parcels/county/state.json").read_text())
+    state = json.loads((tmp_path / "out/parcels/us/ca/berkeley_example/county/state.json").read_text())
     assert state["files"]["preview"] is None and state["feature_count"] == 256
 
 
@@ -308,3 +318,66 @@ def test_process_logs_to_the_stderr_of_each_call(tmp_path: Path) -> None:
                 == 0
             )
     assert [s.getvalue().count("INFO oa-dagster") for s in streams] == [1, 1]
+
+
+def test_process_puts_each_source_in_its_own_folder_as_download_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Three sources with an entry named `city` processed into one folder: three folders, each state.json its own
+    (the layout was `<layer>/<name>/`, so each run overwrote the previous one)."""
+    rows = {"us/ca/a": 1, "us/ca/b": 2, "us/or/c": 3}
+    for key, count in rows.items():
+        write_csv(tmp_path / f"{key.replace('/', '_')}.csv", count)
+    sources = city_sources(tmp_path, {key: f"{key.replace('/', '_')}.csv" for key in rows})
+    for key, count in rows.items():
+        command = ["process", str(sources / f"{key}.json"), "--layer", "addresses", "--output", str(tmp_path / "out")]
+        assert main(command) == 0
+        assert f"{count} features in {tmp_path / 'out' / 'addresses' / key / 'city'}" in capsys.readouterr().out
+    for key, count in rows.items():
+        state = json.loads((tmp_path / "out" / "addresses" / key / "city" / "state.json").read_text())
+        assert (state["source"], state["name"], state["feature_count"]) == (key, "city", count)
+
+
+def test_process_refuses_a_folder_holding_another_entrys_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    source = csv_source(tmp_path, {"number": "NUM", "street": "STREET"})
+    folder = tmp_path / "out" / "addresses" / "us/or/test" / "city"
+    folder.mkdir(parents=True)
+    (folder / "out.geojson").write_text("theirs\n")
+    (folder / "state.json").write_text(json.dumps({"source": "us/ca/other", "layer": "addresses", "name": "city"}))
+    assert main(["process", str(source), "--layer", "addresses", "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {folder} holds the output of us/ca/other/city addresses, not of us/or/test/city addresses" in err
+    assert (folder / "out.geojson").read_text() == "theirs\n"
+    (folder / "state.json").write_text(json.dumps({"source": "us/or/test", "layer": "addresses", "name": "city"}))
+    assert main(["process", str(source), "--layer", "addresses", "--output", str(tmp_path / "out")]) == 0  # its own
+    assert (folder / "out.geojson").read_text() != "theirs\n"
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every command and subcommand of `parser`, as its argument path and its parser."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += [((*path, name), sub), *_commands(sub, (*path, name))]
+    return found
+
+
+def test_every_command_says_what_it_does_and_its_defaults(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --help` had no description and did not show its default host and port."""
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping: a default is on one line
+    commands = _commands(build_parser())
+    assert {"check", "process", "quickstart", "ui", "download", "serve", "cleanup", "hooks"} <= {
+        path[0] for path, _ in commands
+    }
+    for path, parser in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*path, "--help"])
+        shown = capsys.readouterr().out
+        assert exit_info.value.code == 0
+        assert parser.description and parser.description.split()[0] in shown, path
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                assert f"(default {action.default}" in shown, (path, action.option_strings)

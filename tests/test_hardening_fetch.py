@@ -57,7 +57,7 @@ def process_cli(tmp_path: Path, entry: dict[str, Any]) -> tuple[int, dict, str]:
     """The `oa-dagster process` command on a one-entry source; returns the exit code, state.json and stderr."""
     source = write_source(tmp_path / "sources" / "us" / "or" / "test.json", {"addresses": [{"name": "city", **entry}]})
     result = run_process_command(source, "addresses", tmp_path / "out")
-    state = json.loads((tmp_path / "out" / "addresses" / "city" / "state.json").read_text())
+    state = json.loads((tmp_path / "out" / "addresses" / "us/or/test/city" / "state.json").read_text())
     return result.returncode, state, result.stderr
 
 

@@ -87,6 +87,14 @@ def test_quickstart_builds_collections_in_two_areas_and_both_licences_and_the_do
     assert "collections global|addresses: 2 entries" in quickstart.printed
 
 
+def test_quickstart_counts_one_entry_in_the_singular_and_names_a_range_of_one_once(quickstart: Quickstart) -> None:
+    assert "  parcels: 1 entry, us/ca/berkeley_example/county\n" in quickstart.printed
+    assert "  addresses: 2 entries, de/berlin_example/city to us/ca/berkeley_example/city\n" in quickstart.printed
+    assert "collections europe|addresses: 1 entry, 120 features" in quickstart.printed
+    assert " 1 entries" not in quickstart.printed
+    assert "county to us/ca/berkeley_example/county" not in quickstart.printed
+
+
 def test_quickstart_sets_up_the_instance_config_and_prints_the_ui_command_of_this_virtualenv(
     quickstart: Quickstart,
 ) -> None:
@@ -118,6 +126,43 @@ def test_the_readme_download_example_works_after_quickstart(quickstart: Quicksta
         pointer = get_json(store, keys.latest_key(layer, "us/ca/berkeley_example/city"))
         assert got.read_bytes() == (store.root / pointer["files"]["output"]).read_bytes(), layer
         assert (got.parent / "state.json").exists()
+
+
+def test_download_and_process_both_ask_for_the_name_when_a_layer_has_several_entries(quickstart: Quickstart) -> None:
+    """Berkeley's addresses: `city` (with an output) and `legacy` (skipped); `download` used to pick `city`."""
+    source = ROOT / "oa_dagster" / "examples" / "sources" / "us" / "ca" / "berkeley_example.json"
+    for command in (
+        ["download", "us/ca/berkeley_example", "--layer", "addresses", "--dest", "picked/"],
+        ["process", str(source), "--layer", "addresses", "--output", "picked/"],
+    ):
+        done = subprocess.run(
+            [str(OA), *command], cwd=quickstart.cwd, env=clean_env(), capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2, command
+        said = "us/ca/berkeley_example: layer addresses has several entries, choose one with --name ("
+        assert said in done.stderr and "city" in done.stderr and "legacy" in done.stderr, done.stderr
+        assert not (quickstart.cwd / "picked").exists()
+
+
+def test_cleanup_and_hooks_find_the_quickstarts_instance_by_one_rule(quickstart: Quickstart, tmp_path: Path) -> None:
+    """No DAGSTER_HOME: `cleanup` looked at no runs ("DAGSTER_HOME is not set") where `hooks list` used the
+    quickstart's instance; both now take `$DAGSTER_HOME`, else `./.oa-dagster/dagster_home`."""
+
+    def run(*command: str, cwd: Path = quickstart.cwd) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(OA), *command], cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=120
+        )
+
+    cleaned = run("cleanup", "--dry-run")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "runs: checked in the Dagster instance in .oa-dagster/dagster_home" in cleaned.stdout
+    assert "(store .oa-dagster/data" in cleaned.stdout or str(quickstart.home / "data") in cleaned.stdout
+    hooks = run("hooks", "list")
+    assert hooks.returncode == 0, hooks.stderr
+    assert str(quickstart.home / "dagster_home" / "webhook.db") in hooks.stdout
+    elsewhere = run("cleanup", "--dry-run", cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert "runs: not checked (no Dagster instance in .oa-dagster/dagster_home" in elsewhere.stdout
 
 
 def test_download_of_a_skipped_entry_says_it_is_skipped(quickstart: Quickstart) -> None:
@@ -163,6 +208,7 @@ def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(
     try:
         wait_for_dagster_server(base, ui)
         assert ui.poll() is None, ui.communicate()
+        assert post_graphql(base, "query { shouldShowNux }") == {"shouldShowNux": False}  # no community dialog
         entry = "us/ca/berkeley_example/city"
         asset = post_graphql(
             base,
@@ -204,6 +250,7 @@ def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(
         out, err = ui.communicate(timeout=120)
     assert ui.returncode == 0, out + err
     assert "No dagster instance configuration file (dagster.yaml) found" not in err
+    assert "Warning" not in err and "superseded" not in err, err  # none a user could act on
     assert _processes_with("DAGSTER_HOME", str(quickstart.home / "dagster_home")) == []  # webserver, daemon, code
     for stopped in (port, quickstart.download_port):
         with pytest.raises(requests.ConnectionError):

@@ -29,7 +29,7 @@ def test_s3_store_round_trips_lists_and_downloads(moto_url: str, tmp_path: Path)
 
 
 def test_example_entries_materialize_into_s3_and_download_from_there(moto_url: str, tmp_path: Path) -> None:
-    from oa_dagster.cli_platform import cmd_download
+    from oa_dagster.cli.platform import cmd_download
 
     store = moto_bucket(moto_url, "oa-results")
     resources = {

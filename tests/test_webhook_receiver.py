@@ -21,7 +21,7 @@ import requests
 import sqlalchemy as sa
 import yaml
 
-from oa_dagster.cli_hooks import add_hook_commands
+from oa_dagster.cli.hooks import add_hook_commands
 from oa_dagster.platform.store import LocalStore
 from oa_dagster.webhook.app import create_app
 from oa_dagster.webhook.deliveries import DeliveryFields, DeliveryStore

@@ -41,6 +41,7 @@ from oa_dagster.run_tags import (
     SET_TAG,
 )
 from oa_dagster.sources.model import LAYERS
+from oa_dagster.wording import key_range, plural
 
 from . import OWNERS
 from .layers_checks import check_specs, evaluate_checks
@@ -183,7 +184,7 @@ def run_layer(
         context.instance.add_run_tags(context.run.run_id, {RETRY_ON_FAILURE_TAG: "false", INSTANCE_LOST_TAG: "retry"})
     keys_ = list(context.partition_keys)
     previous = previous_counts(context.instance, layer, keys_)
-    context.log.info(f"{layer}: {len(keys_)} entries" + (f", {keys_[0]} to {keys_[-1]}" if keys_ else ""))
+    context.log.info(f"{layer}: {plural(len(keys_), 'entry')}" + (f", {key_range(keys_)}" if keys_ else ""))
     failures: list[str] = []
 
     def write(what: str, event: Callable[[], None]) -> None:
@@ -216,12 +217,12 @@ def run_layer(
                 else:
                     record(result)
         if first_attempts:
-            message = f"{layer}: second attempt for {len(first_attempts)} entries whose download failed"
+            message = f"{layer}: second attempt for {plural(len(first_attempts), 'entry')} whose download failed"
             write("second attempt", lambda: context.log.info(message))
         with closing(in_background(process, list(first_attempts), name=f"oa-{layer}-retry")) as entries:
             for key, result in entries:
                 record(result.after(first_attempts[key].log_lines))
-        summary = f"{layer}: {len(keys_) - len(failures)} of {len(keys_)} entries materialized"
+        summary = f"{layer}: {len(keys_) - len(failures)} of {plural(len(keys_), 'entry')} materialized"
         if refresh is not None:
             summary += f", {sum(1 for k in keys_ if checks and _carried(checks, k))} of them unchanged"
         write("summary", lambda: context.log.info(summary))
@@ -232,7 +233,7 @@ def run_layer(
             checks.close()
     if failures:
         raise dg.Failure(
-            description=f"{len(failures)} of {len(keys_)} {layer} entries failed:\n" + "\n".join(failures),
+            description=f"{len(failures)} of {plural(len(keys_), layer + ' entry')} failed:\n" + "\n".join(failures),
             metadata={"failed_entries": dg.MetadataValue.json(failures)},
             allow_retries=False,
         )

@@ -7,11 +7,10 @@ whenever the code location loads, and every run process loads it: it must cost n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
-from oa_dagster.local_home import DEFAULT_HOME
+from oa_dagster.local_home import instance_dir
 
 from .signatures import parse_secrets
 
@@ -42,8 +41,7 @@ def default_database_url(env: Mapping[str, str]) -> str:
         raise ValueError(
             f"OA_ENV=production needs a shared deliveries database: set OA_WEBHOOK_DB or {', '.join(PG_ENV)}"
         )
-    home = Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else DEFAULT_HOME / "dagster_home"
-    return f"sqlite:///{(home / SQLITE_NAME).absolute()}"
+    return f"sqlite:///{(instance_dir(env) / SQLITE_NAME).absolute()}"
 
 
 class HookSettings(NamedTuple):

@@ -2,7 +2,7 @@
 
 Dagster's console logger would print every warning of an entry twice when the entry gets its second download
 attempt (both attempts' warnings are kept in the run's log, rightly), and a full stack trace for a step that
-fails because a source has a problem. This report is fed the runs' events instead (`cli_quickstart.py:
+fails because a source has a problem. This report is fed the runs' events instead (`quickstart.py:
 ReportHandler`): an entry's warnings are held until its outcome arrives (they come just before it) and printed
 once under it, and a step failure that only lists the entries already reported is not printed again. A failure
 that is not an entry's (a bug, a store that cannot be written) is printed with its stack trace.
@@ -15,6 +15,8 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from oa_dagster.wording import plural
 
 FAILED = ("failed", "not run", "invalid")
 MAX_CELL = 160  # a problem's detail in the table; the per-entry line above it has the whole text
@@ -30,7 +32,7 @@ class Outcome:
 
     def describe(self) -> str:
         if self.status in ("promoted", "held"):
-            return f"{self.status}, {self.features or 0:,} features"
+            return f"{self.status}, {plural(self.features or 0, 'feature')}"
         return f"{self.status}: {self.problem}" if self.problem else self.status
 
 
@@ -53,7 +55,7 @@ class Report:
         self._layer, self._keys, self._held, self._entry_failed_in_run = layer, set(keys), {}, False
 
     def catalog(self, commit: str, sources: int, invalid: dict[str, list[str]]) -> None:
-        self.say(f"catalog {commit}: {sources} sources, {len(invalid)} invalid")
+        self.say(f"catalog {commit}: {plural(sources, 'source')}, {len(invalid)} invalid")
         for key, errors in invalid.items():
             self.outcomes.append(Outcome("(source)", key, "invalid", problem="; ".join(errors[:3])))
 
@@ -86,16 +88,21 @@ class Report:
 
     def collection(self, partition: str, entries: int, features: int, size: int) -> None:
         """One collections partition built (or found unchanged)."""
-        self.say(f"  collections {partition}: {entries} entries, {features:,} features, {size:,} bytes")
+        said = f"{plural(entries, 'entry')}, {plural(features, 'feature')}, {plural(size, 'byte')}"
+        self.say(f"  collections {partition}: {said}")
 
     def downloads(self, asset: str, values: dict[str, Any]) -> None:
         """Coverage, the maps and the results index: one line each."""
+
+        def count(name: str, word: str) -> str:
+            return plural(int(values.get(name) or 0), word)
+
         if asset == "coverage":
-            said = f"{values.get('sources', 0)} sources placed in {values.get('countries', 0)} countries"
+            said = f"{count('sources', 'source')} placed in {count('countries', 'country')}"
         elif asset == "coverage_maps":
-            said = f"{len([k for k in values if k.startswith('url_')])} maps drawn"
+            said = f"{plural(len([k for k in values if k.startswith('url_')]), 'map')} drawn"
         else:
-            said = f"{values.get('entries', 0)} entries, {values.get('collections', 0)} collections listed"
+            said = f"{count('entries', 'entry')}, {count('collections', 'collection')} listed"
         self.say(f"  {asset}: {said}")
 
     def step_failed(self, layer: str, description: str, user_failure: bool) -> None:

@@ -1,8 +1,4 @@
-"""`oa-dagster` command: check and process sources locally, plus the platform's commands.
-
-Start-up stays light (only argparse and the source model are imported up front) because contributors
-run it many times while editing a source.
-"""
+"""`oa-dagster check` and `oa-dagster process`: a source file checked and processed locally, outside Dagster."""
 
 from __future__ import annotations
 
@@ -11,10 +7,10 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from oa_dagster.cli.progress import Progress
 from oa_dagster.sources.model import LAYERS
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
@@ -22,46 +18,6 @@ ALLOW_LOCAL_FILES_HELP = (
     "let data be a file:// URL or any local path (without it, a path is relative to the "
     "source file and stays inside the sources tree, as on the platform)"
 )
-
-
-class Progress:
-    """Progress on stderr: a live line on a terminal, a line every few seconds otherwise."""
-
-    def __init__(self, stream: Any = None, interval: float = 5.0) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.interval = 0.2 if self.tty else interval
-        self.last = 0.0
-        self.started = time.monotonic()
-
-        self.pending: tuple[str, int, int | None] | None = None  # latest report not yet shown
-
-    def __call__(self, what: str, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        self.pending = (what, done, total)
-        if now - self.last < self.interval and (total is None or done < total):
-            return
-        self.last = now
-        self._show(*self.pending)
-
-    def _show(self, what: str, done: int, total: int | None) -> None:
-        self.pending = None
-        self.last = time.monotonic()
-        unit = {"download": "bytes", "http": "bytes", "ftp": "bytes", "conform": "rows read"}.get(what, "features")
-        amount = f"{done:,}" + (f" / {total:,}" if total else "")
-        line = f"{what}: {amount} {unit} ({time.monotonic() - self.started:.1f} s)"
-        if self.tty:
-            self.stream.write("\r\033[K" + line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """Show the last report (so even a fast run says how far it got) and end a live line."""
-        if self.pending:
-            self._show(*self.pending)
-        if self.tty and self.last:
-            self.stream.write("\n")
 
 
 def _check_one(path: str, allow_local_files: bool) -> dict[str, Any]:
@@ -169,7 +125,16 @@ def cmd_process(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: OA_CI_ALLOW_HOSTS: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    output_dir = Path(args.output) / entry.layer / entry.name
+    from oa_dagster.cli.entry_folders import entry_folder, refusal
+
+    try:
+        output_dir = entry_folder(Path(args.output), entry.layer, entry.source_key, entry.name)
+    except ValueError as exc:
+        print(f"error: {args.source}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if refused := refusal(output_dir, entry.layer, entry.source_key, entry.name):
+        print(refused, file=sys.stderr)
+        return EXIT_USAGE
     progress = None if args.quiet else Progress()
     options = FetchOptions(
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
@@ -198,21 +163,35 @@ def cmd_process(args: argparse.Namespace) -> int:
     return EXIT_PROBLEM
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oa-dagster", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    check = commands.add_parser("check", help="validate sources and run their acceptance tests")
+def add_source_commands(commands: argparse._SubParsersAction) -> None:
+    """Register `check` and `process`."""
+    check = commands.add_parser(
+        "check",
+        help="validate sources and run their acceptance tests",
+        description="Validates each source file against the schema and the platform's rules and runs the "
+        "acceptance tests of its entries (no download). Exit code 1 when a source is invalid or a test fails.",
+    )
     check.add_argument("sources", nargs="+", metavar="SOURCE.json")
     check.add_argument("--json", action="store_true", help="one JSON object per source per line")
     check.add_argument("--allow-local-files", action="store_true", help=ALLOW_LOCAL_FILES_HELP)
     check.set_defaults(func=cmd_check)
 
-    process = commands.add_parser("process", help="process one layer entry of a source outside Dagster")
+    process = commands.add_parser(
+        "process",
+        help="process one layer entry of a source outside Dagster",
+        description="Downloads, conforms and checks one layer entry of a source file, as a platform run does, "
+        "and writes its output, state.json, sample, preview and log to DIR/<layer>/<source key>/<name>/. Exit "
+        "code 1 when the source has a problem, 2 for a usage error.",
+    )
     process.add_argument("source", metavar="SOURCE.json")
     process.add_argument("--layer", required=True, choices=LAYERS)
-    process.add_argument("--name", help="entry name; optional when the layer has one entry")
-    process.add_argument("--output", required=True, metavar="DIR")
+    process.add_argument("--name", help="entry name; required when the source has several entries in the layer")
+    process.add_argument(
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="files go to DIR/<layer>/<source key>/<name>/, as `download` puts them: entries never share a folder",
+    )
     process.add_argument("--no-preview", action="store_true", help="do not draw preview.png")
     process.add_argument(
         "--cache-dir", metavar="DIR", help="keep downloads here and re-use them when the server says they are unchanged"
@@ -226,23 +205,3 @@ def build_parser() -> argparse.ArgumentParser:
     )
     process.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result line")
     process.set_defaults(func=cmd_process)
-
-    try:
-        from oa_dagster.cli_platform import add_platform_commands
-    except ImportError:
-        pass
-    else:
-        add_platform_commands(commands)
-    from oa_dagster.cli_hooks import add_hook_commands
-
-    add_hook_commands(commands)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

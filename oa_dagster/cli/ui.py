@@ -26,6 +26,10 @@ from typing import Any
 from oa_dagster.local_home import LocalHome, download_url
 
 STOP_SECONDS = 60  # dagster dev waits up to 30 s for each of its services
+# `dagster dev` warns that `dg dev` supersedes it; `dg` (dagster-dg-cli, with a project layout of its own) is not
+# part of this project, so it is a warning a user cannot act on: that one is filtered by its message, no other
+# (a -W category other than the builtins is imported before site-packages are on the path, so it cannot be named)
+DEV_SUPERSEDED = "ignore:Function `dev_command` is superseded"
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -127,7 +131,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     try:
         server, thread = _download_server(home, sock)
         dev = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(home.workspace), "-h", args.host, "-p", str(args.port)],
+            [sys.executable, "-W", DEV_SUPERSEDED, "-m", "dagster", "dev", "-w", str(home.workspace)]
+            + ["-h", args.host, "-p", str(args.port)],
             env=child_environment(home, base, settings.sources),
             start_new_session=True,
         )

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from oa_dagster.local_home import DEFAULT_DOWNLOAD_PORT, DEFAULT_HOME, LOCAL_HOST
+from oa_dagster.local_home import DEFAULT_DOWNLOAD_PORT, DEFAULT_HOME, LOCAL_HOST, instance_dir
 from oa_dagster.sources.model import LAYERS
 
 
@@ -52,7 +52,9 @@ def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
     ui.add_argument(
         "--home", metavar="DIR", default=str(DEFAULT_HOME), help=f"the quickstart's home (default {DEFAULT_HOME})"
     )
-    ui.add_argument("--host", default=LOCAL_HOST)
+    ui.add_argument(
+        "--host", default=LOCAL_HOST, help=f"the address the UI and the download app listen on (default {LOCAL_HOST})"
+    )
     ui.add_argument("--port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
     ui.add_argument(
         "--download-port",
@@ -64,28 +66,44 @@ def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     ui.set_defaults(func=cmd_ui)
 
-    download = subparsers.add_parser("download", help="fetch the latest good output of an entry from the store")
+    download = subparsers.add_parser(
+        "download",
+        help="fetch the latest good output of an entry from the store",
+        description="Copies the latest good output and state of an entry from the store ($OA_DATA_DIR, else "
+        "$DAGSTER_HOME/oa-data, else ./.oa-dagster/data, where the quickstart writes; OA_ENV=production: S3) to "
+        "DEST/<layer>/<source key>/<name>/, the folder `process` writes. Exit code 2 for a source, layer or entry "
+        "the catalog does not have, 1 when the entry has no good output yet.",
+    )
     download.add_argument("source", metavar="SOURCE_KEY", help="e.g. us/ca/alameda")
     download.add_argument("--layer", required=True, choices=LAYERS)
-    download.add_argument("--name", help="entry name; optional when the source has one entry in the layer")
+    download.add_argument("--name", help="entry name; required when the source has several entries in the layer")
     download.add_argument(
         "--dest",
         default=".",
         metavar="DIR",
-        help="files go to DIR/<layer>/<source key>/<name>/ (default: the current directory)",
+        help="files go to DIR/<layer>/<source key>/<name>/ (default ., the current directory)",
     )
     download.add_argument("--all-files", action="store_true", help="also the cache, log, sample and preview")
     download.set_defaults(func=cmd_download)
 
-    serve = subparsers.add_parser("serve", help="serve stable download URLs for the configured store (web app)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=DEFAULT_DOWNLOAD_PORT)
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve stable download URLs for the configured store (web app)",
+        description="Runs the web app until interrupted: /download/<key> (a local store's file, or a redirect to "
+        "a fresh presigned S3 URL), /latest/<layer>/<entry>, the results page at /, and POST /hook, the GitHub "
+        "webhook receiver (503 until OA_WEBHOOK_SECRET is set). The store: $OA_DATA_DIR, else "
+        "$DAGSTER_HOME/oa-data, else ./.oa-dagster/data (OA_ENV=production: S3).",
+    )
+    serve.add_argument("--host", default=LOCAL_HOST, help=f"the address to listen on (default {LOCAL_HOST})")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_DOWNLOAD_PORT, help=f"the port (default {DEFAULT_DOWNLOAD_PORT})"
+    )
     serve.add_argument(
         "--presign-seconds",
         type=int,
         default=3600,
         metavar="N",
-        help="how long the presigned S3 URLs that /download redirects to stay valid (max 7 days)",
+        help="how long the presigned S3 URLs that /download redirects to stay valid (default 3600, max 7 days)",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -94,7 +112,9 @@ def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
         help="remove what killed runs leave behind: store debris, stale work folders, stuck runs",
         description="Removes half-written store files, run folders without a manifest and oa-run-* work folders "
         "(under OA_WORK_DIR) that nothing changed for the grace period, and fails runs left STARTED by "
-        "a killed process (when DAGSTER_HOME names the instance). Same as `cleanup_job`.",
+        "a killed process in the Dagster instance ($DAGSTER_HOME, else ./.oa-dagster/dagster_home). The store: "
+        "$OA_DATA_DIR, else $DAGSTER_HOME/oa-data, else ./.oa-dagster/data (OA_ENV=production: S3). "
+        "Same as `cleanup_job`.",
     )
     clean.add_argument(
         "--grace",
@@ -109,22 +129,15 @@ def add_platform_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from oa_dagster.cli_quickstart import cmd_quickstart as run
+    from oa_dagster.cli.quickstart import cmd_quickstart as run
 
     return run(args)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from oa_dagster.cli_ui import cmd_ui as run
+    from oa_dagster.cli.ui import cmd_ui as run
 
     return run(args)
-
-
-def _plain_path(value: str, segments: int | None = None) -> bool:
-    """A key the store and the destination folder take as is: no empty, `.` or `..` segment (nothing escapes)."""
-    parts = value.split("/")
-    plain = all(p not in ("", ".", "..") and "\\" not in p for p in parts)
-    return plain and (segments is None or len(parts) == segments)
 
 
 def _names_with_output(store: Any, layer: str, source: str) -> list[str]:
@@ -136,6 +149,14 @@ def _names_with_output(store: Any, layer: str, source: str) -> list[str]:
             if k.endswith(".json") and "/" not in k[len(prefix) :]
         }
     )
+
+
+def _catalog_names(catalog: dict[str, Any] | None, layer: str, source: str) -> list[str]:
+    """The source's entry names in `layer` in the stored catalog (not those of a source below it, `us/ca` vs
+    `us/ca/alameda`)."""
+    entries = ((catalog or {}).get("entries") or {}).get(layer, {})
+    prefix = source + "/"
+    return sorted(k[len(prefix) :] for k in entries if k.startswith(prefix) and "/" not in k[len(prefix) :])
 
 
 def why_no_output(store: Any, layer: str, source: str, name: str | None) -> tuple[str, int]:
@@ -160,38 +181,31 @@ def why_no_output(store: Any, layer: str, source: str, name: str | None) -> tupl
             2,
         )
     entries = catalog.get("entries") or {}
-    names = sorted(k[len(source) + 1 :] for k in entries.get(layer, {}) if k.startswith(source + "/"))
+    names = _catalog_names(catalog, layer, source)
     if not names:
-        has = sorted(other for other in LAYERS if any(k.startswith(source + "/") for k in entries.get(other, {})))
+        has = sorted(other for other in LAYERS if _catalog_names(catalog, other, source))
         return f"{source} has no {layer} entries (its layers: {', '.join(has) or 'none'})", 2
-    if name is not None and name not in names:
+    name = name or names[0]  # `download` asks for --name when there are several
+    if name not in names:
         return f"{source} has no {layer} entry named {name!r} (its {layer} entries: {', '.join(names)})", 2
-    if name is not None and (entries[layer].get(f"{source}/{name}") or {}).get("skip"):
+    if (entries[layer].get(f"{source}/{name}") or {}).get("skip"):
         return f"{source}/{name} {layer}: the source marks it skip: true, so it has no output", 1
-    if name is None:
-        return (
-            (
-                f"{source} {layer}: choose an entry with --name ({', '.join(names)}; none has a good output yet "
-                f"in {store.describe()})",
-                2,
-            )
-            if len(names) > 1
-            else (f"{source}/{names[0]} {layer}: no good output yet in {store.describe()}", 1)
-        )
     return f"{source}/{name} {layer}: no good output yet in {store.describe()}", 1
 
 
 def cmd_download(args: argparse.Namespace, store: Any = None) -> int:
     """The latest good output of an entry, to `<dest>/<layer>/<source key>/<name>/`: entries never share a folder,
     so downloading another layer or entry never overwrites a file downloaded before."""
-    from oa_dagster.cli import Progress
+    from oa_dagster.cli.entry_folders import entry_folder, plain_key, refusal
+    from oa_dagster.cli.progress import Progress
+    from oa_dagster.platform.catalog import load_stored_catalog
     from oa_dagster.platform.publishing import latest_good
 
     if store is None:
         from oa_dagster.resources.deployments import deployment
 
         store = deployment().resources["store"].get_store()
-    if not _plain_path(args.source) or (args.name is not None and not _plain_path(args.name, segments=1)):
+    if not plain_key(args.source) or (args.name is not None and not plain_key(args.name, segments=1)):
         print(
             "error: a source key is segments like us/ca/alameda and an entry name one segment, without empty, "
             f"'.' or '..' parts (got {args.source!r}" + (f", --name {args.name!r})" if args.name else ")"),
@@ -199,10 +213,17 @@ def cmd_download(args: argparse.Namespace, store: Any = None) -> int:
         )
         return 2
     name = args.name
-    if name is None:
-        names = _names_with_output(store, args.layer, args.source)
+    if name is None:  # as `process`: the one entry of the layer, else the choices
+        names = sorted(
+            {*_names_with_output(store, args.layer, args.source)}
+            | {*_catalog_names(load_stored_catalog(store), args.layer, args.source)}
+        )
         if len(names) > 1:
-            print(f"{args.source} {args.layer}: choose an entry with --name ({', '.join(names)})", file=sys.stderr)
+            print(
+                f"error: {args.source}: layer {args.layer} has several entries, choose one with --name "
+                f"({', '.join(names)})",
+                file=sys.stderr,
+            )
             return 2
         name = names[0] if names else None
     pointer = latest_good(store, args.layer, f"{args.source}/{name}") if name else None
@@ -210,7 +231,10 @@ def cmd_download(args: argparse.Namespace, store: Any = None) -> int:
         message, status = why_no_output(store, args.layer, args.source, name)
         print(f"error: {message}", file=sys.stderr)
         return status
-    dest = Path(args.dest) / args.layer / args.source / name
+    dest = entry_folder(Path(args.dest), args.layer, args.source, name)
+    if refused := refusal(dest, args.layer, args.source, name):
+        print(refused, file=sys.stderr)
+        return 2
     dest.mkdir(parents=True, exist_ok=True)
     roles = list(pointer["files"]) if args.all_files else ["output", "state"]
     for role in roles:
@@ -261,10 +285,32 @@ def cmd_serve(args: argparse.Namespace, store: Any = None) -> int:
     return 0
 
 
-def cmd_cleanup(args: argparse.Namespace) -> int:
-    """`cleanup_job`'s work from the command line, on the store and work root `OA_ENV` configures."""
+def _fail_stuck_runs(report: Any) -> int:
+    """Add the stuck runs of the instance every command uses (`$DAGSTER_HOME`, else the quickstart's) to `report`,
+    failing them unless it is a dry run; 1 when the instance cannot be opened (the files were still cleaned)."""
     import os
 
+    home = instance_dir(os.environ)
+    if not home.is_dir():
+        print(f"runs: not checked (no Dagster instance in {home}: set DAGSTER_HOME or run `oa-dagster quickstart`)")
+        return 0
+    import dagster as dg
+
+    from oa_dagster.jobs.cleanup import fail_stuck_runs
+
+    try:
+        instance = dg.DagsterInstance.from_config(str(home))
+    except Exception as exc:  # an unreadable instance: the files were still cleaned
+        print(f"error: runs not checked: cannot open the Dagster instance in {home}: {exc}", file=sys.stderr)
+        return 1
+    with instance:
+        fail_stuck_runs(instance, report)
+    print(f"runs: checked in the Dagster instance in {home}")
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """`cleanup_job`'s work from the command line, on the store and work root `OA_ENV` configures."""
     from oa_dagster.platform.store_cleanup import DEFAULT_GRACE_HOURS, cleanup
     from oa_dagster.resources.deployments import deployment
 
@@ -276,28 +322,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     store = resources["store"].get_store()
     work_root = resources["processing"].work_root()
     report = cleanup(store, [work_root], grace_hours=grace, dry_run=args.dry_run)
-    status = 0
-    if args.no_runs:
-        pass
-    elif os.environ.get("DAGSTER_HOME"):
-        import dagster as dg
-
-        from oa_dagster.jobs.cleanup import fail_stuck_runs
-
-        try:
-            instance = dg.DagsterInstance.get()
-        except Exception as exc:  # a missing or unreadable DAGSTER_HOME: the files were still cleaned
-            print(
-                f"error: runs not checked: cannot open the Dagster instance in DAGSTER_HOME="
-                f"{os.environ['DAGSTER_HOME']}: {exc}",
-                file=sys.stderr,
-            )
-            status = 1
-        else:
-            with instance:
-                fail_stuck_runs(instance, report)
-    else:
-        print("runs: not checked (DAGSTER_HOME is not set)")
+    status = 0 if args.no_runs else _fail_stuck_runs(report)
     verb = "would remove" if args.dry_run else "removed"
     for item in report.removed:
         print(f"{verb} {item.kind}: {item.where} ({item.size:,} bytes)")

@@ -26,9 +26,14 @@ def add_hook_commands(subparsers: argparse._SubParsersAction) -> None:
         metavar="URL",
         default=None,
         help="the deliveries database (default: OA_WEBHOOK_DB, else the production Postgres of "
-        "DAGSTER_PG_*, else $DAGSTER_HOME/webhook.db)",
+        "DAGSTER_PG_*, else webhook.db in the instance's folder: $DAGSTER_HOME, else ./.oa-dagster/dagster_home)",
     )
-    hooks = subparsers.add_parser("hooks", help="the GitHub webhook receiver: maintenance switch, recent deliveries")
+    hooks = subparsers.add_parser(
+        "hooks",
+        help="the GitHub webhook receiver: maintenance switch, recent deliveries",
+        description="The webhook receiver's maintenance switch and its recent deliveries, in the deliveries "
+        "database `oa-dagster serve` uses.",
+    )
     commands = hooks.add_subparsers(dest="hooks_command", required=True, metavar="COMMAND")
 
     maintenance = commands.add_parser(
@@ -37,7 +42,13 @@ def add_hook_commands(subparsers: argparse._SubParsersAction) -> None:
     maintenance.add_argument("state", choices=["on", "off", "status"], help="switch it on or off, or show it")
     maintenance.set_defaults(func=cmd_hooks_maintenance)
 
-    recent = commands.add_parser("list", parents=[database], help="the most recent deliveries, newest first")
+    recent = commands.add_parser(
+        "list",
+        parents=[database],
+        help="the most recent deliveries, newest first",
+        description="The most recent deliveries the receiver recorded, newest first: delivery id, event, action, "
+        "repository, pull request, head sha and when it arrived.",
+    )
     recent.add_argument("--limit", type=int, default=20, metavar="N", help="how many (default 20, at most 1000)")
     recent.set_defaults(func=cmd_hooks_list)
 

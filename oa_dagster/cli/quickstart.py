@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oa_dagster.cli.quickstart_report import Report
 from oa_dagster.local_home import DEFAULT_HOME, LocalHome, Settings, download_url
-from oa_dagster.quickstart_report import Report
 from oa_dagster.run_tags import MAX_RETRIES_TAG, RANGE_END_TAG, RANGE_START_TAG
 from oa_dagster.sources.model import LAYERS
 
