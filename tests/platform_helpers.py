@@ -157,12 +157,22 @@ def local_instance_home(home: Path) -> Path:
     return home
 
 
+def create_instance_storage(home: Path) -> None:
+    """Open the instance at `home` once in this process, so its storages exist (tables created, alembic stamped)
+    before any Dagster process starts on it. Every helper that starts one calls this first: two processes opening
+    a new SQLite instance at the same moment both create and stamp it, and one of them fails with alembic's
+    `CommandError` (a daemon that dies that way never launches a run; the test then times out waiting)."""
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+
+
 @contextmanager
 def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`dagster-daemon run` on the workspace with DAGSTER_HOME=`home`; its process group is killed at the end.
 
     The daemon starts a code server, which starts run workers: all in one new session, so one killpg ends them.
     """
+    create_instance_storage(home)
     daemon = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(ROOT / "workspace.yaml")],
         cwd=ROOT,
@@ -223,6 +233,7 @@ def wait_for_dagster_server(base: str, process: subprocess.Popen[Any], timeout: 
 def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[GraphQL]:
     """`dagster-webserver` on the workspace with DAGSTER_HOME=`home`: a function posting to its GraphQL API, which
     is what the UI reads and sends. Its process group (with its code server) is killed at the end."""
+    create_instance_storage(home)
     port = free_port()
     web = subprocess.Popen(
         [

@@ -208,3 +208,13 @@ def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(
     for stopped in (port, quickstart.download_port):
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{stopped}/", timeout=5)
+
+
+def test_the_coverage_sensor_finds_the_quickstarts_collections_already_covered(quickstart: Quickstart) -> None:
+    """What the daemon of `oa-dagster ui` evaluates first on the quickstart's instance: no second coverage_job run."""
+    from oa_dagster.sensors.coverage import coverage_after_collections
+
+    with dg.DagsterInstance.from_config(str(quickstart.home / "dagster_home")) as instance:
+        result = coverage_after_collections(dg.build_sensor_context(instance=instance))
+    assert isinstance(result, dg.SensorResult) and not result.run_requests, result
+    assert "already covered by coverage_job run" in str(result.skip_reason)
