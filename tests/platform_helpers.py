@@ -230,9 +230,9 @@ def wait_for_dagster_server(base: str, process: subprocess.Popen[Any], timeout: 
 
 
 @contextmanager
-def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[GraphQL]:
-    """`dagster-webserver` on the workspace with DAGSTER_HOME=`home`: a function posting to its GraphQL API, which
-    is what the UI reads and sends. Its process group (with its code server) is killed at the end."""
+def running_webserver_url(home: Path, env: dict[str, str], log: Path) -> Iterator[str]:
+    """`dagster-webserver` on the workspace with DAGSTER_HOME=`home`: its base URL (what a browser opens). Its
+    process group (with its code server) is killed at the end."""
     create_instance_storage(home)
     port = free_port()
     web = subprocess.Popen(
@@ -252,14 +252,21 @@ def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[Gr
         stderr=log.open("wb"),
     )
     base = f"http://127.0.0.1:{port}"
-
-    def graphql(query: str, **variables: Any) -> dict[str, Any]:
-        return post_graphql(base, query, **variables)
-
     try:
         wait_for_dagster_server(base, web)
         assert web.poll() is None, log.read_text()[-3000:]
-        yield graphql
+        yield base
     finally:
         os.killpg(web.pid, signal.SIGKILL)
         web.wait()
+
+
+@contextmanager
+def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[GraphQL]:
+    """The same, as a function posting to its GraphQL API, which is what the UI reads and sends."""
+    with running_webserver_url(home, env, log) as base:
+
+        def graphql(query: str, **variables: Any) -> dict[str, Any]:
+            return post_graphql(base, query, **variables)
+
+        yield graphql
