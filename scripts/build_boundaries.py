@@ -1,6 +1,10 @@
-"""Rebuild the boundaries bundled in `oa_dagster/coverage/data/` from the planning repo's `boundaries/` folder.
+"""Rebuild the boundaries bundled in `oa_dagster/coverage/data/` from a folder of the published originals.
 
-    python scripts/build_boundaries.py [path/to/boundaries]     (default: ../shared/boundaries)
+    python scripts/build_boundaries.py FOLDER
+
+FOLDER holds `world-atlas/` (the npm package world-atlas 2.0.2: `countries-50m.json` and `LICENSE`), `us-atlas/`
+(us-atlas 3.0.1: `counties-10m.json` and `LICENSE`) and `naturalearth-lowres/naturalearth_lowres.shp` (Natural
+Earth 1:110m admin-0 with `pop_est`, as geopandas 0.14.4 bundled it, with its .dbf/.shx/.prj).
 
 The TopoJSON stays TopoJSON (quantized, shared arcs: far smaller than any per-feature format), gzipped, with the
 codes the coverage needs baked into each feature's properties so nothing is looked up at run time:
@@ -119,9 +123,18 @@ us-atlas licence:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", nargs="?", default=str(ROOT.parent / "shared" / "boundaries"))
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument(
+        "source", metavar="FOLDER", help="holds world-atlas/, us-atlas/ and naturalearth-lowres/ (see above)"
+    )
     source = Path(parser.parse_args(argv).source)
+    missing = [
+        p for p in ("world-atlas/countries-50m.json", "us-atlas/counties-10m.json") if not (source / p).is_file()
+    ]
+    if missing:
+        parser.error(f"{source} has no {', '.join(missing)}")
     populations = _populations(source / "naturalearth-lowres" / "naturalearth_lowres.shp")
     DATA.mkdir(parents=True, exist_ok=True)
     write_gzip_json(DATA / WORLD_FILE, build_world(source, populations))

@@ -157,12 +157,22 @@ def local_instance_home(home: Path) -> Path:
     return home
 
 
+def create_instance_storage(home: Path) -> None:
+    """Open the instance at `home` once in this process, so its storages exist (tables created, alembic stamped)
+    before any Dagster process starts on it. Every helper that starts one calls this first: two processes opening
+    a new SQLite instance at the same moment both create and stamp it, and one of them fails with alembic's
+    `CommandError` (a daemon that dies that way never launches a run; the test then times out waiting)."""
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+
+
 @contextmanager
 def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`dagster-daemon run` on the workspace with DAGSTER_HOME=`home`; its process group is killed at the end.
 
     The daemon starts a code server, which starts run workers: all in one new session, so one killpg ends them.
     """
+    create_instance_storage(home)
     daemon = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(ROOT / "workspace.yaml")],
         cwd=ROOT,
@@ -220,9 +230,10 @@ def wait_for_dagster_server(base: str, process: subprocess.Popen[Any], timeout: 
 
 
 @contextmanager
-def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[GraphQL]:
-    """`dagster-webserver` on the workspace with DAGSTER_HOME=`home`: a function posting to its GraphQL API, which
-    is what the UI reads and sends. Its process group (with its code server) is killed at the end."""
+def running_webserver_url(home: Path, env: dict[str, str], log: Path) -> Iterator[str]:
+    """`dagster-webserver` on the workspace with DAGSTER_HOME=`home`: its base URL (what a browser opens). Its
+    process group (with its code server) is killed at the end."""
+    create_instance_storage(home)
     port = free_port()
     web = subprocess.Popen(
         [
@@ -241,14 +252,21 @@ def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[Gr
         stderr=log.open("wb"),
     )
     base = f"http://127.0.0.1:{port}"
-
-    def graphql(query: str, **variables: Any) -> dict[str, Any]:
-        return post_graphql(base, query, **variables)
-
     try:
         wait_for_dagster_server(base, web)
         assert web.poll() is None, log.read_text()[-3000:]
-        yield graphql
+        yield base
     finally:
         os.killpg(web.pid, signal.SIGKILL)
         web.wait()
+
+
+@contextmanager
+def running_webserver(home: Path, env: dict[str, str], log: Path) -> Iterator[GraphQL]:
+    """The same, as a function posting to its GraphQL API, which is what the UI reads and sends."""
+    with running_webserver_url(home, env, log) as base:
+
+        def graphql(query: str, **variables: Any) -> dict[str, Any]:
+            return post_graphql(base, query, **variables)
+
+        yield graphql

@@ -8,15 +8,13 @@ from pathlib import Path
 import pytest
 
 from oa_dagster.cli import main
-
-SNAPSHOT = Path(__file__).resolve().parents[1].parent / "shared" / "openaddresses-sources" / "sources"
+from tests.sources_snapshot import require_snapshot
 
 
 @pytest.mark.sweep
 def test_every_real_acceptance_test_passes_through_the_cli(capsys: pytest.CaptureFixture) -> None:
-    if not SNAPSHOT.is_dir():
-        pytest.skip("the shared sources snapshot is not present")
-    files = sorted(str(p) for p in SNAPSHOT.rglob("*.json") if "acceptance-tests" in p.read_text(encoding="utf-8"))
+    snapshot = require_snapshot()
+    files = sorted(str(p) for p in snapshot.rglob("*.json") if "acceptance-tests" in p.read_text(encoding="utf-8"))
     code = main(["check", "--json", *files])
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     cases = [case for record in records for case in record["tests"]]
@@ -26,5 +24,5 @@ def test_every_real_acceptance_test_passes_through_the_cli(capsys: pytest.Captur
     assert code == 0 and all(record["valid"] for record in records)
     assert len(cases) >= 132  # the snapshot's 25 layers hold 132 cases; galveston and philadelphia included
     assert {"us/tx/galveston", "us/pa/philadelphia"} <= {
-        Path(r["source"]).relative_to(SNAPSHOT).with_suffix("").as_posix() for r in records
+        Path(r["source"]).relative_to(snapshot).with_suffix("").as_posix() for r in records
     }

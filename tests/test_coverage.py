@@ -99,12 +99,15 @@ def test_render_world_geojson_has_one_feature_per_matched_area(world: tuple[dict
         "source count": 1,
         "source dates": "2024-03-01T00:00:00",
         "address count": 36,
+        "entries good": 1,
+        "entries failing": 0,
         "kind": "country",
         "features": None,
         "ISO 3166": "DK",
     }
     assert by_name["Harris"]["status"] == "bad" and by_name["Harris"]["US Census GEOID"] == "48201"
     assert by_name["Harris"]["address count"] == 0  # the machine's rule: bad areas count nothing
+    assert (by_name["New Hampshire"]["entries good"], by_name["New Hampshire"]["entries failing"]) == (1, 1)
     assert by_name["Rhode Island"]["US Census GEOID"] == "44" and by_name["Czechia"]["status"] == "bad"
     assert by_name["de/bb/statewide"]["kind"] == "hull" and by_name["de/bb/statewide"]["ISO 3166-2"] == "DE-BB"
     assert by_name["lv/city_of_riga"]["kind"] == "hull" and by_name["us/ok/acog-counties"]["kind"] == "geometry"

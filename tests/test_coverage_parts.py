@@ -132,3 +132,13 @@ def test_the_coverage_package_imports_no_dagster() -> None:
         "assert not [m for m in sys.modules if m.split('.')[0] == 'dagster'], 'dagster imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_build_boundaries_takes_its_input_folder_as_an_argument(tmp_path: Path) -> None:
+    """The rebuild script reads only the folder it is given, and says what is missing from it."""
+    script = [sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "build_boundaries.py")]
+    bare = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 2 and "FOLDER" in bare.stderr
+    empty = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2
+    assert f"{tmp_path} has no world-atlas/countries-50m.json, us-atlas/counties-10m.json" in empty.stderr

@@ -10,19 +10,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from oa_dagster.conform.functions import evaluate_row
+from tests.sources_snapshot import require_snapshot
 
-SOURCES = Path(__file__).resolve().parents[1].parent / "shared" / "openaddresses-sources" / "sources"
 CASES_IN_SNAPSHOT = 132
 LAYERS_IN_SNAPSHOT = 25
 
 
-def _cases() -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+def _cases(sources: Path) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
     """(where, layer, conform, case) for every enabled case of every layer entry of the snapshot."""
     found = []
-    for path in sorted(SOURCES.rglob("*.json")):
+    for path in sorted(sources.rglob("*.json")):
         with path.open(encoding="utf-8") as handle:
             source = json.load(handle)
         for layer, entries in (source.get("layers") or {}).items():
@@ -30,15 +28,13 @@ def _cases() -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
                 test = entry.get("test") or {}
                 if test.get("enabled", True) is False or not test.get("acceptance-tests"):
                     continue
-                where = f"{path.relative_to(SOURCES).with_suffix('')}#{layer}/{entry.get('name')}"
+                where = f"{path.relative_to(sources).with_suffix('')}#{layer}/{entry.get('name')}"
                 found.extend((where, layer, entry.get("conform") or {}, case) for case in test["acceptance-tests"])
     return found
 
 
 def test_every_acceptance_case_of_the_snapshot_passes() -> None:
-    if not SOURCES.is_dir():
-        pytest.skip(f"sources snapshot not found at {SOURCES}")
-    cases = _cases()
+    cases = _cases(require_snapshot())
     failures = []
     for where, layer, conform, case in cases:
         output = evaluate_row(case.get("inputs") or {}, conform, layer)

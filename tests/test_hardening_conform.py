@@ -24,6 +24,7 @@ from oa_dagster.conform.re_compat import compile_for_ascii, compile_like_re
 from oa_dagster.process import RunState, run_entry
 from oa_dagster.sources import load_source
 from tests.geofiles import feature_collection, write_layer, write_source, zip_folder
+from tests.sources_snapshot import require_snapshot
 
 CONFORM = "Could not conform source data"
 
@@ -204,10 +205,7 @@ def test_case_insensitive_patterns_have_no_ascii_twin() -> None:
     assert compile_for_ascii(r"(?i)İ") is None and compile_for_ascii("a(?i:b)") is None
 
 
-SNAPSHOT = Path(__file__).resolve().parents[1].parent / "shared" / "openaddresses-sources" / "sources"
-
-
-def _snapshot_patterns() -> list[str]:
+def _snapshot_patterns(sources: Path) -> list[str]:
     found: set[str] = set()
 
     def walk(node: Any) -> None:
@@ -220,16 +218,14 @@ def _snapshot_patterns() -> list[str]:
             for value in node:
                 walk(value)
 
-    for path in SNAPSHOT.rglob("*.json"):
+    for path in sources.rglob("*.json"):
         walk(json.loads(path.read_text(encoding="utf-8")))
     return sorted(found)
 
 
 @pytest.mark.sweep
 def test_every_real_sources_pattern_matches_as_python_re_does_on_awkward_values() -> None:
-    if not SNAPSHOT.is_dir():
-        pytest.skip("the shared sources snapshot is not present")
-    patterns = _snapshot_patterns()
+    patterns = _snapshot_patterns(require_snapshot())
     assert len(patterns) > 300
     for pattern in patterns:
         plain, timed, ascii_twin = re.compile(pattern), compile_like_re(pattern), compile_for_ascii(pattern)

@@ -255,3 +255,38 @@ def test_oa_dagster_ui_shows_the_entries_and_serves_the_links_in_their_metadata(
     for stopped in (port, quickstart.download_port):
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{stopped}/", timeout=5)
+
+
+def test_the_coverage_sensor_finds_the_quickstarts_collections_already_covered(quickstart: Quickstart) -> None:
+    """What the daemon of `oa-dagster ui` evaluates first on the quickstart's instance: no second coverage_job run."""
+    from oa_dagster.sensors.coverage import coverage_after_collections
+
+    with dg.DagsterInstance.from_config(str(quickstart.home / "dagster_home")) as instance:
+        result = coverage_after_collections(dg.build_sensor_context(instance=instance))
+    assert isinstance(result, dg.SensorResult) and not result.run_requests, result
+    assert "already covered by coverage_job run" in str(result.skip_reason)
+
+
+def test_the_quickstarts_maps_show_berkeley_and_berlin_at_a_glance(quickstart: Quickstart) -> None:
+    """Two towns on maps of the world, the USA and Europe: each a dot in the covered colour, still that colour
+    once the map is shrunk to 1,000 px wide (what a browser window shows)."""
+    import io
+
+    from PIL import Image
+
+    from oa_dagster.coverage import maps
+
+    store = LocalStore(quickstart.home / "data")
+    places = {"berkeley": (-122.2665, 37.8719), "berlin": (13.40, 52.52)}
+    for name, shown in (("world", ("berkeley", "berlin")), ("usa", ("berkeley",)), ("europe", ("berlin",))):
+        png = store.get_bytes(f"coverage/render-{name}.png")
+        assert png is not None, name
+        image = Image.open(io.BytesIO(png)).convert("RGB")
+        small = image.resize((1000, round(1000 * image.height / image.width)), Image.Resampling.LANCZOS)
+        view = maps.MAPS[name]
+        for place in shown:
+            x, y = view.pixel(*places[place])
+            disc = [image.getpixel((x + dx, y + dy)) for dx in range(-5, 6) for dy in range(-5, 6)]
+            assert disc.count(maps.GOOD_DARK) >= 100, (name, place)
+            seen = small.getpixel((round(x * 1000 / image.width), round(y * 1000 / image.width)))
+            assert sum(abs(a - b) for a, b in zip(seen, maps.GOOD_DARK, strict=True)) < 40, (name, place, seen)

@@ -290,6 +290,12 @@ def test_page_escapes_contributor_strings_and_links_relative_to_the_store_root(t
     assert f"runs/addresses/{GOOD}/run-1/out.geojson" in hrefs
     assert f"runs/addresses/{FAILING}/run-2/log.txt" in hrefs  # where a failing entry's problem is explained
     assert "<h3>parcels</h3>" in page and "No collections have been built yet" not in page
+    # the headline counts every entry, the skipped and the not-run ones too
+    assert re.search(
+        r"<p>[\d,]+ features to download\. Of 8 entries: 2 good, 1 held by the quality gate, 3 failing, 1 not run yet "
+        r"and 1 skipped \(their sources say skip: true\); as of ",
+        page,
+    ), page[:2000]
 
 
 def test_an_empty_store_gives_an_index_saying_so(tmp_path: Path) -> None:

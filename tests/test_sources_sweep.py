@@ -1,28 +1,25 @@
-"""Every real source of the shared snapshot loads and validates (skipped when the snapshot is absent)."""
+"""Every real source of the sources snapshot loads and validates (skipped when the snapshot is absent)."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from oa_dagster.sources import LAYERS, iter_source_files, load_catalog
+from tests.sources_snapshot import require_snapshot
 
-SNAPSHOT = Path(__file__).resolve().parents[1].parent / "shared" / "openaddresses-sources" / "sources"
-
-# Spec §4: the survey of the snapshot.
+# the survey of the pinned snapshot
 EXPECTED_SOURCES = 2833
 EXPECTED_LAYERS = {"addresses": 2745, "parcels": 1374, "buildings": 579, "centerlines": 164}
 
 
 @pytest.mark.sweep
 def test_every_snapshot_source_loads_and_validates() -> None:
-    if not SNAPSHOT.is_dir():
-        pytest.skip(f"sources snapshot not found at {SNAPSHOT}")
+    snapshot = require_snapshot()
     start = time.perf_counter()
-    sources, invalid = load_catalog(SNAPSHOT)
+    sources, invalid = load_catalog(snapshot)
     seconds = time.perf_counter() - start
     per_layer = Counter(entry.layer for source in sources for entry in source.entries)
     print(
@@ -31,7 +28,7 @@ def test_every_snapshot_source_loads_and_validates() -> None:
     )
 
     assert invalid == {}
-    assert len(sources) == len(list(iter_source_files(SNAPSHOT))) == EXPECTED_SOURCES
+    assert len(sources) == len(list(iter_source_files(snapshot))) == EXPECTED_SOURCES
     assert dict(per_layer) == EXPECTED_LAYERS
     keys = [(entry.layer, entry.key) for source in sources for entry in source.entries]
     assert len(keys) == len(set(keys)), "partition keys must be unique within a layer"

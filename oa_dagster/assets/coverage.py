@@ -6,13 +6,14 @@ results: tables of countries, states and lost entries, and the maps as pictures.
 """
 
 import base64
+import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from oa_dagster.coverage.keys import RENDER_GEOJSON_KEY, map_key
-from oa_dagster.platform.store import OutputStore, get_json
+from oa_dagster.coverage.keys import RENDER_GEOJSON_KEY, STATS_KEY, map_key, thumbnail_key
+from oa_dagster.platform.store import get_json
 from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.sources.model import LAYERS
 
@@ -122,13 +123,22 @@ def coverage(context: dg.AssetExecutionContext, store: OutputStoreResource) -> d
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _picture(out: OutputStore, name: str, key: str, png: bytes) -> dg.MarkdownMetadataValue:
-    """A thumbnail inlined (the UI cannot show file:// or s3:// pictures), linked to the full map if it can be."""
-    from oa_dagster.coverage.maps import thumbnail
+INLINE_MARKDOWN_LIMIT = 1000  # Dagster's UI draws shorter markdown in place, longer behind "[Show Markdown]"
 
-    inline = f"![{name} coverage](data:image/png;base64,{base64.b64encode(thumbnail(png)).decode()})"
-    url = out.url(key)
-    return dg.MetadataValue.md(f"[{inline}]({url})" if url.startswith("http") else inline)
+
+def map_markdown(name: str, thumbnail_url: str, url: str, thumbnail: bytes) -> str:
+    """The map where a Dagster user looks first. Markdown shorter than `INLINE_MARKDOWN_LIMIT` is drawn in place
+    in the asset's latest materialization and its events, at the picture's own size: so where the browser can
+    fetch the map over HTTP (the download app, a public bucket), the thumbnail's URL (its hash in the query, so a
+    new map is never hidden by the browser's cache), linked to the full map. Any other store (file:// without the
+    download app, a private bucket) gets the thumbnail as a data: URL: too long to be drawn in place, it shows
+    after one click on "[Show Markdown]", with `url_<map>` beside it."""
+    if thumbnail_url.startswith(("http://", "https://")):
+        version = hashlib.sha256(thumbnail).hexdigest()[:12]
+        markdown = f"[![{name} coverage]({thumbnail_url}?v={version})]({url})"
+        if len(markdown) < INLINE_MARKDOWN_LIMIT:
+            return markdown
+    return f"![{name} coverage](data:image/png;base64,{base64.b64encode(thumbnail).decode()})"
 
 
 @dg.asset(
@@ -136,25 +146,32 @@ def _picture(out: OutputStore, name: str, key: str, png: bytes) -> dg.MarkdownMe
     deps=[COVERAGE],
     kinds={"python", "png"},
     owners=OWNERS,
-    description="The machine's coverage maps of the world, the USA and Europe (good and failing areas by country, "
-    "state, county and sources' own areas), drawn from coverage/render-world.geojson; coverage/render-*.png.",
+    description="The coverage maps of the world, the USA and Europe (covered, partly covered and failing areas by "
+    "country, state, county and sources' own areas; places too small to see as dots; a legend with the date and "
+    "counts), drawn from coverage/render-world.geojson: coverage/render-{world,usa,europe}.png, and 400 px wide copies "
+    "(render-*-thumbnail.png) that the latest materialization's metadata shows (map_world, map_usa, map_europe).",
 )
 def coverage_maps(context: dg.AssetExecutionContext, store: OutputStoreResource) -> dg.MaterializeResult:
     from oa_dagster.coverage.boundaries import load_boundaries
-    from oa_dagster.coverage.maps import MAPS, render_map
+    from oa_dagster.coverage.maps import MAPS, render_map, render_thumbnail
 
     out = store.get_store()
     geojson = get_json(out, RENDER_GEOJSON_KEY)
     if geojson is None:
         raise dg.Failure(f"no {RENDER_GEOJSON_KEY} in the store: materialize coverage first")
     boundaries = load_boundaries()
+    as_of = (get_json(out, STATS_KEY) or {}).get("created")
     metadata: dict[str, Any] = {"areas": len(geojson.get("features") or [])}
     for name, view in MAPS.items():
-        png = render_map(view, geojson, boundaries)
+        png = render_map(view, geojson, boundaries, as_of)
         key = map_key(name)
         out.put_bytes(key, png)
         context.log.info(f"{key}: {view.width}x{view.height}, {len(png):,} bytes")
-        metadata[f"map_{name}"] = _picture(out, name, key, png)
+        small = render_thumbnail(view, geojson, boundaries, as_of)
+        out.put_bytes(thumbnail_key(name), small)
+        metadata[f"map_{name}"] = dg.MetadataValue.md(
+            map_markdown(name, out.url(thumbnail_key(name)), out.url(key), small)
+        )
         metadata[f"url_{name}"] = dg.MetadataValue.url(out.url(key))
     return dg.MaterializeResult(metadata=metadata)
 

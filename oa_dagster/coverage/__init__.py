@@ -2,5 +2,6 @@
 
 `report.compute_coverage` reads the store and places every source (`matching`), counts per country, US state and
 county (`regions`), lists lost entries (`lost_sources`); `report.write_coverage` writes the files and
-`maps.render_map` draws the PNGs from `render-world.geojson`, on the bundled boundaries (`boundaries`, `data/`).
+`maps.render_map` draws the PNGs from `render-world.geojson`, on the bundled boundaries (`boundaries`, `data/`),
+each with its key (`legend`).
 """

@@ -10,3 +10,8 @@ COVERAGE_FILES = {"geojson": RENDER_GEOJSON_KEY, "stats": STATS_KEY, "lost_sourc
 def map_key(name: str) -> str:
     """The PNG of one map: `world`, `usa` or `europe`."""
     return f"coverage/render-{name}.png"
+
+
+def thumbnail_key(name: str) -> str:
+    """The same map drawn small, for the Dagster UI (what `coverage_maps` metadata shows in place)."""
+    return f"coverage/render-{name}-thumbnail.png"

@@ -3,7 +3,8 @@
 Sources on the same boundary (a country, a US state or county) share one feature; a source placed by its own
 geometry, its output's hull or a point has a feature of its own. Properties as the machine wrote them (`name`,
 `status`, `source paths`, `source count`, `source dates`, `address count`, and one of `ISO 3166`, `ISO 3166-2`,
-`US Census GEOID`), plus `kind` (the map layer it is drawn in), `features` per layer and `approximate`.
+`US Census GEOID`), plus `kind` (the map layer it is drawn in), `entries good` and `entries failing` (skipped
+entries not counted; an area with both is drawn as partly covered), `features` per layer and `approximate`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from .regions import SourceCoverage
 from .shapes import to_geojson
 
-# draw order of the maps (machine §1.8): countries, then states, counties, then sources' own areas
+# draw order of the maps (the machine's): countries, then states, counties, then sources' own areas
 KIND_ORDER = {"country": 0, "state": 1, "county": 2, "geometry": 3, "hull": 3, "point": 3}
 
 
@@ -25,6 +26,7 @@ def _feature(members: Sequence[SourceCoverage]) -> dict[str, Any]:
     for source in good:
         for entry in source.entries:
             features[entry.layer] = features.get(entry.layer, 0) + entry.features
+    entries = [entry for source in members for entry in source.entries if not entry.skipped]
     dates = sorted({e.last_good[:19] for s in members for e in s.entries if e.last_good})
     properties: dict[str, Any] = {
         "name": first.boundary.name if first.boundary else members[0].key,
@@ -33,6 +35,8 @@ def _feature(members: Sequence[SourceCoverage]) -> dict[str, Any]:
         "source count": len(members),
         "source dates": ", ".join(dates),
         "address count": features.get("addresses", 0),
+        "entries good": sum(1 for entry in entries if entry.good),
+        "entries failing": sum(1 for entry in entries if not entry.good),
         "kind": first.kind,
         "features": features,
     }

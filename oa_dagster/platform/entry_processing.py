@@ -1,11 +1,11 @@
 """Processing and publishing one layer entry, outside Dagster: download, conform, publish, keep what the UI needs.
 
-A layer run calls this once per partition from its worker thread; CI jobs will call it for the changed entries of
-a pull request, publishing under `jobs/<job key>/` (`root`) so they never touch production pointers. It never
-raises for a problem with the entry (a source problem, the store unreachable, a bug in one entry): the problem
-is in the returned `EntryResult`, so one entry never stops the others. It writes nothing to the Dagster event
-log: the entry's INFO lines go to its `log.txt`, and its warnings come back in `EntryResult.log_lines` for the
-caller to record.
+A layer run calls this once per partition from its worker thread; the `ci_job` asset calls it for the changed
+entries of a pull request or push, publishing under `jobs/<job key>/` (`root`) so they never touch production
+pointers. It never raises for a problem with the entry (a source problem, the store unreachable, a bug in one
+entry): the problem is in the returned `EntryResult`, so one entry never stops the others. It writes nothing to
+the Dagster event log: the entry's INFO lines go to its `log.txt`, and its warnings come back in
+`EntryResult.log_lines` for the caller to record.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from oa_dagster.collections.keys import LICENCE_LABELS
 
 from .collections_found import AREA_LABELS, Collection
-from .entry_status import FAILED, FAILING, GOOD, HELD, STATUS_MEANING, EntryStatus
+from .entry_status import FAILED, FAILING, GOOD, HELD, NOT_RUN, SKIPPED, STATUS_MEANING, STATUSES, EntryStatus
 from .keys import INDEX_JSON, LICENSES_JSON, STATE_TXT
 
 PAGE_STYLE = """
@@ -173,14 +173,20 @@ def entry_row(row: EntryStatus) -> str:
     )
 
 
-def _headline(rows: Sequence[EntryStatus], generated: str, commit: str | None) -> str:
+def headline(rows: Sequence[EntryStatus], generated: str, commit: str | None) -> str:
+    """The page's first sentence: what can be downloaded, and every entry counted by what became of it."""
     served = sum(r.feature_count or 0 for r in rows if r.files.get("output"))
-    good = sum(1 for r in rows if r.status == GOOD)
-    held = sum(1 for r in rows if r.status == HELD)
-    failing = sum(1 for r in rows if r.status in (FAILING, FAILED))
+    count = {status: sum(1 for r in rows if r.status == status) for status in STATUSES}
+    parts = [
+        f"{count[GOOD]:,} good",
+        f"{count[HELD]:,} held by the quality gate",
+        f"{count[FAILING] + count[FAILED]:,} failing",
+        *([f"{count[NOT_RUN]:,} not run yet"] if count[NOT_RUN] else []),
+        f"{count[SKIPPED]:,} skipped (their sources say skip: true)",
+    ]
     text = (
-        f"{served:,} features to download. Of {len(rows):,} entries, {good:,} are good, {held:,} held by the quality "
-        f"gate and {failing:,} failing; as of {_when(generated)} UTC"
+        f"{_count(served, 'feature', 'features')} to download. Of {_count(len(rows), 'entry', 'entries')}: "
+        f"{', '.join(parts[:-1])} and {parts[-1]}; as of {_when(generated)} UTC"
     )
     return text + (f", sources at <code>{escape(commit)}</code>." if commit else ".")
 
@@ -214,7 +220,7 @@ def render_page(
 <body>
 <header>
 <h1>OpenAddresses data</h1>
-<p>{_headline(rows, generated, commit)}</p>
+<p>{headline(rows, generated, commit)}</p>
 <p>Machine-readable: {nav}</p>
 </header>
 <section id="collections">
