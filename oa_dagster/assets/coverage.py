@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from oa_dagster.assets.links import link_metadata
 from oa_dagster.coverage.keys import RENDER_GEOJSON_KEY, map_key
 from oa_dagster.platform.store import OutputStore, get_json
 from oa_dagster.resources.store import OutputStoreResource
@@ -118,7 +119,7 @@ def coverage(context: dg.AssetExecutionContext, store: OutputStoreResource) -> d
         "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in report.problems) or "none"),
     }
     for role, key in keys.items():
-        metadata[f"url_{role}"] = dg.MetadataValue.url(out.url(key))
+        metadata[f"url_{role}"] = link_metadata(out.url(key))
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -155,7 +156,7 @@ def coverage_maps(context: dg.AssetExecutionContext, store: OutputStoreResource)
         out.put_bytes(key, png)
         context.log.info(f"{key}: {view.width}x{view.height}, {len(png):,} bytes")
         metadata[f"map_{name}"] = _picture(out, name, key, png)
-        metadata[f"url_{name}"] = dg.MetadataValue.url(out.url(key))
+        metadata[f"url_{name}"] = link_metadata(out.url(key))
     return dg.MaterializeResult(metadata=metadata)
 
 
