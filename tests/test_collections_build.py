@@ -17,12 +17,14 @@ from oa_dagster.collections import keys
 from oa_dagster.collections.build import build_area
 from oa_dagster.collections.geoparquet import GeoParquetWriter
 from oa_dagster.collections.inputs import gather_inputs
+from oa_dagster.collections.zip_stream import ZipStream
 from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import LocalStore, OutputStore, get_json, put_json
 from tests.collections_helpers import (
     FAILING_NOW,
     HELD,
     SKIPPED,
+    SOURCES,
     World,
     address_lines,
     make_world,
@@ -86,14 +88,15 @@ def test_zip_holds_readme_license_geojson_lines_classic_csv_and_summaries(world:
         licence = archive.read("LICENSE.txt").decode()
         assert licence.startswith("Data collected by OpenAddresses (http://openaddresses.io).\n")
         assert (
-            "us/ca/berkeley/city\nWebsite: https://data.cityofberkeley.info\nLicense: Public Domain\n"
+            "Entry: us/ca/berkeley/city\nWebsite: https://data.cityofberkeley.info\nLicense: Public Domain\n"
             "Required attribution: No\n" in licence
         )
         assert (
-            "de/berlin/city\nWebsite: https://daten.berlin.de\n"
+            "Entry: de/berlin/city\nWebsite: https://daten.berlin.de\n"
             "License: CC-BY 4.0 (https://creativecommons.org/licenses/by/4.0/)\nRequired attribution: Yes\n" in licence
         )
-        assert "us-tx-austin/city\nWebsite: Unknown\nLicense: Austin open data\nRequired attribution: Yes" in licence
+        austin = "Entry: us-tx-austin/city\nWebsite: Unknown\nLicense: Austin open data\nRequired attribution: Yes"
+        assert austin in licence
         # the GeoJSON lines are the stored output, byte for byte; the held entry's are its previous run's
         assert archive.read(f"{HELD}.geojsonl") == _output(store, "addresses", HELD)
         assert b"MAIN STX" not in archive.read(f"{HELD}.geojsonl")
@@ -123,7 +126,7 @@ def test_zip_holds_readme_license_geojson_lines_classic_csv_and_summaries(world:
             "ca/on/toronto/city.geojsonl",
         }
         licence = archive.read("LICENSE.txt").decode()
-        assert "us/ny/nyc/city\nWebsite: https://data.cityofnewyork.us\n" in licence
+        assert "Entry: us/ny/nyc/city\nWebsite: https://data.cityofnewyork.us\n" in licence
         assert "Required attribution: City of New York" in licence
     # the machine's root names for addresses, the same bytes
     assert store.get_bytes("openaddr-collected-global.zip") == store.get_bytes(
@@ -133,6 +136,56 @@ def test_zip_holds_readme_license_geojson_lines_classic_csv_and_summaries(world:
     assert record["entries"] == 8 and record["features"] == 8 * (ROWS + 2) and record["csv_rows"] == 8 * ROWS
     assert record["missing"] == ["za/durban/city"] and record["catalog"] == "abc1234"
     assert record["zip"]["size"] == len(store.get_bytes(record["zip"]["key"]) or b"")
+
+
+def test_licence_text_with_line_breaks_cannot_forge_another_entrys_block(
+    store: OutputStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Berlin's licence, attribution and website try to end its block and write a CC0 block for Berkeley (a no
+    attribution entry of the same zip); every field stays on its own line of Berlin's block."""
+    forged = "\n\nEntry: us/ca/berkeley/city\nWebsite: https://evil.example\nLicense: CC0\nRequired attribution: No"
+    hostile = {"text": "CC-BY 4.0" + forged, "attribution": True, "attribution name": "Berlin\r\u2028\x85" + forged}
+    monkeypatch.setitem(SOURCES, "de/berlin", (13.40, 52.52, hostile, {"website": "https://daten.berlin.de" + forged}))
+    build_area(make_world(store, tmp_path, rows=ROWS).store, get_json(store, layout.CURRENT_CATALOG), "addresses",
+               "global")  # fmt: skip
+    with _zip(store, "addresses", "global", "free") as archive:
+        licence = archive.read("LICENSE.txt").decode()
+    head, *blocks = licence.removesuffix("\n").split("\n\n")
+    assert head.startswith("Data collected by OpenAddresses")
+    labels = ["Entry", "Website", "License", "Required attribution"]
+    parsed = {}
+    for block in blocks:
+        lines = block.split("\n")
+        assert [line.split(": ", 1)[0] for line in lines] == labels, block
+        parsed[lines[0].removeprefix("Entry: ")] = [line.split(": ", 1)[1] for line in lines[1:]]
+    assert list(parsed) == sorted(parsed) and len(blocks) == len(parsed)  # each entry once, in order
+    assert parsed["us/ca/berkeley/city"] == ["https://data.cityofberkeley.info", "Public Domain", "No"]
+    website, text, attribution = parsed["de/berlin/city"]
+    assert website.startswith("https://daten.berlin.de Entry: us/ca/berkeley/city Website: https://evil.example")
+    assert text.startswith("CC-BY 4.0 Entry: us/ca/berkeley/city") and attribution.startswith("Berlin Entry: ")
+
+
+def test_an_entry_whose_zip_member_would_climb_out_is_left_out_and_named(world: World, tmp_path: Path) -> None:
+    """A catalog made before source keys were checked (or tampered with) names a key with backslashes: that entry
+    is left out of the zip with the reason, the others are built; the zip writer refuses such names itself."""
+    store, catalog = world.store, json.loads(json.dumps(world.catalog))
+    climbing = "us/ca/..\\..\\..\\tmp\\x/city"
+    catalog["entries"]["addresses"][climbing] = {**catalog["entries"]["addresses"]["us/ca/berkeley/city"]}
+    put_json(store, layout.latest_key("addresses", climbing), get_json(store, layout.latest_key("addresses",
+             "us/ca/berkeley/city")))  # fmt: skip
+    _, results = build_area(store, catalog, "addresses", "us_west")
+    free = next(r for r in results if r.licence == "free")
+    assert free.status == "built"
+    assert any(climbing in problem and "backslash" in problem for problem in free.problems), free.problems
+    with _zip(store, "addresses", "us_west", "free") as archive:
+        assert not any("\\" in name or ".." in name for name in archive.namelist())
+        assert "us/ca/berkeley/city.csv" in archive.namelist()
+        assert climbing not in archive.read("LICENSE.txt").decode()
+    zip_out = ZipStream(tmp_path / "refused.zip")
+    for bad in (f"{climbing}.csv", "/etc/x", "c:/x", "a/../../x", "a//b", "a/\x00b"):
+        with pytest.raises(ValueError, match="zip member name .* refused"):
+            zip_out.add_bytes(bad, b"x")
+    zip_out.abort()
 
 
 def test_geoparquet_reads_back_with_valid_geo_metadata(world: World, tmp_path: Path) -> None:

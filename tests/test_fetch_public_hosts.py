@@ -96,8 +96,9 @@ def test_cloud_metadata_address_is_refused_without_a_connection_attempt(connects
         ("[::ffff:127.0.0.1]", "address ::ffff:7f00:1 is an IPv6 form of 127.0.0.1, a loopback address"),
         ("10.1.2.3", "address 10.1.2.3 is a private address"),
         ("0.0.0.0", "address 0.0.0.0 is the unspecified address"),
-        ("100.64.0.1", "not globally reachable"),
-        ("[fd00::1]", "a private address"),
+        ("100.64.0.1", "a shared (carrier-grade NAT) address"),
+        ("[fd00::1]", "a unique local address"),
+        ("[fec0::1]", "address fec0::1 is a site-local address (deprecated)"),
     ],
 )
 def test_non_public_hosts_are_refused(
@@ -264,6 +265,81 @@ def test_public_addresses(address: str) -> None:
     import ipaddress
 
     assert non_public(ipaddress.ip_address(address)) is None
+
+
+# One address in every block of the IANA special-purpose registries (IPv4 and IPv6) and of the IPv6 address space
+# registry's reserved space, with what the registry says: globally reachable (True) or not. Written out here, not
+# read from the code's table, so a wrong row in the table fails.
+IANA_BLOCKS = [
+    ("0.1.2.3", False),  # 0.0.0.0/8 this network
+    ("0.0.0.0", False),  # 0.0.0.0/32
+    ("10.20.30.40", False),  # 10.0.0.0/8
+    ("100.127.255.254", False),  # 100.64.0.0/10 shared address space
+    ("127.1.2.3", False),  # 127.0.0.0/8
+    ("169.254.1.1", False),  # 169.254.0.0/16
+    ("172.31.255.1", False),  # 172.16.0.0/12
+    ("192.0.0.1", False),  # 192.0.0.0/24 IETF protocol assignments (and 192.0.0.0/29 DS-Lite)
+    ("192.0.0.8", False),  # 192.0.0.8/32 IPv4 dummy address
+    ("192.0.0.9", True),  # 192.0.0.9/32 PCP anycast
+    ("192.0.0.10", True),  # 192.0.0.10/32 TURN anycast
+    ("192.0.0.170", False),  # 192.0.0.170/32 NAT64/DNS64 discovery
+    ("192.0.2.1", False),  # 192.0.2.0/24 TEST-NET-1
+    ("192.31.196.1", True),  # 192.31.196.0/24 AS112-v4
+    ("192.52.193.1", True),  # 192.52.193.0/24 AMT
+    ("192.88.99.1", False),  # 192.88.99.0/24 deprecated 6to4 relay anycast
+    ("192.168.0.1", False),  # 192.168.0.0/16
+    ("192.175.48.1", True),  # 192.175.48.0/24 AS112 direct delegation
+    ("198.19.0.1", False),  # 198.18.0.0/15 benchmarking
+    ("198.51.100.1", False),  # 198.51.100.0/24 TEST-NET-2
+    ("203.0.113.1", False),  # 203.0.113.0/24 TEST-NET-3
+    ("239.1.1.1", False),  # 224.0.0.0/4 multicast
+    ("250.1.1.1", False),  # 240.0.0.0/4 reserved
+    ("255.255.255.255", False),  # limited broadcast
+    ("::1", False),  # ::1/128
+    ("::", False),  # ::/128
+    ("::ffff:192.168.0.1", False),  # ::ffff:0:0/96, carrying a private address
+    ("::ffff:8.8.4.4", True),  # ::ffff:0:0/96, carrying a public one
+    ("64:ff9b::808:808", True),  # 64:ff9b::/96 NAT64 of 8.8.8.8
+    ("64:ff9b::a00:1", False),  # 64:ff9b::/96 NAT64 of 10.0.0.1
+    ("64:ff9b:1::1", False),  # 64:ff9b:1::/48 local-use translation
+    ("100::1", False),  # 100::/64 discard-only
+    ("100:0:0:1::1", False),  # 100:0:0:1::/64 dummy prefix
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # 2001::/32 Teredo
+    ("2001:1::1", True),  # PCP anycast
+    ("2001:1::2", True),  # TURN anycast
+    ("2001:1::3", True),  # DNS-SD SRP anycast
+    ("2001:2::1", False),  # 2001:2::/48 benchmarking
+    ("2001:3::1", True),  # 2001:3::/32 AMT
+    ("2001:4:112::1", True),  # 2001:4:112::/48 AS112-v6
+    ("2001:10::1", False),  # 2001:10::/28 deprecated ORCHID
+    ("2001:20::1", True),  # 2001:20::/28 ORCHIDv2
+    ("2001:30::1", True),  # 2001:30::/28 drone remote ID
+    ("2001:100::1", False),  # rest of 2001::/23
+    ("2001:db8::1", False),  # 2001:db8::/32 documentation
+    ("2002:c0a8:1::1", False),  # 2002::/16 6to4 of 192.168.0.1
+    ("2002:808:808::1", True),  # 2002::/16 6to4 of 8.8.8.8
+    ("2620:4f:8000::1", True),  # 2620:4f:8000::/48 AS112 direct delegation
+    ("3fff::1", False),  # 3fff::/20 documentation
+    ("5f00::1", False),  # 5f00::/16 SRv6 SIDs
+    ("fc00::1", False),  # fc00::/7 unique local
+    ("fdff::1", False),  # fc00::/7 unique local
+    ("fe80::1", False),  # fe80::/10 link-local
+    ("fec0::1", False),  # fec0::/10 site-local (deprecated; address space registry)
+    ("feff::1", False),  # fec0::/10
+    ("ff0e::1", False),  # ff00::/8 multicast
+    ("4000::1", False),  # reserved by the IETF (outside 2000::/3)
+    ("e000::1", False),  # reserved by the IETF
+    ("2a00:1450:4001::1", True),  # ordinary global unicast
+    ("8.8.8.8", True),
+]
+
+
+@pytest.mark.parametrize(("address", "reachable"), IANA_BLOCKS)
+def test_every_iana_special_purpose_block_is_decided_as_the_registry_says(address: str, reachable: bool) -> None:
+    import ipaddress
+
+    why = non_public(ipaddress.ip_address(address))
+    assert (why is None) == reachable, why
 
 
 # ------------------------------------------------------------------------ the CLI

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +278,35 @@ def test_an_unexpected_error_in_one_entry_fails_only_that_entry(
             if e.dagster_event is None and e.level >= logging.ERROR
         ]
         assert any(m.startswith("us/xx/b/city: unexpected ConnectionError") and "Traceback" in m for m in errors)
+
+
+def test_only_http_and_https_urls_of_a_source_become_links_in_the_ui(tmp_path: Path) -> None:
+    """A source's `website` and `license.url` set to `javascript:` (or `data:`) are shown as text, not as URL
+    metadata the UI turns into a link; real web addresses stay links."""
+    from tests.platform_helpers import csv_entry, write_source
+
+    write_csv(tmp_path / "a.csv", 3)
+    hostile = {"website": "javascript:alert(document.cookie)", "license": {"text": "Mine", "url": "data:text/html,x"}}
+    friendly = {"website": "https://data.example.org/x", "license": {"url": "HTTP://example.org/licence"}}
+    sources = tmp_path / "sources"
+    for key, extra in {"us/xx/hostile": hostile, "us/xx/friendly": friendly}.items():
+        write_source(
+            sources,
+            key,
+            {"addresses": [csv_entry("city", os.path.relpath(tmp_path / "a.csv", sources / "us/xx"), **extra)]},
+        )
+    resources = local(tmp_path, sources)
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        result = materialize_range(instance, resources, "addresses", "us/xx/friendly/city", "us/xx/hostile/city")
+        metadata = {
+            event.partition: event.event_specific_data.materialization.metadata
+            for event in result.get_asset_materialization_events()
+        }
+    bad, good = metadata["us/xx/hostile/city"], metadata["us/xx/friendly/city"]
+    assert isinstance(bad["website"], dg.TextMetadataValue) and bad["website"].value == hostile["website"]
+    assert isinstance(bad["licence_url"], dg.TextMetadataValue) and bad["licence_url"].value == "data:text/html,x"
+    assert isinstance(good["website"], dg.UrlMetadataValue) and good["website"].value == "https://data.example.org/x"
+    assert isinstance(good["licence_url"], dg.UrlMetadataValue)
+    links = [value.value for meta in (bad, good) for value in meta.values() if isinstance(value, dg.UrlMetadataValue)]
+    assert all(link.lower().startswith(("http://", "https://")) for link in links), links

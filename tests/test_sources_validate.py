@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from oa_dagster.sources import SourceInvalid, load_source, source_from_dict, validate_v2
+from oa_dagster.sources import SourceInvalid, load_catalog, load_source, source_from_dict, validate_v2
 from oa_dagster.sources.validate import json_path, v2_validator
 
 ADDRESS: dict[str, Any] = {
@@ -148,6 +148,40 @@ def test_source_key_with_a_comma_is_refused() -> None:
     with pytest.raises(SourceInvalid) as caught:
         source_from_dict(copy.deepcopy(ADDRESS), "us/ca/a,b")
     assert caught.value.errors == ["$: source key 'us/ca/a,b' contains a comma, which a partition key cannot hold"]
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("us/ca/..\\..\\..\\tmp\\x", "'\\\\', which is not a portable path character"),
+        ("us/ca/c:x", "':', which is not a portable path character"),
+        ("us/ca/two words", "' ', which is not a portable path character"),
+        ("us//ca", "an empty path segment"),
+        ("us/../ca", "the segment '..', which starts with a dot"),
+        ("us/.hidden", "the segment '.hidden', which starts with a dot"),
+    ],
+)
+def test_source_key_that_is_not_a_portable_path_is_refused(key: str, why: str) -> None:
+    with pytest.raises(SourceInvalid) as caught:
+        source_from_dict(copy.deepcopy(ADDRESS), key)
+    assert caught.value.source == key
+    [error] = caught.value.errors
+    assert error.startswith(f"$: source key {key!r} contains {why}")
+
+
+def test_a_source_file_named_with_backslashes_is_an_invalid_source_and_the_others_load(tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    (sources / "us" / "ca").mkdir(parents=True)
+    for name in ("..\\..\\..\\tmp\\x", "etelä-savo_fi"):
+        (sources / "us" / "ca" / f"{name}.json").write_text(json.dumps(ADDRESS), encoding="utf-8")
+    loaded, invalid = load_catalog(tmp_path)
+    assert [source.key for source in loaded] == ["us/ca/etelä-savo_fi"]
+    assert invalid == {
+        "us/ca/..\\..\\..\\tmp\\x": [
+            "$: source key 'us/ca/..\\\\..\\\\..\\\\tmp\\\\x' contains '\\\\', which is not a portable path character "
+            "(letters, digits, '_', '-', '.')"
+        ]
+    }
 
 
 def test_json_that_is_not_an_object_is_refused() -> None:

@@ -410,6 +410,35 @@ def test_an_unreachable_database_is_a_503_and_recovers(
     assert sqlite.store.count() == 1
 
 
+@pytest.mark.parametrize("damage", ["not a database", "torn pages"])
+def test_a_corrupt_deliveries_database_is_a_503_with_one_log_line(
+    tmp_path: Path, start: Callable[..., Receiver], caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """A SQLite file that is no database, or one whose pages were overwritten: every delivery is a 503 with one
+    log line naming the file, never a 500 with a traceback."""
+    path = tmp_path / "webhook.db"
+    healthy = start(f"sqlite:///{path}")
+    assert healthy.post("push", push_payload()).status_code == 200
+    assert healthy.store is not None
+    healthy.store.close()
+    if damage == "not a database":
+        path.write_bytes(b"these bytes were never a SQLite database" * 200)
+    else:
+        data = bytearray(path.read_bytes())
+        data[100:] = b"\xa5" * (len(data) - 100)  # the header stays, every page after it is garbage
+        path.write_bytes(bytes(data))
+        for extra in tmp_path.glob("webhook.db-*"):  # the WAL would restore the pages
+            extra.unlink()
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    corrupt = start(f"sqlite:///{path}")
+    response = corrupt.post("pull_request", pr_payload(), delivery="after-corruption")
+    assert response.status_code == 503 and "unavailable" in response.json()["error"], response.text
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(records) == 1 and records[0].exc_info is None, [r.getMessage() for r in records]
+    assert str(path) in records[0].getMessage() and "after-corruption" in records[0].getMessage()
+
+
 def test_secrets_and_signatures_never_reach_logs_or_answers(
     tmp_path: Path, start: Callable[..., Receiver], caplog: pytest.LogCaptureFixture
 ) -> None:

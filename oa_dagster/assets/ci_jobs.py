@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from oa_dagster.assets.links import link_metadata
 from oa_dagster.ci.plan import JobPlan, PlannedEntry
 from oa_dagster.ci.reporting import LINK_ORDER, EntryOutcome, error_description, final_status, results_comment
 from oa_dagster.platform.entry_processing import Cancelled, EntryOptions, EntryResult, process_entry
@@ -325,10 +326,10 @@ def _check(
         "invalid_files": dg.MetadataValue.json({path: list(e) for path, e in plan.invalid.items()}),
         "github_errors": dg.MetadataValue.json(failed),
         "superseded": superseded,
-        "result": dg.MetadataValue.url(output_store.url(result_key(job_key))),
+        "result": link_metadata(output_store.url(result_key(job_key))),
     }
     if number:
-        metadata["pull_request"] = dg.MetadataValue.url(github.pull_request_url(repo, int(number)))
+        metadata["pull_request"] = link_metadata(github.pull_request_url(repo, int(number)))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from oa_dagster.assets.links import link_metadata
 from oa_dagster.collections.areas import AREA_IDS, area_label
 from oa_dagster.collections.keys import LICENCE_LABELS
 from oa_dagster.platform.catalog import load_stored_catalog
@@ -77,8 +78,8 @@ def collection_metadata(store: OutputStore, inputs: "AreaInputs", results: "list
     for r in records:
         short = "sa" if r.licence == "share-alike" else "free"
         zip_url, parquet_url = store.url(r.record["zip"]["key"]), store.url(r.record["parquet"]["key"])
-        metadata[f"{short}_zip_url"] = dg.MetadataValue.url(zip_url)
-        metadata[f"{short}_parquet_url"] = dg.MetadataValue.url(parquet_url)
+        metadata[f"{short}_zip_url"] = link_metadata(zip_url)
+        metadata[f"{short}_parquet_url"] = link_metadata(parquet_url)
         metadata[f"{short}_zip_size"] = r.record["zip"]["size"]
         metadata[f"{short}_parquet_size"] = r.record["parquet"]["size"]
         rows.append(

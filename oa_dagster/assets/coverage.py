@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from oa_dagster.assets.links import link_metadata
 from oa_dagster.coverage.keys import RENDER_GEOJSON_KEY, STATS_KEY, map_key, thumbnail_key
 from oa_dagster.platform.store import get_json
 from oa_dagster.resources.store import OutputStoreResource
@@ -119,7 +120,7 @@ def coverage(context: dg.AssetExecutionContext, store: OutputStoreResource) -> d
         "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in report.problems) or "none"),
     }
     for role, key in keys.items():
-        metadata[f"url_{role}"] = dg.MetadataValue.url(out.url(key))
+        metadata[f"url_{role}"] = link_metadata(out.url(key))
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -172,7 +173,7 @@ def coverage_maps(context: dg.AssetExecutionContext, store: OutputStoreResource)
         metadata[f"map_{name}"] = dg.MetadataValue.md(
             map_markdown(name, out.url(thumbnail_key(name)), out.url(key), small)
         )
-        metadata[f"url_{name}"] = dg.MetadataValue.url(out.url(key))
+        metadata[f"url_{name}"] = link_metadata(out.url(key))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from oa_dagster.assets.links import link_metadata
 from oa_dagster.platform.entry_processing import EntryResult
 from oa_dagster.platform.store_layout import MANIFEST
 
@@ -57,7 +58,7 @@ def entry_metadata(
         "engine_version": state.engine_version or "",
         "catalog_id": catalog_id,
         "set": set_id,
-        "url_manifest": dg.MetadataValue.url(store.url(f"{published.prefix}/{MANIFEST}")),  # lists the run's files
+        "url_manifest": link_metadata(store.url(f"{published.prefix}/{MANIFEST}")),  # lists the run's files
         "files": dg.MetadataValue.json({role: store.url(k) for role, k in published.file_keys.items()}),
         "licence": licence.get("text") or licence.get("url") or "",
         "attribution": entry.attribution or "",
@@ -66,11 +67,11 @@ def entry_metadata(
         metadata["previous_feature_count"] = previous_count
     metadata.update(_change_metadata(result))
     for role, key in published.file_keys.items():
-        metadata[f"url_{role}"] = dg.MetadataValue.url(store.url(key))
+        metadata[f"url_{role}"] = link_metadata(store.url(key))
     if entry.website:
-        metadata["website"] = dg.MetadataValue.url(entry.website)
+        metadata["website"] = link_metadata(entry.website)
     if licence.get("url"):
-        metadata["licence_url"] = dg.MetadataValue.url(licence["url"])
+        metadata["licence_url"] = link_metadata(licence["url"])
     if (sample := _sample_table(result.sample_rows)) is not None:
         metadata["sample"] = sample
     if (preview := _preview(store, published.file_keys.get("preview"), result.preview_png)) is not None:

@@ -8,6 +8,7 @@ the collections and coverage assets but reads whatever of theirs is in the store
 
 import dagster as dg
 
+from oa_dagster.assets.links import link_metadata
 from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.results_index import INDEX_HTML, INDEX_JSON, LICENSES_JSON, STATE_TXT, ResultsIndex
 from oa_dagster.results_index import build_results_index as build
@@ -53,10 +54,10 @@ def results_index(
     page_url = out.url(INDEX_HTML)
     counts = result.status_counts()
     metadata: dict[str, dg.RawMetadataValue] = {
-        "url": dg.MetadataValue.url(page_url),
-        "index_json": dg.MetadataValue.url(out.url(INDEX_JSON)),
-        "state_txt": dg.MetadataValue.url(out.url(STATE_TXT)),
-        "licenses_json": dg.MetadataValue.url(out.url(LICENSES_JSON)),
+        "url": link_metadata(page_url),
+        "index_json": link_metadata(out.url(INDEX_JSON)),
+        "state_txt": link_metadata(out.url(STATE_TXT)),
+        "licenses_json": link_metadata(out.url(LICENSES_JSON)),
         "catalog_id": result.catalog_id or "",
         "entries": len(result.rows),
         **{f"entries_{status.replace(' ', '_')}": n for status, n in counts.items()},

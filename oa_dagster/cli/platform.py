@@ -265,9 +265,8 @@ def _hook_routes() -> tuple[list[Any], str]:
 
 def cmd_serve(args: argparse.Namespace, store: Any = None) -> int:
     """Run the web app with uvicorn until interrupted; imports stay here so other commands start fast."""
-    import uvicorn
-
     from oa_dagster.webhook.app import create_app
+    from oa_dagster.webhook.server import bounded_server
 
     if store is None:
         from oa_dagster.resources.deployments import deployment
@@ -281,7 +280,7 @@ def cmd_serve(args: argparse.Namespace, store: Any = None) -> int:
         return 2
     print(f"serving {store.describe()} on http://{args.host}:{args.port}/download/<key>", flush=True)
     print(f"POST http://{args.host}:{args.port}/hook: {hooks_line}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port)
+    bounded_server(app, host=args.host, port=args.port).run()
     return 0
 
 

@@ -70,13 +70,11 @@ def child_environment(home: LocalHome, download_base: str, sources: str | None) 
 
 
 def _download_server(home: LocalHome, sock: socket.socket) -> tuple[Any, threading.Thread]:
-    import uvicorn
-
     from oa_dagster.platform.store import LocalStore
     from oa_dagster.webhook.app import create_app
+    from oa_dagster.webhook.server import bounded_server
 
-    config = uvicorn.Config(create_app(LocalStore(home.data)), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
+    server = bounded_server(create_app(LocalStore(home.data)), log_level="warning")
     # uvicorn only installs signal handlers on the main thread: in this one it leaves them to `cmd_ui`
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="oa-download-app", daemon=True)
     thread.start()

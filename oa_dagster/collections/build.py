@@ -30,7 +30,7 @@ from .inputs import AreaInputs, EntryInput, gather_inputs
 from .keys import LICENCES, Licence
 from .publish import discard_stale_temporaries, publish_files, remove_collection
 from .texts import license_text, readme
-from .zip_stream import ZipStream
+from .zip_stream import ZipStream, check_member_name
 
 BUILD_FORMAT = 1  # bump when what goes into the files changes: every collection is then rebuilt once
 STALE_TEMPORARY_SECONDS = 6 * 3600
@@ -201,6 +201,12 @@ def write_files(
                 log(problem)
                 continue
             assert path is not None
+            try:
+                check_member_name(f"{entry.partition_key}.geojsonl")
+            except ValueError as exc:  # a catalog from before the source-key rule, or a tampered one
+                built.problems.append(f"{layer} {entry.partition_key}: {exc}; left out")
+                log(built.problems[-1])
+                continue
             _add_entry(zip_out, parquet, built, entry, path, layer, folder, number)
             built.entries.append(entry)
             progress.tick(len(built.entries), built.features, built.bytes_read)

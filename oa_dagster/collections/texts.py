@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -49,18 +50,29 @@ def readme(catalog: Mapping[str, Any], layer: str, area: str, licence: Licence, 
     return "\n".join(lines).encode()
 
 
+def one_line(text: str) -> str:
+    """`text` with every line break (also the Unicode ones `str.splitlines` knows) and other control character
+    folded to a space, runs of white space made one: a source's text can never start a line of its own."""
+    return " ".join("".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text).split())
+
+
 def license_text(entries: Iterable[EntryInput]) -> bytes:
-    """One block per entry, sorted by partition key: website, licence and the attribution it requires."""
-    blocks = ["Data collected by OpenAddresses (http://openaddresses.io)."]
+    """One block per entry, sorted by partition key: the entry, its website, licence and the attribution it
+    requires. Every field is one line, so a block is exactly four lines starting with their labels, and blocks are
+    separated by one empty line: a source cannot forge another entry's block."""
+    blocks = [
+        "Data collected by OpenAddresses (http://openaddresses.io).\n"
+        "One block per entry: Entry, Website, License and Required attribution, each on one line."
+    ]
     for entry in sorted(entries, key=lambda e: e.partition_key):
         lic = entry.licence
         blocks.append(
             "\n".join(
                 [
-                    entry.partition_key,
-                    f"Website: {lic.website or 'Unknown'}",
-                    f"License: {lic.describe()}",
-                    f"Required attribution: {lic.attribution_line()}",
+                    f"Entry: {one_line(entry.partition_key)}",
+                    f"Website: {one_line(lic.website or '') or 'Unknown'}",
+                    f"License: {one_line(lic.describe())}",
+                    f"Required attribution: {one_line(lic.attribution_line())}",
                 ]
             )
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import unicodedata
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,22 @@ from typing import IO, Any
 
 QUEUE_BLOCKS = 4
 _STOP = object()
+
+
+def check_member_name(name: str) -> str:
+    """`name` if it is a relative path every unzip tool keeps inside its target folder; else `ValueError`. Names
+    are made of source keys and entry names, which are checked at load: this is the last line if a rule slips."""
+    segments = name.split("/")
+    problem = (
+        "a backslash" if "\\" in name
+        else "a control character" if any(unicodedata.category(c) == "Cc" for c in name)
+        else "an absolute path" if name.startswith("/") or (len(name) > 1 and name[1] == ":")
+        else "an empty, '.' or '..' segment" if any(s in ("", ".", "..") for s in segments)
+        else None
+    )  # fmt: skip
+    if problem is not None:
+        raise ValueError(f"zip member name {name!r} refused: it has {problem}")
+    return name
 
 
 class ZipStream:
@@ -46,7 +63,8 @@ class ZipStream:
         self._queue.put(job)
 
     def open_member(self, name: str) -> None:
-        info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])  # a bare name would be dated 1980
+        # dated now: a bare name would be dated 1980
+        info = zipfile.ZipInfo(check_member_name(name), date_time=time.localtime()[:6])
         info.compress_type = zipfile.ZIP_DEFLATED
         info.external_attr = 0o644 << 16
 
@@ -71,9 +89,12 @@ class ZipStream:
         self._submit(job)
 
     def add_bytes(self, name: str, data: bytes) -> None:
+        check_member_name(name)
         self._submit(lambda: self._zip.writestr(name, data))
 
     def add_file(self, name: str, path: Path, *, remove: bool = False) -> None:
+        check_member_name(name)
+
         def job() -> None:
             self._zip.write(path, name)
             if remove:

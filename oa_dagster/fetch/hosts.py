@@ -29,6 +29,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.connection import allowed_gai_family, create_connection
 
 from oa_dagster.fetch.options import FetchOptions, LimitExceeded
+from oa_dagster.fetch.special_addresses import registry_verdict
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 WHY = "CI jobs download from public addresses only (OA_CI_ALLOW_HOSTS names exceptions)"
@@ -91,7 +92,8 @@ def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def non_public(ip: IPAddress) -> str | None:
-    """Why `ip` is no public address ("a loopback address", ...), or None when it is one."""
+    """Why `ip` is no public address ("a loopback address", ...), or None when it is one: an address carrying an
+    IPv4 address by that one, else by the IANA registries (`special_addresses.py`), else by `ipaddress`."""
     inner = _embedded_ipv4(ip)
     if inner is not None:
         why = non_public(inner)
@@ -99,7 +101,11 @@ def non_public(ip: IPAddress) -> str | None:
             return f"an IPv6 form of {inner}, {why}"
         if ip.ipv4_mapped is not None or ip in _NAT64:  # only a way to write (or reach) a public IPv4 address
             return None
-    checks: tuple[tuple[Callable[[IPAddress], bool], str], ...] = (
+    verdict = registry_verdict(ip)
+    if verdict is not None:
+        reachable, what = verdict
+        return None if reachable else what
+    checks: tuple[tuple[Callable[[IPAddress], bool], str], ...] = (  # what the registries do not list
         (lambda a: a.is_unspecified, "the unspecified address"),
         (lambda a: a.is_loopback, "a loopback address"),
         (lambda a: a.is_link_local, "a link-local address"),

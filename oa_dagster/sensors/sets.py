@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from oa_dagster.assets.layers import LAYER_PARTITIONS, metadata_by_id
+from oa_dagster.assets.links import link_metadata
 from oa_dagster.assets.sets import SET_PROGRESS, SET_REPORT
 from oa_dagster.jobs.catalog import source_catalog_job
 from oa_dagster.jobs.layers import LAYER_JOBS
@@ -241,7 +242,7 @@ def report_set(instance: dg.DagsterInstance, store: Any, progress: SetProgress, 
         "summary": report_headline(report),
         "compared_with": report.get("compared_with") or "",
         **{name: int(n) for name, n in report["counts"].items()},
-        "url_report": dg.MetadataValue.url(store.url(report_key(progress.set_id))),
+        "url_report": link_metadata(store.url(report_key(progress.set_id))),
     }
     for name, text in report_markdown(report).items():
         metadata[f"{name}_table"] = dg.MetadataValue.md(text)

@@ -14,7 +14,7 @@ from typing import Any
 from .local_data import SOURCES_DIR, data_errors, inside, sources_ancestor, sources_root_for, tree_of
 from .model import LAYERS, LayerEntry, Source, SourceInvalid
 from .upgrade import is_v1, upgrade_v1
-from .validate import bad_key_part, suffixed_name_errors, validate_v1, validate_v2
+from .validate import bad_key_part, bad_source_key, suffixed_name_errors, validate_v1, validate_v2
 
 SUFFIX = ".json"
 # Real sources nest at most 9 levels (a MultiPolygon coverage); validation recurses once per level, so a file
@@ -105,6 +105,8 @@ def source_from_dict(
     errors: list[str] = []
     if (why := bad_key_part(key)) is not None:
         errors.append(f"$: source key {key!r} contains {why}, which a partition key cannot hold")
+    elif (why := bad_source_key(key)) is not None:
+        errors.append(f"$: source key {key!r} contains {why}")
     if isinstance(data, dict | list) and _nested_deeper_than(data, MAX_NESTING):
         raise SourceInvalid(key, [*errors, TOO_DEEP])
     upgraded = False

@@ -345,6 +345,24 @@ def bad_key_part(text: str) -> str | None:
     return None
 
 
+SOURCE_KEY_PUNCTUATION = "_-."
+
+
+def bad_source_key(key: str) -> str | None:
+    """Why `key` can't key a source, or None. Its segments become folders and zip member names
+    (`<source>/<entry>.csv`), which some unzip tools split on `\\` or `:` too, so each segment is made of letters,
+    digits (any script: `fi/etelä-savo-fi`), `_`, `-` and `.`, and neither is empty nor starts with a dot."""
+    for segment in key.split("/"):
+        if not segment:
+            return "an empty path segment"
+        odd = next((c for c in segment if not (c.isalnum() or c in SOURCE_KEY_PUNCTUATION)), None)
+        if odd is not None:
+            return f"{odd!r}, which is not a portable path character (letters, digits, '_', '-', '.')"
+        if segment.startswith("."):
+            return f"the segment {segment!r}, which starts with a dot"
+    return None
+
+
 MAX_NAME_CHARS = 100
 MAX_NAME_BYTES = 200  # UTF-8; a path segment holds 255 bytes and a repeated name gets a `-2` suffix
 

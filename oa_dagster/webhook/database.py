@@ -100,10 +100,11 @@ class SqlDatabase:
                 return
             with self._write_lock, self.engine.begin() as conn:
                 yield conn
+        except sa_exc.IntegrityError:  # a constraint the caller handles (a redelivery's unique id)
+            raise
         except (
-            sa_exc.OperationalError,
+            sa_exc.DatabaseError,  # also a corrupt file: "file is not a database", "disk image is malformed"
             sa_exc.InterfaceError,
-            sa_exc.InternalError,
             sa_exc.TimeoutError,
             OSError,
         ) as exc:

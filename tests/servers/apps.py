@@ -8,6 +8,8 @@ from typing import Any
 
 import uvicorn
 
+from oa_dagster.webhook.server import ServerLimits, bounded_server
+
 
 class AppServers:
     """Starts apps on free ports and stops every one of them at `stop_all()` (a fixture's teardown)."""
@@ -15,9 +17,10 @@ class AppServers:
     def __init__(self) -> None:
         self.running: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(self, app: Any) -> str:
-        """Serve `app` until `stop_all()`; returns its base URL once it accepts connections."""
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    def start(self, app: Any, limits: ServerLimits = ServerLimits()) -> str:
+        """Serve `app` as `oa-dagster serve` does, with `limits`, until `stop_all()`; returns its base URL once it
+        accepts connections."""
+        server = bounded_server(app, limits=limits, log_level="warning")
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
