@@ -165,3 +165,15 @@ def gdal_path(path: Path) -> str:
     if text.startswith("/vsi") or vsi_path(text) != text:
         raise ConformError(f"{path.name}: GDAL would read this file name as an archive or URL path; rename it")
     return text
+
+
+_EXTERNAL_CRS = re.compile(r"(?:\+|\b)(?:nadgrids|geoidgrids|grids|file|init)\s*=|\bPARAMETERFILE\s*\[", re.I)
+
+
+def refuse_external_crs(crs: str, origin: str) -> None:
+    """A projection that names grid or init files (`+nadgrids=/etc/...`, `@http://...`, WKT `PARAMETERFILE`)
+    makes PROJ open that path or URL: refused, whether it comes from a `.prj` or from `conform.srs`."""
+    found = _EXTERNAL_CRS.search(crs)
+    if found:
+        named = crs[found.start() : found.end() + 60].split()[0].split(",")[0]
+        raise ConformError(f"{origin} names a grid or init file ({named}), which is never read")
