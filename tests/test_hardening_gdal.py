@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -279,31 +278,6 @@ def test_xml_external_entities_in_gml_are_not_resolved(
     except ConformError as refused:
         output = str(refused)
     assert MARKER not in output and internal.requests == []
-
-
-def test_a_geopackage_view_over_a_virtual_ogr_table_opens_no_other_file(tmp_path: Path, secret: Path) -> None:
-    """SQLite's VirtualOGR module (registered by GDAL) would open any dataset a stored table names."""
-    path = run_folder(tmp_path) / "data.gpkg"
-    write_layer(path, [{"NUMBER": "1", "STREET": "OURS"}], ["POINT (1 1)"], driver="GPKG", layer="ours")
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA writable_schema=ON")
-        db.execute(
-            "INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('table', 'leak', 'leak', 0, ?)",
-            (f"CREATE VIRTUAL TABLE leak USING VirtualOGR('{secret}')",),
-        )
-        db.execute(
-            "INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('view', 'leaks', 'leaks', 0, "
-            "'CREATE VIEW leaks AS SELECT * FROM leak')"
-        )
-        db.execute(
-            "INSERT INTO gpkg_contents (table_name, data_type, identifier, srs_id) VALUES "
-            "('leaks', 'attributes', 'leaks', 0)"
-        )
-    try:
-        _, output = conform(path, "gpkg", layer="leaks")
-    except ConformError as refused:
-        output = str(refused)
-    assert MARKER not in output
 
 
 # ---------------------------------------------------------------------------------- .prj and conform.srs
