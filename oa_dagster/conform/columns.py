@@ -8,6 +8,8 @@ fallback encodings and counted (`TextFallback`) instead of failing the run or wr
 
 from __future__ import annotations
 
+import codecs
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,11 +76,11 @@ class TextFallback:
         self.used[encoding] = self.used.get(encoding, 0) + 1
 
     def describe(self, file_name: str) -> str:
-        """`3 text values of a.shp are not valid UTF-8 ...: read 2 as cp1252, 1 as iso-8859-1`."""
+        """`3 text values of a.shp could not be decoded ...: read 2 as cp1252, 1 as iso-8859-1`."""
         read_as = ", ".join(f"{n} as {e}" for e, n in self.used.items())
         return (
-            f"{self.count} {self.unit} of {file_name} are not valid UTF-8 (is conform.encoding or the .cpg "
-            f"wrong?): read {read_as}"
+            f"{self.count} {self.unit} of {file_name} could not be decoded in the encoding expected (is "
+            f"conform.encoding or the .cpg wrong?): read {read_as}"
         )
 
 
@@ -108,3 +110,25 @@ def as_text(column: pa.Array | pa.ChunkedArray, fallback_encoding: TextFallback 
         return pc.cast(column, pa.string())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
         return pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
+
+
+LATIN1_ERRORS = "oa_dagster.latin1"
+"""A codec error handler (`open(..., errors=LATIN1_ERRORS)`): bytes the encoding cannot decode are read as
+Latin-1 instead of becoming U+FFFD, and counted per thread (`latin1_decodes`) so the reader can warn."""
+
+_latin1_counts = threading.local()
+
+
+def _decode_as_latin1(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _latin1_counts.value = getattr(_latin1_counts, "value", 0) + 1
+    return exc.object[exc.start : exc.end].decode("iso-8859-1"), exc.end
+
+
+codecs.register_error(LATIN1_ERRORS, _decode_as_latin1)
+
+
+def latin1_decodes() -> int:
+    """Byte sequences this thread has read through `LATIN1_ERRORS` so far."""
+    return getattr(_latin1_counts, "value", 0)
