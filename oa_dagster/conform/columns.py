@@ -123,6 +123,9 @@ def _decode_as_latin1(exc: UnicodeError) -> tuple[str, int]:
     if not isinstance(exc, UnicodeDecodeError):
         raise exc
     _latin1_counts.value = getattr(_latin1_counts, "value", 0) + 1
+    positions = getattr(_latin1_counts, "positions", None)
+    if positions is not None:
+        positions.append(exc.start)
     return exc.object[exc.start : exc.end].decode("iso-8859-1"), exc.end
 
 
@@ -132,3 +135,12 @@ codecs.register_error(LATIN1_ERRORS, _decode_as_latin1)
 def latin1_decodes() -> int:
     """Byte sequences this thread has read through `LATIN1_ERRORS` so far."""
     return getattr(_latin1_counts, "value", 0)
+
+
+def utf8_or_latin1(data: bytes, positions: list[int]) -> str:
+    """`data` as UTF-8, each invalid sequence read as Latin-1 and its offset appended to `positions`."""
+    _latin1_counts.positions = positions
+    try:
+        return data.decode("utf-8", errors=LATIN1_ERRORS)
+    finally:
+        _latin1_counts.positions = None

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from oa_dagster.conform.columns import TextFallback
+from oa_dagster.conform.columns import TextFallback, utf8_or_latin1
 from oa_dagster.errors import ConformError
 
 BATCH_ROWS = 32768
@@ -91,50 +91,44 @@ class _Utf8Checked:
             return data
         while len(self._out) < size and not self._eof:
             self._fill(size)
-        data, self._out = self._out[:size], self._out[size:]
+        if len(self._out) <= size:  # the usual case: no copy
+            data, self._out = self._out, b""
+        else:
+            data, self._out = self._out[:size], self._out[size:]
         return data
 
     def _fill(self, size: int) -> None:
         chunk = self._file.read(size)
         self._eof = not chunk
-        data, self._held = self._held + chunk, b""
+        data = self._held + chunk if self._held else chunk
+        keep = 0 if self._eof else _split_character(data)
+        data, self._held = (data[:-keep], data[-keep:]) if keep else (data, b"")
         try:
             data.decode("utf-8")
             text = data
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
+            if b"\x00" in data:  # binary, not text in any 8-bit encoding
+                raise ConformError(
+                    f"{self.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                    f"{self._offset + exc.start:,}): set conform.encoding to the file's encoding"
+                ) from None
             text = self._recode(data)
-        self._line += data.count(b"\n", 0, len(data) - len(self._held))
-        self._offset += len(data) - len(self._held)
-        self._out += text
+        self._line += data.count(b"\n")
+        self._offset += len(data)
+        self._out = self._out + text if self._out else text
 
     def _recode(self, data: bytes) -> bytes:
-        """Valid UTF-8 kept, every invalid sequence read as Latin-1; a split character at the end held back."""
-        parts: list[str] = []
-        position = line_position = 0
-        line = self._line
-        while True:
-            try:
-                parts.append(data[position:].decode("utf-8"))
-                break
-            except UnicodeDecodeError as exc:
-                start, end = position + exc.start, position + exc.end
-                if not self._eof and end == len(data) and exc.reason == "unexpected end of data":
-                    parts.append(data[position:start].decode("utf-8"))
-                    self._held = data[start:]
-                    break
-                if b"\x00" in data:
-                    raise ConformError(
-                        f"{self.name} is not UTF-8 text (byte 0x{data[start]:02x} at offset "
-                        f"{self._offset + start:,}): set conform.encoding to the file's encoding"
-                    ) from None
-                line += data.count(b"\n", line_position, start)
-                line_position = start
-                if line != self._last_bad_line:
-                    self._last_bad_line = line
-                    self.recoded.add("iso-8859-1")
-                parts.append(data[position:start].decode("utf-8") + data[start:end].decode("iso-8859-1"))
-                position = end
-        return "".join(parts).encode("utf-8")
+        """Valid UTF-8 kept, every invalid sequence read as Latin-1; each row that needed it counted once."""
+        positions: list[int] = []
+        text = utf8_or_latin1(data, positions)
+        line, counted_to = self._line, 0
+        for position in positions:
+            line += data.count(b"\n", counted_to, position)
+            counted_to = position
+            if line != self._last_bad_line:
+                self._last_bad_line = line
+                self.recoded.add("iso-8859-1")
+        return text.encode("utf-8")
 
     def seekable(self) -> bool:
         return False
@@ -142,6 +136,17 @@ class _Utf8Checked:
     def close(self) -> None:
         self.closed = True
         self._file.close()
+
+
+def _split_character(data: bytes) -> int:
+    """How many bytes at the end of `data` begin a UTF-8 character that the next read completes."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return 0
+        if byte >= 0xC0:
+            return back if (2 if byte < 0xE0 else 3 if byte < 0xF0 else 4) > back else 0
+    return 0
 
 
 def _csv_input(path: Path, encoding: str, recoded: TextFallback | None = None) -> Any:
@@ -347,7 +352,8 @@ def open_ogr(
     kwargs: dict[str, Any] = {"layer": layer, "batch_size": BATCH_ROWS, "use_pyarrow": True, "datetime_as_string": True}
     encoding = conform.get("encoding")
     if encoding and path.suffix.lower() in (".shp", ".dbf"):
-        kwargs["encoding"] = encoding
+        # GDAL hands UTF-8 over untouched only when spelt "UTF-8": "UTF8" makes iconv drop invalid bytes silently
+        kwargs["encoding"] = "UTF-8" if _codec(encoding) == "utf-8" else encoding
     fallback = _text_fallback(path, encoding)
     try:
         available = pyogrio.list_layers(source)
