@@ -145,7 +145,7 @@ def test_cli_public_hosts_only_publishes_nothing_from_a_vrt_served_as_xml(
     ("name", "fmt", "content", "found"),
     [
         ("data.xml", "xml", '{"type": "FeatureCollection", "features": []}', "JSON (GeoJSON?)"),
-        ("data.gml", "xml", "<kml><Document/></kml>", "KML"),
+        ("data.gml", "xml", "<html><body>moved</body></html>", "an HTML page"),
         ("data.gpkg", "gpkg", "NUMBER,STREET\n1,A\n", "text (CSV?)"),
         ("data.gpkg", "gpkg", '<?xml version="1.0"?>\n<!-- x -->\n<wfs:FeatureCollection/>', "XML with root element"),
     ],
@@ -211,7 +211,7 @@ def test_only_the_formats_drivers_are_left_after_the_sandbox() -> None:
     from oa_dagster.conform import gdal_sandbox
 
     gdal_sandbox.apply()
-    assert set(pyogrio.list_drivers()) == {"GML", "GPKG", "OpenFileGDB", "ESRI Shapefile"}
+    assert set(pyogrio.list_drivers()) == {"GML", "KML", "GPKG", "OpenFileGDB", "ESRI Shapefile"}
     assert pyogrio.get_gdal_config_option("GML_SKIP_RESOLVE_ELEMS") == "ALL"
 
 
@@ -315,3 +315,17 @@ def test_a_conform_srs_naming_an_init_file_is_refused(tmp_path: Path, secret: Pa
     path.write_text("NUMBER,STREET,X,Y\n1,A,500000,4000000\n")
     with pytest.raises(ConformError, match=r"names a grid or init file \(\+init="):
         conform(path, "csv", lon="X", lat="Y", srs=f"+init={secret}:1")
+
+
+def test_an_xml_source_naming_a_kml_file_is_read_and_its_network_link_is_not_followed(
+    tmp_path: Path, internal: DownloadServer
+) -> None:
+    """Real `xml` sources name `.kml` files: OGR's KML reader reads them, and fetches no linked document."""
+    path = run_folder(tmp_path) / "data.kml"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document><Placemark>'
+        "<name>MAIN ST</name><description>1</description><Point><coordinates>6.3,51.2</coordinates></Point></Placemark>"
+        f"<NetworkLink><Link><href>{internal.url('/linked.kml')}</href></Link></NetworkLink></Document></kml>"
+    )
+    count, output = conform(path, "xml", number="Description", street="Name")
+    assert count == 1 and '"number":"1","street":"MAIN ST"' in output and internal.requests == []

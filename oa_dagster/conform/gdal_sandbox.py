@@ -5,9 +5,9 @@ drivers follow what the file names: an OGR VRT reads `CSV:/etc/passwd` or `/vsic
 GML file's `xsi:schemaLocation` makes GDAL download a WFS schema, an `.xsd` next to it may include a URL. Those
 requests never meet the fetch layer's public-hosts guard. So, once per process and before any GDAL open:
 
-- every vector driver but the four the formats name is skipped (`GDAL_SKIP`, then drivers registered again so
-  the skip applies although pyogrio registered them on import): VRT, WFS, WMS, OAPIF, CSV, SQLite, ... cannot
-  open anything, whatever a file contains;
+- every vector driver but the ones the formats name (and KML, see `KML_DRIVER`) is skipped (`GDAL_SKIP`, then
+  drivers registered again so the skip applies although pyogrio registered them on import): VRT, WFS, WMS,
+  OAPIF, CSV, SQLite, LIBKML, ... cannot open anything, whatever a file contains;
 - GDAL's network is cut: `/vsicurl/` and the handlers built on it (`/vsis3/`, `/vsigs/`, ...) accept one file
   name that no path can equal, and GDAL's own HTTP client (schemas, WFS) goes through a proxy address that
   cannot be reached;
@@ -34,6 +34,10 @@ DRIVERS: dict[str, str] = {
     "shapefile-polygon": "ESRI Shapefile",
 }
 """The one GDAL driver each GDAL-read `conform.format` is opened with; every other driver is skipped."""
+
+KML_DRIVER = "KML"
+"""`xml` sources also name `.kml` files (real ones do): OGR's own KML reader reads the one file and follows no
+`NetworkLink` (LIBKML, which would, stays skipped). A `<kml>` root is opened with it, any other XML with GML."""
 
 _NO_ADDRESS = "oa-dagster-refuses-network-access"
 CONFIG: dict[str, str] = {
@@ -73,7 +77,7 @@ def apply() -> None:
         import pyogrio
         from pyogrio._ogr import _register_drivers  # registers again, so GDAL_SKIP applies (GDALAllRegister)
 
-        allowed = set(DRIVERS.values())
+        allowed = {*DRIVERS.values(), KML_DRIVER}
         skip = sorted(name for name in pyogrio.list_drivers() if name not in allowed)
         pyogrio.set_gdal_config_options({**CONFIG, "GDAL_SKIP": ",".join(skip)})
         _register_drivers()
@@ -93,7 +97,6 @@ _GDAL_XML = {
     "OGRWFSDataSource": "a GDAL WFS service description",
     "GDAL_WMS": "a GDAL WMS service description",
     "WFS_Capabilities": "a WFS capabilities document",
-    "kml": "KML",
     "html": "an HTML page",
 }
 _SHP_MAGIC = b"\x00\x00\x27\x0a"
@@ -145,6 +148,8 @@ def check_content(path: Path, fmt: str) -> str:
     if driver is None:
         raise ConformError(f"conform.format {fmt!r} is not read with GDAL")
     found = describe(path)
+    if driver == "GML" and found == "XML with root element <kml>":
+        return KML_DRIVER
     expected = {
         "GML": lambda: found.startswith("XML with root element"),
         "GPKG": lambda: found.startswith("an SQLite database"),
