@@ -46,11 +46,11 @@ def has_inexact_integers(column: pa.Array) -> bool:
 class TextFallback:
     """The encodings tried, in order, for text that is not valid UTF-8, and how many values needed them.
 
-    The last encoding decodes any bytes (Latin-1), so no value ever becomes U+FFFD; the count is what the
+    Latin-1, tried last, decodes any bytes, so no value ever becomes U+FFFD; the count is what the
     run's log and `state.json` report (`text_values_recoded`), since the conform's `encoding` was wrong for them.
     """
 
-    encodings: tuple[str, ...] = ("iso-8859-1",)
+    encodings: tuple[str, ...] = ()  # tried before Latin-1, the last resort
     count: int = 0
     used: dict[str, int] = field(default_factory=dict)  # values per encoding that decoded them
     unit: str = "text values"
@@ -60,18 +60,17 @@ class TextFallback:
             return value.decode("utf-8")
         except UnicodeDecodeError:
             pass
-        self.count += 1
-        for encoding in self.encodings:
+        for encoding in (*self.encodings, "iso-8859-1"):  # every byte is a Latin-1 character: the loop ends
             try:
                 text = value.decode(encoding)
             except UnicodeDecodeError:
                 continue
-            self.used[encoding] = self.used.get(encoding, 0) + 1
+            self.add(encoding)
             return text
-        return value.decode("iso-8859-1")  # every byte is a Latin-1 character: never reached with it last
+        raise AssertionError("Latin-1 decodes any bytes")
 
     def add(self, encoding: str) -> None:
-        """One more value (or row) read with `encoding` by a reader that decodes itself (CSV)."""
+        """One more value (or row) read with `encoding`."""
         self.count += 1
         self.used[encoding] = self.used.get(encoding, 0) + 1
 
@@ -95,13 +94,13 @@ def valid_text(column: pa.Array, fallback: TextFallback) -> pa.Array:
     return pa.array([None if v is None else fallback.decode(v) for v in raw], pa.string())
 
 
-def as_text(column: pa.Array | pa.ChunkedArray, fallback_encoding: TextFallback | None = None) -> pa.Array:
+def as_text(column: pa.Array | pa.ChunkedArray, fallback: TextFallback | None = None) -> pa.Array:
     """Any Arrow column as strings (nulls kept); nested or binary values become their Python text."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     kind = column.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return valid_text(column, fallback_encoding or TextFallback())
+        return valid_text(column, fallback or TextFallback())
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return float_text(column)
     if pa.types.is_boolean(kind):

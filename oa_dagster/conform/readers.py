@@ -49,14 +49,14 @@ class OpenedSource:
     recoded: TextFallback | None = None  # counts text values that were not in the encoding GDAL or pyarrow used
 
 
-def _string_table(batch: pa.RecordBatch | pa.Table, drop: set[str], fallback_encoding: TextFallback) -> pa.Table:
+def _string_table(batch: pa.RecordBatch | pa.Table, drop: set[str], fallback: TextFallback) -> pa.Table:
     """All non-geometry columns as strings (see `columns.as_text` for numbers and bad UTF-8)."""
     from oa_dagster.conform.columns import as_text
 
     names = [n for n in batch.schema.names if n not in drop]
     if not names:  # geometry only: a table without columns must still count the rows
         return pa.table({"": pa.nulls(batch.num_rows, pa.string())}).drop_columns([""])
-    return pa.table([as_text(batch.column(n), fallback_encoding) for n in names], names=names)
+    return pa.table([as_text(batch.column(n), fallback) for n in names], names=names)
 
 
 # ---------------------------------------------------------------------------------------------- CSV
@@ -308,7 +308,6 @@ def _shapefile_cpg(path: Path) -> str | None:
     if cpg is None or not cpg.is_file() or cpg.is_symlink():
         return None
     name = cpg.read_bytes()[:64].decode("ascii", "replace").strip()
-    name = {"UTF8": "utf-8", "UTF-8": "utf-8"}.get(name.upper(), name)
     if name.isdigit():  # ESRI code pages: "1252" is windows-1252, "88591" ISO-8859-1
         name = {"88591": "iso-8859-1", "65001": "utf-8"}.get(name, f"cp{name}")
     try:
@@ -318,10 +317,13 @@ def _shapefile_cpg(path: Path) -> str | None:
 
 
 def _text_fallback(path: Path, encoding: str | None) -> TextFallback:
-    """How text GDAL hands over undecoded is read: the `.cpg`'s encoding when it differs from the conform's,
-    then Latin-1, as the original machine did for shapefiles without a `.cpg`."""
-    chain = [e for e in (_shapefile_cpg(path),) if e and e != _codec(encoding)]
-    return TextFallback(tuple(dict.fromkeys([*chain, "iso-8859-1"])))
+    """How text GDAL hands over undecoded is read: as the `.cpg` says when it differs from the conform's
+    `encoding`, else as that `encoding` (formats GDAL does not recode, e.g. GeoPackage), then as Latin-1, as
+    the original machine did for shapefiles without a `.cpg`."""
+    conform_codec = _codec(encoding)
+    cpg = _shapefile_cpg(path)
+    chain = [cpg if cpg != conform_codec else None, conform_codec]
+    return TextFallback(tuple(dict.fromkeys(e for e in chain if e and e not in ("utf-8", "iso-8859-1"))))
 
 
 def _codec(encoding: str | None) -> str | None:
