@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,17 @@ def test_a_vrt_served_as_a_shapefile_is_refused(tmp_path: Path, secret: Path) ->
     (folder / "data.shp").write_text(vrt(f"CSV:{secret}", "secret"))
     with pytest.raises(ConformError, match=r"data\.shp is an OGR VRT .*not the ESRI Shapefile data"):
         conform(folder / "data.shp", "shapefile")
+
+
+def test_a_vrt_naming_a_zip_outside_the_run_is_refused(tmp_path: Path, secret: Path) -> None:
+    archive = secret.with_suffix(".zip")
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(secret, "secret.csv")
+    path = run_folder(tmp_path) / "data.gml"
+    path.write_text(vrt(f"CSV:/vsizip/{archive}/secret.csv", "secret"))
+    with pytest.raises(ConformError, match="data.gml is an OGR VRT") as refused:
+        conform(path, "xml")
+    assert MARKER not in str(refused.value)
 
 
 def test_a_vrt_naming_an_internal_url_makes_no_request(tmp_path: Path, internal: DownloadServer) -> None:
