@@ -40,6 +40,7 @@ class RunState:
     feature_count: int | None = None
     features_without_geometry: int = 0
     features_out_of_range: int = 0  # left out: coordinates outside lon/lat range (or not finite) in WGS84
+    text_values_recoded: int = 0  # text not valid in the conform's encoding, read as the .cpg or Latin-1 says
     fingerprint: str | None = None
     source_problem: str | None = None
     problem_detail: str | None = None
@@ -76,6 +77,7 @@ class RunState:
             "process_seconds": round(self.process_seconds, 3),
             "files": dict(self.files),
             "features_out_of_range": self.features_out_of_range,
+            "text_values_recoded": self.text_values_recoded,
             "bbox": self.bbox,
             "source_crs": self.source_crs,
             "engine_version": self.engine_version,
@@ -207,6 +209,7 @@ def _download_and_conform(
         state.feature_count = result.feature_count
         state.features_without_geometry = result.features_without_geometry
         state.features_out_of_range = result.features_out_of_range
+        state.text_values_recoded = result.text_values_recoded
         state.bbox = result.bbox
         state.source_crs = result.source_crs
         log.info(

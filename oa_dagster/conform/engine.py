@@ -38,6 +38,7 @@ class ConformResult:
     sample: list[list[str]] = field(default_factory=list)  # header row, then the first source rows
     preview: PreviewData = field(default_factory=PreviewData)
     skipped_rows: int = 0
+    text_values_recoded: int = 0  # values (CSV: rows) not valid in the conform's encoding, read with a fallback
     source_crs: str | None = None
 
 
@@ -144,7 +145,8 @@ def _conform_file(
     fmt = conform.get("format")
     if not fmt:
         raise UnknownFormat("conform.format is missing")
-    opened = open_source_file(path, fmt, conform)
+    # an ArcGIS dump is GeoJSON whatever `format` the source names
+    opened = open_source_file(path, "geojson" if protocol.lower() == "esri" else fmt, conform)
     batches = iter(opened.batches)
     try:
         return _conform_batches(
@@ -245,6 +247,9 @@ def _conform_batches(
     result.skipped_rows = opened.skipped_rows[0]
     if result.skipped_rows:
         log.warning("skipped %d CSV rows with more fields than the header", result.skipped_rows)
+    if opened.recoded is not None and opened.recoded.count:
+        result.text_values_recoded = opened.recoded.count
+        log.warning("%s", opened.recoded.describe(path.name))
     if result.features_without_geometry:
         log.warning("left out %d features without a usable geometry", result.features_without_geometry)
     ranges.check()

@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 
+from oa_dagster.conform.columns import TextFallback
 from oa_dagster.errors import ConformError
 
 CHUNK_BYTES = 4 << 20
@@ -136,12 +137,19 @@ def arrow_batch(texts: list[bytes]) -> pa.Table | None:
         return None
 
 
-def python_features(texts: list[bytes], first_index: int = 0) -> list[dict]:
-    """Features parsed one by one; `first_index` is the 0-based position of the first, for error messages."""
+def python_features(texts: list[bytes], first_index: int = 0, fallback: TextFallback | None = None) -> list[dict]:
+    """Features parsed one by one; `first_index` is the 0-based position of the first, for error messages.
+
+    A feature that is not valid UTF-8 is decoded by `fallback` (Latin-1, counted) when given."""
     features = []
     for i, text in enumerate(texts):
         try:
-            features.append(json.loads(text))
+            try:
+                features.append(json.loads(text))
+            except UnicodeDecodeError:
+                if fallback is None:
+                    raise ConformError(f"invalid GeoJSON: feature {first_index + i + 1} is not UTF-8 text") from None
+                features.append(json.loads(fallback.decode(text)))
         except json.JSONDecodeError as exc:
             raise ConformError(f"invalid GeoJSON: feature {first_index + i + 1}: {exc.msg}") from exc
         except RecursionError:

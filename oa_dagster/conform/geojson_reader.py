@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from oa_dagster.conform.columns import LATIN1_ERRORS, TextFallback, latin1_decodes
 from oa_dagster.conform.readers import BATCH_ROWS, OpenedSource, SourceBatch
 from oa_dagster.errors import ConformError
 
@@ -120,13 +121,18 @@ def _as_text(value: Any) -> str | None:
 _CASTABLE = (pa.types.is_string, pa.types.is_null, pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
 
 
-def _struct_columns(struct: pa.StructArray, rows: int, originals: list[dict[str, Any]] | None = None) -> pa.Table:
+def _struct_columns(
+    struct: pa.StructArray,
+    rows: int,
+    originals: list[dict[str, Any]] | None = None,
+    fallback: TextFallback | None = None,
+) -> pa.Table:
     """The fields of a properties struct as string columns (nested values as JSON text).
 
     Doubles are formatted by `columns.float_text`; with the parsed `originals` at hand, a double field is
     re-read from them so big integers mixed with decimals keep every digit.
     """
-    from oa_dagster.conform.columns import float_text
+    from oa_dagster.conform.columns import float_text, valid_text
 
     names, arrays = [], []
     for i, field in enumerate(struct.type):
@@ -137,6 +143,8 @@ def _struct_columns(struct: pa.StructArray, rows: int, originals: list[dict[str,
             column = float_text(column)
         elif pa.types.is_boolean(field.type):
             column = pc.if_else(column, "true", "false")
+        elif fallback is not None and pa.types.is_string(field.type):
+            column = valid_text(column, fallback)  # Arrow's JSON parser does not check UTF-8
         elif any(check(field.type) for check in _CASTABLE):
             column = column.cast(pa.string())
         else:
@@ -232,7 +240,7 @@ def _batch(features: list[dict[str, Any]], first_index: int = 0) -> SourceBatch:
     return SourceBatch(columns=table, geoms=geoms)
 
 
-def _arrow_or_python_batch(texts: list[bytes], first_index: int = 0) -> SourceBatch:
+def _arrow_or_python_batch(texts: list[bytes], first_index: int, fallback: TextFallback) -> SourceBatch:
     """A batch through Arrow's JSON parser when it types cleanly and is all points, else feature by feature."""
     from oa_dagster.conform.geojson_fast import arrow_batch, python_features
 
@@ -244,13 +252,13 @@ def _arrow_or_python_batch(texts: list[bytes], first_index: int = 0) -> SourceBa
             if "properties" in table.column_names:
                 properties = table.column("properties").combine_chunks()
                 if pa.types.is_struct(properties.type) and not _inexact_doubles(properties):
-                    columns = _struct_columns(properties, len(texts))
+                    columns = _struct_columns(properties, len(texts), fallback=fallback)
                     return SourceBatch(columns=columns, lon=points[0], lat=points[1])
             else:
                 return SourceBatch(
                     columns=_struct_columns(pa.array([{}] * len(texts)), len(texts)), lon=points[0], lat=points[1]
                 )
-    return _batch(python_features(texts, first_index), first_index)
+    return _batch(python_features(texts, first_index, fallback), first_index)
 
 
 def _inexact_doubles(struct: pa.StructArray) -> bool:
@@ -304,6 +312,7 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
     """Stream features of a GeoJSON file in batches. GeoJSON is WGS84 (RFC 7946) unless `srs` says otherwise."""
     encoding = conform.get("encoding") or "utf-8-sig"
     utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+    recoded = TextFallback()  # text that is not in `encoding`: read as Latin-1 and counted, never U+FFFD
 
     def fast_batches() -> Iterator[SourceBatch] | None:
         from oa_dagster.conform.geojson_fast import CHUNK_BYTES, feature_texts
@@ -321,7 +330,7 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
                 for texts in feature_texts(stream, head[start:], start):
                     for i in range(0, len(texts), BATCH_ROWS):
                         chunk = texts[i : i + BATCH_ROWS]
-                        yield _arrow_or_python_batch(chunk, read)
+                        yield _arrow_or_python_batch(chunk, read, recoded)
                         read += len(chunk)
 
         return generate()
@@ -331,7 +340,8 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
         if fast is not None:
             yield from fast
             return
-        with path.open("r", encoding=encoding, errors="replace", newline="") as stream:
+        counted = latin1_decodes()
+        with path.open("r", encoding=encoding, errors=LATIN1_ERRORS, newline="") as stream:
             pending: list[dict[str, Any]] = []
             read = 0
             for feature in _features(_Buffer(stream)):
@@ -347,5 +357,8 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
                     pending = []
             if pending:
                 yield _batch(pending, read)
+        recoded.unit = "undecodable byte sequences"
+        for _ in range(latin1_decodes() - counted):
+            recoded.add("iso-8859-1")
 
-    return OpenedSource(crs=None, batches=batches(), skipped_rows=[0])
+    return OpenedSource(crs=None, batches=batches(), skipped_rows=[0], recoded=recoded)

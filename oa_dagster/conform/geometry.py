@@ -35,6 +35,9 @@ class Reprojector:
         from pyproj import CRS, Transformer
         from pyproj.exceptions import CRSError
 
+        from oa_dagster.conform.gdal_sandbox import refuse_external_crs
+
+        refuse_external_crs(crs, "the projection (the file's or conform.srs)")
         try:
             source = CRS.from_user_input(crs)
         except CRSError as exc:

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from oa_dagster.conform.columns import TextFallback, utf8_or_latin1
 from oa_dagster.errors import ConformError
 
 BATCH_ROWS = 32768
@@ -45,49 +46,89 @@ class OpenedSource:
     crs: str | None
     batches: Iterator[SourceBatch]
     skipped_rows: list[int]  # a one-item list the CSV reader increments for rows it had to drop
+    recoded: TextFallback | None = None  # counts text values that were not in the encoding GDAL or pyarrow used
 
 
-def _string_table(batch: pa.RecordBatch | pa.Table, drop: set[str], fallback_encoding: str) -> pa.Table:
+def _string_table(batch: pa.RecordBatch | pa.Table, drop: set[str], fallback: TextFallback) -> pa.Table:
     """All non-geometry columns as strings (see `columns.as_text` for numbers and bad UTF-8)."""
     from oa_dagster.conform.columns import as_text
 
     names = [n for n in batch.schema.names if n not in drop]
     if not names:  # geometry only: a table without columns must still count the rows
         return pa.table({"": pa.nulls(batch.num_rows, pa.string())}).drop_columns([""])
-    return pa.table([as_text(batch.column(n), fallback_encoding) for n in names], names=names)
+    return pa.table([as_text(batch.column(n), fallback) for n in names], names=names)
 
 
 # ---------------------------------------------------------------------------------------------- CSV
 
 
 class _Utf8Checked:
-    """A CSV file read for pyarrow that fails, with the offset, on the first byte that is not UTF-8.
+    """A CSV file read for pyarrow as UTF-8: rows that are not (the conform's `encoding` is wrong) are read as
+    Latin-1 and counted in `recoded`, and a file with NUL bytes (not text) fails with the offset.
 
     pyarrow decodes a malformed row for the invalid-row handler itself, and a decoding failure there is
-    printed to stderr as "Exception ignored" instead of raised; checking the bytes as they are read
-    raises before any row of a block is parsed, and costs one pass of the C decoder.
+    printed to stderr as "Exception ignored" instead of raised; handing pyarrow valid UTF-8 only avoids that,
+    and costs one pass of the C decoder while the text is valid.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, recoded: TextFallback | None = None) -> None:
         self.name = path.name
         self._file = path.open("rb")
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._offset = 0
+        self._held = b""  # the start of a character split across two reads
+        self._out = b""  # recoded bytes beyond what the last read asked for
+        self._offset = 0  # of `_held`'s start in the file
+        self._eof = False
+        self._line = 0  # newlines before `_held`'s start
+        self._last_bad_line = -1
+        self.recoded = recoded if recoded is not None else TextFallback(unit="rows")
         self.closed = False
 
     def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
-        held = len(self._decoder.getstate()[0])  # the start of a character split across two reads
-        try:
-            self._decoder.decode(data, final=not data)
-        except UnicodeDecodeError as exc:
-            raise ConformError(
-                f"{self.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                f"{self._offset - held + exc.start:,}): set conform.encoding to the file's "
-                "encoding"
-            ) from None
-        self._offset += len(data)
+        if size is None or size < 0:
+            while not self._eof:
+                self._fill(1 << 20)
+            data, self._out = self._out, b""
+            return data
+        while len(self._out) < size and not self._eof:
+            self._fill(size)
+        if len(self._out) <= size:  # the usual case: no copy
+            data, self._out = self._out, b""
+        else:
+            data, self._out = self._out[:size], self._out[size:]
         return data
+
+    def _fill(self, size: int) -> None:
+        chunk = self._file.read(size)
+        self._eof = not chunk
+        data = self._held + chunk if self._held else chunk
+        keep = 0 if self._eof else _split_character(data)
+        data, self._held = (data[:-keep], data[-keep:]) if keep else (data, b"")
+        try:
+            data.decode("utf-8")
+            text = data
+        except UnicodeDecodeError as exc:
+            if b"\x00" in data:  # binary, not text in any 8-bit encoding
+                raise ConformError(
+                    f"{self.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                    f"{self._offset + exc.start:,}): set conform.encoding to the file's encoding"
+                ) from None
+            text = self._recode(data)
+        self._line += data.count(b"\n")
+        self._offset += len(data)
+        self._out = self._out + text if self._out else text
+
+    def _recode(self, data: bytes) -> bytes:
+        """Valid UTF-8 kept, every invalid sequence read as Latin-1; each row that needed it counted once."""
+        positions: list[int] = []
+        text = utf8_or_latin1(data, positions)
+        line, counted_to = self._line, 0
+        for position in positions:
+            line += data.count(b"\n", counted_to, position)
+            counted_to = position
+            if line != self._last_bad_line:
+                self._last_bad_line = line
+                self.recoded.add("iso-8859-1")
+        return text.encode("utf-8")
 
     def seekable(self) -> bool:
         return False
@@ -97,9 +138,20 @@ class _Utf8Checked:
         self._file.close()
 
 
-def _csv_input(path: Path, encoding: str) -> Any:
+def _split_character(data: bytes) -> int:
+    """How many bytes at the end of `data` begin a UTF-8 character that the next read completes."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return 0
+        if byte >= 0xC0:
+            return back if (2 if byte < 0xE0 else 3 if byte < 0xF0 else 4) > back else 0
+    return 0
+
+
+def _csv_input(path: Path, encoding: str, recoded: TextFallback | None = None) -> Any:
     """What pyarrow reads: the path (it transcodes other encodings strictly itself), or checked UTF-8."""
-    return _Utf8Checked(path) if encoding == "utf-8" else path
+    return _Utf8Checked(path, recoded) if encoding == "utf-8" else path
 
 
 def _csv_column_names(path: Path, encoding: str, read_options: Any, parse_options: Any) -> list[str]:
@@ -151,6 +203,7 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
         raise ConformError(f"conform.csvsplit must be one character, got {delimiter!r}")
     headers = int(conform.get("headers", 1) or 1)
     skipped = [0]
+    recoded = TextFallback(unit="rows")
     short_rows: list[str] = []
 
     def on_invalid(row: Any) -> str:
@@ -204,7 +257,7 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
     def batches() -> Iterator[SourceBatch]:
         skipped[0] = 0  # rows seen while reading the header are counted again below
         short_rows.clear()
-        source = _csv_input(path, encoding)
+        source = _csv_input(path, encoding, recoded)
         try:
             reader = pcsv.open_csv(
                 source, read_options=read_options, parse_options=parse_options, convert_options=convert_options
@@ -222,7 +275,7 @@ def open_csv(path: Path, conform: dict[str, Any]) -> OpenedSource:
             if not isinstance(source, Path):
                 source.close()
 
-    return OpenedSource(crs=None, batches=batches(), skipped_rows=skipped)
+    return OpenedSource(crs=None, batches=batches(), skipped_rows=skipped, recoded=recoded)
 
 
 # ---------------------------------------------------------------------------------------------- OGR
@@ -247,21 +300,65 @@ def _check_shapefile_parts(path: Path) -> None:
         )
 
 
-def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None = None) -> OpenedSource:
-    """Stream any OGR-readable file through pyogrio's Arrow interface."""
+def _shapefile_cpg(path: Path) -> str | None:
+    """The encoding a shapefile's `.cpg` names (read from the shapefile's own folder only), when Python knows it."""
+    if path.suffix.lower() != ".shp":
+        return None
+    cpg = next((p for p in path.parent.iterdir() if p.name.lower() == f"{path.stem}.cpg".lower()), None)
+    if cpg is None or not cpg.is_file() or cpg.is_symlink():
+        return None
+    name = cpg.read_bytes()[:64].decode("ascii", "replace").strip()
+    if name.isdigit():  # ESRI code pages: "1252" is windows-1252, "88591" ISO-8859-1
+        name = {"88591": "iso-8859-1", "65001": "utf-8"}.get(name, f"cp{name}")
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def _text_fallback(path: Path, encoding: str | None) -> TextFallback:
+    """How text GDAL hands over undecoded is read: as the `.cpg` says when it differs from the conform's
+    `encoding`, else as that `encoding` (formats GDAL does not recode, e.g. GeoPackage), then as Latin-1, as
+    the original machine did for shapefiles without a `.cpg`."""
+    conform_codec = _codec(encoding)
+    cpg = _shapefile_cpg(path)
+    chain = [cpg if cpg != conform_codec else None, conform_codec]
+    return TextFallback(tuple(dict.fromkeys(e for e in chain if e and e not in ("utf-8", "iso-8859-1"))))
+
+
+def _codec(encoding: str | None) -> str | None:
+    try:
+        return codecs.lookup(encoding).name if encoding else None
+    except LookupError:
+        return None
+
+
+def open_ogr(
+    path: Path, conform: dict[str, Any], *, columns: list[str] | None = None, fmt: str | None = None
+) -> OpenedSource:
+    """Stream a GDAL-read file through pyogrio's Arrow interface, with the one driver its format names.
+
+    `gdal_sandbox` has cut GDAL's network and left only the formats' drivers; the file's bytes must be that
+    format (`check_content`), so a VRT or anything else that reads other datasets is refused before GDAL sees it.
+    """
     import pyogrio
     import pyogrio.raw
 
+    from oa_dagster.conform import gdal_sandbox
+
+    gdal_sandbox.apply()
     _check_shapefile_parts(path)
+    gdal_sandbox.check_content(path, fmt or str(conform.get("format")))
+    source = gdal_sandbox.gdal_path(path)
     layer = _ogr_layer(conform)
     kwargs: dict[str, Any] = {"layer": layer, "batch_size": BATCH_ROWS, "use_pyarrow": True, "datetime_as_string": True}
     encoding = conform.get("encoding")
     if encoding and path.suffix.lower() in (".shp", ".dbf"):
-        kwargs["encoding"] = encoding
-    # text GDAL hands over undecoded (a shapefile without .cpg) is read as the original machine did
-    fallback_encoding = encoding or "ISO-8859-1"
+        # GDAL hands UTF-8 over untouched only when spelt "UTF-8": "UTF8" makes iconv drop invalid bytes silently
+        kwargs["encoding"] = "UTF-8" if _codec(encoding) == "utf-8" else encoding
+    fallback = _text_fallback(path, encoding)
     try:
-        available = pyogrio.list_layers(path)
+        available = pyogrio.list_layers(source)
     except Exception as exc:  # GDAL raises its own error types for unreadable files
         raise ConformError(f"cannot open {path.name}: {exc}") from exc
     names = [str(n) for n in available[:, 0]] if len(available) else []
@@ -273,7 +370,7 @@ def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None =
             raise ConformError(f"conform.layer {layer!r} not found in {path.name} (layers: {', '.join(names)})")
         kwargs["layer"] = lowered[layer.lower()]
     try:
-        context = pyogrio.raw.open_arrow(path, **kwargs)
+        context = pyogrio.raw.open_arrow(source, **kwargs)
         meta, reader = context.__enter__()
     except Exception as exc:
         raise ConformError(f"cannot read {path.name}: {exc}") from exc
@@ -287,7 +384,7 @@ def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None =
                 wkb = None
                 if geometry_name in record_batch.schema.names:
                     wkb = record_batch.column(geometry_name)
-                columns = _string_table(record_batch, {geometry_name}, fallback_encoding)
+                columns = _string_table(record_batch, {geometry_name}, fallback)
                 yield SourceBatch(columns=columns, wkb=wkb)
         except ConformError:
             raise
@@ -296,19 +393,19 @@ def open_ogr(path: Path, conform: dict[str, Any], *, columns: list[str] | None =
         finally:
             context.__exit__(None, None, None)
 
-    return OpenedSource(crs=meta.get("crs"), batches=batches(), skipped_rows=[0])
-
-
-GEOJSON_SUFFIXES = (".geojson", ".json", ".geojsonl", ".geojsons", ".ndjson")
+    return OpenedSource(crs=meta.get("crs"), batches=batches(), skipped_rows=[0], recoded=fallback)
 
 
 def open_source_file(path: Path, fmt: str, conform: dict[str, Any]) -> OpenedSource:
-    """Open `path` with the reader for the conform's `format` (ArcGIS dumps are GeoJSON whatever it says)."""
-    suffix = path.suffix.lower()
-    if suffix in GEOJSON_SUFFIXES or (fmt == "geojson" and path.is_file() and not suffix):
+    """Open `path` with the reader the conform's `format` names, never by guessing from the file.
+
+    CSV goes to pyarrow and GeoJSON to `geojson_reader` (the caller passes `geojson` for ArcGIS dumps); the
+    other formats to GDAL with exactly their driver (`open_ogr`).
+    """
+    if fmt == "geojson":
         from oa_dagster.conform.geojson_reader import open_geojson
 
         return open_geojson(path, conform)
     if fmt == "csv":
         return open_csv(path, conform)
-    return open_ogr(path, conform)
+    return open_ogr(path, conform, fmt=fmt)

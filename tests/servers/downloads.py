@@ -56,6 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_HEAD(self) -> None:
+        self.server.requests.append(f"HEAD {self.path}")
         route = self.server.routes.get(urlsplit(self.path).path)
         if route is None or route.statuses or route.redirect or route.drip:
             self._reply(404 if route is None else 405, b"", head=True)
@@ -76,6 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
         return headers
 
     def do_GET(self) -> None:
+        self.server.requests.append(f"GET {self.path}")
         route = self.server.routes.get(urlsplit(self.path).path)
         if route is None:
             self._reply(404, b"not found")
@@ -150,6 +152,7 @@ class DownloadServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.routes: dict[str, Route] = {}
+        self.requests: list[str] = []  # every request, routed or not ("GET /path?query")
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
