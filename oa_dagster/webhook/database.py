@@ -100,10 +100,11 @@ class SqlDatabase:
                 return
             with self._write_lock, self.engine.begin() as conn:
                 yield conn
+        except sa_exc.IntegrityError:
+            raise  # a constraint: the caller's to decide (a redelivery, a concurrent insert)
         except (
-            sa_exc.OperationalError,
+            sa_exc.DatabaseError,  # also a corrupt file: "file is not a database"
             sa_exc.InterfaceError,
-            sa_exc.InternalError,
             sa_exc.TimeoutError,
             OSError,
         ) as exc:
