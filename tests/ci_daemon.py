@@ -28,6 +28,19 @@ class CiPlatform:
     home: Path
     data: Path
     daemon_log: Path
+    env: dict[str, str]
+    stack: ExitStack
+    daemon: subprocess.Popen[bytes] | None = None
+
+    def kill_daemon(self) -> None:
+        """SIGKILL the daemon with its code server and run workers (one process group), as a crash would."""
+        assert self.daemon is not None
+        os.killpg(self.daemon.pid, signal.SIGKILL)
+        self.daemon.wait()
+
+    def start_daemon(self, log: str = "daemon.log") -> None:
+        self.daemon_log = self.home.parent / log
+        self.daemon = self.stack.enter_context(running_daemon(self.home, self.env, self.daemon_log))
 
 
 def ci_env(tmp: Path, github: FakeGitHubServer, downloads: DownloadServer) -> dict[str, str]:
@@ -73,8 +86,9 @@ def running_ci_platform(tmp: Path, github: FakeGitHubServer, downloads: Download
                 return False
 
         wait_for("oa-dagster serve", answering, 60)
-        stack.enter_context(running_daemon(home, ci_env(tmp, github, downloads), log))
-        yield CiPlatform(Receiver(base, None), home, tmp / "data", log)
+        platform = CiPlatform(Receiver(base, None), home, tmp / "data", log, ci_env(tmp, github, downloads), stack)
+        platform.start_daemon()
+        yield platform
 
 
 def pending_and_final(github: FakeGitHubServer, sha: str) -> list[str]:
