@@ -231,8 +231,8 @@ def test_a_comment_being_sent_is_not_due_so_it_is_posted_once(tmp_path: Path, gi
     answer = ci_reports_sensor(dg.build_sensor_context(resources=resources))  # every 30 s, whatever the runs do
     held.set()
     posting.join(30)
-    assert "no report is waiting" in str(answer.skip_message)
     assert [c["body"] for c in github_server.comments[(REPO, 5)]] == [f"{RESULTS_MARKER}\nresults"]
+    assert "no report is waiting" in str(answer.skip_message)
     sender.close()
 
 
