@@ -34,7 +34,10 @@ from oa_dagster.webhook.database import SqlDatabase, StoreUnavailable, utc
 BACKOFF_SECONDS = 30.0  # the first re-send waits this long, doubling each time
 MAX_BACKOFF_SECONDS = 3600.0
 MAX_ERROR = 500
-CLAIM_SECONDS = 600.0  # longer than a send with every retry of the client; a dead sender's claim ends then
+# how long a claim holds, by kind: a comment's is longer than a send with every retry of the client (two senders
+# would both post it); a status's is short, since two sends of a status do no harm and a sender killed mid-send
+# would otherwise hold back the job's next status that long
+CLAIM_SECONDS = {"status": 60.0, "comment": 600.0}
 
 metadata = sa.MetaData()
 
@@ -170,9 +173,10 @@ class ReportOutbox:
                     raise
         raise StoreUnavailable(f"CI reports database: {report.target} kept changing while being written")
 
-    def claim(self, report: Report, version: int, seconds: float = CLAIM_SECONDS) -> bool:
-        """Take the right to send `version` for `seconds`: False when the row moved on, was sent, or another sender
-        holds it (that sender sends the newest version when done)."""
+    def claim(self, report: Report, version: int, seconds: float | None = None) -> bool:
+        """Take the right to send `version` for `seconds` (`CLAIM_SECONDS` of its kind): False when the row moved
+        on, was sent, or another sender holds it (that sender sends the newest version when done)."""
+        seconds = CLAIM_SECONDS[report.kind] if seconds is None else seconds
         now = self._now()
         where = (reports_table.c.target == report.target) & (reports_table.c.version == version)
         with self._connect(write=True) as conn:
