@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -184,7 +185,8 @@ def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subpr
     try:
         yield daemon
     finally:
-        os.killpg(daemon.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it already
+            os.killpg(daemon.pid, signal.SIGKILL)
         daemon.wait()
 
 

@@ -12,6 +12,7 @@ from oa_dagster.ci.github_api import (
     GitHubError,
     GitHubSettings,
     GitHubUnavailable,
+    RefusedPath,
     status_description,
 )
 from tests.servers.fixtures import GITHUB_TOKEN
@@ -254,3 +255,30 @@ def test_settings_from_the_environment() -> None:
     assert "t0ken" not in repr(settings)
     assert GitHubSettings.from_env({}).run_url("abc") is None
     assert settings.client().api_url == "http://ghe.test/api/v3"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["sources/../../x.json", "sources/us/../../../repos/other/repo/x.json", "sources/./x.json", "sources//x.json"],
+)
+def test_a_path_with_dot_segments_is_refused_before_any_request(
+    github_server: FakeGitHubServer, client: GitHubClient, path: str
+) -> None:
+    with pytest.raises(RefusedPath, match="segment"):
+        client.file_at(REPO, path, HEAD)
+    with pytest.raises(RefusedPath, match="segment"):  # any API path: the client's own rule, whoever calls it
+        client.pull_request_files(f"openaddresses/../{path}", 1)
+    with pytest.raises(RefusedPath, match="UTF-8"):
+        client.file_at(REPO, "sources/us/\ud800.json", HEAD)
+    assert github_server.received == []
+
+
+def test_a_malformed_changed_file_is_a_github_error_naming_the_field(
+    github_server: FakeGitHubServer, client: GitHubClient
+) -> None:
+    github_server.add_pull(REPO, 7, [{**file_entry("sources/us/x.json", "renamed"), "previous_filename": 5}])
+    with pytest.raises(GitHubError, match="previous_filename is int"):
+        client.pull_request_files(REPO, 7)
+    github_server.add_pull(REPO, 8, ["sources/us/x.json"])  # type: ignore[list-item]
+    with pytest.raises(GitHubError, match="a changed file is str"):
+        client.pull_request_files(REPO, 8)

@@ -4,6 +4,7 @@ sensors close the status of a run that ended without reporting, and a job is hel
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import dagster as dg
 import pytest
 
 from oa_dagster.assets.ci_jobs import ci_job, result_key, superseded_key, write_job_record
+from oa_dagster.ci.github_api import RESULTS_MARKER
 from oa_dagster.ci.outbox import Report, ReportOutbox, backoff
 from oa_dagster.ci.plan import JobPlan, PlannedEntry
 from oa_dagster.ci.report_sender import ReportSender
@@ -19,8 +21,9 @@ from oa_dagster.platform.store import LocalStore, put_json
 from oa_dagster.resources.deployments import local_resources
 from oa_dagster.resources.github import CiSettings, GitHubResource
 from oa_dagster.run_tags import CI_JOB_TAG, WILL_RETRY_TAG
-from oa_dagster.sensors.ci_job_reports import ci_job_canceled_sensor, ci_job_failure_sensor
+from oa_dagster.sensors.ci_job_reports import ci_job_canceled_sensor, ci_job_failure_sensor, ci_reports_sensor
 from tests.ci_deliveries import HEAD, REPO
+from tests.platform_helpers import wait_for
 from tests.servers.downloads import DownloadServer
 from tests.servers.fixtures import GITHUB_TOKEN
 from tests.servers.github import FakeGitHubServer
@@ -216,3 +219,36 @@ def test_a_refusal_no_retry_can_change_is_given_up_not_sent_forever(tmp_path: Pa
     if not kept:
         assert outbox.unsent() == []
     sender.close()
+
+
+def test_a_comment_being_sent_is_not_due_so_it_is_posted_once(tmp_path: Path, github_server: FakeGitHubServer) -> None:
+    resources = resources_for(tmp_path, github_server)
+    sender = resources["ci"].report_sender(resources["github"].client())
+    held = github_server.pause("POST", f"/issues/{5}/comments")  # the run's post, after it found no comment
+    posting = threading.Thread(target=sender.comment, args=(REPO, 5, KEY, "results"))
+    posting.start()
+    wait_for("the run's post", lambda: any(m == "POST" and "comments" in p for m, p, _ in github_server.received), 10)
+    answer = ci_reports_sensor(dg.build_sensor_context(resources=resources))  # every 30 s, whatever the runs do
+    held.set()
+    posting.join(30)
+    assert [c["body"] for c in github_server.comments[(REPO, 5)]] == [f"{RESULTS_MARKER}\nresults"]
+    assert "no report is waiting" in str(answer.skip_message)
+    sender.close()
+
+
+def test_a_newer_report_wanted_while_one_is_sent_goes_out_right_after_it(
+    tmp_path: Path, github_server: FakeGitHubServer
+) -> None:
+    resources = resources_for(tmp_path, github_server)
+    first, second = (resources["ci"].report_sender(resources["github"].client()) for _ in range(2))
+    held = github_server.pause("POST", f"/statuses/{HEAD}")
+    sending = threading.Thread(target=first.status, args=(REPO, HEAD, KEY, "pending", "Checking", "oa-dagster"))
+    sending.start()
+    wait_for("the first post", lambda: github_server.received, 10)
+    assert second.status(REPO, HEAD, KEY, "success", "1 entry processed", "oa-dagster") is None  # left to `first`
+    held.set()
+    sending.join(30)
+    assert [s["state"] for s in github_server.statuses[(REPO, HEAD)]] == ["pending", "success"]
+    assert first.outbox is not None and first.outbox.unsent() == []
+    first.close()
+    second.close()

@@ -149,3 +149,21 @@ def test_the_sensor_skips_without_a_webhook_secret_or_a_token(tmp_path: Path) ->
         resources["ci"] = CiSettings(deliveries_url=f"sqlite:///{tmp_path / 'w.db'}")
         skipped = ci_jobs_sensor(dg.build_sensor_context(instance=instance, resources=resources))
         assert isinstance(skipped, dg.SkipReason) and "GITHUB_TOKEN" in str(skipped.skip_message)
+
+
+def test_a_corrupt_deliveries_database_is_a_skipped_tick_naming_the_file(
+    tmp_path: Path, github_server: FakeGitHubServer
+) -> None:
+    corrupt = tmp_path / "webhook.db"
+    corrupt.write_bytes(b"not a database at all, " * 1000)
+    resources = {
+        **local_resources(tmp_path / "data"),
+        "github": GitHubResource(api_url=github_server.url(), token=GITHUB_TOKEN, repo=REPO),
+        "ci": CiSettings(deliveries_url=f"sqlite:///{corrupt}"),
+    }
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources=resources, cursor="3")
+        skipped = ci_jobs_sensor(context)
+    assert isinstance(skipped, dg.SkipReason)
+    assert str(corrupt) in str(skipped.skip_message) and "file is not a database" in str(skipped.skip_message)
+    assert github_server.received == []

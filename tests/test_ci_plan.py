@@ -17,7 +17,7 @@ from oa_dagster.ci.github_api import (
     GitHubClient,
     GitHubUnavailable,
 )
-from oa_dagster.ci.plan import JobPlan, PlannedEntry, job_key, plan_job
+from oa_dagster.ci.plan import JobPlan, PlannedEntry, PlanningTimedOut, job_key, plan_job
 from oa_dagster.ci.reporting import (
     COMMENT_LIMIT,
     EntryOutcome,
@@ -377,3 +377,59 @@ def test_results_comment_is_cut_to_githubs_limit() -> None:
     assert comment.startswith(RESULTS_MARKER)
     assert comment.endswith("see [the run](https://dagster.example/runs/abc) for all of them._\n")
     assert "| us/ca/s0/city |" in comment and "| us/ca/s2999/city |" not in comment
+
+
+# ---- hostile changes ----------------------------------------------------------------------------------------
+
+
+def test_paths_that_climb_are_refused_before_any_api_call(
+    github_server: FakeGitHubServer, client: GitHubClient
+) -> None:
+    climbing = "sources/../../x.json"
+    files = [
+        ChangedFile(climbing, "added"),
+        ChangedFile("sources/us/x.json", "renamed", "sources/us/../../../repos/o/r/x.json"),
+    ]
+    plan = plan_job(client, REPO, head_sha=HEAD, base_sha=BASE, files=files)
+    assert plan.invalid == {
+        climbing: (f"$: path {climbing!r} refused: it has an empty, '.' or '..' segment",),
+        "sources/us/x.json": (
+            "$: path 'sources/us/../../../repos/o/r/x.json' refused: it has an empty, '.' or '..' segment",
+        ),
+    }
+    assert not plan.entries and github_server.received == []
+
+
+def test_every_problem_planning_a_file_is_that_files_error(
+    github_server: FakeGitHubServer, client: GitHubClient
+) -> None:
+    hostile = {
+        "sources/us/ca/a.json": source(addresses=[{**address_entry(), "license": {"url": "http://["}}]),
+        "sources/us/ca/b.json": source(addresses=[address_entry(data="http://[::1")]),
+        "sources/us/ca/c.json": source(addresses=[address_entry(name="ci\ud800ty")]),  # a lone surrogate, as \ud800
+    }
+    for path, data in hostile.items():
+        put(github_server, path, HEAD, data)
+    put(github_server, PATH, HEAD, source(addresses=[address_entry()]))
+    plan = plan_pull(github_server, client, 9, [file_entry(path, "added") for path in [*hostile, PATH]])
+    assert sorted(plan.invalid) == sorted(hostile)
+    assert [entry.partition_key for entry in plan.entries] == ["us/ca/berkeley/city"]
+    for path, errors in plan.invalid.items():
+        assert errors and errors[0].startswith("$"), (path, errors)
+    assert "Invalid IPv6 URL" in plan.invalid["sources/us/ca/b.json"][0]
+    state, description = final_status([], plan)
+    assert state == "failure" and description.startswith("sources/us/ca/a.json: $")
+
+
+def test_files_are_read_concurrently_within_a_bound_and_planning_stops_at_its_deadline(
+    github_server: FakeGitHubServer, client: GitHubClient
+) -> None:
+    paths = [f"sources/us/ca/city{n}.json" for n in range(12)]
+    for path in paths:
+        put(github_server, path, HEAD, source(addresses=[address_entry()]))
+    github_server.delay = 0.2
+    files = [ChangedFile(path, "added") for path in paths]
+    plan = plan_job(client, REPO, head_sha=HEAD, base_sha=BASE, files=files, concurrency=4)
+    assert len(plan.entries) == 12 and 1 < github_server.most_at_once <= 4
+    with pytest.raises(PlanningTimedOut):
+        plan_job(client, REPO, head_sha=HEAD, base_sha=BASE, files=files, deadline=0.0)

@@ -16,12 +16,16 @@ import dagster as dg
 import pytest
 import requests
 
-from oa_dagster.assets.ci_jobs import ci_job, result_key, superseded_key
+from oa_dagster.assets.ci_jobs import ci_job, result_key, superseded_key, write_job_record
 from oa_dagster.ci.github_api import RESULTS_MARKER
+from oa_dagster.ci.outbox import ReportOutbox
+from oa_dagster.ci.plan import JobPlan, PlannedEntry
+from oa_dagster.ci.report_sender import ReportSender
 from oa_dagster.platform.store import LocalStore
 from oa_dagster.resources.deployments import local_resources
 from oa_dagster.resources.github import CiSettings, GitHubResource
 from oa_dagster.run_tags import CI_JOB_TAG, CI_PR_TAG, CI_PUSH_TAG
+from oa_dagster.sensors import ci_jobs as ci_jobs_module
 from oa_dagster.sensors.ci_job_reports import ci_reports_sensor
 from oa_dagster.sensors.ci_jobs import ci_jobs_sensor
 from oa_dagster.webhook.app import create_app
@@ -404,3 +408,101 @@ def test_a_source_pointing_at_internal_addresses_is_refused_without_the_allowlis
     state, description = world.states()[-1]
     assert state == "failure" and description.startswith("addresses us/ca/berkeley/city:")
     assert kind in description and "CI jobs download from publi" in description
+
+
+# ---- ticks that fail, run out of time or meet malformed input ----------------------------------------------------
+
+
+def test_a_planned_job_whose_run_was_never_requested_is_requested_again(world: CiWorld) -> None:
+    world.github.add_file(REPO, BERKELEY, HEAD, source_json(world.serve_csv("/berkeley.csv")))
+    open_pull(world, [file_entry(BERKELEY, "added")])
+    [lost] = world.tick().run_requests
+    world.cursor = None  # the tick failed after `pending` (its 60 s, a killed daemon): no cursor, no run
+    [again] = world.tick().run_requests
+    assert again.run_key == lost.run_key  # the same run key: had the run been created, Dagster would skip it
+    assert world.run(again).success
+    assert [state for state, _ in world.states()] == ["pending", "pending", "success"]
+    assert world.tick().run_requests == []  # now its run exists: done
+
+
+def test_a_tick_keeps_to_its_budget_and_the_next_tick_goes_on(world: CiWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ci_jobs_module, "TICK_BUDGET_SECONDS", 1.0)
+    world.github.delay = 0.2  # three calls a pull request: files, the file, the pending status
+    heads = {number: f"{number:07x}" + "e" * 33 for number in range(1, 9)}
+    for number, head in heads.items():
+        world.github.add_file(REPO, BERKELEY, head, source_json(world.downloads.url("/x.csv")))
+        world.github.add_pull(REPO, number, [file_entry(BERKELEY, "added")], head_sha=head, base_sha=BASE)
+        world.deliver("pull_request", pr_payload("opened", number, head))
+    per_tick = [len(world.tick().run_requests)]
+    assert 0 < per_tick[0] < len(heads) and int(world.cursor or 0) == per_tick[0]
+    while int(world.cursor or 0) < len(heads):
+        per_tick.append(len(world.tick().run_requests))
+    assert sum(per_tick) == len(heads)
+    assert all(world.states(head) == [("pending", f"Checking 1 entry in {BERKELEY}")] for head in heads.values())
+
+
+def test_a_malformed_github_answer_fails_that_job_and_the_next_delivery_goes_on(world: CiWorld) -> None:
+    bad = {**file_entry(BERKELEY, "renamed"), "previous_filename": 5}
+    world.github.add_pull(REPO, 7, [bad], head_sha=NEW_HEAD, base_sha=BASE)
+    world.deliver("pull_request", pr_payload("opened", 7, NEW_HEAD))
+    world.github.add_file(REPO, BERKELEY, HEAD, source_json(world.serve_csv("/berkeley.csv")))
+    open_pull(world, [file_entry(BERKELEY, "added")])
+    result = world.tick()
+    assert result.cursor == "2" and [r.tags[CI_PR_TAG] for r in result.run_requests] == [str(NUMBER)]
+    [(state, description)] = world.states(NEW_HEAD)
+    assert state == "error" and "previous_filename is int" in description
+
+
+def test_thirty_rerun_comments_between_two_ticks_queue_one_run(world: CiWorld) -> None:
+    world.github.add_file(REPO, BERKELEY, HEAD, source_json(world.serve_csv("/berkeley.csv")))
+    open_pull(world, [file_entry(BERKELEY, "added")], author="contributor")
+    [request] = world.tick().run_requests
+    assert world.run(request).success
+    for _ in range(30):
+        world.deliver("issue_comment", comment_payload(number=NUMBER, author="contributor", association="NONE"))
+    [rerun] = world.tick().run_requests
+    assert rerun.partition_key == request.partition_key
+    assert [state for state, _ in world.states()] == ["pending", "success", "pending"]
+
+
+def test_a_newer_head_in_the_same_tick_drops_the_older_heads_request(world: CiWorld) -> None:
+    for head in (HEAD, NEW_HEAD):
+        world.github.add_file(REPO, BERKELEY, head, source_json(world.serve_csv("/berkeley.csv")))
+        open_pull(world, [file_entry(BERKELEY, "added")], head=head)
+    [request] = world.tick().run_requests
+    assert request.partition_key == f"pr-{NUMBER}-{NEW_HEAD[:7]}"
+    assert world.states(HEAD)[-1] == ("error", f"Superseded by {NEW_HEAD[:7]}: the newer commit is checked")
+
+
+def test_the_sweep_requests_a_lost_run_again_or_closes_the_status_saying_why(world: CiWorld) -> None:
+    """Two `pending` statuses set ten minutes ago with no run behind them: one job's plan is stored (its run is
+    requested again), the other's is not (error, naming why)."""
+    planned, unplanned = f"pr-{NUMBER}-{HEAD[:7]}", f"pr-{NUMBER + 1}-{NEW_HEAD[:7]}"
+    plan = JobPlan(
+        HEAD,
+        BASE,
+        entries=(
+            PlannedEntry(
+                "addresses",
+                "us/ca/berkeley/city",
+                "us/ca/berkeley",
+                "city",
+                "v",
+                BERKELEY,
+                json.loads(source_json(world.serve_csv("/b.csv"))),
+            ),
+        ),
+        files=(BERKELEY,),
+    )
+    write_job_record(world.store, planned, REPO, NUMBER, plan)
+    ten_minutes_ago = ReportOutbox(world.resources["ci"].deliveries_url, clock=lambda: time.time() - 600)
+    sender = ReportSender(world.resources["github"].client(), ten_minutes_ago)
+    for key, sha in ((planned, HEAD), (unplanned, NEW_HEAD)):
+        sender.status(REPO, sha, key, "pending", "Checking 1 entry", "oa-dagster")
+    sender.close()
+    [request] = world.tick().run_requests
+    assert request.partition_key == planned and request.run_key.startswith(f"{planned}:sweep:")
+    assert world.states(NEW_HEAD)[-1] == ("error", "The check could not run: its plan could not be read")
+    assert world.run(request).success
+    assert world.states(HEAD)[-1] == ("success", "1 entry processed: 5 features")
+    assert world.tick().run_requests == []  # swept once: the status is final now

@@ -6,6 +6,11 @@ secondary limit) are retried, waiting `Retry-After` seconds or until `x-ratelimi
 backoff; a wait beyond `max_wait` raises `GitHubUnavailable` at once rather than blocking a sensor tick. Other
 4xx raise `GitHubError` with GitHub's own `message`. The token is sent only in the `Authorization` header and
 is never part of a message, a repr or a log line.
+
+Paths come partly from untrusted text (a pull request's file names): an API path with an empty, `.` or `..`
+segment is refused before any request (`RefusedPath`), since a server or proxy removing dot segments would send
+the token to another endpoint. Calls may run from several threads at once (the planner fetches files
+concurrently); the session's connection pool holds `POOL_SIZE` connections.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from oa_dagster.fetch.http import retry_after_seconds
 
@@ -33,6 +39,7 @@ MAX_FILE_BYTES = 5 * 1024 * 1024  # a source file is a few kB; anything this big
 PER_PAGE = 100
 API_VERSION = "2022-11-28"
 SECONDARY_LIMIT_WAIT = 60.0  # GitHub: wait at least a minute on a secondary rate limit without headers
+POOL_SIZE = 16  # connections kept per host: more than the planner's concurrent calls
 
 
 class GitHubError(Exception):
@@ -50,6 +57,26 @@ class GitHubUnavailable(GitHubError):
     def __init__(self, reason: str, status: int | None = None) -> None:
         super().__init__(status, reason)
         self.reason = reason
+
+
+class RefusedPath(GitHubError):
+    """An API path we never send: an empty, `.` or `..` segment (after dot-segment removal it names another
+    endpoint), or text that is not UTF-8."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(None, f"refused API path {path!r}: {reason}")
+
+
+def path_problem(path: str) -> str | None:
+    """Why a repository or API path must not be used (None: it may): empty, `.` or `..` segments, or text that
+    cannot be UTF-8 (a lone surrogate)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not valid UTF-8 text"
+    if any(segment in ("", ".", "..") for segment in path.split("/")):
+        return "it has an empty, '.' or '..' segment"
+    return None
 
 
 @dataclass(frozen=True)
@@ -97,8 +124,28 @@ def status_description(text: str, limit: int = STATUS_DESCRIPTION_LIMIT) -> str:
     return line[: limit - 1].rstrip() + "…"
 
 
-def _changed_file(item: Mapping[str, Any]) -> ChangedFile:
-    return ChangedFile(str(item["filename"]), str(item.get("status", "modified")), item.get("previous_filename"))
+def _changed_file(item: Any) -> ChangedFile:
+    """One item of a files list, its fields checked: a malformed answer is a `GitHubError` naming the field, not
+    an AttributeError deep in the planner."""
+    if not isinstance(item, Mapping):
+        raise GitHubError(None, f"a changed file is {type(item).__name__}, not an object")
+    filename, status, previous = item.get("filename"), item.get("status", "modified"), item.get("previous_filename")
+    for name, value, optional in (
+        ("filename", filename, False),
+        ("status", status, False),
+        ("previous_filename", previous, True),
+    ):
+        if not (isinstance(value, str) and value) and not (optional and value is None):
+            raise GitHubError(None, f"a changed file's {name} is {type(value).__name__}, not a non-empty string")
+    return ChangedFile(filename, status, previous)
+
+
+def _pooled_session() -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 class GitHubClient:
@@ -133,7 +180,7 @@ class GitHubClient:
         self.max_file_bytes = max_file_bytes
         self._sleep = sleep
         self._clock = clock
-        self._session = session or requests.Session()
+        self._session = session or _pooled_session()
         self._headers = {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
@@ -178,7 +225,9 @@ class GitHubClient:
 
     def file_at(self, repo: str, path: str, ref: str) -> bytes | None:
         """A file's bytes at `ref`, None when it does not exist there; bigger than `max_file_bytes` raises."""
-        url_path = f"/repos/{repo}/contents/{quote(path.lstrip('/'), safe='/')}"
+        if problem := path_problem(path):
+            raise RefusedPath(path, problem)
+        url_path = f"/repos/{repo}/contents/{quote(path, safe='/')}"
         try:
             response = self._request(
                 "GET", url_path, params={"ref": ref}, accept="application/vnd.github.raw+json", stream=True
@@ -294,6 +343,8 @@ class GitHubClient:
         stream: bool = False,
     ) -> requests.Response:
         """One API call with the retry rules; returns a 2xx/3xx response, raises `GitHubError` otherwise."""
+        if problem := path_problem(path.removeprefix("/")):
+            raise RefusedPath(path, problem)
         headers = dict(self._headers)
         if accept:
             headers["Accept"] = accept

@@ -7,6 +7,12 @@ request's results comment) holds only the newest wanted state, with a version: a
 an older state (`pending`) over a newer one (`success`), because a send that finds its row changed meanwhile
 marks the row unsent again and the newest state goes out next.
 
+Sending is compare-and-set too: a sender first claims the row's version (`claim`, a lease of `CLAIM_SECONDS`),
+and a claimed row is not due. So the run posting its results comment and `ci_reports_sensor` re-sending it can
+never both find no comment and both post one: whoever claims sends, the other leaves it. A newer state wanted
+while the row is claimed is sent by the claim's holder right after (`sent` hands it back); a holder that dies
+loses its claim when the lease ends, and the report is due again.
+
 The rows live in the webhook deliveries database (a SQLite file beside the local instance, or its Postgres).
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +34,10 @@ from oa_dagster.webhook.database import SqlDatabase, StoreUnavailable, utc
 BACKOFF_SECONDS = 30.0  # the first re-send waits this long, doubling each time
 MAX_BACKOFF_SECONDS = 3600.0
 MAX_ERROR = 500
+# how long a claim holds, by kind: a comment's is longer than a send with every retry of the client (two senders
+# would both post it); a status's is short, since two sends of a status do no harm and a sender killed mid-send
+# would otherwise hold back the job's next status that long
+CLAIM_SECONDS = {"status": 60.0, "comment": 600.0}
 
 metadata = sa.MetaData()
 
@@ -46,10 +57,15 @@ reports_table = sa.Table(
     sa.Column("last_error", sa.Text()),
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),  # a sender is sending the row's version until then
 )
 
 # a row whose newest version has not reached GitHub (never sent, or an older version sent)
 NOT_SENT = sa.or_(reports_table.c.sent_version.is_(None), reports_table.c.sent_version != reports_table.c.version)
+
+
+def _unclaimed(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(reports_table.c.claimed_until.is_(None), reports_table.c.claimed_until <= now)
 
 
 @dataclass(frozen=True)
@@ -98,12 +114,28 @@ class ReportOutbox:
         self._db = SqlDatabase(url, metadata, "CI reports database")
         self._backoff = backoff_seconds
         self._clock = clock
+        self._columns_checked = False
 
     def close(self) -> None:
         self._db.close()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+    def _connect(self, *, write: bool) -> AbstractContextManager[sa.Connection]:
+        if not self._columns_checked:
+            self._add_missing_columns()
+        return self._db.connect(write=write)
+
+    def _add_missing_columns(self) -> None:
+        """A table made by an older version lacks `claimed_until`: add it (nullable, so old rows stay valid)."""
+        with self._db.connect(write=True) as conn:
+            present = {column["name"] for column in sa.inspect(conn).get_columns(reports_table.name)}
+            for column in reports_table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f"ALTER TABLE {reports_table.name} ADD COLUMN {column.name} {kind}")
+        self._columns_checked = True
 
     def want(self, report: Report) -> int:
         """Record `report` as the newest wanted state of its target; returns its version (send it with that)."""
@@ -114,7 +146,7 @@ class ReportOutbox:
             "sha": report.sha,
             "number": report.number,
             "job_key": report.job_key,
-            "body": json.dumps(report.body, ensure_ascii=False),
+            "body": json.dumps(report.body),  # ASCII: a lone surrogate in a file name stays storable
             "attempts": 0,
             "last_error": None,
             "next_attempt_at": now,
@@ -123,7 +155,7 @@ class ReportOutbox:
         where = reports_table.c.target == report.target
         for attempt in range(2):
             try:
-                with self._db.connect(write=True) as conn:
+                with self._connect(write=True) as conn:
                     current = conn.execute(sa.select(reports_table.c.version).where(where)).scalar()
                     if current is None:
                         conn.execute(reports_table.insert().values(target=report.target, version=1, **values))
@@ -141,35 +173,59 @@ class ReportOutbox:
                     raise
         raise StoreUnavailable(f"CI reports database: {report.target} kept changing while being written")
 
-    def sent(self, report: Report, version: int) -> None:
-        """`version` reached GitHub. If the row moved on meanwhile, the newer state still has to go (and the
-        one just sent may be older than what GitHub showed before), so the row stays unsent."""
+    def claim(self, report: Report, version: int, seconds: float | None = None) -> bool:
+        """Take the right to send `version` for `seconds` (`CLAIM_SECONDS` of its kind): False when the row moved
+        on, was sent, or another sender holds it (that sender sends the newest version when done)."""
+        seconds = CLAIM_SECONDS[report.kind] if seconds is None else seconds
+        now = self._now()
+        where = (reports_table.c.target == report.target) & (reports_table.c.version == version)
+        with self._connect(write=True) as conn:
+            claimed = conn.execute(
+                reports_table.update()
+                .where(where, NOT_SENT, _unclaimed(now))
+                .values(claimed_until=now + timedelta(seconds=seconds))
+            ).rowcount
+        return bool(claimed)
+
+    def sent(self, report: Report, version: int) -> PendingReport | None:
+        """`version` reached GitHub; the claim ends. If the row moved on meanwhile, the newer state still has to go
+        (and the one just sent may be older than what GitHub showed before): the row stays unsent and is returned,
+        for the caller to claim and send now."""
         where = reports_table.c.target == report.target
-        with self._db.connect(write=True) as conn:
+        with self._connect(write=True) as conn:
             done = conn.execute(
                 reports_table.update()
                 .where(where, reports_table.c.version == version)
-                .values(sent_version=version, last_error=None)
+                .values(sent_version=version, last_error=None, claimed_until=None)
             ).rowcount
-            if not done:
-                conn.execute(reports_table.update().where(where).values(sent_version=None))
+            if done:
+                return None
+            conn.execute(reports_table.update().where(where).values(sent_version=None, claimed_until=None))
+            row = conn.execute(sa.select(reports_table).where(where)).mappings().first()
+        return None if row is None else _pending(row)
 
     def give_up(self, report: Report, version: int, error: str) -> None:
         """GitHub refused `version` for good (a 4xx that is no rate limit): keep the error, never send it again."""
         where = (reports_table.c.target == report.target) & (reports_table.c.version == version)
-        with self._db.connect(write=True) as conn:
+        with self._connect(write=True) as conn:
             conn.execute(
                 reports_table.update()
                 .where(where)
                 .values(sent_version=version, last_error=f"gave up: {error}"[:MAX_ERROR])
             )
+            conn.execute(
+                reports_table.update().where(reports_table.c.target == report.target).values(claimed_until=None)
+            )
 
     def failed(self, report: Report, version: int, error: str) -> None:
         """`version` could not be sent: count the attempt, keep the error, wait before the next one."""
         where = (reports_table.c.target == report.target) & (reports_table.c.version == version)
-        with self._db.connect(write=True) as conn:
+        with self._connect(write=True) as conn:
+            conn.execute(
+                reports_table.update().where(reports_table.c.target == report.target).values(claimed_until=None)
+            )
             attempts = conn.execute(sa.select(reports_table.c.attempts).where(where)).scalar()
-            if attempts is None:  # replaced meanwhile: the newer version has its own tries
+            if attempts is None:  # replaced meanwhile: the newer version has its own tries (due now)
                 return
             conn.execute(
                 reports_table.update()
@@ -182,19 +238,36 @@ class ReportOutbox:
             )
 
     def due(self, limit: int = 100) -> list[PendingReport]:
-        """Unsent reports whose backoff has passed, oldest first."""
+        """Unsent reports whose backoff has passed and that no sender is sending, oldest first."""
+        columns = reports_table.c
+        now = self._now()
+        query = (
+            sa.select(reports_table)
+            .where(NOT_SENT, columns.next_attempt_at <= now, _unclaimed(now))
+            .order_by(columns.updated_at)
+            .limit(limit)
+        )
+        with self._connect(write=False) as conn:
+            return [_pending(row) for row in conn.execute(query).mappings()]
+
+    def pending_statuses(self, older_than: datetime, limit: int = 100) -> list[PendingReport]:
+        """Statuses whose newest wanted state is `pending`, last changed before `older_than`, oldest first: what
+        the CI sensor's sweep checks for a run behind them. (`want` writes the body with `json.dumps`' default
+        separators and escapes, so no text inside a field can look like the state.)"""
         columns = reports_table.c
         query = (
             sa.select(reports_table)
             .where(
-                NOT_SENT,
-                columns.next_attempt_at <= self._now(),
+                columns.kind == "status",
+                columns.body.contains('"state": "pending"', autoescape=True),
+                columns.updated_at < older_than,
             )
             .order_by(columns.updated_at)
             .limit(limit)
         )
-        with self._db.connect(write=False) as conn:
-            return [_pending(row) for row in conn.execute(query).mappings()]
+        with self._connect(write=False) as conn:
+            rows = [_pending(row) for row in conn.execute(query).mappings()]
+        return [row for row in rows if row.report.body.get("state") == "pending"]
 
     def unsent(self, job_key: str | None = None) -> list[PendingReport]:
         """Every unsent report (of one job), whatever its backoff: for metadata and tests."""
@@ -202,13 +275,13 @@ class ReportOutbox:
         query = sa.select(reports_table).where(NOT_SENT)
         if job_key is not None:
             query = query.where(columns.job_key == job_key)
-        with self._db.connect(write=False) as conn:
+        with self._connect(write=False) as conn:
             return [_pending(row) for row in conn.execute(query.order_by(columns.updated_at)).mappings()]
 
     def prune(self, older_than: datetime) -> int:
         """Forget sent reports last changed before `older_than`; returns how many."""
         columns = reports_table.c
-        with self._db.connect(write=True) as conn:
+        with self._connect(write=True) as conn:
             return conn.execute(
                 reports_table.delete().where(columns.sent_version == columns.version, columns.updated_at < older_than)
             ).rowcount

@@ -4,12 +4,19 @@ No Dagster and no checkout: the changed `sources/**.json` files come from the Gi
 one at the head (and base) commit, then validated with the platform's strict rule (no local tree, so a `data`
 without a URL scheme, a `file://` URL or an absolute path is refused). An entry runs when it is new or its
 version, computed exactly as the catalog computes it, differs from the same file's entry at the base.
+
+Every problem found while planning one file (a schema error, a URL that does not parse, text that is not UTF-8, a
+path with `.` or `..` segments) is that file's error in the plan, never an exception that leaves the pull request
+without a status. The files are fetched concurrently (`concurrency` calls at once) and planning stops at a
+`deadline` (`PlanningTimedOut`), so a sensor tick can bound its own time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +26,10 @@ from oa_dagster.sources.load import SUFFIX, parse_source_json, source_from_dict
 from oa_dagster.sources.local_data import SOURCES_DIR, data_errors
 from oa_dagster.sources.model import LayerEntry, Source, SourceInvalid
 
-from .github_api import ChangedFile, GitHubClient, GitHubError, GitHubUnavailable
+from .github_api import ChangedFile, GitHubClient, GitHubError, GitHubUnavailable, path_problem
 
 JOB_KINDS = ("pr", "push")
+CONCURRENCY = 8  # GitHub calls at once while planning one job (GitHub asks clients to keep this small)
 SHORT_SHA = 7
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 _PREFIX = SOURCES_DIR + "/"
@@ -47,9 +55,19 @@ def job_key(kind: str, sha: str, number: int | None = None) -> str:
     raise ValueError(f"job kind {kind!r} is not one of {', '.join(JOB_KINDS)}")
 
 
+class PlanningTimedOut(Exception):
+    """Planning passed its deadline; nothing of the job was reported."""
+
+
 def is_source_file(path: str) -> bool:
-    """Whether a repository path is a source file: `sources/**.json` (at any depth below the top `sources/`)."""
+    """Whether a repository path is a source file: `sources/**.json` (at any depth below the top `sources/`).
+    Says nothing about whether the path is safe to use: see `path_problem`."""
     return path.startswith(_PREFIX) and path.endswith(SUFFIX) and len(path) > len(_PREFIX) + len(SUFFIX)
+
+
+def printable_path(path: str) -> str:
+    """`path` as text that can be stored and sent (a lone surrogate escaped), for messages and plan keys."""
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def source_key_of(path: str) -> str:
@@ -174,19 +192,79 @@ def _versions(source: Source | None) -> dict[tuple[str, str], str]:
     return {(entry.layer, entry.name): entry_hash(entry.raw, __version__) for entry in source.entries}
 
 
-def plan_job(
-    client: GitHubClient, repo: str, *, head_sha: str, base_sha: str | None, files: list[ChangedFile]
-) -> JobPlan:
-    """The plan of a pull request or push from its changed files (`pull_request_files` / `compare_files`).
+@dataclass
+class _FilePlan:
+    """What one changed file adds to the plan."""
 
-    Entries are matched to the base by layer and entry name within the same file (a renamed file is compared
-    with its previous name), so a pure rename runs nothing; a base file that is missing or invalid makes every
-    entry new. Raises `GitHubUnavailable` when GitHub cannot be read.
-    """
+    path: str
+    entries: list[PlannedEntry] = field(default_factory=list)
+    errors: tuple[str, ...] = ()
+    skipped: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def _plan_file(
+    client: GitHubClient,
+    repo: str,
+    path: str,
+    base_path: str | None,
+    head_sha: str,
+    base_sha: str | None,
+    check_time: Callable[[], None],
+) -> _FilePlan:
+    """One file's entries to run, or its errors: any problem with its content is the file's, never raised.
+    GitHub being unavailable and the deadline are not the file's fault and propagate."""
+    planned = _FilePlan(printable_path(path))
+    try:
+        check_time()
+        head = _load(client, repo, path, head_sha)
+        if head is None:
+            planned.errors = (f"$: the file is not in commit {head_sha[:SHORT_SHA]} although the change lists it",)
+            return planned
+        base: Source | None = None
+        if base_path is not None and base_sha:
+            check_time()
+            try:
+                base = _load(client, repo, base_path, base_sha)
+            except (SourceInvalid, ValueError, TypeError, AttributeError, LookupError, RecursionError):
+                base = None  # an invalid base has no versions to compare with: everything is new
+        before = _versions(base)
+        for entry in head.entries:
+            version = entry_hash(entry.raw, __version__)
+            if before.get((entry.layer, entry.name)) == version:
+                planned.unchanged += 1
+            elif entry.skip:
+                planned.skipped.append(f"{entry.layer}/{entry.key}")
+            else:
+                planned.entries.append(
+                    PlannedEntry(entry.layer, entry.key, head.key, entry.name, version, path, head.data)
+                )
+    except (GitHubUnavailable, PlanningTimedOut):
+        raise
+    except SourceInvalid as exc:
+        planned.errors = tuple(exc.errors)
+    except (ValueError, TypeError, AttributeError, LookupError, RecursionError) as exc:
+        # a bug in validation meeting hostile input: still this file's problem, said in its words
+        planned.errors = (f"$: the file could not be checked: {type(exc).__name__}: {exc}",)
+    if planned.errors:
+        planned.entries, planned.skipped, planned.unchanged = [], [], 0
+    return planned
+
+
+def _considered(files: list[ChangedFile]) -> tuple[dict[str, str | None], list[str], dict[str, tuple[str, ...]]]:
+    """(head path -> base path to compare with, removed source files, refused paths with their error)."""
     removed: list[str] = []
-    considered: dict[str, str | None] = {}  # head path -> base path to compare with
+    refused: dict[str, tuple[str, ...]] = {}
+    considered: dict[str, str | None] = {}
     for changed in files:
         previous = changed.previous_filename
+        named = [changed.filename] + ([previous] if previous else [])
+        if any(is_source_file(path) or path.startswith(_PREFIX) for path in named):
+            problems = [(path, problem) for path in named if (problem := path_problem(path))]
+            if problems:  # refused before any API call: a server would resolve it to another file or endpoint
+                path, problem = problems[0]
+                refused[printable_path(changed.filename)] = (f"$: path {printable_path(path)!r} refused: {problem}",)
+                continue
         if changed.status == "removed":
             if is_source_file(changed.filename):
                 removed.append(changed.filename)
@@ -208,42 +286,51 @@ def plan_job(
         else:
             base_path = changed.filename
         considered.setdefault(changed.filename, base_path)
+    return considered, removed, refused
 
-    entries: list[PlannedEntry] = []
-    invalid: dict[str, tuple[str, ...]] = {}
-    skipped: list[str] = []
-    unchanged = 0
-    for path, base_path in considered.items():
-        try:
-            head = _load(client, repo, path, head_sha)
-        except SourceInvalid as exc:
-            invalid[path] = tuple(exc.errors)
-            continue
-        if head is None:
-            invalid[path] = (f"$: the file is not in commit {head_sha[:SHORT_SHA]} although the change lists it",)
-            continue
-        base: Source | None = None
-        if base_path is not None and base_sha:
-            try:
-                base = _load(client, repo, base_path, base_sha)
-            except SourceInvalid:
-                base = None  # an invalid base has no versions to compare with: everything is new
-        before = _versions(base)
-        for entry in head.entries:
-            version = entry_hash(entry.raw, __version__)
-            if before.get((entry.layer, entry.name)) == version:
-                unchanged += 1
-            elif entry.skip:
-                skipped.append(f"{entry.layer}/{entry.key}")
-            else:
-                entries.append(PlannedEntry(entry.layer, entry.key, head.key, entry.name, version, path, head.data))
+
+def plan_job(
+    client: GitHubClient,
+    repo: str,
+    *,
+    head_sha: str,
+    base_sha: str | None,
+    files: list[ChangedFile],
+    deadline: float | None = None,
+    concurrency: int = CONCURRENCY,
+    clock: Callable[[], float] = time.monotonic,
+) -> JobPlan:
+    """The plan of a pull request or push from its changed files (`pull_request_files` / `compare_files`).
+
+    Entries are matched to the base by layer and entry name within the same file (a renamed file is compared
+    with its previous name), so a pure rename runs nothing; a base file that is missing or invalid makes every
+    entry new. A path under `sources/` with an empty, `.` or `..` segment is refused (an invalid file) before any
+    API call. Raises `GitHubUnavailable` when GitHub cannot be read, `PlanningTimedOut` past `deadline` (a
+    `clock()` value).
+    """
+    considered, removed, refused = _considered(files)
+
+    def check_time() -> None:
+        if deadline is not None and clock() > deadline:
+            raise PlanningTimedOut(f"planning passed its deadline with {len(considered)} files to read")
+
+    def plan_one(item: tuple[str, str | None]) -> _FilePlan:
+        return _plan_file(client, repo, item[0], item[1], head_sha, base_sha, check_time)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(considered))), thread_name_prefix="ci-plan")
+    try:
+        planned = list(pool.map(plan_one, considered.items()))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    invalid = dict(refused)
+    invalid.update((file.path, file.errors) for file in planned if file.errors)
     return JobPlan(
         head_sha=head_sha,
         base_sha=base_sha,
-        entries=tuple(entries),
+        entries=tuple(entry for file in planned for entry in file.entries),
         invalid=invalid,
-        removed=tuple(dict.fromkeys(removed)),
-        unchanged=unchanged,
-        skipped=tuple(skipped),
-        files=tuple(considered),
+        removed=tuple(dict.fromkeys(printable_path(path) for path in removed)),
+        unchanged=sum(file.unchanged for file in planned),
+        skipped=tuple(name for file in planned for name in file.skipped),
+        files=tuple(printable_path(path) for path in [*considered, *refused]),
     )

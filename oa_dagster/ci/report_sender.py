@@ -2,7 +2,9 @@
 
 With an outbox (`ci/outbox.py`) every report is recorded first, so one GitHub cannot take now is re-sent later
 by `ci_reports_sensor`; without one (no deliveries database) it is sent straight and a failure is only returned.
-A failure is never raised: a job's results stand whatever GitHub does.
+A failure is never raised: a job's results stand whatever GitHub does. A recorded report is sent only by the
+sender that claims it (compare-and-set on its row): a report another sender is sending is left to that one, which
+sends the newest version when it is done, so a pull request never gets its results comment twice.
 """
 
 from __future__ import annotations
@@ -69,21 +71,57 @@ class ReportSender:
         return self.send(Report("comment", repo, job_key, {"body": body}, number=number))
 
     def send(self, report: Report) -> str | None:
-        version = None
-        if self.outbox is not None:
-            try:
-                version = self.outbox.want(report)
-            except StoreUnavailable as exc:  # still try GitHub: the report itself matters more than its record
-                log.error("could not record the %s for %s before sending it: %s", report.kind, report.job_key, exc)
-        return self._deliver(report, version)
+        """Record and send `report`; the error, or None when sent (or left to the sender already sending its
+        target, which sends this newer version next)."""
+        if self.outbox is None:
+            return self._deliver(report)
+        try:
+            version = self.outbox.want(report)
+            claimed = self.outbox.claim(report, version)
+        except StoreUnavailable as exc:  # still try GitHub: the report itself matters more than its record
+            log.error("could not record the %s for %s before sending it: %s", report.kind, report.job_key, exc)
+            return self._deliver(report)
+        if not claimed:
+            log.info(
+                "the %s for %s is being sent by another sender; it sends this one next", report.kind, report.job_key
+            )
+            return None
+        return self._send_claimed(report, version)
 
     def resend_due(self, limit: int = 100) -> list[Resent]:
-        """Send again every report whose backoff has passed (newest state of each target only)."""
+        """Send again every report whose backoff has passed (newest state of each target only), each only if this
+        sender can claim it."""
         if self.outbox is None:
             return []
-        return [Resent(pending, self._deliver(pending.report, pending.version)) for pending in self.outbox.due(limit)]
+        outbox = self.outbox
+        return [
+            Resent(pending, self._send_claimed(pending.report, pending.version))
+            for pending in outbox.due(limit)
+            if outbox.claim(pending.report, pending.version)
+        ]
 
-    def _deliver(self, report: Report, version: int | None) -> str | None:
+    def _send_claimed(self, report: Report, version: int, rounds: int = 3) -> str | None:
+        """Send a claimed version; when a newer one was wanted meanwhile, claim and send that too (a few rounds;
+        what is left is due for `ci_reports_sensor`)."""
+        outbox = self.outbox
+        assert outbox is not None
+        error = self._deliver(report, version)
+        for _ in range(rounds):
+            if error is not None:
+                return error
+            try:
+                newer = outbox.sent(report, version)
+                if newer is None or not outbox.claim(newer.report, newer.version):
+                    return None
+            except StoreUnavailable as exc:
+                log.error("could not record that the %s for %s was sent: %s", report.kind, report.job_key, exc)
+                return None
+            report, version = newer.report, newer.version
+            error = self._deliver(report, version)
+        return error
+
+    def _deliver(self, report: Report, version: int | None = None) -> str | None:
+        """Post `report`; record a failure against `version` (when recorded). Success is recorded by the caller."""
         outbox = self.outbox if version is not None else None
         try:
             self._post(report)
@@ -95,8 +133,6 @@ class ReportSender:
                 else:
                     _record(lambda: outbox.failed(report, version, error))
             return error
-        if outbox is not None and version is not None:
-            _record(lambda: outbox.sent(report, version))
         return None
 
     def _post(self, report: Report) -> None:

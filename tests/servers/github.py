@@ -1,12 +1,14 @@
 """A fake GitHub REST API for CI job tests: pull requests and their files, comparisons, file contents at a ref,
 commit statuses, issue comments and collaborator permissions. It records every request in order as
 (method, path, JSON body) and can answer 5xx or rate limits on demand; with a token set it answers 401 to
-any other credentials, like GitHub."""
+any other credentials, like GitHub. `delay` makes every answer that much slower (a GitHub answering in 0.25 s),
+`pause` holds chosen requests until released, and `most_at_once` counts the requests it answered concurrently."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -68,6 +70,23 @@ class _Handler(BaseHTTPRequestHandler):
             server.received.append((method, url.path, body))
             server.seen_headers.append(dict(self.headers.items()))
             failure = server.failures.pop(0) if server.failures else None
+            server.in_flight += 1
+            server.most_at_once = max(server.most_at_once, server.in_flight)
+            pauses = [
+                event for (m, suffix), event in server.pauses.items() if m == method and url.path.endswith(suffix)
+            ]
+        try:
+            for event in pauses:
+                event.wait(server.pause_timeout)
+            if server.delay:
+                time.sleep(server.delay)
+            self._answer(method, url, body, failure)
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+    def _answer(self, method: str, url: Any, body: Any, failure: _Failure | None) -> None:
+        server = self.server
         if failure:
             self._json(failure.status, {"message": failure.message}, failure.headers)
             return
@@ -121,6 +140,11 @@ class FakeGitHubServer(ThreadingHTTPServer):
         self.received: list[tuple[str, str, Any]] = []
         self.seen_headers: list[dict[str, str]] = []
         self.failures: list[_Failure] = []
+        self.delay = 0.0  # seconds added to every answer
+        self.pauses: dict[tuple[str, str], threading.Event] = {}
+        self.pause_timeout = 10.0
+        self.in_flight = 0
+        self.most_at_once = 0
         self._next_id = 1000
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
@@ -157,6 +181,12 @@ class FakeGitHubServer(ThreadingHTTPServer):
             headers.update({"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
         message = "API rate limit exceeded" if reset is not None else "You have exceeded a secondary rate limit"
         self.failures += [_Failure(status, headers, message) for _ in range(n)]
+
+    def pause(self, method: str, path_suffix: str) -> threading.Event:
+        """Hold every `method` request whose path ends with `path_suffix` (recorded at once, answered when the
+        returned event is set, or after `pause_timeout`)."""
+        event = self.pauses[(method, path_suffix)] = threading.Event()
+        return event
 
     def writes(self) -> list[tuple[str, str, Any]]:
         """What was posted or patched, in order."""
