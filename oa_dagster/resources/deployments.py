@@ -140,8 +140,6 @@ def s3_resources(
 
 def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deployment:
     """The resources and settings for `OA_ENV`; unknown names are an error, not a silent local."""
-    import dagster as dg
-
     from .processing import ProcessingSettings
     from .sources_repo import SourcesRepository
 
@@ -173,11 +171,12 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
             public_url=env.get("OA_PUBLIC_URL") or None,
             download_url=env.get("OA_DOWNLOAD_URL") or None,
         )
-        token = dg.EnvVar("GITHUB_TOKEN") if env.get("GITHUB_TOKEN") else None
+        github = shared["github"]  # the same GitHub (api.github.com, an Enterprise server, a mirror) as CI jobs
         resources["sources_repo"] = SourcesRepository(
             kind="github",
-            token=token,
-            repo=env.get("OA_SOURCES_REPO", "openaddresses/openaddresses"),
+            api_url=github.api_url,
+            token=github.token,
+            repo=github.repo,
             default_ref=env.get("OA_SOURCES_REF", "master"),
         )
         resources["processing"] = ProcessingSettings(
