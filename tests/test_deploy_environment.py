@@ -67,6 +67,7 @@ def production_env(tmp: Path, moto_url: str, database: str) -> dict[str, str]:
         "OA_FULL_REFRESH_DAYS": "17",
         "OA_ALERT_WEBHOOK_URL": "https://alerts.env.test/hook",
         "OA_SET_EXPECTED_HOURS": "23",
+        "OA_CI_RETENTION_DAYS": "9",
     }
 
 
@@ -117,6 +118,7 @@ def _check_resources(env: dict[str, str]) -> None:
     assert alerts.expected_hours == 23
     ci = resources["ci"]
     assert ci.deliveries_url == env["OA_WEBHOOK_DB"] and ci.allowed() == {"10.9.8.7:8080"}
+    assert ci.retention_days == 9
     processing = resources["processing"]
     assert (processing.work_dir, processing.cache_dir, processing.full_refresh_days) == (
         env["OA_WORK_DIR"],
@@ -170,3 +172,28 @@ def _check_serve(env: dict[str, str], tmp: Path, moto_url: str) -> None:
         tables = [row[0] for row in db.execute("select name from sqlite_master where type = 'table'")]
         recorded = [row for table in tables for row in db.execute(f"select * from {table}") if delivery in row]
     assert recorded, f"the delivery is not in OA_WEBHOOK_DB ({tables})"
+
+
+def test_the_compute_logs_lifecycle_rule_outlives_ci_runs_and_matches_the_instance(moto_url: str) -> None:
+    """The rule an operator applies to `OA_LOGS_BUCKET` (docs/operations.md), applied to an S3 bucket and read
+    back: it covers the instance's compute log prefix, keeps logs at least as long as CI runs are kept, and as
+    long as the instance keeps the ticks that explain runs."""
+    import boto3
+    import yaml
+
+    from oa_dagster.ci.retention import DEFAULT_RETENTION_DAYS
+
+    deploy = ROOT / "deploy" / "production"
+    instance = yaml.safe_load((deploy / "dagster.yaml").read_text())
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1", **MOTO_CREDS)
+    s3.create_bucket(Bucket="env-lifecycle")
+    rules = json.loads((deploy / "compute-logs-lifecycle.json").read_text())
+    s3.put_bucket_lifecycle_configuration(Bucket="env-lifecycle", LifecycleConfiguration=rules)
+    [rule] = s3.get_bucket_lifecycle_configuration(Bucket="env-lifecycle")["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["Filter"]["Prefix"] == instance["compute_logs"]["config"]["prefix"] + "/"
+    days = rule["Expiration"]["Days"]
+    assert days >= DEFAULT_RETENTION_DAYS
+    ticks = instance["retention"]
+    assert days == ticks["schedule"]["purge_after_days"] == ticks["sensor"]["purge_after_days"]["failure"]
+    assert f"Expiration {days} days" in OPERATIONS.read_text()  # what the operator reads is what is applied

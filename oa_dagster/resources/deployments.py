@@ -13,7 +13,8 @@ Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable link
 than that is processed in full), `OA_ALERT_WEBHOOK_URL` (a Slack-compatible webhook for set alerts; none: no
 alerts), `OA_SET_EXPECTED_HOURS` (default 36: a set running longer is reported stalled).
 CI jobs, both: `OA_GITHUB_API_URL` (default https://api.github.com), `GITHUB_TOKEN`, `OA_STATUS_CONTEXT` (default
-`oa-dagster`), `OA_DAGSTER_UI_URL`, `OA_SOURCES_REPO`, `OA_CI_ALLOW_HOSTS`, and the deliveries database of
+`oa-dagster`), `OA_DAGSTER_UI_URL`, `OA_SOURCES_REPO`, `OA_CI_ALLOW_HOSTS`, `OA_CI_RETENTION_DAYS` (default 14:
+closed jobs' folders and runs, deliveries and sent reports are pruned after it), and the deliveries database of
 `OA_WEBHOOK_SECRET` / `OA_WEBHOOK_DB` (`webhook_settings`); without a secret or a token the CI sensor skips.
 """
 
@@ -99,6 +100,7 @@ def ci_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     import dagster as dg
 
     from oa_dagster.ci.github_api import GitHubSettings
+    from oa_dagster.ci.retention import DEFAULT_RETENTION_DAYS
 
     from .github import DEFAULT_SOURCES_REPO, CiSettings, GitHubResource
 
@@ -112,7 +114,9 @@ def ci_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
             repo=env.get("OA_SOURCES_REPO") or DEFAULT_SOURCES_REPO,
         ),
         "ci": CiSettings(
-            deliveries_url=webhook_settings(env).database_url, allowed_hosts=env.get("OA_CI_ALLOW_HOSTS", "")
+            deliveries_url=webhook_settings(env).database_url,
+            allowed_hosts=env.get("OA_CI_ALLOW_HOSTS", ""),
+            retention_days=float(env.get("OA_CI_RETENTION_DAYS") or DEFAULT_RETENTION_DAYS),
         ),
     }
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from oa_dagster.ci.github_api import DEFAULT_API_URL, DEFAULT_STATUS_CONTEXT, GitHubClient, GitHubSettings
+from oa_dagster.ci.retention import DEFAULT_RETENTION_DAYS
 from oa_dagster.fetch.hosts import parse_allowed_hosts
 
 if TYPE_CHECKING:
@@ -50,12 +51,14 @@ class GitHubResource(dg.ConfigurableResource):
 
 
 class CiSettings(dg.ConfigurableResource):
-    """CI jobs' own knobs: where deliveries are read, which private hosts downloads may reach, the time cap."""
+    """CI jobs' own knobs: where deliveries are read, which private hosts downloads may reach, the time cap, how
+    long what they leave is kept (`jobs/cleanup.py`)."""
 
     deliveries_url: str | None = None  # the webhook deliveries database; None: webhooks are off (no secret)
     allowed_hosts: str = ""  # `OA_CI_ALLOW_HOSTS`: exceptions to the public-addresses-only rule
     job_max_runtime_seconds: int = DEFAULT_JOB_MAX_RUNTIME_SECONDS  # the job's wall-clock cap
     report_backoff_seconds: float = 30.0  # the first wait before a report GitHub refused is sent again
+    retention_days: float = DEFAULT_RETENTION_DAYS  # `OA_CI_RETENTION_DAYS`: closed jobs, deliveries, sent reports
 
     def outbox(self) -> ReportOutbox | None:
         """Where reports wait for GitHub: the deliveries database (None: webhooks are off)."""
