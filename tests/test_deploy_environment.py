@@ -55,6 +55,9 @@ def production_env(tmp: Path, moto_url: str, database: str) -> dict[str, str]:
         "OA_SOURCES_REF": "env-ref",
         "OA_GITHUB_API_URL": "https://github.env.test/api/v3",
         "GITHUB_TOKEN": "env-github-token",
+        "OA_GITHUB_APP_ID": "4711",
+        "OA_GITHUB_APP_PRIVATE_KEY": "env-app-key",
+        "OA_GITHUB_APP_INSTALLATION_ID": "815",
         "OA_STATUS_CONTEXT": "env-context",
         "OA_DAGSTER_UI_URL": "https://dagster.env.test",
         "OA_CI_ALLOW_HOSTS": "10.9.8.7:8080",
@@ -111,8 +114,13 @@ def _check_resources(env: dict[str, str]) -> None:
         "https://dagster.env.test",
     )
     # secrets go in by name: the UI shows `GITHUB_TOKEN`, never the value
-    for secret, name in ((github.token, "GITHUB_TOKEN"), (sources.token, "GITHUB_TOKEN")):
-        assert isinstance(secret, dg.EnvVar) and secret.env_var_name == name and secret.get_value() == env[name]
+    for signed_in in (github, sources):
+        assert (signed_in.app_id, signed_in.app_installation_id) == ("4711", 815)
+        for secret, name in (
+            (signed_in.token, "GITHUB_TOKEN"),
+            (signed_in.app_private_key, "OA_GITHUB_APP_PRIVATE_KEY"),
+        ):
+            assert isinstance(secret, dg.EnvVar) and secret.env_var_name == name and secret.get_value() == env[name]
     alerts = resources["set_alerts"]
     assert isinstance(alerts.webhook_url, dg.EnvVar) and alerts.webhook_url.env_var_name == "OA_ALERT_WEBHOOK_URL"
     assert alerts.expected_hours == 23
