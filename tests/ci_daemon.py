@@ -8,17 +8,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import requests
 
 from tests.ci_deliveries import BASE, REPO, SECRET, Receiver
-from tests.platform_helpers import free_port, local_instance_home, running_daemon, wait_for
+from tests.platform_helpers import local_instance_home, running_daemon, running_serve
 from tests.servers.downloads import DownloadServer
 from tests.servers.fixtures import GITHUB_TOKEN
 from tests.servers.github import FakeGitHubServer, file_entry
@@ -69,27 +67,9 @@ def running_ci_platform(tmp: Path, github: FakeGitHubServer, downloads: Download
     """Serve and daemon started (both stopped at the end, process groups killed); `/hook` answering."""
     home = local_instance_home(tmp / "home")
     env = {**os.environ, **ci_env(tmp, github, downloads), "DAGSTER_HOME": str(home)}
-    port = free_port()
     log = tmp / "daemon.log"
     with ExitStack() as stack:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "oa_dagster.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp / "serve.log").open("wb"),
-        )
-        stack.callback(lambda: (os.killpg(serve.pid, signal.SIGKILL), serve.wait()))
-        base = f"http://127.0.0.1:{port}"
-
-        def answering() -> bool:
-            assert serve.poll() is None, (tmp / "serve.log").read_text()[-2000:]
-            try:
-                return requests.post(f"{base}/hook", data=b"{}", timeout=2).status_code == 401
-            except requests.ConnectionError:
-                return False
-
-        wait_for("oa-dagster serve", answering, 60)
+        base = stack.enter_context(running_serve(env, tmp / "serve.log"))
         platform = CiPlatform(Receiver(base, None), home, tmp / "data", log, ci_env(tmp, github, downloads), stack)
         platform.start_daemon()
         yield platform

@@ -190,6 +190,35 @@ def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subpr
         daemon.wait()
 
 
+@contextmanager
+def running_serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`oa-dagster serve` as its own process with `env` (on top of this one's): its base URL once `/hook` answers
+    (401 unsigned, or 503 without a secret). Its process group is killed at the end."""
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "oa_dagster.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **env},
+        start_new_session=True,
+        stdout=log.with_suffix(".out").open("wb"),
+        stderr=log.open("wb"),
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        assert serve.poll() is None, log.read_text()[-2000:]
+        try:
+            return requests.post(f"{base}/hook", data=b"{}", timeout=2).status_code in (401, 503)
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for("oa-dagster serve", answering, 60)
+        yield base
+    finally:
+        os.killpg(serve.pid, signal.SIGKILL)
+        serve.wait()
+
+
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float, log: Path | None = None) -> Any:
     """Poll until `predicate()` returns something truthy (bounded: a stuck daemon fails the test, not CI); the
     end of `log` (the daemon's) is in the message when it times out."""

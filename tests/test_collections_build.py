@@ -276,10 +276,10 @@ def test_a_crash_while_writing_leaves_the_previous_collection_served(
 
     real_put_file = type(store).put_file
 
-    def put_file_failing_on_parquet(self: Any, key: str, path: Path) -> None:
+    def put_file_failing_on_parquet(self: Any, key: str, path: Path, **options: Any) -> None:
         if key.endswith(".parquet"):
             raise UploadFails(f"connection reset uploading {key} (injected)")
-        real_put_file(self, key, path)
+        real_put_file(self, key, path, **options)
 
     monkeypatch.setattr(type(store), "put_file", put_file_failing_on_parquet)
     with pytest.raises(UploadFails):  # the zip was uploaded (under a temporary key), the parquet was not

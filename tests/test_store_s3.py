@@ -65,3 +65,47 @@ def test_both_stores_refuse_keys_that_escape_or_mean_different_objects(moto_url:
     for store in (LocalStore(tmp_path), moto_bucket(moto_url, "refuse")):
         with pytest.raises(ValueError, match="bad key"):
             store.put_bytes(key, b"x")
+
+
+def test_every_object_a_set_publishes_carries_its_content_type(moto_url: str, tmp_path: Path) -> None:
+    """A public bucket serves an object with the type it was stored with (boto3's default: binary/octet-stream):
+    a run's files, collections, coverage, maps and the results index, written by their assets, each read back."""
+    from oa_dagster.assets.collections import collections
+    from oa_dagster.assets.coverage import COVERAGE_ASSETS
+    from oa_dagster.assets.results_index import results_index
+    from tests.collections_helpers import make_world
+
+    store = moto_bucket(moto_url, "content-types")
+    resources = {
+        **local_resources(tmp_path / "unused", work_dir=str(tmp_path / "work")),
+        **s3_resources(
+            "content-types", prefix="oa", endpoint_url=moto_url, region_name="us-east-1", s3_kwargs=MOTO_CREDS
+        ),
+    }
+    key = "us/ca/berkeley_example/county"
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        assert materialize_range(instance, resources, "parcels", key, key).success  # out.geojson, preview.png, ...
+        make_world(store, tmp_path, rows=10)  # a catalog and outputs for collections and coverage
+        area = dg.MultiPartitionKey({"area": "global", "layer": "addresses"})
+        assert dg.materialize([collections], partition_key=area, resources=resources, instance=instance).success
+        assert dg.materialize([*COVERAGE_ASSETS, results_index], resources=resources, instance=instance).success
+    expected = {
+        ".html": "text/html; charset=utf-8",
+        ".png": "image/png",
+        ".json": "application/json",
+        ".zip": "application/zip",
+        ".parquet": "application/vnd.apache.parquet",
+        ".geojson": "application/x-ndjson",  # GeoJSON lines: one Feature per line
+        ".txt": "text/plain; charset=utf-8",
+    }
+    found: dict[str, str] = {}
+    for stored in store.list(""):
+        head = store.client.head_object(Bucket="content-types", Key=f"oa/{stored}")
+        suffix = Path(stored).suffix
+        want = "application/geo+json" if stored == "coverage/render-world.geojson" else expected[suffix]
+        assert head["ContentType"] == want, stored
+        found[suffix] = stored
+    assert set(found) == set(expected), found  # every kind was written and checked
+    assert "openaddr-collected-global.zip" in store.list("openaddr")  # the classic copy keeps the zip's type
+    assert store.client.head_object(Bucket="content-types", Key="oa/index.html")["CacheControl"] == "no-cache"

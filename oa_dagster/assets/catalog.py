@@ -73,7 +73,7 @@ def source_catalog(
     with temp_checkout_dir() as tmp:
         if sources_repo.kind == "github":
             root, commit = fetch_github_archive(
-                sources_repo.api_url, sources_repo.repo, ref, Path(tmp), token=sources_repo.token
+                sources_repo.api_url, sources_repo.repo, ref, Path(tmp), token=sources_repo.current_token()
             )
             catalog = build_catalog(root, commit, ref=ref, origin=sources_repo.describe(ref), keep_source_dir=False)
         else:

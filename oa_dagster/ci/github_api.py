@@ -41,6 +41,8 @@ API_VERSION = "2022-11-28"
 SECONDARY_LIMIT_WAIT = 60.0  # GitHub: wait at least a minute on a secondary rate limit without headers
 POOL_SIZE = 16  # connections kept per host: more than the planner's concurrent calls
 
+TokenSource = Callable[[], str]  # called before each request: a token that may change (`github_auth.py`)
+
 
 class GitHubError(Exception):
     """GitHub answered with an error we do not retry (4xx), with GitHub's `message`; `status` is the HTTP code."""
@@ -93,7 +95,7 @@ class GitHubSettings:
     """The CI jobs' GitHub settings from the environment; the token stays out of the repr."""
 
     api_url: str = DEFAULT_API_URL
-    token: str | None = field(default=None, repr=False)
+    token: str | TokenSource | None = field(default=None, repr=False)  # a source: GitHub App tokens
     status_context: str = DEFAULT_STATUS_CONTEXT
     ui_url: str | None = None
 
@@ -151,6 +153,9 @@ def _pooled_session() -> requests.Session:
 class GitHubClient:
     """The GitHub REST API at `api_url` (github.com, an Enterprise server's `/api/v3`, or a test fake).
 
+    `token`: a token, or a source of tokens called before each request (a GitHub App's installation tokens,
+    refreshed before they expire).
+
     `retries` is the number of retries after the first attempt; `backoff` the first backoff in seconds,
     doubled on each retry; `max_wait` the longest single wait we accept; `sleep` and `clock` are injectable so
     tests record waits instead of sleeping.
@@ -159,7 +164,7 @@ class GitHubClient:
     def __init__(
         self,
         api_url: str = DEFAULT_API_URL,
-        token: str | None = None,
+        token: str | TokenSource | None = None,
         *,
         timeout: float = 30.0,
         retries: int = 4,
@@ -172,7 +177,8 @@ class GitHubClient:
         session: requests.Session | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
-        self._token = token or None
+        self._token_source = token if callable(token) else None
+        self._token = None if callable(token) else (token or None)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -190,7 +196,7 @@ class GitHubClient:
             self._headers["Authorization"] = f"Bearer {self._token}"
 
     def __repr__(self) -> str:
-        return f"GitHubClient({self.api_url!r}, token={'set' if self._token else 'none'})"
+        return f"GitHubClient({self.api_url!r}, token={'set' if self._token or self._token_source else 'none'})"
 
     # ---- reading a pull request -------------------------------------------------------------------------
 
@@ -348,6 +354,9 @@ class GitHubClient:
         headers = dict(self._headers)
         if accept:
             headers["Accept"] = accept
+        if self._token_source is not None:
+            self._token = self._token_source()  # the same one until it nears its expiry
+            headers["Authorization"] = f"Bearer {self._token}"
         url = self.api_url + path
         for attempt in range(self.retries + 1):
             try:

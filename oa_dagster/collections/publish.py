@@ -1,45 +1,25 @@
 """Publishing a built collection: upload under temporary keys, move to the final names, write the record last.
 
 The slow, failure-prone part (uploading gigabytes) happens under temporary keys that no reader knows, so a
-crash or a failed upload leaves the previous collection served. The final names are then set by a rename (local
-store) or a server-side copy (S3), and the record, which readers and the change detection trust, comes last.
+crash or a failed upload leaves the previous collection served. The final names are then set by the store's
+`rename` (a rename on disk, a server-side copy on S3), and the record, which readers and the change detection
+trust, comes last.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, put_json
+from oa_dagster.platform.store import OutputStore, put_json
 
 
 def temporary_key(final_key: str, token: str) -> str:
     folder, _, name = final_key.rpartition("/")
     return f"{folder}/tmp-{token}-{name}" if folder else f"tmp-{token}-{name}"
-
-
-def move_key(store: OutputStore, source: str, target: str) -> None:
-    """`source` becomes `target` at once: a rename on disk, a managed server-side copy on S3, else a re-upload."""
-    if isinstance(store, LocalStore):
-        destination = store.path(target)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(store.path(source), destination)
-        return
-    copy_key(store, source, target)
-    store.delete(source)
-
-
-def copy_key(store: OutputStore, source: str, target: str) -> None:
-    if isinstance(store, S3Store):  # boto3's managed copy: multipart for big objects, no bytes through us
-        store.client.copy({"Bucket": store.bucket, "Key": store.prefix + source}, store.bucket, store.prefix + target)
-    elif isinstance(store, LocalStore):
-        store.put_file(target, store.path(source))
-    else:
-        raise TypeError(f"cannot copy within {store.describe()}: unknown store type {type(store).__name__}")
 
 
 def publish_files(
@@ -60,9 +40,9 @@ def publish_files(
         for key, path in files.items():
             store.put_file(staged[key], path)
         for key in files:
-            move_key(store, staged[key], key)
+            store.rename(staged[key], key)
             for extra in copies.get(key, ()):
-                copy_key(store, key, extra)
+                store.copy(key, extra)
         put_json(store, record_key, record)
     finally:
         for temporary in staged.values():

@@ -20,6 +20,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from oa_dagster.platform import store_layout as layout
+from oa_dagster.platform.content_types import GEOJSON
 from oa_dagster.platform.store import OutputStore, get_json, put_json
 
 from .boundaries import Boundaries, load_boundaries
@@ -177,7 +178,8 @@ def compute_coverage(
 def write_coverage(store: OutputStore, report: CoverageReport) -> dict[str, str]:
     """The three files; returns role -> key."""
     geojson = render_features(report.sources)
-    store.put_bytes(RENDER_GEOJSON_KEY, json.dumps(geojson, ensure_ascii=False, separators=(",", ":")).encode())
+    document = json.dumps(geojson, ensure_ascii=False, separators=(",", ":")).encode()
+    store.put_bytes(RENDER_GEOJSON_KEY, document, content_type=GEOJSON)  # one document, not GeoJSON lines
     put_json(store, STATS_KEY, report.stats())
     put_json(store, LOST_SOURCES_KEY, report.lost_table())
     return dict(COVERAGE_FILES)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .content_types import content_type as guess_content_type
+
 Progress = Callable[[str, int, "int | None"], None]
 WRITING_PREFIX = ".tmp-"  # a local file being written: renamed into place when complete, never listed or served
 
@@ -32,10 +34,19 @@ class StoredObject:
 
 
 class OutputStore(Protocol):
-    """What every store offers; keys never start with `/`."""
+    """What every store offers; keys never start with `/`.
 
-    def put_file(self, key: str, path: Path) -> None: ...
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    Writes take the object's `content_type` (default: from the key, `content_types.py`) and `cache_control`,
+    which an S3 bucket serves with it; a local directory has no such metadata and ignores them. `copy` and
+    `rename` stay inside the store (no bytes through this process on S3), keeping the source's type.
+    """
+
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None: ...
+    def put_bytes(
+        self, key: str, data: bytes, *, content_type: str | None = None, cache_control: str | None = None
+    ) -> None: ...
+    def copy(self, source: str, target: str) -> None: ...
+    def rename(self, source: str, target: str) -> None: ...
     def get_bytes(self, key: str) -> bytes | None: ...
     def download(self, key: str, dest: Path, progress: Progress | None = None) -> None: ...
     def exists(self, key: str) -> bool: ...
@@ -90,11 +101,22 @@ class LocalStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def put_file(self, key: str, path: Path) -> None:
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None:
         self._atomic(key, lambda tmp: shutil.copyfile(path, tmp))
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(
+        self, key: str, data: bytes, *, content_type: str | None = None, cache_control: str | None = None
+    ) -> None:
         self._atomic(key, lambda tmp: tmp.write_bytes(data))
+
+    def copy(self, source: str, target: str) -> None:
+        self.put_file(target, self.path(source))
+
+    def rename(self, source: str, target: str) -> None:
+        """One `os.replace`: readers see the old file or the new one, never a part."""
+        destination = self.path(target)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(source), destination)
 
     def get_bytes(self, key: str) -> bytes | None:
         try:
@@ -195,11 +217,31 @@ class S3Store:
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
-    def put_file(self, key: str, path: Path) -> None:
-        self.client.upload_file(str(path), self.bucket, self._key(key))
+    def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None:
+        """boto3's managed upload: one PUT, or a multipart upload for big files (invisible until complete)."""
+        extra = {"ContentType": content_type or guess_content_type(key)}
+        self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=extra)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+    def put_bytes(
+        self, key: str, data: bytes, *, content_type: str | None = None, cache_control: str | None = None
+    ) -> None:
+        extra = {"CacheControl": cache_control} if cache_control else {}
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Body=data,
+            ContentType=content_type or guess_content_type(key),
+            **extra,
+        )
+
+    def copy(self, source: str, target: str) -> None:
+        """boto3's managed copy, server-side (multipart for big objects); the source's type and headers are kept."""
+        self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
+
+    def rename(self, source: str, target: str) -> None:
+        """S3 has no rename: a server-side copy (atomic for readers of `target`), then the source is deleted."""
+        self.copy(source, target)
+        self.delete(source)
 
     def get_bytes(self, key: str) -> bytes | None:
         try:

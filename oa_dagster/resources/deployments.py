@@ -12,8 +12,10 @@ Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable link
 `OA_BATCH_MAX_ENTRIES` (entries per set run). Incremental sets: `OA_FULL_REFRESH_DAYS` (default 28: an output older
 than that is processed in full), `OA_ALERT_WEBHOOK_URL` (a Slack-compatible webhook for set alerts; none: no
 alerts), `OA_SET_EXPECTED_HOURS` (default 36: a set running longer is reported stalled).
-CI jobs, both: `OA_GITHUB_API_URL` (default https://api.github.com), `GITHUB_TOKEN`, `OA_STATUS_CONTEXT` (default
-`oa-dagster`), `OA_DAGSTER_UI_URL`, `OA_SOURCES_REPO`, `OA_CI_ALLOW_HOSTS`, and the deliveries database of
+CI jobs, both: `OA_GITHUB_API_URL` (default https://api.github.com), `GITHUB_TOKEN` or a GitHub App
+(`OA_GITHUB_APP_ID`, `OA_GITHUB_APP_PRIVATE_KEY`, `OA_GITHUB_APP_INSTALLATION_ID`), `OA_STATUS_CONTEXT` (default
+`oa-dagster`), `OA_DAGSTER_UI_URL`, `OA_SOURCES_REPO`, `OA_CI_ALLOW_HOSTS`, `OA_CI_RETENTION_DAYS` (default 14:
+closed jobs' folders and runs, deliveries and sent reports are pruned after it), and the deliveries database of
 `OA_WEBHOOK_SECRET` / `OA_WEBHOOK_DB` (`webhook_settings`); without a secret or a token the CI sensor skips.
 """
 
@@ -94,27 +96,57 @@ def set_alert_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
 
 
 def ci_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """The CI jobs' resources (`github`, `ci`), the same in every deployment. The token goes in as an `EnvVar`,
-    so the UI shows its name, never its value."""
-    import dagster as dg
-
+    """The CI jobs' resources (`github`, `ci`), the same in every deployment. The token (or the App's key) goes in
+    as an `EnvVar`, so the UI shows its name, never its value."""
     from oa_dagster.ci.github_api import GitHubSettings
+    from oa_dagster.ci.retention import DEFAULT_RETENTION_DAYS
 
     from .github import DEFAULT_SOURCES_REPO, CiSettings, GitHubResource
 
     settings = GitHubSettings.from_env(env)
     return {
         "github": GitHubResource(
-            api_url=settings.api_url,
-            token=dg.EnvVar("GITHUB_TOKEN") if settings.token else None,
+            **github_credentials(env),
             status_context=settings.status_context,
             ui_url=settings.ui_url,
             repo=env.get("OA_SOURCES_REPO") or DEFAULT_SOURCES_REPO,
         ),
         "ci": CiSettings(
-            deliveries_url=webhook_settings(env).database_url, allowed_hosts=env.get("OA_CI_ALLOW_HOSTS", "")
+            deliveries_url=webhook_settings(env).database_url,
+            allowed_hosts=env.get("OA_CI_ALLOW_HOSTS", ""),
+            retention_days=float(env.get("OA_CI_RETENTION_DAYS") or DEFAULT_RETENTION_DAYS),
         ),
     }
+
+
+APP_VARIABLES = ("OA_GITHUB_APP_ID", "OA_GITHUB_APP_PRIVATE_KEY", "OA_GITHUB_APP_INSTALLATION_ID")
+
+
+def github_credentials(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """`GitHubCredentials`' fields: `OA_GITHUB_API_URL`, and `GITHUB_TOKEN` or a GitHub App (all three of
+    `APP_VARIABLES`, else a ValueError naming the missing ones). Secrets go in as `EnvVar`s."""
+    import dagster as dg
+
+    from oa_dagster.ci.github_api import GitHubSettings
+
+    fields: dict[str, Any] = {
+        "api_url": GitHubSettings.from_env(env).api_url,
+        "token": dg.EnvVar("GITHUB_TOKEN") if env.get("GITHUB_TOKEN") else None,
+    }
+    present = [name for name in APP_VARIABLES if env.get(name)]
+    if present and len(present) < len(APP_VARIABLES):
+        missing = [name for name in APP_VARIABLES if name not in present]
+        raise ValueError(f"the GitHub App is half configured: {', '.join(missing)} not set")
+    if present:
+        installation = env["OA_GITHUB_APP_INSTALLATION_ID"]
+        if not installation.isdigit():
+            raise ValueError(f"OA_GITHUB_APP_INSTALLATION_ID must be a number, not {installation!r}")
+        fields.update(
+            app_id=env["OA_GITHUB_APP_ID"],
+            app_private_key=dg.EnvVar("OA_GITHUB_APP_PRIVATE_KEY"),
+            app_installation_id=int(installation),
+        )
+    return fields
 
 
 def s3_resources(
@@ -140,8 +172,6 @@ def s3_resources(
 
 def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deployment:
     """The resources and settings for `OA_ENV`; unknown names are an error, not a silent local."""
-    import dagster as dg
-
     from .processing import ProcessingSettings
     from .sources_repo import SourcesRepository
 
@@ -173,11 +203,11 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
             public_url=env.get("OA_PUBLIC_URL") or None,
             download_url=env.get("OA_DOWNLOAD_URL") or None,
         )
-        token = dg.EnvVar("GITHUB_TOKEN") if env.get("GITHUB_TOKEN") else None
+        # the same GitHub (api.github.com, an Enterprise server, a mirror) and credentials as CI jobs
         resources["sources_repo"] = SourcesRepository(
             kind="github",
-            token=token,
-            repo=env.get("OA_SOURCES_REPO", "openaddresses/openaddresses"),
+            **github_credentials(env),
+            repo=shared["github"].repo,
             default_ref=env.get("OA_SOURCES_REF", "master"),
         )
         resources["processing"] = ProcessingSettings(

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from oa_dagster.ci.github_api import DEFAULT_API_URL, DEFAULT_STATUS_CONTEXT, GitHubClient, GitHubSettings
+from oa_dagster.ci.github_api import (
+    DEFAULT_API_URL,
+    DEFAULT_STATUS_CONTEXT,
+    GitHubClient,
+    GitHubSettings,
+    TokenSource,
+)
+from oa_dagster.ci.retention import DEFAULT_RETENTION_DAYS
 from oa_dagster.fetch.hosts import parse_allowed_hosts
 
 if TYPE_CHECKING:
@@ -21,18 +28,47 @@ DEFAULT_SOURCES_REPO = "openaddresses/openaddresses"
 DEFAULT_JOB_MAX_RUNTIME_SECONDS = 3600  # a pull request waits on the job: an hour is already long
 
 
-class GitHubResource(dg.ConfigurableResource):
-    """Where CI jobs read pull requests and report statuses and the results comment."""
+class GitHubCredentials(dg.ConfigurableResource):
+    """How we sign in to GitHub's API at `api_url`: a token, or a GitHub App (its id, private key and installation)
+    whose installation tokens are fetched and refreshed before they expire (`ci/github_auth.py`). The App wins
+    when both are set. Give the token and the key as `EnvVar`s: the UI shows a resource's plain values."""
 
     api_url: str = DEFAULT_API_URL
-    token: str | None = None  # without it the CI sensor skips: statuses cannot be written anonymously
+    token: str | None = None
+    app_id: str | None = None
+    app_private_key: str | None = None  # PEM
+    app_installation_id: int | None = None
+
+    def has_credentials(self) -> bool:
+        return bool(self.token or self.app_id)
+
+    def credentials(self) -> str | TokenSource | None:
+        """The token, or the App's token source (one per process and installation), or None."""
+        if self.app_id:
+            if not self.app_private_key or not self.app_installation_id:
+                raise ValueError(f"GitHub App {self.app_id}: its private key and installation id are both needed")
+            from oa_dagster.ci.github_auth import installation_tokens
+
+            return installation_tokens(self.api_url, self.app_id, self.app_private_key, self.app_installation_id)
+        return self.token
+
+    def current_token(self) -> str | None:
+        """A token for one request now (an App's: valid for minutes at least)."""
+        credentials = self.credentials()
+        return credentials() if callable(credentials) else credentials
+
+
+class GitHubResource(GitHubCredentials):
+    """Where CI jobs read pull requests and report statuses and the results comment; without credentials the CI
+    sensor skips (statuses cannot be written anonymously)."""
+
     status_context: str = DEFAULT_STATUS_CONTEXT
     ui_url: str | None = None  # the Dagster UI's base URL, for links to runs
     repo: str = DEFAULT_SOURCES_REPO  # the sources repository whose pull requests are checked
     retries: int = 4  # retries of a call on 5xx and rate limits (what is still refused waits in the outbox)
 
     def settings(self) -> GitHubSettings:
-        return GitHubSettings(self.api_url, self.token, self.status_context, self.ui_url)
+        return GitHubSettings(self.api_url, self.credentials(), self.status_context, self.ui_url)
 
     def client(self) -> GitHubClient:
         return self.settings().client(retries=self.retries)
@@ -50,12 +86,14 @@ class GitHubResource(dg.ConfigurableResource):
 
 
 class CiSettings(dg.ConfigurableResource):
-    """CI jobs' own knobs: where deliveries are read, which private hosts downloads may reach, the time cap."""
+    """CI jobs' own knobs: where deliveries are read, which private hosts downloads may reach, the time cap, how
+    long what they leave is kept (`jobs/cleanup.py`)."""
 
     deliveries_url: str | None = None  # the webhook deliveries database; None: webhooks are off (no secret)
     allowed_hosts: str = ""  # `OA_CI_ALLOW_HOSTS`: exceptions to the public-addresses-only rule
     job_max_runtime_seconds: int = DEFAULT_JOB_MAX_RUNTIME_SECONDS  # the job's wall-clock cap
     report_backoff_seconds: float = 30.0  # the first wait before a report GitHub refused is sent again
+    retention_days: float = DEFAULT_RETENTION_DAYS  # `OA_CI_RETENTION_DAYS`: closed jobs, deliveries, sent reports
 
     def outbox(self) -> ReportOutbox | None:
         """Where reports wait for GitHub: the deliveries database (None: webhooks are off)."""

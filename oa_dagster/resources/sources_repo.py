@@ -2,20 +2,19 @@
 
 from pathlib import Path
 
-import dagster as dg
+from .github import GitHubCredentials
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "sources"
 
 
-class SourcesRepository(dg.ConfigurableResource):
-    """Where `source_catalog` reads sources; `kind` is `local` or `github`."""
+class SourcesRepository(GitHubCredentials):
+    """Where `source_catalog` reads sources; `kind` is `local` or `github` (signed in as `GitHubCredentials` say:
+    optional for a public repository, it raises the API rate limit)."""
 
     kind: str = "local"
     path: str | None = None  # local: a checkout or its `sources/` directory; None = bundled examples
     repo: str = "openaddresses/openaddresses"
     default_ref: str = "master"
-    api_url: str = "https://api.github.com"
-    token: str | None = None  # optional; raises the API rate limit
 
     def local_root(self) -> Path:
         return Path(self.path) if self.path else EXAMPLES_DIR

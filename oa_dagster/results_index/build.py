@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oa_dagster.platform import store_layout as layout
-from oa_dagster.platform.store import OutputStore, S3Store, check_key, get_json
+from oa_dagster.platform.store import OutputStore, get_json
 
 from .collections_found import Collection, find_collections, find_coverage_files, find_maps
 from .documents import index_document, licenses_document, state_txt
@@ -42,21 +42,6 @@ class ResultsIndex:
 
     def features(self) -> int:
         return sum(row.feature_count or 0 for row in self.rows if row.files.get("output"))
-
-
-def put_typed(store: OutputStore, key: str, data: bytes) -> None:
-    """Write one of the index's files with its Content-Type (and no-cache: they change on every build) on S3."""
-    content_type = CONTENT_TYPES[key]
-    if isinstance(store, S3Store):
-        store.client.put_object(
-            Bucket=store.bucket,
-            Key=store.prefix + check_key(key),
-            Body=data,
-            ContentType=content_type,
-            CacheControl="no-cache",
-        )
-    else:
-        store.put_bytes(key, data)
 
 
 def _now() -> str:
@@ -96,7 +81,7 @@ def build_results_index(
         INDEX_HTML: page.encode("utf-8"),  # last: the page links to the others
     }
     for key, data in documents.items():
-        put_typed(store, key, data)
+        store.put_bytes(key, data, content_type=CONTENT_TYPES[key], cache_control="no-cache")  # new every build
         result.sizes[key] = len(data)
     return result
 

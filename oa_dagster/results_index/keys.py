@@ -8,18 +8,14 @@ public bucket.
 from __future__ import annotations
 
 from oa_dagster.coverage.keys import map_key
+from oa_dagster.platform.content_types import content_type
 
 INDEX_HTML = "index.html"
 INDEX_JSON = "index.json"
 STATE_TXT = "state.txt"
 LICENSES_JSON = "licenses.json"
 
-CONTENT_TYPES = {
-    INDEX_HTML: "text/html; charset=utf-8",
-    INDEX_JSON: "application/json",
-    STATE_TXT: "text/plain; charset=utf-8",
-    LICENSES_JSON: "application/json",
-}
+CONTENT_TYPES = {key: content_type(key) for key in (INDEX_HTML, INDEX_JSON, STATE_TXT, LICENSES_JSON)}
 ROOT_FILES = tuple(CONTENT_TYPES)
 
 COLLECTIONS_PREFIX = "collections/"

@@ -102,7 +102,7 @@ def ci_job_canceled_sensor(
     description="Sends again the commit statuses and results comments GitHub could not take (kept in the outbox).",
 )
 def ci_reports_sensor(context: dg.SensorEvaluationContext, github: GitHubResource, ci: CiSettings) -> dg.SkipReason:
-    if not ci.deliveries_url or not github.token:
+    if not ci.deliveries_url or not github.has_credentials():
         return dg.SkipReason("CI jobs are off: no webhook secret or GitHub token is configured")
     from oa_dagster.webhook.database import StoreUnavailable
 

@@ -411,8 +411,8 @@ def ci_jobs_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     if not ci.deliveries_url:
         return dg.SkipReason("CI jobs are off: no webhook secret is configured (OA_WEBHOOK_SECRET)")
-    if not github.token:
-        return dg.SkipReason("CI jobs are off: no GitHub token is configured (GITHUB_TOKEN)")
+    if not github.has_credentials():
+        return dg.SkipReason("CI jobs are off: no GitHub token or App is configured (GITHUB_TOKEN, OA_GITHUB_APP_ID)")
     # imported here: SQLAlchemy costs a quarter second, and every run process loads the code location
     from oa_dagster.webhook.deliveries import DeliveryStore, StoreUnavailable
 

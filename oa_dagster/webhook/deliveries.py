@@ -203,6 +203,32 @@ class DeliveryStore:
         with self._connect(write=False) as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(deliveries_table)).scalar_one())
 
+    def closed_pull_requests(self, repository: str) -> dict[int, datetime]:
+        """The pull requests of `repository` whose last opening or closing delivery closed them, with when:
+        what the daily cleanup needs to tell a closed pull request's CI jobs (prunable) from an open one's."""
+        columns = deliveries_table.c
+        query = (
+            sa.select(columns.pr_number, columns.action, columns.received_at)
+            .where(
+                columns.event == "pull_request",
+                columns.repository == repository,
+                columns.action.in_(("opened", "reopened", "closed")),
+            )
+            .order_by(columns.id)
+        )
+        last: dict[int, tuple[str, datetime]] = {}
+        with self._connect(write=False) as conn:
+            for number, action, received in conn.execute(query):
+                if number is not None:
+                    last[int(number)] = (action, utc(received))
+        return {number: at for number, (action, at) in last.items() if action == "closed"}
+
+    def prune(self, older_than: datetime) -> int:
+        """Forget deliveries received before `older_than`; returns how many. Ids are never reused (the sensor's
+        cursor stays valid): SQLite's AUTOINCREMENT, Postgres's sequence."""
+        with self._connect(write=True) as conn:
+            return conn.execute(deliveries_table.delete().where(deliveries_table.c.received_at < older_than)).rowcount
+
     @staticmethod
     def _select(with_payload: bool) -> sa.Select[Any]:
         columns = [c for c in deliveries_table.c if with_payload or c.name != "payload"]

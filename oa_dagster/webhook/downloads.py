@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from oa_dagster.platform.content_types import content_type
 from oa_dagster.platform.store import WRITING_PREFIX, LocalStore, OutputStore, S3Store, check_key, get_json
 from oa_dagster.platform.store_layout import latest_key
 from oa_dagster.results_index.keys import CONTENT_TYPES, INDEX_HTML, ROOT_FILES
@@ -119,7 +120,7 @@ def download_routes(store: OutputStore, *, presign_seconds: int = 3600) -> list[
             return _text(404, f"not found: {key}")
         if not S_ISREG(stat.st_mode) or path.name.startswith(WRITING_PREFIX):
             return _text(404, f"not found: {key}")
-        media_type = CONTENT_TYPES.get(key)  # else guessed from the name
+        media_type = content_type(key)  # what the same object on S3 is served as
         return FileResponse(path, stat_result=stat, headers=_file_headers(key, local_policy), media_type=media_type)
 
     @_answering_502

@@ -2,14 +2,18 @@
 commit statuses, issue comments and collaborator permissions. It records every request in order as
 (method, path, JSON body) and can answer 5xx or rate limits on demand; with a token set it answers 401 to
 any other credentials, like GitHub. `delay` makes every answer that much slower (a GitHub answering in 0.25 s),
-`pause` holds chosen requests until released, and `most_at_once` counts the requests it answered concurrently."""
+`pause` holds chosen requests until released, and `most_at_once` counts the requests it answered concurrently.
+With a GitHub App (`add_app`) it issues installation tokens at `POST /app/installations/<id>/access_tokens` for a
+JWT it verifies with the App's public key, and accepts those tokens until they expire."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -27,6 +31,45 @@ class FakePull:
     base_ref: str = "master"
     author: str = "contributor"
     state: str = "open"
+
+
+@dataclass
+class FakeApp:
+    """A GitHub App as GitHub knows it: its id, public key and installation; the tokens it was given."""
+
+    app_id: str
+    public_key: str  # PEM
+    installation_id: int
+    token_lifetime: float = 3600.0  # GitHub's: one hour
+    issued: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch seconds)
+    jwt_claims: list[dict[str, Any]] = field(default_factory=list)  # of every token request accepted
+
+    def valid(self, authorization: str | None) -> bool:
+        token = (authorization or "").removeprefix("Bearer ").removeprefix("token ")
+        return self.issued.get(token, 0.0) > time.time()
+
+    def access_token(self, path: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """`POST /app/installations/<id>/access_tokens`: as GitHub, 401 unless a JWT signed by the App's key,
+        issued by its id, valid now and for at most 10 minutes."""
+        import jwt
+
+        if path != f"/app/installations/{self.installation_id}/access_tokens":
+            return 404, {"message": "Not Found"}
+        try:
+            claims = jwt.decode(
+                (authorization or "").removeprefix("Bearer "),
+                self.public_key,
+                algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"]},
+            )
+        except jwt.PyJWTError as exc:
+            return 401, {"message": f"A JSON web token could not be decoded ({type(exc).__name__})"}
+        if str(claims["iss"]) != self.app_id or claims["exp"] - claims["iat"] > 600:
+            return 401, {"message": "'Issuer' claim ('iss') must be the App's id, expiry at most 10 minutes"}
+        self.jwt_claims.append(claims)
+        token = "ghs_" + secrets.token_hex(16)
+        self.issued[token] = expires = time.time() + self.token_lifetime
+        return 201, {"token": token, "expires_at": datetime.fromtimestamp(expires, UTC).isoformat()}
 
 
 @dataclass
@@ -90,9 +133,14 @@ class _Handler(BaseHTTPRequestHandler):
         if failure:
             self._json(failure.status, {"message": failure.message}, failure.headers)
             return
-        if server.token and self.headers.get("Authorization") not in (
-            f"Bearer {server.token}",
-            f"token {server.token}",
+        authorization = self.headers.get("Authorization")
+        if server.app is not None and method == "POST" and url.path.startswith("/app/"):
+            with server.lock:
+                self._json(*server.app.access_token(url.path, authorization))
+            return
+        if (server.token or server.app) and not (
+            (server.token and authorization in (f"Bearer {server.token}", f"token {server.token}"))
+            or (server.app and server.app.valid(authorization))
         ):
             self._json(401, {"message": "Bad credentials"})
             return
@@ -145,6 +193,7 @@ class FakeGitHubServer(ThreadingHTTPServer):
         self.pause_timeout = 10.0
         self.in_flight = 0
         self.most_at_once = 0
+        self.app: FakeApp | None = None
         self._next_id = 1000
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
@@ -155,6 +204,10 @@ class FakeGitHubServer(ThreadingHTTPServer):
         kwargs.setdefault("base_sha", "b" * 40)
         self.pulls[(repo, number)] = FakePull(number, files, **kwargs)
         return self.pulls[(repo, number)]
+
+    def add_app(self, app_id: str, public_key: str, installation_id: int, **options: Any) -> FakeApp:
+        self.app = FakeApp(app_id, public_key, installation_id, **options)
+        return self.app
 
     def add_compare(self, repo: str, base: str, head: str, files: list[dict[str, Any]]) -> None:
         self.compares[(repo, base, head)] = files
