@@ -211,21 +211,17 @@ class EcsAgent:
             elif known is not None and known.exit_code is None:
                 self._follow(task, known)
 
-    def _container(self, backend: Any, task: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _run(self, backend: Any, task: Any) -> None:
         definition = backend.describe_task_definition(task.task_definition_arn)
         container = definition.container_definitions[0]
         overrides = next(
             (o for o in task.overrides.get("containerOverrides", []) if o.get("name") == container["name"]), {}
         )
-        return container, overrides
-
-    def _run(self, backend: Any, task: Any) -> None:
-        container, overrides = self._container(backend, task)
         manager = client(self.endpoint, "secretsmanager")
         role = {k.upper(): v for k, v in MOTO_CREDS.items()}  # the task role's credentials
         environment = {
             **self.base_env,
-            **(role if getattr(backend.describe_task_definition(task.task_definition_arn), "task_role_arn", None) else {}),
+            **(role if getattr(definition, "task_role_arn", None) else {}),
             **{e["name"]: e["value"] for e in container.get("environment") or []},
             **{
                 s["name"]: manager.get_secret_value(SecretId=s["valueFrom"])["SecretString"]
