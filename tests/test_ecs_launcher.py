@@ -19,8 +19,18 @@ import dagster as dg
 import pytest
 import yaml
 
-from tests.platform_helpers import ROOT, free_port, postgres_or_skip, wait_for
-from tests.servers.ecs import EcsAgent, EcsSetup, client, prepare_ecs
+from tests.platform_helpers import (
+    ROOT,
+    csv_entry,
+    free_port,
+    post_graphql,
+    postgres_or_skip,
+    wait_for,
+    wait_for_dagster_server,
+    write_source,
+)
+from tests.servers.downloads import DownloadServer
+from tests.servers.ecs import AgentTask, EcsAgent, EcsSetup, client, prepare_ecs
 
 SECRETS = {
     "DAGSTER_PG_PASSWORD": "pg-secret-4f1c9a",
@@ -42,6 +52,8 @@ class Deployment:
     instance: dg.DagsterInstance
     daemon_log: Path
     endpoint: str
+    web: str  # the webserver's base URL: its GraphQL API is what the UI sends
+    downloads: DownloadServer  # the entries' upstream
 
     def launch(self, job: str, tags: dict[str, str] | None = None) -> str:
         """`dagster job launch` against the code server, as an operator would: the run is queued, and the daemon's
@@ -88,6 +100,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def deployment(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     tmp = tmp_path_factory.mktemp("ecs")
+    downloads = DownloadServer().start()
+    rows = "lon,lat,num,street\n" + "".join(f"-122.{i:04d},37.{i:04d},{i + 1},MAIN ST\n" for i in range(20))
+    for name in ("fast", "slow"):
+        downloads.route(f"/{name}.csv", body=rows.encode(), content_type="text/csv")
+        write_source(
+            tmp / "sources", f"us/xx/{name}", {"addresses": [csv_entry("city", downloads.url(f"/{name}.csv"))]}
+        )
     name = f"oa-{tmp.name[-8:].lower().replace('_', '-')}"
     ecs = prepare_ecs(moto_url, name, SECRETS)
     client(moto_url, "s3").create_bucket(Bucket=f"{name}-logs")
@@ -107,6 +126,8 @@ def deployment(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             "OA_LOGS_BUCKET": f"{name}-logs",
             "OA_ENV": "local",
             "OA_DATA_DIR": str(tmp / "data"),
+            "OA_SOURCES_DIR": str(tmp / "sources"),
+            "OA_BATCH_MAX_ENTRIES": "1",  # one run (one task) per entry
             "OA_CODE_SERVER_HOST": "127.0.0.1",
             "OA_CODE_SERVER_PORT": str(port),
         }
@@ -123,7 +144,7 @@ def deployment(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             tmp / "code-server.log",
         )
         daemon_log = tmp / "daemon.log"
-        daemon = None
+        daemon = web = None
         old_env = {k: os.environ.get(k) for k in env}
         os.environ.update(services_env)
         try:
@@ -142,9 +163,22 @@ def deployment(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 services_env,
                 daemon_log,
             )
-            yield Deployment(home, services_env, ecs, agent, instance, daemon_log, moto_url)
+            web_port = free_port()
+            web = start(
+                [
+                    str(BIN / "dagster-webserver"),
+                    *("-w", str(ROOT / "deploy/production/workspace.yaml"), "-h", "127.0.0.1", "-p", str(web_port)),
+                ],
+                services_env,
+                tmp / "webserver.log",
+            )
+            base = f"http://127.0.0.1:{web_port}"
+            wait_for_dagster_server(base, web)
+            assert web.poll() is None, (tmp / "webserver.log").read_text()[-3000:]
+            yield Deployment(home, services_env, ecs, agent, instance, daemon_log, moto_url, base, downloads)
         finally:
-            for process in (daemon, code_server):
+            downloads.stop()
+            for process in (daemon, web, code_server):
                 if process is not None:
                     stop(process)
             agent.stop()
@@ -166,3 +200,88 @@ def test_a_run_goes_from_launch_to_success_in_its_own_ecs_task(deployment: Deplo
     assert run.tags["ecs/task_arn"] == task.arn
     print(task.overrides, task.environment.keys())
     assert deployment.agent.wait_for_exit(task) == 0
+
+
+def runs_of_set(instance: dg.DagsterInstance, set_id: str, job: str) -> list[dg.DagsterRun]:
+    return [r for r in instance.get_runs(dg.RunsFilter(tags={"oa/set": set_id})) if r.job_name == job]
+
+
+def task_of(deployment: Deployment, run_id: str) -> AgentTask:
+    (task,) = wait_for(
+        f"the task of run {run_id}",
+        lambda: [t for t in deployment.agent.tasks.values() if t.tags.get("dagster/run_id") == run_id],
+        120,
+        deployment.daemon_log,
+    )
+    return task
+
+
+def test_a_task_stopped_from_outside_fails_its_run_through_run_monitoring_and_the_retry_succeeds(
+    deployment: Deployment,
+) -> None:
+    slow = deployment.downloads.routes["/slow.csv"]
+    slow.delay = 30.0  # the upstream answers after 30 s: the run is STARTED, waiting on it
+    catalog = deployment.launch("source_catalog_job", {"oa/set": "set-stop", "oa/launch": "all"})
+    deployment.wait_for_status(catalog, dg.DagsterRunStatus.SUCCESS)
+
+    def slow_run() -> dg.DagsterRun | None:
+        runs = [
+            r
+            for r in runs_of_set(deployment.instance, "set-stop", "addresses_job")
+            if r.tags.get("dagster/asset_partition_range_start") == "us/xx/slow/city"
+        ]
+        return runs[0] if runs and runs[0].status == dg.DagsterRunStatus.STARTED and slow.hits else None
+
+    first = wait_for("the slow entry's run to start", slow_run, 180, deployment.daemon_log)
+    task = task_of(deployment, first.run_id)
+    slow.delay = 0.0
+    client(deployment.endpoint, "ecs").stop_task(cluster=deployment.ecs.cluster, task=task.arn, reason="spot reclaim")
+
+    failed = deployment.wait_for_status(first.run_id, dg.DagsterRunStatus.FAILURE)
+    assert deployment.agent.wait_for_exit(task) != 0
+    assert task.stopped_from_outside
+    messages = [e.message for e in deployment.instance.all_logs(first.run_id)]
+    assert any("failed" in (m or "") and task.arn in (m or "") for m in messages), messages[-5:]
+    retry_id = wait_for(
+        "the retry", lambda: deployment.instance.get_run_by_id(first.run_id).tags.get("dagster/auto_retry_run_id"), 120
+    )
+    retry = deployment.wait_for_status(retry_id, dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
+    retry_task = task_of(deployment, retry_id)
+    assert retry.status == dg.DagsterRunStatus.SUCCESS, retry_task.log.read_text()[-3000:]
+    assert retry_task.arn != task.arn and failed.tags["ecs/task_arn"] == task.arn
+
+
+TERMINATE = """
+mutation($runId: String!) {
+  terminateRun(runId: $runId) {
+    __typename
+    ... on TerminateRunSuccess { run { runId } }
+    ... on TerminateRunFailure { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_terminate_from_the_ui_stops_the_task(deployment: Deployment) -> None:
+    slow = deployment.downloads.routes["/slow.csv"]
+    slow.delay = 60.0
+    hits = slow.hits
+    run_id = deployment.launch(
+        "addresses_job",
+        {
+            "dagster/asset_partition_range_start": "us/xx/slow/city",
+            "dagster/asset_partition_range_end": "us/xx/slow/city",
+        },
+    )
+    task = task_of(deployment, run_id)
+    wait_for("the download to begin", lambda: slow.hits > hits, 120, task.log)
+    answer = post_graphql(deployment.web, TERMINATE, runId=run_id)["terminateRun"]
+    assert answer["__typename"] == "TerminateRunSuccess", answer
+    assert deployment.agent.wait_for_exit(task, timeout=60) != 0
+    assert task.stopped_from_outside
+    tasks = client(deployment.endpoint, "ecs").describe_tasks(cluster=deployment.ecs.cluster, tasks=[task.arn])
+    assert tasks["tasks"][0]["lastStatus"] == "STOPPED"
+    run = deployment.wait_for_status(run_id, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
+    assert run.status == dg.DagsterRunStatus.CANCELED
+    slow.delay = 0.0
