@@ -189,17 +189,44 @@ def deployment(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                     os.environ[key] = value
 
 
+RUN_QUERY = """
+query($runId: ID!) {
+  runOrError(runId: $runId) {
+    ... on Run { status tags { key value } runConfigYaml }
+  }
+}
+"""
+
+
 def test_a_run_goes_from_launch_to_success_in_its_own_ecs_task(deployment: Deployment) -> None:
-    run_id = deployment.launch("source_catalog_job")
+    run_id = deployment.launch("source_catalog_job", {"ecs/cpu": "2048", "ecs/memory": "8192"})
     run = deployment.wait_for_status(run_id, dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
-    tasks = [t for t in deployment.agent.tasks.values() if t.tags.get("dagster/run_id") == run_id]
-    assert len(tasks) == 1, deployment.daemon_log.read_text()[-3000:]
-    task = tasks[0]
+    task = task_of(deployment, run_id)
     assert run.status == dg.DagsterRunStatus.SUCCESS, task.log.read_text()[-3000:]
-    assert task.command[:3] == ["dagster", "api", "execute_run"]
-    assert run.tags["ecs/task_arn"] == task.arn
-    print(task.overrides, task.environment.keys())
     assert deployment.agent.wait_for_exit(task) == 0
+    # RunTask got the run's command, its tags and the size its tags asked for
+    assert task.command[:3] == ["dagster", "api", "execute_run"] and run_id in task.command[3]
+    assert task.tags["dagster/job_name"] == "source_catalog_job" and task.tags["oa/deployment"] == "local"
+    assert (task.overrides["cpu"], task.overrides["memory"]) == ("2048", "8192")
+    assert (run.tags["ecs/task_arn"], run.tags["ecs/cluster"].rsplit("/", 1)[-1]) == (task.arn, deployment.ecs.cluster)
+    # ... from a task definition the launcher registered: the code server's image, the secrets by reference
+    ecs = client(deployment.endpoint, "ecs")
+    definition = ecs.describe_task_definition(taskDefinition=task.family)["taskDefinition"]
+    (container,) = definition["containerDefinitions"]
+    assert container["image"] == IMAGE and container["name"] == "run"
+    assert definition["requiresCompatibilities"] == ["FARGATE"] and definition["networkMode"] == "awsvpc"
+    assert definition["taskRoleArn"] == deployment.env["OA_ECS_TASK_ROLE_ARN"]
+    assert container["logConfiguration"]["options"]["awslogs-group"] == deployment.ecs.log_group
+    assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == deployment.ecs.secret_arns
+    # the task's container saw the secrets' values (ECS reads them from Secrets Manager) ...
+    assert {name: task.environment[name] for name in SECRETS} == SECRETS
+    # ... which appear nowhere the UI or the ECS API shows: run tags, run config, events, the task definition
+    shown = json.dumps(post_graphql(deployment.web, RUN_QUERY, runId=run_id))
+    events = json.dumps([e.message for e in deployment.instance.all_logs(run_id)])
+    exposed = json.dumps([definition, task.overrides, task.tags])
+    for value in SECRETS.values():
+        assert value not in shown and value not in events and value not in exposed
+    assert "ecs/task_arn" in shown  # the query did read the run's tags
 
 
 def runs_of_set(instance: dg.DagsterInstance, set_id: str, job: str) -> list[dg.DagsterRun]:
