@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from oa_dagster import __version__
 from oa_dagster.errors import MISSING_COVERAGE, AcceptanceTestFailed, MissingConform, SourceProblem, SourceSaysSkip
+from oa_dagster.platform.memory_peak import peak_mb, reset_peak
 from oa_dagster.sources.model import LayerEntry
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class RunState:
     tests_passed: bool | None = None
     cache_seconds: float = 0.0
     process_seconds: float = 0.0
+    peak_memory_mb: float | None = None  # this entry's peak resident memory (`platform/memory_peak.py`)
     files: dict[str, str | None] = field(
         default_factory=lambda: dict.fromkeys(("output", "cache", "sample", "preview", "log"))
     )
@@ -75,6 +77,7 @@ class RunState:
             "tests_passed": self.tests_passed,
             "cache_seconds": round(self.cache_seconds, 3),
             "process_seconds": round(self.process_seconds, 3),
+            "peak_memory_mb": self.peak_memory_mb,
             "files": dict(self.files),
             "features_out_of_range": self.features_out_of_range,
             "text_values_recoded": self.text_values_recoded,
@@ -250,6 +253,7 @@ def run_entry(
     for stale in (*FILE_NAMES.values(), "state.json", *(p.name for p in output_dir.glob("cache.*"))):
         (output_dir / stale).unlink(missing_ok=True)
     state = RunState(entry.source_key, entry.layer, entry.name)
+    reset_peak()
     run_log, handler = _run_logger(output_dir, entry, log)
     state.files["log"] = FILE_NAMES["log"]
     workdir = Path(tempfile.mkdtemp(prefix="work-", dir=output_dir))
@@ -282,6 +286,7 @@ def run_entry(
         run_log.debug("%s", traceback.format_exc())  # log.txt only: the forwarded log stays one line
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        state.peak_memory_mb = peak_mb()
         (output_dir / "state.json").write_text(json.dumps(state.to_dict(), indent=2, ensure_ascii=False) + "\n")
         run_log.removeHandler(handler)
         handler.close()

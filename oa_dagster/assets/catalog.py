@@ -86,7 +86,9 @@ def source_catalog(
     pointers = {layer: read_pointers(out, layer, entries) for layer, entries in catalog["entries"].items()}
     for layer, entries in catalog["entries"].items():
         for key, info in entries.items():
-            info["seconds"] = (pointers[layer].get(key) or {}).get("seconds")
+            pointer = pointers[layer].get(key) or {}
+            info["seconds"] = pointer.get("seconds")
+            info["peak_memory_mb"] = pointer.get("peak_memory_mb")  # with seconds: the task size of its next run
     changed = changed_entries(catalog, pointers)
     catalog["changed"] = changed
     set_id = context.run.tags.get(SET_TAG)

@@ -98,6 +98,7 @@ def publish_run(
         "sizes": sizes,
         "prefix": prefix,
         "seconds": round(float(state.get("cache_seconds") or 0) + float(state.get("process_seconds") or 0), 3),
+        "peak_memory_mb": state.get("peak_memory_mb"),  # with "seconds": how big a task the next run gets
         "fingerprint": state.get("fingerprint"),
         "upstream": state.get("upstream") or {},
         "output_sample": list(sample_rows or []),
@@ -136,6 +137,7 @@ def _pointer(manifest: dict[str, Any]) -> dict[str, Any]:
             "sizes",
             "created",
             "seconds",
+            "peak_memory_mb",
         )
     }
 

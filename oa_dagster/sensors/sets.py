@@ -37,6 +37,7 @@ from oa_dagster.platform.set_planning import (
 from oa_dagster.platform.set_report import EntryOutcome, publish_set_report, report_key, report_markdown
 from oa_dagster.platform.set_report import headline as report_headline
 from oa_dagster.platform.store import put_json
+from oa_dagster.platform.task_sizing import size_for_entries
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.run_tags import (
@@ -119,6 +120,7 @@ def set_run_requests(
                         MAX_RETRIES_TAG: "1",
                         RETRY_ON_FAILURE_TAG: "false",
                         REFRESH_TAG: REFRESH_FULL if launch == LAUNCH_FULL else REFRESH_INCREMENTAL,
+                        **size_for_entries(entries.get(key, {}) for key in batch.keys).tags(),  # ECS task size
                     },
                 )
             )

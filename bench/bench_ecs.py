@@ -1,0 +1,114 @@
+"""One set through the ECS path and the same set through the default run launcher, both on Postgres, in one
+process: what launching every run as an ECS task costs per run and per entry.
+
+    python bench/bench_ecs.py [--entries 200] [--batch 10] [--rows 50]
+
+Each side starts a fresh production deployment (`tests/ecs_deployment.py`: a throwaway Postgres database,
+deploy/production/dagster.yaml with S3 compute logs on moto, the gRPC code server, the daemon and the webserver
+as processes), `--entries` CSV entries of `--rows` rows on a local HTTP server, and starts a set as the schedule
+does (`dagster job launch source_catalog_job` tagged `oa/set` + `oa/launch=all`); the set sensor packs runs of
+`--batch` entries. The clock runs from that launch to the set's `set_progress` saying finished.
+
+ECS path: each run is RegisterTaskDefinition/RunTask on moto's ECS over HTTP and the fake ECS agent starts the
+task's container command (`dagster api execute_run`, the same command the default launcher starts) as a local
+process, polling every 0.2 s; run monitoring asks ECS about every started run each second. So the difference
+is the launcher's own work, moto's answers and the agent's poll. What it cannot show: Fargate's provisioning
+and image pull (tens of seconds per task on AWS), which the operations guide counts separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def run_set(side: str, moto_url: str, work: Path, sources: Path, batch: int) -> dict[str, float]:
+    import dagster as dg
+
+    from oa_dagster.assets.sets import SET_PROGRESS
+    from tests.ecs_deployment import production_deployment
+    from tests.platform_helpers import wait_for
+
+    tmp = work / side
+    tmp.mkdir()
+    with production_deployment(
+        moto_url, tmp, sources, launcher=side, env={"OA_BATCH_MAX_ENTRIES": str(batch)}
+    ) as deployment:
+        set_id = f"set-bench-{side}"
+        started = time.perf_counter()
+        deployment.launch("source_catalog_job", {"oa/set": set_id, "oa/launch": "all"})
+
+        def finished() -> dict | None:
+            records = deployment.instance.fetch_materializations(SET_PROGRESS, limit=1).records
+            if not records:
+                return None
+            metadata = records[0].asset_materialization.metadata
+            if metadata["set"].value != set_id or not metadata["finished"].value:
+                return None
+            return {k: v.value for k, v in metadata.items() if k in ("entries", "done", "failed", "runs")}
+
+        progress = wait_for(f"set {side} to finish", finished, 7200, deployment.daemon_log)
+        seconds = time.perf_counter() - started
+        runs = deployment.instance.get_runs(dg.RunsFilter(tags={"oa/set": set_id}))
+        tasks = len(deployment.agent.tasks)
+    return {"seconds": seconds, "runs": float(len(runs)), "tasks": float(tasks), **progress}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=10, help="entries per run (OA_BATCH_MAX_ENTRIES)")
+    parser.add_argument("--rows", type=int, default=50)
+    args = parser.parse_args()
+
+    from moto.server import ThreadedMotoServer
+
+    from tests.platform_helpers import csv_entry, write_source
+    from tests.servers.downloads import DownloadServer
+
+    downloads = DownloadServer().start()
+    rows = "lon,lat,num,street\n" + "".join(f"-122.{i:04d},37.{i:04d},{i + 1},MAIN ST\n" for i in range(args.rows))
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-ecs-") as scratch:
+            work = Path(scratch)
+            for i in range(args.entries):
+                downloads.route(f"/e{i}.csv", body=rows.encode(), content_type="text/csv")
+                layers = {"addresses": [csv_entry("city", downloads.url(f"/e{i}.csv"))]}
+                write_source(work / "sources", f"us/xx/e{i:04d}", layers)
+            results = {
+                side: run_set(side, f"http://{host}:{port}", work, work / "sources", args.batch)
+                for side in ("default", "ecs")
+            }
+    finally:
+        moto.stop()
+        downloads.stop()
+
+    base, ecs = results["default"], results["ecs"]
+    print(f"set of {args.entries} entries, {args.batch} per run, {args.rows} rows each, Postgres, one process")
+    for side, r in results.items():
+        print(
+            f"  {side:8s} {r['seconds']:7.1f} s  runs {r['runs']:.0f} (ECS tasks {r['tasks']:.0f})  "
+            f"entries done {r['done']} failed {r['failed']}  {args.entries / r['seconds']:.2f} entries/s"
+        )
+    extra = ecs["seconds"] - base["seconds"]
+    print(f"  ECS / default: {ecs['seconds'] / base['seconds']:.2f}x")
+    print(f"  ECS launch path overhead: {extra:+.1f} s per set, {extra / max(ecs['runs'], 1):+.2f} s per run, ")
+    print(f"                            {extra / args.entries:+.3f} s per entry")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"  peak RSS: this process {peak:.0f} MiB, largest child {children:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
