@@ -54,6 +54,7 @@ class TextFallback:
     count: int = 0
     used: dict[str, int] = field(default_factory=dict)  # values per encoding that decoded them
     unit: str = "text values"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def decode(self, value: bytes) -> str:
         try:
@@ -70,9 +71,10 @@ class TextFallback:
         raise AssertionError("Latin-1 decodes any bytes")
 
     def add(self, encoding: str) -> None:
-        """One more value (or row) read with `encoding`."""
-        self.count += 1
-        self.used[encoding] = self.used.get(encoding, 0) + 1
+        """One more value (or row) read with `encoding` (batches may be parsed on several threads at once)."""
+        with self._lock:
+            self.count += 1
+            self.used[encoding] = self.used.get(encoding, 0) + 1
 
     def describe(self, file_name: str) -> str:
         """`3 text values of a.shp could not be decoded ...: read 2 as cp1252, 1 as iso-8859-1`."""

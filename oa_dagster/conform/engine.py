@@ -1,7 +1,9 @@
 """The conform step: read a source file in batches, evaluate the conform, write `out.geojson`.
 
-Streaming end to end: a batch is read, its attributes evaluated, its geometry reprojected and its lines
-written before the next batch is read, so memory depends on the batch size, not on the source size.
+Streaming end to end, as a bounded pipeline (`conform.pipeline`): a thread reads the next batches while this one
+has its geometry reprojected and its attributes evaluated, and a third hashes and writes the lines of the batch
+before. The queues between them hold two batches each, so memory depends on the batch size, not on the source
+size; every stage keeps the batches in order, so the output and the errors are those of a sequential run.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import pyarrow as pa
 from oa_dagster.conform.fields import OUTPUT_ATTRIBUTES
 from oa_dagster.conform.geometry import BatchGeometry, Bounds, Reprojector, point_geometry, wkb_geometry
 from oa_dagster.conform.limits import ConformLimits
+from oa_dagster.conform.pipeline import ReadAhead, WriteBehind
 from oa_dagster.conform.preview import PreviewData
 from oa_dagster.conform.readers import OpenedSource, SourceBatch, open_source_file
 from oa_dagster.conform.writer import feature_hashes, feature_lines, open_output, point_geometry_json, write_lines
@@ -112,6 +116,15 @@ def _filter(table_or_array: Any, keep: np.ndarray) -> Any:
     return table_or_array if keep.all() else table_or_array.filter(pa.array(keep))
 
 
+def _write_features(
+    out: Any, fingerprint: str, columns: pa.Table, geojson: pa.Array, values: dict[str, Any], attributes: list[str]
+) -> None:
+    """Hash, assemble and write one batch's feature lines (the write-behind stage)."""
+    properties = {"hash": feature_hashes(fingerprint, columns, geojson)}
+    properties.update((name, values[name]) for name in attributes)
+    write_lines(out, feature_lines(properties, {"accuracy"}, geojson))
+
+
 def conform_file(path: Path, **kwargs: Any) -> ConformResult:
     """Conform one input file to `out_path` (newline-delimited GeoJSON) and describe the result.
 
@@ -171,6 +184,70 @@ def _conform_file(
             close()  # a reader stopped half way releases its file and GDAL dataset now, not at collection
 
 
+@dataclass
+class _BatchStep:
+    """The conform of one batch: geometry, range checks, attribute functions; hashing and writing are handed on."""
+
+    result: ConformResult
+    fmt: str
+    conform: dict[str, Any]
+    layer: str
+    fingerprint: str
+    reproject: Reprojector
+    bounds: Bounds
+    ranges: _RangeCheck
+    patterns: Any
+    assumed: bool
+    log: logging.Logger
+    out: Any
+    writer: WriteBehind
+
+    def run(self, batch: SourceBatch, rows_read: int) -> int:
+        """Conform `batch` (`rows_read` rows came before it) and queue its writing; returns its rows."""
+        from oa_dagster.conform.functions import evaluate_conform
+
+        result = self.result
+        if not result.sample:
+            result.sample = _sample(batch)
+        n = batch.columns.num_rows
+        if batch.lon is not None:
+            geometry = point_geometry(batch.lon, batch.lat, self.reproject, self.bounds)
+        else:
+            geoms = batch.wkb if batch.wkb is not None else batch.geoms
+            geometry = wkb_geometry(geoms, n, self.layer, self.reproject, self.bounds, self.log)
+        self.ranges.add(geometry)
+        if self.assumed and not rows_read:  # decided on the first batch, as the reference did for files
+            stated = (
+                "conform.srs is not set"
+                if self.fmt == "csv"
+                else "no projection found: the file states none and conform.srs is not set"
+            )
+            self.ranges.check(" of the first batch", f"{stated}, and ")
+            if self.fmt != "csv":
+                self.log.warning(
+                    "the %s file states no projection and conform.srs is not set; coordinates look "
+                    "like lon/lat, so WGS84 is assumed",
+                    self.fmt,
+                )
+        kept = int(geometry.keep.sum())
+        result.features_without_geometry += n - kept - geometry.out_of_range
+        if kept:
+            columns = _filter(batch.columns, geometry.keep)
+            values = evaluate_conform(columns, self.conform, self.layer, self.patterns)
+            if geometry.geojson is None:
+                geojson = point_geometry_json(geometry.lon, geometry.lat)
+                result.preview.add_points(geometry.lon, geometry.lat)
+            else:
+                geojson = pa.array(geometry.geojson, pa.string())
+                result.preview.add_shapes(geometry.shapes)
+            attributes = OUTPUT_ATTRIBUTES[self.layer]
+            self.writer.submit(
+                partial(_write_features, self.out, self.fingerprint, columns, geojson, values, attributes)
+            )
+            result.feature_count += kept
+        return n
+
+
 def _conform_batches(
     batches: Any,
     path: Path,
@@ -185,7 +262,6 @@ def _conform_batches(
     progress: Callable[[int], None] | None,
     limits: ConformLimits,
 ) -> ConformResult:
-    from oa_dagster.conform.functions import evaluate_conform
     from oa_dagster.conform.patterns import PatternSet
 
     fmt = str(conform.get("format"))
@@ -196,52 +272,36 @@ def _conform_batches(
     bounds = Bounds()
     ranges = _RangeCheck(limits.max_out_of_range_share, crs)
     patterns = PatternSet(limits)
-    attributes = OUTPUT_ATTRIBUTES[layer]
     rows_read = 0
-    with open_output(out_path) as out:
-        batch = next(batches, None)
-        while batch is not None:
-            if not result.sample:
-                result.sample = _sample(batch)
-            n = batch.columns.num_rows
-            if batch.lon is not None:
-                geometry = point_geometry(batch.lon, batch.lat, reproject, bounds)
-            else:
-                geoms = batch.wkb if batch.wkb is not None else batch.geoms
-                geometry = wkb_geometry(geoms, n, layer, reproject, bounds, log)
-            ranges.add(geometry)
-            if assumed and not rows_read:  # decided on the first batch, as the reference did for files
-                stated = (
-                    "conform.srs is not set"
-                    if fmt == "csv"
-                    else "no projection found: the file states none and conform.srs is not set"
+    reader = ReadAhead(batches, depth=2, name="conform-read")
+    try:
+        with open_output(out_path) as out:
+            writer = WriteBehind(depth=2, name="conform-write")
+            try:
+                step = _BatchStep(
+                    result,
+                    fmt,
+                    conform,
+                    layer,
+                    fingerprint,
+                    reproject,
+                    bounds,
+                    ranges,
+                    patterns,
+                    assumed,
+                    log,
+                    out,
+                    writer,
                 )
-                ranges.check(" of the first batch", f"{stated}, and ")
-                if fmt != "csv":
-                    log.warning(
-                        "the %s file states no projection and conform.srs is not set; coordinates look "
-                        "like lon/lat, so WGS84 is assumed",
-                        fmt,
-                    )
-            kept = int(geometry.keep.sum())
-            result.features_without_geometry += n - kept - geometry.out_of_range
-            if kept:
-                columns = _filter(batch.columns, geometry.keep)
-                values = evaluate_conform(columns, conform, layer, patterns)
-                if geometry.geojson is None:
-                    geojson = point_geometry_json(geometry.lon, geometry.lat)
-                    result.preview.add_points(geometry.lon, geometry.lat)
-                else:
-                    geojson = pa.array(geometry.geojson, pa.string())
-                    result.preview.add_shapes(geometry.shapes)
-                properties = {"hash": feature_hashes(fingerprint, columns, geojson)}
-                properties.update((name, values[name]) for name in attributes)
-                write_lines(out, feature_lines(properties, {"accuracy"}, geojson))
-                result.feature_count += kept
-            rows_read += n
-            if progress:
-                progress(rows_read)
-            batch = next(batches, None)
+                for batch in reader:
+                    rows_read += step.run(batch, rows_read)
+                    if progress:
+                        progress(rows_read)
+                writer.finish()
+            finally:
+                writer.stop(abandon=True)
+    finally:
+        reader.close()
     result.bbox = bounds.as_list()
     result.features_out_of_range = ranges.outside
     result.skipped_rows = opened.skipped_rows[0]

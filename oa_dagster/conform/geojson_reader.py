@@ -9,6 +9,7 @@ so memory stays flat and nothing is read twice. It is also the reader of ArcGIS 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from oa_dagster.conform.columns import LATIN1_ERRORS, TextFallback, latin1_decodes
+from oa_dagster.conform.pipeline import ordered_map
 from oa_dagster.conform.readers import BATCH_ROWS, OpenedSource, SourceBatch
 from oa_dagster.errors import ConformError
 
 CHUNK_CHARS = 4 << 20
+PARSE_THREADS = min(4, os.cpu_count() or 1)
 _SEPARATORS = re.compile(r"[\s,\x1e]*")
 _DECODER = json.JSONDecoder()
 
@@ -324,14 +327,18 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
             stream.close()
             return None
 
-        def generate() -> Iterator[SourceBatch]:
+        def chunks() -> Iterator[tuple[list[bytes], int]]:
             read = 0
+            for texts in feature_texts(stream, head[start:], start):
+                for i in range(0, len(texts), BATCH_ROWS):
+                    chunk = texts[i : i + BATCH_ROWS]
+                    yield chunk, read
+                    read += len(chunk)
+
+        def generate() -> Iterator[SourceBatch]:
+            # Arrow parses each batch's JSON without the GIL: batches are parsed side by side, kept in order
             with stream:
-                for texts in feature_texts(stream, head[start:], start):
-                    for i in range(0, len(texts), BATCH_ROWS):
-                        chunk = texts[i : i + BATCH_ROWS]
-                        yield _arrow_or_python_batch(chunk, read, recoded)
-                        read += len(chunk)
+                yield from ordered_map(lambda chunk: _arrow_or_python_batch(*chunk, recoded), chunks(), PARSE_THREADS)
 
         return generate()
 

@@ -7,18 +7,19 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from oa_dagster.conform.fields import referenced_columns
 from oa_dagster.errors import DownloadError
 from oa_dagster.fetch.cache import Sink, SizeCapExceeded
-from oa_dagster.fetch.esri import LonLat, dump_layer
 from oa_dagster.fetch.filetype import guess_suffix
-from oa_dagster.fetch.ftp import fetch_ftp
-from oa_dagster.fetch.http import fetch_http
 from oa_dagster.fetch.options import Download, FetchOptions, get_logger
 from oa_dagster.sources.local_data import LocalDataRefused, inside, local_data_path
 from oa_dagster.sources.model import LayerEntry
+
+if TYPE_CHECKING:
+    from oa_dagster.fetch.esri import LonLat
 
 URL_PROTOCOLS = frozenset({"http", "ftp", "file"})
 
@@ -129,6 +130,8 @@ def _copy_file(path: Path, workdir: Path, options: FetchOptions, log: logging.Lo
 
 
 def _lonlat(entry: LayerEntry) -> LonLat | None:
+    from oa_dagster.fetch.esri import LonLat
+
     conform = entry.conform or {}
     lon, lat = conform.get("lon"), conform.get("lat")
     return LonLat(lon, lat) if isinstance(lon, str) and isinstance(lat, str) else None
@@ -145,7 +148,10 @@ def fetch_entry(
     log = get_logger(log)
     workdir.mkdir(parents=True, exist_ok=True)
     protocol = entry.protocol.lower()
+    # each protocol's client is imported when used: a local file's run never pays for requests' import
     if protocol == "esri":
+        from oa_dagster.fetch.esri import dump_layer
+
         fields = referenced_columns(entry.conform, entry.layer)
         return dump_layer(
             entry.data.strip(),
@@ -164,7 +170,11 @@ def fetch_entry(
     url = entry.data.strip()
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("http", "https"):
+        from oa_dagster.fetch.http import fetch_http
+
         return fetch_http(url, workdir, entry.request_headers, options, log)
     if scheme == "ftp":
+        from oa_dagster.fetch.ftp import fetch_ftp
+
         return fetch_ftp(url, workdir, options, log)
     raise DownloadError(f"unsupported URL scheme in {url!r}")
