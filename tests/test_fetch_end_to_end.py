@@ -23,7 +23,7 @@ def _process(tmp_path: Path, layer: str, entry: dict[str, Any]) -> tuple[subproc
     )
     out = tmp_path / "out"
     result = run_process_command(path, layer, out)
-    return result, out / layer / "test"
+    return result, out / layer / "test" / "test"  # <layer>/<source key>/<name>: the file outside a sources tree
 
 
 def _features(run_dir: Path) -> list[dict[str, Any]]:

@@ -350,7 +350,7 @@ def process_cli(tmp_path: Path, data: str, env: dict[str, str]) -> tuple[int, di
     source = write_source(tmp_path / "sources" / "us" / "or" / "test.json", {"addresses": [entry]})
     out = tmp_path / "out"
     result = run_process_command(source, "addresses", out, "--public-hosts-only", env=env)
-    state_file = out / "addresses" / "city" / "state.json"
+    state_file = out / "addresses" / "us/or/test/city" / "state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     return result.returncode, state, result.stderr
 

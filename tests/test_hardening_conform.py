@@ -63,7 +63,7 @@ def _process(
     code = main(["process", str(source), "--layer", layer, "--output", str(out), "--no-preview", "-q"])
     stderr = capsys.readouterr().err
     assert "Traceback" not in stderr and "unexpected" not in stderr, stderr
-    return code, json.loads((out / layer / "city" / "state.json").read_text()), stderr
+    return code, json.loads((out / layer / "test/city" / "state.json").read_text()), stderr
 
 
 def _run(tmp_path: Path, source: Path, limits: ConformLimits, layer: str = "addresses") -> RunState:
@@ -249,7 +249,7 @@ def test_regexp_on_unicode_words_gives_python_re_results_through_the_engine(
         {"number": {"function": "regexp", "field": "NUM", "pattern": r"^((?:\w+)+)"}},
     )
     code, _, _ = _process(tmp_path, source, capsys)
-    numbers = [f["properties"]["number"] for f in _strict_json_lines(tmp_path / "out/addresses/city/out.geojson")]
+    numbers = [f["properties"]["number"] for f in _strict_json_lines(tmp_path / "out/addresses/test/city/out.geojson")]
     assert code == 0 and numbers == ["12½", "Jose"]
 
 
@@ -388,7 +388,7 @@ def test_a_garbage_csv_is_refused_without_anything_printed_by_python_itself(tmp_
     )
     assert done.returncode == 1
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
-    state = json.loads((tmp_path / "out" / "addresses" / "city" / "state.json").read_text())
+    state = json.loads((tmp_path / "out" / "addresses" / "test/city" / "state.json").read_text())
     assert state["source_problem"] == CONFORM
     assert state["problem_detail"] == (
         "data.csv is not UTF-8 text (byte 0x80 at offset 151): set conform.encoding to the file's encoding"
@@ -417,7 +417,7 @@ def test_an_engine_bug_keeps_its_traceback_in_log_txt_only(
         ]
     )
     stderr = capsys.readouterr().err
-    log = (out / "addresses" / "city" / "log.txt").read_text()
+    log = (out / "addresses" / "test/city" / "log.txt").read_text()
     assert code == 1 and "unexpected ZeroDivisionError: a bug" in stderr and "Traceback" not in stderr
     assert "Traceback (most recent call last)" in log and "ZeroDivisionError: a bug" in log
 
@@ -443,9 +443,9 @@ def test_non_finite_and_out_of_range_points_are_left_out_and_counted(
     assert code == 0 and state["feature_count"] == 5
     assert state["features_out_of_range"] == 3 and state["features_without_geometry"] == 1
     assert state["bbox"] == [-122.4, -90.0, 180.0, 45.8]
-    features = _strict_json_lines(tmp_path / "out" / "addresses" / "city" / "out.geojson")
+    features = _strict_json_lines(tmp_path / "out" / "addresses" / "test/city" / "out.geojson")
     assert [f["properties"]["number"] for f in features] == ["5", "6", "7", "8", "9"]
-    log = (tmp_path / "out" / "addresses" / "city" / "log.txt").read_text()
+    log = (tmp_path / "out" / "addresses" / "test/city" / "log.txt").read_text()
     assert "left out 3 features with coordinates outside lon/lat range (e.g. x=1e+308, y=1e+308)" in log
 
 
@@ -455,7 +455,7 @@ def test_geojson_with_1e308_coordinates_never_writes_inf(tmp_path: Path, capsys:
     code, state, _ = _process(tmp_path, _geojson(tmp_path, feature_collection(features)), capsys)
     assert code == 0 and state["feature_count"] == 3 and state["features_out_of_range"] == 1
     assert all(-180 <= v <= 180 for v in state["bbox"])
-    assert len(_strict_json_lines(tmp_path / "out" / "addresses" / "city" / "out.geojson")) == 3
+    assert len(_strict_json_lines(tmp_path / "out" / "addresses" / "test/city" / "out.geojson")) == 3
 
 
 def test_csv_with_lon_500_lat_100_is_refused_suggesting_srs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

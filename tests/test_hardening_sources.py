@@ -129,7 +129,7 @@ def test_allow_local_files_lets_the_cli_read_an_absolute_path_or_file_url(
             )
             == 0
         )
-        state = json.loads((out / "addresses" / name / "state.json").read_text())
+        state = json.loads((out / "addresses" / "us/or/test" / name / "state.json").read_text())
         assert state["feature_count"] == 2 and state["files"]["cache"] == "cache.csv"
 
 
@@ -453,9 +453,9 @@ def test_dev_zero_as_data_is_not_a_regular_file(tmp_path: Path, capsys: pytest.C
     assert (
         main(["process", str(source), "--layer", "addresses", "--output", str(out), "-q", "--allow-local-files"]) == 1
     )
-    state = json.loads((out / "addresses" / "city" / "state.json").read_text())
+    state = json.loads((out / "addresses" / "us/or/test/city" / "state.json").read_text())
     assert state["problem_detail"] == "local path /dev/zero is a character device, not a regular file"
-    assert not list((out / "addresses" / "city").glob("cache.*"))
+    assert not list((out / "addresses" / "us/or/test/city").glob("cache.*"))
 
 
 def test_a_directory_as_data_says_it_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -463,7 +463,7 @@ def test_a_directory_as_data_says_it_is_a_directory(tmp_path: Path, capsys: pyte
     (source.parent / "folder").mkdir()
     out = tmp_path / "out"
     assert main(["process", str(source), "--layer", "addresses", "--output", str(out), "-q"]) == 1
-    state = json.loads((out / "addresses" / "city" / "state.json").read_text())
+    state = json.loads((out / "addresses" / "us/or/test/city" / "state.json").read_text())
     assert state["problem_detail"] == f"local path {(source.parent / 'folder').resolve()} is a directory, not a file"
 
 
