@@ -112,7 +112,7 @@ def burst(count: int, github_seconds: float) -> int:
     finals = [pending_and_final(github, head)[-1] for head in heads.values()]
     comments = [len(github.comments.get((REPO, number), [])) for number in heads]
     requesting = [len(tick.run_ids) for tick in reversed(ticks) if tick.run_ids]
-    failed = sum(tick.status == dg.TickStatus.FAILURE for tick in ticks)
+    failed = sum(tick.status.value == "FAILURE" for tick in ticks)
     print(
         f"{count} pull requests at once, GitHub answering in {github_seconds:g} s: every status final after "
         f"{seconds:.0f} s ({finals.count('failure')} failure as expected); comments per pull request "
