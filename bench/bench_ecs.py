@@ -19,6 +19,7 @@ and image pull (tens of seconds per task on AWS), which the operations guide cou
 from __future__ import annotations
 
 import argparse
+import logging
 import resource
 import sys
 import tempfile
@@ -70,6 +71,8 @@ def main() -> int:
 
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+
     from tests.platform_helpers import csv_entry, write_source
     from tests.servers.downloads import DownloadServer
 
@@ -97,7 +100,7 @@ def main() -> int:
     print(f"set of {args.entries} entries, {args.batch} per run, {args.rows} rows each, Postgres, one process")
     for side, r in results.items():
         print(
-            f"  {side:8s} {r['seconds']:7.1f} s  runs {r['runs']:.0f} (ECS tasks {r['tasks']:.0f})  "
+            f"  {side:8s} {r['seconds']:7.1f} s  runs {r['runs']:.0f} with the catalog's (ECS tasks {r['tasks']:.0f})  "
             f"entries done {r['done']} failed {r['failed']}  {args.entries / r['seconds']:.2f} entries/s"
         )
     extra = ecs["seconds"] - base["seconds"]
