@@ -105,7 +105,7 @@ def main() -> int:
         )
     extra = ecs["seconds"] - base["seconds"]
     print(f"  ECS / default: {ecs['seconds'] / base['seconds']:.2f}x")
-    print(f"  ECS launch path overhead: {extra:+.1f} s per set, {extra / max(ecs['runs'], 1):+.2f} s per run, ")
+    print(f"  ECS launch path overhead: {extra:+.1f} s per set, {extra / max(ecs['tasks'], 1):+.2f} s per run (task), ")
     print(f"                            {extra / args.entries:+.3f} s per entry")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
