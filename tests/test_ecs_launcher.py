@@ -166,3 +166,17 @@ def test_terminate_from_the_ui_stops_the_task(deployment: Deployment, downloads:
     run = deployment.wait_for_status(run_id, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
     assert run.status == dg.DagsterRunStatus.CANCELED
     slow.delay = 0.0
+
+
+def test_the_run_tasks_network_comes_from_comma_separated_ids() -> None:
+    from oa_dagster.ecs_launcher import network_configuration
+
+    assert network_configuration("subnet-a, subnet-b", "sg-1", "enabled") == {
+        "awsvpcConfiguration": {
+            "subnets": ["subnet-a", "subnet-b"],
+            "securityGroups": ["sg-1"],
+            "assignPublicIp": "ENABLED",
+        }
+    }
+    with pytest.raises(ValueError, match="at least one subnet \\(OA_ECS_SUBNETS\\)"):
+        network_configuration(" , ", "sg-1", "DISABLED")
