@@ -76,13 +76,13 @@ class RunState:
             "tests_passed": self.tests_passed,
             "cache_seconds": round(self.cache_seconds, 3),
             "process_seconds": round(self.process_seconds, 3),
-            "peak_memory_mb": self.peak_memory_mb,
             "files": dict(self.files),
             "features_out_of_range": self.features_out_of_range,
             "bbox": self.bbox,
             "source_crs": self.source_crs,
             "engine_version": self.engine_version,
             "upstream": dict(self.upstream),
+            "peak_memory_mb": self.peak_memory_mb,
         }
 
     @classmethod

@@ -70,6 +70,12 @@ def test_a_run_goes_from_launch_to_success_in_its_own_ecs_task(deployment: Deplo
     assert container["image"] == IMAGE and container["name"] == "run"
     assert definition["requiresCompatibilities"] == ["FARGATE"] and definition["networkMode"] == "awsvpc"
     assert definition["taskRoleArn"] == deployment.env["OA_ECS_TASK_ROLE_ARN"]
+    assert definition["executionRoleArn"] == deployment.env["OA_ECS_EXECUTION_ROLE_ARN"]
+    assert task.network["awsvpcConfiguration"] == {
+        "subnets": deployment.ecs.subnets,
+        "securityGroups": deployment.ecs.security_groups,
+        "assignPublicIp": deployment.env["OA_ECS_ASSIGN_PUBLIC_IP"],
+    }
     assert container["logConfiguration"]["options"]["awslogs-group"] == deployment.ecs.log_group
     assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == deployment.ecs.secret_arns
     # the task's container saw the secrets' values (ECS reads them from Secrets Manager) ...
