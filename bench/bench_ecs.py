@@ -67,6 +67,7 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=10, help="entries per run (OA_BATCH_MAX_ENTRIES)")
     parser.add_argument("--rows", type=int, default=50)
+    parser.add_argument("--first", choices=("default", "ecs"), default="default", help="which side runs first")
     args = parser.parse_args()
 
     from moto.server import ThreadedMotoServer
@@ -90,7 +91,7 @@ def main() -> int:
                 write_source(work / "sources", f"us/xx/e{i:04d}", layers)
             results = {
                 side: run_set(side, f"http://{host}:{port}", work, work / "sources", args.batch)
-                for side in ("default", "ecs")
+                for side in (args.first, "ecs" if args.first == "default" else "default")
             }
     finally:
         moto.stop()
