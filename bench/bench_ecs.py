@@ -101,7 +101,7 @@ def main() -> int:
     print(f"set of {args.entries} entries, {args.batch} per run, {args.rows} rows each, Postgres, one process")
     for side, r in results.items():
         print(
-            f"  {side:8s} {r['seconds']:7.1f} s  runs {r['runs']:.0f} with the catalog's (ECS tasks {r['tasks']:.0f})  "
+            f"  {side:8s} {r['seconds']:7.1f} s  set-tagged runs {r['runs']:.0f} (ECS tasks {r['tasks']:.0f})  "
             f"entries done {r['done']} failed {r['failed']}  {args.entries / r['seconds']:.2f} entries/s"
         )
     extra = ecs["seconds"] - base["seconds"]
