@@ -19,6 +19,7 @@ and image pull (tens of seconds per task on AWS), which the operations guide cou
 from __future__ import annotations
 
 import argparse
+import logging
 import resource
 import sys
 import tempfile
@@ -66,9 +67,12 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=10, help="entries per run (OA_BATCH_MAX_ENTRIES)")
     parser.add_argument("--rows", type=int, default=50)
+    parser.add_argument("--first", choices=("default", "ecs"), default="default", help="which side runs first")
     args = parser.parse_args()
 
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
 
     from tests.platform_helpers import csv_entry, write_source
     from tests.servers.downloads import DownloadServer
@@ -87,7 +91,7 @@ def main() -> int:
                 write_source(work / "sources", f"us/xx/e{i:04d}", layers)
             results = {
                 side: run_set(side, f"http://{host}:{port}", work, work / "sources", args.batch)
-                for side in ("default", "ecs")
+                for side in (args.first, "ecs" if args.first == "default" else "default")
             }
     finally:
         moto.stop()
@@ -97,12 +101,12 @@ def main() -> int:
     print(f"set of {args.entries} entries, {args.batch} per run, {args.rows} rows each, Postgres, one process")
     for side, r in results.items():
         print(
-            f"  {side:8s} {r['seconds']:7.1f} s  runs {r['runs']:.0f} (ECS tasks {r['tasks']:.0f})  "
+            f"  {side:8s} {r['seconds']:7.1f} s  set-tagged runs {r['runs']:.0f} (ECS tasks {r['tasks']:.0f})  "
             f"entries done {r['done']} failed {r['failed']}  {args.entries / r['seconds']:.2f} entries/s"
         )
     extra = ecs["seconds"] - base["seconds"]
     print(f"  ECS / default: {ecs['seconds'] / base['seconds']:.2f}x")
-    print(f"  ECS launch path overhead: {extra:+.1f} s per set, {extra / max(ecs['runs'], 1):+.2f} s per run, ")
+    print(f"  ECS launch path overhead: {extra:+.1f} s per set, {extra / max(ecs['tasks'], 1):+.2f} s per run (task), ")
     print(f"                            {extra / args.entries:+.3f} s per entry")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -70,6 +70,12 @@ def test_a_run_goes_from_launch_to_success_in_its_own_ecs_task(deployment: Deplo
     assert container["image"] == IMAGE and container["name"] == "run"
     assert definition["requiresCompatibilities"] == ["FARGATE"] and definition["networkMode"] == "awsvpc"
     assert definition["taskRoleArn"] == deployment.env["OA_ECS_TASK_ROLE_ARN"]
+    assert definition["executionRoleArn"] == deployment.env["OA_ECS_EXECUTION_ROLE_ARN"]
+    assert task.network["awsvpcConfiguration"] == {
+        "subnets": deployment.ecs.subnets,
+        "securityGroups": deployment.ecs.security_groups,
+        "assignPublicIp": deployment.env["OA_ECS_ASSIGN_PUBLIC_IP"],
+    }
     assert container["logConfiguration"]["options"]["awslogs-group"] == deployment.ecs.log_group
     assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == deployment.ecs.secret_arns
     # the task's container saw the secrets' values (ECS reads them from Secrets Manager) ...
@@ -166,3 +172,17 @@ def test_terminate_from_the_ui_stops_the_task(deployment: Deployment, downloads:
     run = deployment.wait_for_status(run_id, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
     assert run.status == dg.DagsterRunStatus.CANCELED
     slow.delay = 0.0
+
+
+def test_the_run_tasks_network_comes_from_comma_separated_ids() -> None:
+    from oa_dagster.ecs_launcher import network_configuration
+
+    assert network_configuration("subnet-a, subnet-b", "sg-1", "enabled") == {
+        "awsvpcConfiguration": {
+            "subnets": ["subnet-a", "subnet-b"],
+            "securityGroups": ["sg-1"],
+            "assignPublicIp": "ENABLED",
+        }
+    }
+    with pytest.raises(ValueError, match="at least one subnet \\(OA_ECS_SUBNETS\\)"):
+        network_configuration(" , ", "sg-1", "DISABLED")

@@ -129,6 +129,7 @@ class AgentTask:
     environment: dict[str, str]
     overrides: dict[str, Any]
     tags: dict[str, str]
+    network: dict[str, Any]  # RunTask's networkConfiguration
     process: subprocess.Popen[bytes]
     log: Path
     exit_code: int | None = None
@@ -247,6 +248,7 @@ class EcsAgent:
             environment,
             dict(task.overrides),
             {t["key"]: t.get("value", "") for t in task.tags},
+            dict(getattr(task, "network_configuration", None) or {}),
             process,
             log,
         )
