@@ -119,7 +119,7 @@ class BoundedH11Protocol(H11Protocol):
         victims = idle[:count] or [self]
         _warnings.warning(
             "evicted",
-            "%d connections open, over the cap of %d: dropped %d idle",
+            "%d connections open, over the cap of %d: dropped %d (the least recently active idle, else the new one)",
             len(self.connections),
             self.limits.max_connections,
             len(victims),
