@@ -1,10 +1,12 @@
 """Signed GitHub deliveries posted to the webhook receiver on loopback: deliveries/s, latency, server memory.
 
     python bench/bench_webhook.py [--count 2000] [--seconds 60] [--clients 8] [--db sqlite|postgres]
-                                  [--payload-kb 25] [--maintenance-cache 1.0]
+                                  [--payload-kb 25] [--maintenance-cache 1.0] [--server bounded|uvicorn]
 
-The server is `oa-dagster serve`'s app (downloads and `/hook`) under uvicorn with its defaults (access log
-included), in its own process so its peak memory can be read (VmHWM) and the clients do not share its GIL.
+The server is `oa-dagster serve`'s app (downloads and `/hook`) under the server `serve` runs it with
+(`--server bounded`: `webhook/server.py`, uvicorn's h11 protocol with the header, time and connection limits), or
+under uvicorn's defaults for comparison (`--server uvicorn`: httptools, no such limits), in its own process so its
+peak memory can be read (VmHWM) and the clients do not share its GIL.
 Each delivery is a pull_request event padded to `--payload-kb` (GitHub's are tens of KB) with its own delivery
 id, signed before the clock starts; clients keep their connection open. The run stops at `--count` deliveries or
 after `--seconds`, whichever comes first. At the end the number of rows in the database must equal the number of
@@ -44,10 +46,14 @@ def serve(args: argparse.Namespace) -> None:
     from oa_dagster.webhook.app import create_app
     from oa_dagster.webhook.deliveries import DeliveryStore
     from oa_dagster.webhook.hooks import hook_routes
+    from oa_dagster.webhook.server import bounded_server
 
     store = DeliveryStore(args.db_url, maintenance_cache_seconds=args.maintenance_cache)
     app = create_app(LocalStore(args.data), hooks=hook_routes(store, [SECRET]))
-    uvicorn.run(app, host="127.0.0.1", port=args.port)
+    if args.server == "bounded":
+        bounded_server(app, host="127.0.0.1", port=args.port).run()
+    else:
+        uvicorn.run(app, host="127.0.0.1", port=args.port)
 
 
 def free_port() -> int:
@@ -136,6 +142,7 @@ def main() -> int:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--payload-kb", type=int, default=25)
     parser.add_argument("--maintenance-cache", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument("--server", choices=("bounded", "uvicorn"), default="bounded")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -170,6 +177,8 @@ def main() -> int:
                 str(tmp / "data"),
                 "--maintenance-cache",
                 str(args.maintenance_cache),
+                "--server",
+                args.server,
             ],
             stdout=log,
             stderr=log,
@@ -198,7 +207,7 @@ def main() -> int:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
     print(
-        f"database: {args.db}; {args.clients} clients; payload {len(work[0][1]) / 1024:.0f} KB; "
+        f"server: {args.server}; database: {args.db}; {args.clients} clients; payload {len(work[0][1]) / 1024:.0f} KB; "
         f"maintenance cache {args.maintenance_cache:g} s"
     )
     print(f"sent {sent:,} deliveries in {wall:.1f} s: {sent / wall:,.0f} deliveries/s; answers {statuses}")

@@ -14,6 +14,7 @@ from oa_dagster.cli import main
 from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import LocalStore, OutputStore, S3Store, put_json
 from oa_dagster.webhook.app import create_app
+from oa_dagster.webhook.server import BoundedH11Protocol
 from tests.servers.apps import AppServers
 from tests.servers.fixtures import moto_bucket
 
@@ -163,12 +164,13 @@ def test_serve_command(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatc
         main(["serve", "--help"])
     assert exit_info.value.code == 0 and "--presign-seconds" in capsys.readouterr().out
 
-    calls: list[tuple[Starlette, str, int]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: calls.append((app, host, port)))
+    calls: list[uvicorn.Config] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: calls.append(server.config))
     monkeypatch.setenv("OA_ENV", "local")
     monkeypatch.setenv("OA_DATA_DIR", str(tmp_path / "data"))
     assert main(["serve", "--port", "9999"]) == 0
-    assert [(host, port) for _, host, port in calls] == [("127.0.0.1", 9999)]
+    assert [(config.host, config.port) for config in calls] == [("127.0.0.1", 9999)]
+    assert issubclass(calls[0].http, BoundedH11Protocol)  # the bounded server, with its limits
     assert str(tmp_path / "data") in capsys.readouterr().out
     assert main(["serve", "--presign-seconds", "0"]) == 2
     assert "presign seconds" in capsys.readouterr().err

@@ -114,6 +114,14 @@ def test_a_connection_that_sends_nothing_is_closed(start: Callable[..., Receiver
     assert got.startswith(b"HTTP/1.1 408 ")
 
 
+def test_an_idle_keep_alive_connection_is_closed(start: Callable[..., Receiver]) -> None:
+    receiver = start(keep_alive_seconds=1, header_seconds=60)
+    with connect(receiver.base) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = answer(sock)  # the answer, then the server's close once the connection sat idle
+    assert got.startswith(b"HTTP/1.1 200 ") and got.count(b"HTTP/1.1 ") == 1
+
+
 def test_a_body_dripped_slowly_gets_408_and_is_not_recorded(start: Callable[..., Receiver]) -> None:
     receiver = start(body_seconds=1)
     body = b'{"zen": "dripped"}' + b" " * 100

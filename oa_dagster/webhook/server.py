@@ -24,6 +24,27 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 log = logging.getLogger("oa_dagster.webhook.server")
 
 FD_RESERVE = 64  # descriptors left for the database, the store, logs and the listening socket
+LOG_EVERY_SECONDS = 10.0  # a flood of slow or idle connections is one warning per period, not one per connection
+
+
+class _Throttled:
+    """One warning per `LOG_EVERY_SECONDS` per kind, saying how many were not logged since the last one."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warning(self, kind: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -LOG_EVERY_SECONDS) < LOG_EVERY_SECONDS:
+            self._skipped[kind] = self._skipped.get(kind, 0) + 1
+            return
+        skipped = self._skipped.pop(kind, 0)
+        self._last[kind] = now
+        log.warning(message + (f" (and {skipped} more like it)" if skipped else ""), *args)
+
+
+_warnings = _Throttled()
 
 
 @dataclass(frozen=True)
@@ -96,8 +117,13 @@ class BoundedH11Protocol(H11Protocol):
             key=lambda c: c.last_active,
         )
         victims = idle[:count] or [self]
-        log.warning("%d connections open, over the cap of %d: dropping %d idle", len(self.connections),
-                    self.limits.max_connections, len(victims))  # fmt: skip
+        _warnings.warning(
+            "evicted",
+            "%d connections open, over the cap of %d: dropped %d (the least recently active idle, else the new one)",
+            len(self.connections),
+            self.limits.max_connections,
+            len(victims),
+        )
         for victim in victims:
             victim.drop()
 
@@ -124,7 +150,9 @@ class BoundedH11Protocol(H11Protocol):
         phase, self._deadline = self._phase, None
         if self.transport.is_closing() or phase is None:
             return
-        log.warning("request %s from %s not received within its deadline: 408, connection closed", phase, self.client)
+        _warnings.warning(
+            "expired", "request %s from %s not received within the deadline: 408, connection closed", phase, self.client
+        )
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the app's receive() answers http.disconnect, its response is dropped
             self.cycle.message_event.set()
