@@ -70,10 +70,11 @@ with tempfile.TemporaryDirectory() as work:
 """
 
 
-def prepare(data_dir: Path, rows: int) -> dict[str, tuple[Path, Path]]:
+def prepare(data_dir: Path, rows: int, formats: list[str]) -> dict[str, tuple[Path, Path]]:
     """Write (once) each format's input and its source; returns (source file, data file) by format."""
     prepared = {}
-    for kind, (suffix, writer, conform, compression) in FORMATS.items():
+    for kind in formats:
+        suffix, writer, conform, compression = FORMATS[kind]
         data = data_dir / f"points-{rows}.{suffix}"
         if not data.exists():
             print(f"writing {data.name} ...", flush=True)
@@ -170,8 +171,8 @@ def main() -> None:
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     versions = {"this": None, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
-    sizes = sorted({args.rows, *args.memory_rows})
-    inputs = {rows: prepare(args.data, rows) for rows in sizes}
+    sizes = sorted({args.rows, *args.memory_rows} if args.rounds else set(args.memory_rows))
+    inputs = {rows: prepare(args.data, rows, args.formats) for rows in sizes}
     print(f"load average before: {_load()} ({os.cpu_count()} cores)", flush=True)
     peaks = compare(args, inputs, versions) if args.rounds else {}
     for rows in args.memory_rows:
