@@ -1,4 +1,4 @@
-"""Synthetic county address-point layers for benchmarks: CSV, zipped shapefile, GeoJSON.
+"""Synthetic county address-point layers for benchmarks: CSV, zipped shapefile, GeoJSON, GeoPackage, zipped gdb.
 
 Fields look like a US county address-point layer (house number, pre/suffix directions, street name and
 type, unit, city, ZIP, full address, state-plane coordinates), with repeated street names as in real data.
@@ -133,6 +133,35 @@ def write_shapefile_zip(path: Path, rows: int) -> None:
             archive.write(member, f"AddressPoints/{member.name}")
             member.unlink()
     folder.rmdir()
+
+
+def _write_ogr(path: Path, rows: int, driver: str, rename: dict[str, str] | None = None, **kwargs: object) -> None:
+    import pyogrio
+
+    table, x, y = address_table(rows)
+    table = table.rename_columns([(rename or {}).get(n, n) for n in table.column_names])
+    table = table.append_column("geometry", _points_wkb(x, y))
+    pyogrio.write_arrow(
+        table, path, driver=driver, geometry_name="geometry", geometry_type="Point", crs=STATE_PLANE, **kwargs
+    )
+
+
+def write_gpkg(path: Path, rows: int) -> None:
+    _write_ogr(path, rows, "GPKG", layer="address_points")
+
+
+def write_gdb_zip(path: Path, rows: int) -> None:
+    """A zipped File Geodatabase; OBJECTID is renamed ADDRESSID (the driver keeps OBJECTID for its own FID)."""
+    import shutil
+
+    folder = path.with_suffix("")
+    gdb = folder / "AddressPoints.gdb"
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_ogr(gdb, rows, "OpenFileGDB", layer="address_points", rename={"OBJECTID": "ADDRESSID"})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for member in sorted(gdb.iterdir()):
+            archive.write(member, f"AddressPoints.gdb/{member.name}")
+    shutil.rmtree(folder)
 
 
 def write_geojson(path: Path, rows: int) -> None:

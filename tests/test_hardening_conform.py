@@ -377,6 +377,35 @@ def _oa_dagster(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.parametrize("split_character", [False, True])
+def test_a_bad_byte_after_blocks_of_ascii_is_recoded_or_named_at_its_exact_offset(
+    tmp_path: Path, split_character: bool
+) -> None:
+    # whole ASCII blocks take the byte-scan path of the UTF-8 check; a character split across two reads must still
+    # decode, a stray Latin-1 byte after them is recoded and counted once, and in a file that is no text (a NUL)
+    # the offset named must still count the ASCII blocks
+    from oa_dagster.conform.readers import CSV_BLOCK_BYTES, _Utf8Checked
+
+    head = b"X,Y,NUM,STREET\n"
+    row = b"1,2,3,MAIN ST\n"
+    body = head + row * (3 * CSV_BLOCK_BYTES // len(row))
+    if split_character:  # a two-byte character across the first block boundary, then a stray byte
+        body = body[: CSV_BLOCK_BYTES - 1] + "é".encode() + body[CSV_BLOCK_BYTES - 1 :]
+    path = _data_file(tmp_path, "data.csv")
+    path.write_bytes(body + b"1,2,3,\xffBAD\n")
+    checked = _Utf8Checked(path)
+    read = b"".join(iter(lambda: checked.read(CSV_BLOCK_BYTES), b""))
+    checked.close()
+    assert read == body + "1,2,3,ÿBAD\n".encode() and checked.recoded.count == 1
+
+    path.write_bytes(body + b"1,2,3,\x00\xffBAD\n")
+    checked = _Utf8Checked(path)
+    with pytest.raises(Exception, match=re.escape(f"byte 0xff at offset {len(body) + 7:,})")):
+        while checked.read(CSV_BLOCK_BYTES):
+            pass
+    checked.close()
+
+
 def test_a_garbage_csv_is_refused_without_anything_printed_by_python_itself(tmp_path: Path) -> None:
     random_bytes = bytes(range(256)) * 4 + os.urandom(50_000)
     _data_file(tmp_path, "data.csv").write_bytes(b"X,Y,NUM,STREET\n1,2,3,a\n" + random_bytes)

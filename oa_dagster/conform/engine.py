@@ -1,8 +1,8 @@
 """The conform step: read a source file in batches, evaluate the conform, write `out.geojson`.
 
 Streaming end to end, as a bounded pipeline (`conform.pipeline`): a thread reads the next batches while this one
-has its geometry reprojected and its attributes evaluated, and a third hashes and writes the lines of the batch
-before. The queues between them hold two batches each, so memory depends on the batch size, not on the source
+has its geometry reprojected and its attributes evaluated, a third hashes the batch before and a fourth writes
+its lines. The queues between them hold two batches each, so memory depends on the batch size, not on the source
 size; every stage keeps the batches in order, so the output and the errors are those of a sequential run.
 """
 
@@ -116,12 +116,23 @@ def _filter(table_or_array: Any, keep: np.ndarray) -> Any:
     return table_or_array if keep.all() else table_or_array.filter(pa.array(keep))
 
 
-def _write_features(
-    out: Any, fingerprint: str, columns: pa.Table, geojson: pa.Array, values: dict[str, Any], attributes: list[str]
+def _hash_features(
+    writer: WriteBehind,
+    out: Any,
+    fingerprint: str,
+    columns: pa.Table,
+    geojson: pa.Array,
+    values: dict[str, Any],
+    attributes: list[str],
 ) -> None:
-    """Hash, assemble and write one batch's feature lines (the write-behind stage)."""
+    """Hash one batch's features (the hashing stage) and queue its lines for the writing stage."""
     properties = {"hash": feature_hashes(fingerprint, columns, geojson)}
     properties.update((name, values[name]) for name in attributes)
+    writer.submit(partial(_write_features, out, properties, geojson))
+
+
+def _write_features(out: Any, properties: dict[str, pa.Array], geojson: pa.Array) -> None:
+    """Assemble and write one batch's feature lines (the writing stage)."""
     write_lines(out, feature_lines(properties, {"accuracy"}, geojson))
 
 
@@ -200,6 +211,7 @@ class _BatchStep:
     assumed: bool
     log: logging.Logger
     out: Any
+    hasher: WriteBehind
     writer: WriteBehind
 
     def run(self, batch: SourceBatch, rows_read: int) -> int:
@@ -241,9 +253,8 @@ class _BatchStep:
                 geojson = pa.array(geometry.geojson, pa.string())
                 result.preview.add_shapes(geometry.shapes)
             attributes = OUTPUT_ATTRIBUTES[self.layer]
-            self.writer.submit(
-                partial(_write_features, self.out, self.fingerprint, columns, geojson, values, attributes)
-            )
+            job = partial(_hash_features, self.writer, self.out, self.fingerprint, columns, geojson, values, attributes)
+            self.hasher.submit(job)
             result.feature_count += kept
         return n
 
@@ -276,29 +287,20 @@ def _conform_batches(
     reader = ReadAhead(batches, depth=2, name="conform-read")
     try:
         with open_output(out_path) as out:
-            writer = WriteBehind(depth=2, name="conform-write")
+            hasher, writer = WriteBehind(depth=2, name="conform-hash"), WriteBehind(depth=2, name="conform-write")
             try:
                 step = _BatchStep(
-                    result,
-                    fmt,
-                    conform,
-                    layer,
-                    fingerprint,
-                    reproject,
-                    bounds,
-                    ranges,
-                    patterns,
-                    assumed,
-                    log,
-                    out,
-                    writer,
-                )
+                    result, fmt, conform, layer, fingerprint, reproject, bounds, ranges, patterns, assumed, log,
+                    out, hasher, writer,
+                )  # fmt: skip
                 for batch in reader:
                     rows_read += step.run(batch, rows_read)
                     if progress:
                         progress(rows_read)
+                hasher.finish()
                 writer.finish()
             finally:
+                hasher.stop(abandon=True)
                 writer.stop(abandon=True)
     finally:
         reader.close()
