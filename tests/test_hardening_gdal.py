@@ -139,12 +139,13 @@ def test_cli_public_hosts_only_publishes_nothing_from_a_vrt_served_as_xml(
             out = tmp_path / name / "out"
             allow = {"OA_CI_ALLOW_HOSTS": f"127.0.0.1:{download_server.server_address[1]}"}
             done = run_process_command(source, "addresses", out, "--public-hosts-only", env=allow)
-            state = json.loads((out / "addresses" / "us/or/x" / "city" / "state.json").read_text())
+            folder = out / "addresses" / "us/or/x" / "city"
+            state = json.loads((folder / "state.json").read_text())
             assert done.returncode == 1, done.stderr
             assert state["source_problem"] == "Could not conform source data"
             assert "is an OGR VRT (a GDAL file that reads other datasets)" in state["problem_detail"]
-            assert state["files"]["output"] is None and not (out / "addresses" / "us/or/x" / "city" / "out.geojson").exists()
-            assert MARKER not in done.stderr + done.stdout + (out / "addresses" / "us/or/x" / "city" / "log.txt").read_text()
+            assert state["files"]["output"] is None and not (folder / "out.geojson").exists()
+            assert MARKER not in done.stderr + done.stdout + (folder / "log.txt").read_text()
         assert internal.requests == []
     finally:
         internal.stop()
