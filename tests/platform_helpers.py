@@ -157,6 +157,18 @@ def local_instance_home(home: Path) -> Path:
     return home
 
 
+def production_instance_home(home: Path) -> Path:
+    """A DAGSTER_HOME with deploy/production/dagster.yaml less its run launcher: runs here go through the default
+    launcher (the code server starts each run's process); the ECS launcher has tests of its own."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "deploy" / "production" / "dagster.yaml").read_text())
+    config.pop("run_launcher", None)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return home
+
+
 @contextmanager
 def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`dagster-daemon run` on the workspace with DAGSTER_HOME=`home`; its process group is killed at the end.

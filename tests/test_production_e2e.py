@@ -36,6 +36,7 @@ from tests.platform_helpers import (
     free_port,
     post_graphql,
     postgres_or_skip,
+    production_instance_home,
     running_serve,
     wait_for,
     wait_for_dagster_server,
@@ -120,9 +121,7 @@ def test_the_production_processes_run_a_set_a_pull_request_and_answer_the_ui(
     with ExitStack() as stack:
         stack.callback(github.stop)
         database = urlsplit(stack.enter_context(postgres_or_skip("oa_e2e")))
-        home = tmp_path / "home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text((ROOT / "deploy" / "production" / "dagster.yaml").read_text())
+        home = production_instance_home(tmp_path / "home")
         grpc_port = free_port()
         workspace = tmp_path / "workspace.yaml"
         workspace.write_text(
