@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -158,13 +159,26 @@ def local_instance_home(home: Path) -> Path:
     return home
 
 
-def create_instance_storage(home: Path) -> None:
+def create_instance_storage(home: Path, env: dict[str, str] | None = None) -> None:
     """Open the instance at `home` once in this process, so its storages exist (tables created, alembic stamped)
     before any Dagster process starts on it. Every helper that starts one calls this first: two processes opening
     a new SQLite instance at the same moment both create and stamp it, and one of them fails with alembic's
-    `CommandError` (a daemon that dies that way never launches a run; the test then times out waiting)."""
-    with dg.DagsterInstance.from_config(str(home)):
+    `CommandError` (a daemon that dies that way never launches a run; the test then times out waiting).
+    `env` is what the processes get (a Postgres instance reads its database from it)."""
+    with mock.patch.dict(os.environ, env or {}), dg.DagsterInstance.from_config(str(home)):
         pass
+
+
+def production_instance_home(home: Path) -> Path:
+    """A DAGSTER_HOME with deploy/production/dagster.yaml less its run launcher: runs here go through the default
+    launcher (the code server starts each run's process); the ECS launcher has tests of its own."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "deploy" / "production" / "dagster.yaml").read_text())
+    config.pop("run_launcher", None)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return home
 
 
 @contextmanager
@@ -173,7 +187,7 @@ def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subpr
 
     The daemon starts a code server, which starts run workers: all in one new session, so one killpg ends them.
     """
-    create_instance_storage(home)
+    create_instance_storage(home, env)
     daemon = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(ROOT / "workspace.yaml")],
         cwd=ROOT,
@@ -264,7 +278,7 @@ def wait_for_dagster_server(base: str, process: subprocess.Popen[Any], timeout: 
 def running_webserver_url(home: Path, env: dict[str, str], log: Path) -> Iterator[str]:
     """`dagster-webserver` on the workspace with DAGSTER_HOME=`home`: its base URL (what a browser opens). Its
     process group (with its code server) is killed at the end."""
-    create_instance_storage(home)
+    create_instance_storage(home, env)
     port = free_port()
     web = subprocess.Popen(
         [

@@ -18,7 +18,7 @@ import requests
 from oa_dagster.resources.deployments import deployment
 from oa_dagster.webhook.signatures import sign
 from tests.ci_deliveries import pr_payload
-from tests.platform_helpers import PG, ROOT, postgres_or_skip, running_serve
+from tests.platform_helpers import PG, ROOT, postgres_or_skip, production_instance_home, running_serve
 from tests.servers.fixtures import MOTO_CREDS
 
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -137,9 +137,7 @@ def _check_resources(env: dict[str, str]) -> None:
 
 def _check_instance(env: dict[str, str], tmp: Path) -> None:
     """The instance an operator starts from deploy/production/dagster.yaml, on the throwaway database."""
-    home = Path(env["DAGSTER_HOME"])
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((ROOT / "deploy" / "production" / "dagster.yaml").read_text())
+    home = production_instance_home(Path(env["DAGSTER_HOME"]))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         url = urlsplit(instance.run_storage.postgres_url)  # type: ignore[attr-defined]
         assert (url.hostname, url.port, url.username, url.password, url.path) == (

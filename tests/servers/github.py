@@ -8,8 +8,10 @@ JWT it verifies with the App's public key, and accepts those tokens until they e
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,6 +79,20 @@ class _Failure:
     status: int
     headers: dict[str, str]
     message: str
+
+
+def sources_tarball(repo: str, sha: str, sources: dict[str, Any]) -> bytes:
+    """What `GET /repos/<repo>/tarball/<ref>` answers: `git archive`'s gzipped tar with the commit in its pax
+    comment, one top folder, `sources/<key>.json` per source (JSON data, or raw bytes)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, pax_headers={"comment": sha}) as tar:
+        top = f"{repo.replace('/', '-')}-{sha[:7]}"
+        for key, data in sources.items():
+            raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+            info = tarfile.TarInfo(f"{top}/sources/{key}.json")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return buffer.getvalue()
 
 
 def file_entry(filename: str, status: str = "modified", previous_filename: str | None = None) -> dict[str, Any]:
@@ -182,6 +198,7 @@ class FakeGitHubServer(ThreadingHTTPServer):
         self.pulls: dict[tuple[str, int], FakePull] = {}
         self.compares: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self.contents: dict[tuple[str, str, str], bytes] = {}
+        self.tarballs: dict[tuple[str, str], bytes] = {}
         self.statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.comments: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.permissions: dict[tuple[str, str], str] = {}
@@ -214,6 +231,9 @@ class FakeGitHubServer(ThreadingHTTPServer):
 
     def add_file(self, repo: str, path: str, ref: str, content: bytes | str) -> None:
         self.contents[(repo, path, ref)] = content.encode() if isinstance(content, str) else content
+
+    def add_tarball(self, repo: str, ref: str, body: bytes) -> None:
+        self.tarballs[(repo, ref)] = body
 
     def add_comment(self, repo: str, number: int, body: str, user: str = "someone") -> int:
         return self._comment(repo, number, body, user)["id"]
@@ -262,6 +282,9 @@ class FakeGitHubServer(ThreadingHTTPServer):
                 base, _, head = spec.partition("...")
                 files = self.compares.get((repo, base, head))
                 return None if files is None else (200, {"status": "ahead", "files": files[:300]})
+            case "GET", ["tarball", ref]:
+                tarball = self.tarballs.get((repo, ref))
+                return None if tarball is None else (200, tarball)
             case "GET", ["contents", *path]:
                 content = self.contents.get((repo, "/".join(path), query.get("ref", "")))
                 return None if content is None else (200, content)
