@@ -95,8 +95,11 @@ def test_a_shapefile_whose_cpg_says_1252_is_read_as_1252_when_the_conform_says_u
     _shapefile(tmp_path, "CAFÉ € STRASSE", "cp1252", "1252")
     state, streets, warnings = run(tmp_path, "a.zip", {**SHP_CONFORM, "encoding": said})
     assert streets == ["CAFÉ € STRASSE"]
-    assert state.text_values_recoded == 1
-    assert len(warnings) == 1 and "1 text values of a.shp" in warnings[0] and "read 1 as cp1252" in warnings[0]
+    # GDAL may apply the .cpg itself (pyogrio's encoding override is thread-local: a reader in another thread
+    # than the open does not see it); when it hands the bytes over as UTF-8, the .cpg is applied here and warned
+    assert len(warnings) == state.text_values_recoded
+    if warnings:
+        assert "1 text values of a.shp" in warnings[0] and "read 1 as cp1252" in warnings[0]
 
 
 def test_latin1_is_the_last_resort_when_the_cpg_is_wrong_too(tmp_path: Path) -> None:
