@@ -94,12 +94,24 @@ def test_a_shapefile_whose_cpg_says_1252_is_read_as_1252_when_the_conform_says_u
     """The euro sign is 0x80 in windows-1252 and a control character in Latin-1: the .cpg was tried first."""
     _shapefile(tmp_path, "CAFÉ € STRASSE", "cp1252", "1252")
     state, streets, warnings = run(tmp_path, "a.zip", {**SHP_CONFORM, "encoding": said})
-    assert streets == ["CAFÉ € STRASSE"]
-    # GDAL may apply the .cpg itself (pyogrio's encoding override is thread-local: a reader in another thread
-    # than the open does not see it); when it hands the bytes over as UTF-8, the .cpg is applied here and warned
-    assert len(warnings) == state.text_values_recoded
-    if warnings:
-        assert "1 text values of a.shp" in warnings[0] and "read 1 as cp1252" in warnings[0]
+    assert streets == ["CAFÉ € STRASSE"] and state.text_values_recoded == 1
+    assert "1 text values of a.shp" in warnings[0] and "read 1 as cp1252" in warnings[0]
+
+
+def test_a_conforms_shapefile_encoding_is_not_kept_for_the_next_shapefile_read_on_the_same_thread(
+    tmp_path: Path,
+) -> None:
+    """pyogrio's `encoding=` is a thread-local SHAPE_ENCODING restored when the reader closes, and the reader
+    closes on the read-ahead thread: the next entry opened on this thread was read as the previous one's encoding
+    ("MÜLLER" in a 1252 shapefile came out as CP437's "M▄LLER"). The driver's ENCODING open option has no state."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        folder.mkdir()
+        _shapefile(folder, "MÜLLER", "cp1252", "1252")
+    _, streets, _ = run(first, "a.zip", {**SHP_CONFORM, "encoding": "cp437"})
+    assert streets == ["MÜLLER".encode("cp1252").decode("cp437")]  # "M▄LLER": what the conform asked for
+    _, streets, warnings = run(second, "a.zip", SHP_CONFORM)
+    assert streets == ["MÜLLER"] and warnings == []
 
 
 def test_latin1_is_the_last_resort_when_the_cpg_is_wrong_too(tmp_path: Path) -> None:

@@ -355,8 +355,11 @@ def open_ogr(
     kwargs: dict[str, Any] = {"layer": layer, "batch_size": BATCH_ROWS, "use_pyarrow": True, "datetime_as_string": True}
     encoding = conform.get("encoding")
     if encoding and path.suffix.lower() in (".shp", ".dbf"):
-        # GDAL hands UTF-8 over untouched only when spelt "UTF-8": "UTF8" makes iconv drop invalid bytes silently
-        kwargs["encoding"] = "UTF-8" if _codec(encoding) == "utf-8" else encoding
+        # GDAL hands UTF-8 over untouched only when spelt "UTF-8": "UTF8" makes iconv drop invalid bytes silently.
+        # The Shapefile driver's ENCODING open option, not pyogrio's `encoding=`: that one sets a thread-local
+        # SHAPE_ENCODING on open and restores it on close, and batches are read (and the reader closed) on the
+        # read-ahead thread, so the opening thread kept this encoding for every later shapefile it opened
+        kwargs["ENCODING"] = "UTF-8" if _codec(encoding) == "utf-8" else encoding
     fallback = _text_fallback(path, encoding)
     try:
         available = pyogrio.list_layers(source)
