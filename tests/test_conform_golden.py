@@ -270,8 +270,13 @@ def _compare(case: str, found: dict[str, Any]) -> None:
     assert found == _golden()[case]
 
 
+@pytest.mark.parametrize("threads", ["on", "off"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_process_output_bytes_match_the_golden_files(case: str, tmp_path: Path) -> None:
+def test_process_output_bytes_match_the_golden_files(
+    case: str, threads: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the same bytes whether the conform's stages run on threads (an idle machine) or inline (a busy one)
+    monkeypatch.setenv("OA_CONFORM_THREADS", threads)
     layer, make = CASES[case]
     data = tmp_path / "sources" / "us" / "ca"
     data.mkdir(parents=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from oa_dagster.conform.pipeline import ReadAhead, WriteBehind, ordered_map
+from oa_dagster.conform.pipeline import ReadAhead, WriteBehind, ordered_map, use_threads
 
 
 def counting(produced: list[int], count: int, fail_at: int | None = None) -> Iterator[int]:
@@ -113,3 +113,35 @@ def test_write_behind_runs_jobs_in_order_and_raises_the_first_failure() -> None:
         failing.finish()
     failing.stop(abandon=True)
     assert -1 not in done
+
+
+def test_threads_follow_the_setting_and_otherwise_an_idle_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OA_CONFORM_THREADS", "off")
+    assert use_threads() is False
+    monkeypatch.setenv("OA_CONFORM_THREADS", "on")
+    assert use_threads() is True
+    monkeypatch.setenv("OA_CONFORM_THREADS", "auto")
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("os.getloadavg", lambda: (3.5, 0.0, 0.0))
+    assert use_threads() is False  # no core idle: threads would only contend for the GIL
+    monkeypatch.setattr("os.getloadavg", lambda: (1.0, 0.0, 0.0))
+    assert use_threads() is True
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert use_threads() is False
+
+
+def test_inline_stages_give_the_same_items_errors_and_order() -> None:
+    reader = ReadAhead(counting([], 10, fail_at=6), threaded=False)
+    seen = []
+    with pytest.raises(ValueError, match="bad item 6"):
+        for item in reader:
+            seen.append(item)
+    reader.close()
+    assert seen == list(range(6))
+    assert list(ordered_map(lambda i: i + 1, range(5), workers=1)) == [1, 2, 3, 4, 5]
+    done: list[int] = []
+    writer = WriteBehind(threaded=False)
+    for i in range(5):
+        writer.submit(lambda i=i: done.append(i))
+    writer.finish()
+    assert done == list(range(5))

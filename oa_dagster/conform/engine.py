@@ -3,7 +3,8 @@
 Streaming end to end, as a bounded pipeline (`conform.pipeline`): a thread reads the next batches while this one
 has its geometry reprojected and its attributes evaluated, a third hashes the batch before and a fourth writes
 its lines. The queues between them hold two batches each, so memory depends on the batch size, not on the source
-size; every stage keeps the batches in order, so the output and the errors are those of a sequential run.
+size; every stage keeps the batches in order, so the output and the errors are those of a sequential run. On a
+machine without an idle core the stages run inline (`pipeline.use_threads`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pyarrow as pa
 from oa_dagster.conform.fields import OUTPUT_ATTRIBUTES
 from oa_dagster.conform.geometry import BatchGeometry, Bounds, Reprojector, point_geometry, wkb_geometry
 from oa_dagster.conform.limits import ConformLimits
-from oa_dagster.conform.pipeline import ReadAhead, WriteBehind
+from oa_dagster.conform.pipeline import ReadAhead, WriteBehind, use_threads
 from oa_dagster.conform.preview import PreviewData
 from oa_dagster.conform.readers import OpenedSource, SourceBatch, open_source_file
 from oa_dagster.conform.writer import feature_hashes, feature_lines, open_output, point_geometry_json, write_lines
@@ -284,10 +285,12 @@ def _conform_batches(
     ranges = _RangeCheck(limits.max_out_of_range_share, crs)
     patterns = PatternSet(limits)
     rows_read = 0
-    reader = ReadAhead(batches, depth=2, name="conform-read")
+    threaded = use_threads()
+    reader = ReadAhead(batches, depth=2, name="conform-read", threaded=threaded)
     try:
         with open_output(out_path) as out:
-            hasher, writer = WriteBehind(depth=2, name="conform-hash"), WriteBehind(depth=2, name="conform-write")
+            hasher = WriteBehind(depth=2, name="conform-hash", threaded=threaded)
+            writer = WriteBehind(depth=2, name="conform-write", threaded=threaded)
             try:
                 step = _BatchStep(
                     result, fmt, conform, layer, fingerprint, reproject, bounds, ranges, patterns, assumed, log,

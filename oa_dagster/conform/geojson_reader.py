@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from oa_dagster.conform.columns import LATIN1_ERRORS, TextFallback, latin1_decodes
-from oa_dagster.conform.pipeline import ordered_map
+from oa_dagster.conform.pipeline import ordered_map, use_threads
 from oa_dagster.conform.readers import BATCH_ROWS, OpenedSource, SourceBatch
 from oa_dagster.errors import ConformError
 
@@ -338,7 +338,8 @@ def open_geojson(path: Path, conform: dict[str, Any]) -> OpenedSource:
         def generate() -> Iterator[SourceBatch]:
             # Arrow parses each batch's JSON without the GIL: batches are parsed side by side, kept in order
             with stream:
-                yield from ordered_map(lambda chunk: _arrow_or_python_batch(*chunk, recoded), chunks(), PARSE_THREADS)
+                workers = PARSE_THREADS if use_threads() else 1
+                yield from ordered_map(lambda chunk: _arrow_or_python_batch(*chunk, recoded), chunks(), workers)
 
         return generate()
 

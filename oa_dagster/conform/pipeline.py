@@ -5,10 +5,16 @@ the GIL while they work, so a thread per stage overlaps reading the next batch, 
 and writing the previous one. Every queue is bounded (back-pressure keeps memory flat in the row count) and
 every stage hands its results on in input order, with an error surfacing where it would have surfaced had the
 stages run one after another: output bytes and error messages are the same as a sequential run's.
+
+Threads pay only on a machine with a core to spare: on one already busy (a set running an entry per core),
+stage threads gain nothing and hand the GIL back and forth between descheduled threads, which measured up to
+2.5x slower than one thread. `use_threads()` decides per run from the load average; `OA_CONFORM_THREADS=on|off`
+overrides it. Without threads every stage runs inline, in the same order, with the same results.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections import deque
@@ -21,6 +27,15 @@ R = TypeVar("R")
 _POLL_SECONDS = 0.1
 
 
+def use_threads() -> bool:
+    """Whether stage threads can gain anything here: more than one core, and one of them idle."""
+    setting = os.environ.get("OA_CONFORM_THREADS", "auto").lower()
+    if setting in ("on", "off"):
+        return setting == "on"
+    cores = os.cpu_count() or 1
+    return cores > 1 and os.getloadavg()[0] <= cores - 1
+
+
 class ReadAhead(Generic[T]):
     """Iterate `source` on its own thread, at most `depth` items ahead of the consumer.
 
@@ -28,12 +43,14 @@ class ReadAhead(Generic[T]):
     stops the thread and closes the source on it (a generator can only be closed by the thread running it).
     """
 
-    def __init__(self, source: Iterable[T], depth: int = 2, name: str = "read-ahead") -> None:
+    def __init__(self, source: Iterable[T], depth: int = 2, name: str = "read-ahead", threaded: bool = True) -> None:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._done = False
+        self._inline: Iterator[T] | None = None if threaded else iter(source)
         self._thread = threading.Thread(target=self._run, args=(source,), name=name, daemon=True)
-        self._thread.start()
+        if threaded:
+            self._thread.start()
 
     def _run(self, source: Iterable[T]) -> None:
         iterator = iter(source)
@@ -64,6 +81,8 @@ class ReadAhead(Generic[T]):
     def __next__(self) -> T:
         if self._done:
             raise StopIteration
+        if self._inline is not None:
+            return next(self._inline)
         kind, value = self._queue.get()
         if kind == "item":
             return value
@@ -75,7 +94,12 @@ class ReadAhead(Generic[T]):
     def close(self) -> None:
         """Stop reading ahead and wait until the source is closed (its file and dataset released)."""
         self._stop.set()
-        self._thread.join()
+        if self._inline is not None:
+            close = getattr(self._inline, "close", None)
+            if close is not None:
+                close()
+        elif self._thread.is_alive():
+            self._thread.join()
         self._done = True
 
 
@@ -84,6 +108,9 @@ def ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int, de
 
     An error, of `function` or of `items`, is raised after the results before it, as a plain `map` would.
     """
+    if workers <= 1:
+        yield from map(function, items)
+        return
     depth = depth or 2 * workers
     iterator = iter(items)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ordered-map") as pool:
@@ -114,12 +141,14 @@ class WriteBehind:
     The first job that fails stops the rest; its error is raised by the next `submit` or by `finish`.
     """
 
-    def __init__(self, depth: int = 2, name: str = "write-behind") -> None:
+    def __init__(self, depth: int = 2, name: str = "write-behind", threaded: bool = True) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._abandoned = False
+        self._threaded = threaded
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        if threaded:
+            self._thread.start()
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
@@ -135,7 +164,10 @@ class WriteBehind:
 
     def submit(self, job: Callable[[], None]) -> None:
         self._raise()
-        self._queue.put(job)
+        if self._threaded:
+            self._queue.put(job)
+        else:
+            job()
 
     def finish(self) -> None:
         """Wait for every job; raises the first failure."""
