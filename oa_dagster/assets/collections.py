@@ -49,9 +49,9 @@ def collection_partition_key(area: str, layer: str) -> str:
     return str(dg.MultiPartitionKey({AREA_DIMENSION: area, LAYER_DIMENSION: layer}))
 
 
-def _area_layer(partition_key: str) -> tuple[str, str, str]:
+def area_and_layer(partition_key: str) -> tuple[str, str]:
     key = COLLECTION_PARTITIONS.get_partition_key_from_str(partition_key)
-    return partition_key, key.keys_by_dimension[AREA_DIMENSION], key.keys_by_dimension[LAYER_DIMENSION]
+    return key.keys_by_dimension[AREA_DIMENSION], key.keys_by_dimension[LAYER_DIMENSION]
 
 
 class CollectionsConfig(dg.Config):
@@ -126,7 +126,7 @@ def collections(
     processing: ProcessingSettings,
 ) -> Iterator[dg.AssetMaterialization]:
     wanted = set(config.partitions)
-    partitions = [_area_layer(key) for key in context.partition_keys if not wanted or key in wanted]
+    partitions = [(key, *area_and_layer(key)) for key in context.partition_keys if not wanted or key in wanted]
     out = store.get_store()
     catalog = load_stored_catalog(out)
     if catalog is None:
