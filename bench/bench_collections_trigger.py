@@ -47,13 +47,13 @@ def per_partition(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[i
 def planned(defs: dg.Definitions, instance: dg.DagsterInstance, resources: dict, night: int) -> tuple[int, float]:
     schedule = defs.resolve_schedule_def("collections_schedule")
     started = time.perf_counter()
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 3, night, 3, tzinfo=UTC),
         repository_def=defs.get_repository_def(),
         resources=resources,
-    )
-    requests = list(schedule.evaluate_tick(context).run_requests or [])
+    ) as context:
+        requests = list(schedule.evaluate_tick(context).run_requests or [])
     job = defs.resolve_job_def("collections_job")
     for request in requests:
         assert job.execute_in_process(instance=instance, tags=request.tags, run_config=request.run_config).success

@@ -166,10 +166,10 @@ def test_sensor_builds_the_changed_partitions_in_one_run_once_a_set_finishes(tmp
     with dg.instance_for_test() as instance:
 
         def tick(cursor: str | None) -> dg.SensorResult:
-            context = dg.build_sensor_context(
+            with dg.build_sensor_context(  # closed: a context with resources left open leaks its instance
                 instance=instance, cursor=cursor, resources=resources, repository_def=_repository(tmp_path)
-            )
-            return collections_after_set.evaluate_tick(context)
+            ) as context:
+                return collections_after_set.evaluate_tick(context)
 
         first = tick(None)
         assert not first.run_requests and first.skip_message  # nothing reported yet
@@ -262,13 +262,13 @@ def test_schedule_every_other_night_builds_what_changed_in_one_run(tmp_path: Pat
     with dg.instance_for_test() as instance:
 
         def evaluate(night: int) -> dg.ScheduleExecutionData:
-            context = dg.build_schedule_context(
+            with dg.build_schedule_context(
                 instance=instance,
                 scheduled_execution_time=datetime(2026, 3, night, 3, 0, tzinfo=UTC),
                 repository_def=_repository(tmp_path, schedule),
                 resources=local_resources(tmp_path / "data"),
-            )
-            return schedule.evaluate_tick(context)
+            ) as context:
+                return schedule.evaluate_tick(context)
 
         [request] = list(evaluate(3).run_requests or [])
         assert request.run_key == "scheduled-20260303T0300"
