@@ -32,7 +32,7 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"  # ... and the last (dynamic
 PRIORITY_TAG = "dagster/priority"  # the queued run coordinator dequeues higher first
 SET_PRIORITY = "-1"  # set runs yield to everything else
 DOWNLOADS_PRIORITY = "-2"  # collections and coverage runs yield even to set runs (a rebuild can wait; a set waits on
-# its entries, and the next set's runs must not queue behind 36 collection runs)
+# its entries, and the next set's runs must not queue behind a collections build)
 CI_PRIORITY = "0"  # CI job runs (a pull request waits on them) go before set runs
 OPERATOR_PRIORITY = "10"  # an operator's action (accepting a held run) goes first
 MAX_RUNTIME_TAG = "dagster/max_runtime"  # seconds; enforced only with `run_monitoring` enabled

@@ -24,9 +24,11 @@ from oa_dagster.sensors.collections import (
     DEFAULT_COLLECTIONS_CRON,
     build_collections_schedule,
     collections_after_set,
+    collections_request,
 )
+from oa_dagster.sensors.coverage import coverage_after_collections
 from oa_dagster.sensors.sets import progress_metadata
-from tests.collections_helpers import make_world
+from tests.collections_helpers import address_lines, make_world, publish_output
 from tests.servers.fixtures import MOTO_CREDS, moto_bucket
 
 pytest_plugins = ["tests.servers.fixtures"]
@@ -127,47 +129,117 @@ def _report_progress(instance: dg.DagsterInstance, set_id: str, *, finished: boo
     instance.report_runless_asset_event(dg.AssetMaterialization(SET_PROGRESS, metadata=progress_metadata(progress)))
 
 
-def test_sensor_requests_every_partition_once_a_set_finishes(tmp_path: Path) -> None:
+def _keys(*pairs: tuple[str, str]) -> set[str]:
+    return {str(_partition(area, layer)) for area, layer in pairs}
+
+
+# what make_world publishes: addresses in eight of the nine areas (none in the U.S. Midwest), parcels in two
+WORLD_PARTITIONS = _keys(
+    *[
+        (area, "addresses")
+        for area in ("global", "us_northeast", "us_south", "us_west", "europe", "asia", "south_america")
+    ],
+    ("north_america", "addresses"),
+    ("global", "parcels"),
+    ("us_west", "parcels"),
+)
+
+
+def _run(
+    request: dg.RunRequest, instance: dg.DagsterInstance, tmp_path: Path, raise_on_error: bool = True
+) -> dg.ExecuteInProcessResult:
+    """A requested run of `collections_job` as the daemon would launch it: its tags (the partition range), its run
+    config."""
+    job = _repository(tmp_path).get_job(collections_job.name)
+    return job.execute_in_process(
+        instance=instance, tags=request.tags, run_config=request.run_config, raise_on_error=raise_on_error
+    )
+
+
+def test_sensor_builds_the_changed_partitions_in_one_run_once_a_set_finishes(tmp_path: Path) -> None:
+    """One finished set, one run for every area × layer partition that changed (not 36 runs), then one coverage
+    run; no run at all when nothing changed. This replaces the test that pinned one request per partition."""
     store = LocalStore(tmp_path / "data")
     world = make_world(store, tmp_path, rows=5)
-    every = set(COLLECTION_PARTITIONS.get_partition_keys())
-    assert len(every) == 36
+    assert len(COLLECTION_PARTITIONS.get_partition_keys()) == 36
+    resources = local_resources(tmp_path / "data")
     with dg.instance_for_test() as instance:
-        first = collections_after_set(dg.build_sensor_context(instance=instance))
-        assert not first.run_requests and first.skip_reason  # nothing reported yet
+
+        def tick(cursor: str | None) -> dg.SensorResult:
+            with dg.build_sensor_context(  # closed: a context with resources left open leaks its instance
+                instance=instance, cursor=cursor, resources=resources, repository_def=_repository(tmp_path)
+            ) as context:
+                return collections_after_set.evaluate_tick(context)
+
+        first = tick(None)
+        assert not first.run_requests and first.skip_message  # nothing reported yet
 
         _report_progress(instance, "set-20260101T0300", finished=False)
-        context = dg.build_sensor_context(instance=instance)
-        running = collections_after_set(context)
+        running = tick(None)
         assert not running.run_requests and running.cursor  # a set still running triggers nothing
 
         _report_progress(instance, "set-20260101T0300", finished=True)
-        done = collections_after_set.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor=running.cursor, repository_def=_repository(tmp_path))
-        )
-        assert {r.partition_key for r in done.run_requests} == every
-        assert len({r.run_key for r in done.run_requests}) == 36
-        assert all(r.tags[AFTER_SET_TAG] == "set-20260101T0300" for r in done.run_requests)
-        assert all(r.tags["dagster/priority"] == "-2" for r in done.run_requests)  # behind the next set's runs
+        done = tick(running.cursor)
+        [request] = done.run_requests
+        assert set(request.run_config["ops"]["collections"]["config"]["partitions"]) == WORLD_PARTITIONS
+        assert request.run_key == "after-set-20260101T0300"
+        assert request.tags[AFTER_SET_TAG] == "set-20260101T0300"
+        assert request.tags["dagster/priority"] == "-2"  # behind the next set's runs
+        assert not tick(done.cursor).run_requests  # the same finished set is not requested twice
 
-        quiet = collections_after_set(dg.build_sensor_context(instance=instance, cursor=done.cursor))
-        assert not quiet.run_requests  # the same finished set is not requested twice
-
-        # a requested partition runs as is
-        request = next(r for r in done.run_requests if r.partition_key == _partition("us_west", "addresses"))
-        result = dg.materialize(
-            [collections],
-            partition_key=request.partition_key,
-            resources=local_resources(tmp_path / "data"),
-            instance=instance,
-            tags=request.tags,
-        )
-        assert result.success and _metadata(result)["entries"] == 3
+        result = _run(request, instance, tmp_path)
+        assert result.success
+        built = {e.event_specific_data.materialization.partition for e in result.get_asset_materialization_events()}
+        assert built == WORLD_PARTITIONS  # the range's unchanged partitions (us_midwest, ...) are left out
+        assert instance.get_materialized_partitions(collections.key) == WORLD_PARTITIONS  # what the UI shows
+        assert len(instance.get_runs(filters=dg.RunsFilter(job_name=collections_job.name))) == 1
+        by_partition = {
+            e.event_specific_data.materialization.partition: e.event_specific_data.materialization
+            for e in result.get_asset_materialization_events()
+        }
+        us_west = by_partition[str(_partition("us_west", "addresses"))]
+        assert us_west.metadata["entries"].value == 3 and DATA_VERSION_TAG in us_west.tags
         assert world.catalog["id"] == "abc1234"
 
-        # a fresh sensor (no cursor) after a finished set fires once for the newest report
-        fresh = collections_after_set(dg.build_sensor_context(instance=instance))
-        assert len(fresh.run_requests) == 36
+        coverage = coverage_after_collections(dg.build_sensor_context(instance=instance))
+        assert isinstance(coverage, dg.SensorResult)  # one coverage run follows the one collections run
+        assert [r.run_key for r in coverage.run_requests] == ["after-after_set:set-20260101T0300"]
+
+        _report_progress(instance, "set-20260108T0300", finished=True)  # a set that changed nothing
+        quiet = tick(done.cursor)
+        assert not quiet.run_requests and "no collection changed" in str(quiet.skip_message)
+
+        publish_output(store, "addresses", "de/berlin/city", address_lines(13.4, 52.5, 4, tag="B"), tmp_path / "new")
+        _report_progress(instance, "set-20260115T0300", finished=True)
+        changed = tick(quiet.cursor)
+        [again] = changed.run_requests
+        assert again.run_config["ops"]["collections"]["config"]["partitions"] == [
+            str(_partition("global", "addresses")),
+            str(_partition("europe", "addresses")),
+        ]
+        rebuilt = _run(again, instance, tmp_path)
+        assert {
+            e.event_specific_data.materialization.partition for e in rebuilt.get_asset_materialization_events()
+        } == (_keys(("europe", "addresses"), ("global", "addresses")))
+
+        # a fresh sensor (no cursor) after a finished set plans for the newest report: nothing changed since
+        fresh = tick(None)
+        assert not fresh.run_requests and "no collection changed" in str(fresh.skip_message)
+
+
+def test_a_collection_that_fails_does_not_stop_the_others_of_its_run(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "data")
+    make_world(store, tmp_path, rows=5)
+    (tmp_path / "data" / "collections").mkdir()
+    (tmp_path / "data" / "collections" / "parcels").write_text("a file where the folder goes")  # parcels fail
+    with dg.instance_for_test() as instance:
+        request = collections_request("by-hand", {}, sorted(WORLD_PARTITIONS))
+        result = _run(request, instance, tmp_path, raise_on_error=False)
+    built = {e.event_specific_data.materialization.partition for e in result.get_asset_materialization_events()}
+    assert not result.success
+    assert built == WORLD_PARTITIONS - _keys(("global", "parcels"), ("us_west", "parcels"))
+    failure = result.get_step_failure_events()[0].event_specific_data.error.message
+    assert "collections: 2 of 10 failed: global parcels" in failure and "us_west parcels" in failure
 
 
 def _repository(tmp_path: Path, schedule: dg.ScheduleDefinition | None = None) -> Any:
@@ -181,18 +253,27 @@ def _repository(tmp_path: Path, schedule: dg.ScheduleDefinition | None = None) -
     ).get_repository_def()
 
 
-def test_schedule_every_other_night_requests_every_partition(tmp_path: Path) -> None:
+def test_schedule_every_other_night_builds_what_changed_in_one_run(tmp_path: Path) -> None:
     schedule = build_collections_schedule()
     assert schedule.cron_schedule == DEFAULT_COLLECTIONS_CRON == "0 3 */2 * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert build_collections_schedule("15 1 * * *", running=True).default_status == dg.DefaultScheduleStatus.RUNNING
+    make_world(LocalStore(tmp_path / "data"), tmp_path, rows=5)
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=datetime(2026, 3, 3, 3, 0, tzinfo=UTC),
-            repository_def=_repository(tmp_path, schedule),
-        )
-        requests = list(schedule.evaluate_tick(context).run_requests or [])
-    assert len(requests) == 36 and requests[0].run_key.startswith("scheduled-20260303T0300:")
-    assert {r.partition_key for r in requests} == set(COLLECTION_PARTITIONS.get_partition_keys())
+
+        def evaluate(night: int) -> dg.ScheduleExecutionData:
+            with dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=datetime(2026, 3, night, 3, 0, tzinfo=UTC),
+                repository_def=_repository(tmp_path, schedule),
+                resources=local_resources(tmp_path / "data"),
+            ) as context:
+                return schedule.evaluate_tick(context)
+
+        [request] = list(evaluate(3).run_requests or [])
+        assert request.run_key == "scheduled-20260303T0300"
+        assert set(request.run_config["ops"]["collections"]["config"]["partitions"]) == WORLD_PARTITIONS
+        assert _run(request, instance, tmp_path).success
+        quiet = evaluate(5)  # the nightly no-change case: no run
+        assert not quiet.run_requests and "no collection changed" in str(quiet.skip_message)
     assert collections_job.name == "collections_job"

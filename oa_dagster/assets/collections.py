@@ -1,14 +1,18 @@
 """`collections`: the regional downloads, one partition per area × layer, built from every entry's latest good output.
 
 The work is plain code in `oa_dagster/collections/` (inputs, zip, GeoParquet, publishing, change detection); this
-asset picks the partition, reads the current catalog and reports what was built. One partition builds both licence
-classes of its area and layer; an unchanged one finishes in the time it takes to read the entries' pointers.
-Launched by the `collections_after_set` sensor and the `collections_schedule` (`sensors/collections.py`), or from the
-UI for one area/layer (Materialize → pick partitions; config `force: true` rebuilds even when nothing changed).
+asset reads the current catalog, builds the partitions of its run and reports one materialization per partition.
+One run can hold many partitions (a single-run backfill policy: a partition range, and in config the partitions of
+that range to build), so a trigger is one run, not one per partition. One partition builds both licence classes of
+its area and layer; an unchanged one finishes in the time it takes to read the entries' pointers. Launched by the
+`collections_after_set` sensor and the `collections_schedule` (`sensors/collections.py`), which plan which
+partitions changed first, or from the UI for any partitions (config `force: true` rebuilds even when nothing
+changed). A partition whose build fails does not stop the others; the run fails at the end, naming it.
 """
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -20,6 +24,7 @@ from oa_dagster.platform.catalog import load_stored_catalog
 from oa_dagster.platform.store import OutputStore
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
+from oa_dagster.run_tags import DATA_VERSION_TAG
 from oa_dagster.sources.model import LAYERS
 
 from . import OWNERS
@@ -40,15 +45,19 @@ POOL = "oa_collections"
 MISSING_LISTED = 200  # entries named in the metadata; the count and the record hold all of them
 
 
-def collection_partition_keys() -> list[dg.MultiPartitionKey]:
-    """Every area × layer, the set the sensor and the schedule request."""
-    return [
-        dg.MultiPartitionKey({AREA_DIMENSION: area, LAYER_DIMENSION: layer}) for layer in LAYERS for area in AREA_IDS
-    ]
+def collection_partition_key(area: str, layer: str) -> str:
+    return str(dg.MultiPartitionKey({AREA_DIMENSION: area, LAYER_DIMENSION: layer}))
+
+
+def area_and_layer(partition_key: str) -> tuple[str, str]:
+    key = COLLECTION_PARTITIONS.get_partition_key_from_str(partition_key)
+    return key.keys_by_dimension[AREA_DIMENSION], key.keys_by_dimension[LAYER_DIMENSION]
 
 
 class CollectionsConfig(dg.Config):
     force: bool = False  # rebuild even when no entry's latest good run changed since the last build
+    # the partitions of the run's range to build (a trigger's plan); empty: every partition of the run
+    partitions: list[str] = []
 
 
 def _data_version(results: "list[CollectionResult]") -> str:
@@ -98,6 +107,8 @@ def collection_metadata(store: OutputStore, inputs: "AreaInputs", results: "list
 @dg.asset(
     name="collections",
     partitions_def=COLLECTION_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    output_required=False,  # one AssetMaterialization per partition built, none for a partition left out
     deps=[dg.AssetDep(dg.AssetKey(layer), partition_mapping=dg.AllPartitionMapping()) for layer in LAYERS],
     group_name="downloads",
     kinds={"python", "parquet"},
@@ -105,30 +116,46 @@ def collection_metadata(store: OutputStore, inputs: "AreaInputs", results: "list
     pool=POOL,
     description="Regional downloads per area × layer: a zip (GeoJSON lines, classic CSV for addresses, 0.1° "
     "summaries, README and LICENSE) and one GeoParquet file, freely shareable and share-alike apart, from every "
-    "entry's latest good output. Rebuilt only when an entry's latest good run changed.",
+    "entry's latest good output. Rebuilt only when an entry's latest good run changed; one run builds many "
+    "partitions.",
 )
 def collections(
     context: dg.AssetExecutionContext,
     config: CollectionsConfig,
     store: OutputStoreResource,
     processing: ProcessingSettings,
-) -> dg.MaterializeResult:
-    key = COLLECTION_PARTITIONS.get_partition_key_from_str(context.partition_key)
-    area, layer = key.keys_by_dimension[AREA_DIMENSION], key.keys_by_dimension[LAYER_DIMENSION]
+) -> Iterator[dg.AssetMaterialization]:
+    wanted = set(config.partitions)
+    partitions = [(key, *area_and_layer(key)) for key in context.partition_keys if not wanted or key in wanted]
     out = store.get_store()
     catalog = load_stored_catalog(out)
     if catalog is None:
+        named = ", ".join(f"{area} {layer}" for _, area, layer in partitions)
         raise dg.Failure(
-            f"collections {area} {layer}: no catalog in the store ({out.describe()}): materialize source_catalog first"
+            f"collections {named}: no catalog in the store ({out.describe()}): materialize source_catalog first"
         )
     work = processing.work_root()
     work.mkdir(parents=True, exist_ok=True)
     from oa_dagster.collections.build import build_area
 
-    inputs, results = build_area(out, catalog, layer, area, force=config.force, work_dir=work, log=context.log.info)
-    return dg.MaterializeResult(
-        metadata=collection_metadata(out, inputs, results), data_version=dg.DataVersion(_data_version(results))
-    )
+    failed: list[str] = []
+    for partition_key, area, layer in partitions:
+        try:
+            inputs, results = build_area(
+                out, catalog, layer, area, force=config.force, work_dir=work, log=context.log.info
+            )
+        except Exception as exc:  # one broken collection never stops the others of the run
+            context.log.error(f"collections {area} {layer}: build failed: {type(exc).__name__}: {exc}")
+            failed.append(f"{area} {layer} ({type(exc).__name__}: {exc})")
+            continue
+        yield dg.AssetMaterialization(
+            asset_key=COLLECTIONS,
+            partition=partition_key,
+            metadata=collection_metadata(out, inputs, results),
+            tags={DATA_VERSION_TAG: _data_version(results)},
+        )
+    if failed:
+        raise dg.Failure(f"collections: {len(failed)} of {len(partitions)} failed: {'; '.join(failed)}")
 
 
 COLLECTION_ASSETS = [collections]

@@ -28,11 +28,11 @@ from .features import BLOCK_BYTES, read_blocks
 from .geoparquet import GeoParquetWriter
 from .inputs import AreaInputs, EntryInput, gather_inputs
 from .keys import LICENCES, Licence
+from .plan import BUILD_FORMAT, unchanged
 from .publish import discard_stale_temporaries, publish_files, remove_collection
 from .texts import license_text, readme
 from .zip_stream import ZipStream, check_member_name
 
-BUILD_FORMAT = 1  # bump when what goes into the files changes: every collection is then rebuilt once
 STALE_TEMPORARY_SECONDS = 6 * 3600
 PROGRESS_SECONDS = 30.0
 
@@ -218,15 +218,6 @@ def write_files(
         parquet.abort()
         raise
     return built
-
-
-def unchanged(store: OutputStore, previous: Mapping[str, Any] | None, inputs: dict[str, str], layer: str) -> bool:
-    """The last build had exactly these inputs, in this format, and its files are still there."""
-    if not previous or previous.get("inputs") != inputs or previous.get("format") != BUILD_FORMAT:
-        return False
-    wanted = [previous["zip"]["key"], previous["parquet"]["key"]]
-    wanted += keys.classic_keys(layer, previous["area"], previous["licence"])
-    return all(store.exists(key) for key in wanted)
 
 
 def build_collection(

@@ -3,9 +3,9 @@
 A batch is the runs sharing the tag that requested them (`oa/after_set` or `oa/collections_schedule`; a run
 launched by hand is a batch of its own). The sensor looks at the newest collections run; when every run of its
 batch has ended and the batch is not the one handled last (the cursor), it requests coverage, maps and the results
-index once, so a set's 36 collection runs make one index, built after all of them. A batch that a `coverage_job`
-run created after its end already covered (the quickstart runs one itself; so may a user from the UI) is marked
-handled without another run, unless that run failed or was canceled.
+index once, after all of them (a trigger is one collections run for every partition that changed, so its batch is
+that run). A batch that a `coverage_job` run created after its end already covered (the quickstart runs one
+itself; so may a user from the UI) is marked handled without another run, unless that run failed or was canceled.
 """
 
 import dagster as dg
