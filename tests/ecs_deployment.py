@@ -57,7 +57,8 @@ class Deployment:
             args += ["--tags", json.dumps(tags)]
         done = subprocess.run(args, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
-        (run_id,) = {r.run_id for r in self.instance.get_runs()} - before
+        # the daemon's sensors may start runs of their own meanwhile (a coverage run after collections): this job's
+        (run_id,) = {r.run_id for r in self.instance.get_runs(filters=dg.RunsFilter(job_name=job))} - before
         return run_id
 
     def wait_for_status(self, run_id: str, *statuses: dg.DagsterRunStatus, timeout: float = 240) -> dg.DagsterRun:
