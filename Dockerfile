@@ -18,11 +18,12 @@ COPY oa_dagster ./oa_dagster
 RUN pip install .
 
 # The instance and workspace of deploy/production: every setting in them is read from the environment.
-COPY deploy/production/dagster.yaml deploy/production/workspace.yaml /opt/dagster/home/
+COPY deploy/production/dagster.yaml deploy/production/workspace.yaml ${DAGSTER_HOME}/
 
+# (the runs' scratch space, OA_WORK_DIR or <temp>/oa-dagster-work, is made by each run under the world-writable temp)
 RUN useradd --create-home --uid 10001 oa \
-    && mkdir -p /opt/dagster/home/storage /tmp/oa-dagster-work \
-    && chown -R oa /opt/dagster/home /tmp/oa-dagster-work
+    && mkdir -p "${DAGSTER_HOME}/storage" \
+    && chown -R oa "${DAGSTER_HOME}"
 USER oa
 
 # 4000: code server (gRPC), 3000: webserver, 8080: oa-dagster serve
