@@ -5,21 +5,19 @@ production outputs stay. Driven as the daemon does: the schedule's tick, then it
 from __future__ import annotations
 
 import os
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import sqlalchemy as sa
 
-from oa_dagster.assets.ci_jobs import superseded_key
 from oa_dagster.definitions import build_definitions
 from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import put_json
-from tests.ci_deliveries import BASE, HEAD, REPO, pr_payload
+from tests.ci_deliveries import BASE, REPO, pr_payload
 from tests.platform_helpers import materialize_catalog, materialize_range
 from tests.servers.github import file_entry
-from tests.test_ci_scenarios import BERKELEY, NEW_HEAD, NUMBER, CiWorld, source_json
+from tests.test_ci_scenarios import BERKELEY, NUMBER, CiWorld, source_json, supersede_running_job
 from tests.test_ci_scenarios import world as world  # noqa: F401 - the fixture
 
 OTHER = NUMBER + 1  # a second pull request, closed
@@ -56,28 +54,6 @@ def _job(world: CiWorld, number: int, head: str, csv: str) -> str:
     return request.partition_key
 
 
-def _superseded_job(world: CiWorld) -> tuple[str, str]:
-    """Pull request NUMBER: a job superseded while running by NEW_HEAD's, which succeeds. (old key, new key)"""
-    world.github.add_file(REPO, BERKELEY, HEAD, source_json(world.serve_csv("/slow.csv", delay=2.0)))
-    world.github.add_pull(REPO, NUMBER, [file_entry(BERKELEY, "added")], head_sha=HEAD, base_sha=BASE)
-    world.deliver("pull_request", pr_payload("opened", NUMBER, HEAD, BASE))
-    [first] = world.tick().run_requests
-    running = threading.Thread(target=world.run, args=(first,))
-    running.start()
-    deadline = time.monotonic() + 60
-    while world.downloads.routes["/slow.csv"].hits == 0:
-        assert time.monotonic() < deadline and running.is_alive()
-        time.sleep(0.05)
-    world.github.add_file(REPO, BERKELEY, NEW_HEAD, source_json(world.serve_csv("/fast.csv", rows=2)))
-    world.github.add_pull(REPO, NUMBER, [file_entry(BERKELEY, "added")], head_sha=NEW_HEAD, base_sha=BASE)
-    world.deliver("pull_request", pr_payload("synchronize", NUMBER, NEW_HEAD))
-    [second] = world.tick().run_requests
-    running.join(timeout=120)
-    assert world.store.exists(superseded_key(str(first.partition_key)))
-    assert world.run(second).success
-    return str(first.partition_key), str(second.partition_key)
-
-
 def _daily_cleanup(world: CiWorld) -> dict[str, object]:
     """The `daily_cleanup` schedule's tick, then its run request's job on the instance: the run's metadata."""
     defs = build_definitions(world.resources)
@@ -97,7 +73,7 @@ def _runs_of(world: CiWorld, job_key: str) -> int:
 
 
 def test_daily_cleanup_prunes_closed_and_superseded_jobs_and_keeps_open_ones_and_production(world: CiWorld) -> None:
-    superseded, current = _superseded_job(world)
+    superseded, current = (str(request.partition_key) for request in supersede_running_job(world))
     closed = _job(world, OTHER, "e" * 40, "/other.csv")
     world.deliver("pull_request", pr_payload("closed", OTHER, "e" * 40, BASE))
     open_job = _job(world, THIRD, "f" * 40, "/third.csv")

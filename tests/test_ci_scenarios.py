@@ -214,25 +214,32 @@ def test_a_pull_request_without_source_changes_is_told_so(world: CiWorld) -> Non
     assert world.states() == [("success", "No source changes")]
 
 
-def test_a_new_head_supersedes_the_job_still_running(world: CiWorld) -> None:
-    slow = world.serve_csv("/slow.csv", delay=2.0)
-    world.github.add_file(REPO, BERKELEY, HEAD, source_json(slow))
-    open_pull(world, [file_entry(BERKELEY, "added")])
+def supersede_running_job(world: CiWorld) -> tuple[dg.RunRequest, dg.RunRequest]:
+    """Pull request NUMBER: a job superseded while it downloads by NEW_HEAD's, which succeeds: (old, new) requests.
+
+    Shared with the retention tests, which prune what it leaves."""
+    world.github.add_file(REPO, BERKELEY, HEAD, source_json(world.serve_csv("/slow.csv", delay=2.0)))
+    world.github.add_pull(REPO, NUMBER, [file_entry(BERKELEY, "added")], head_sha=HEAD, base_sha=BASE)
+    world.deliver("pull_request", pr_payload("opened", NUMBER, HEAD, BASE))
     [first] = world.tick().run_requests
     running = threading.Thread(target=world.run, args=(first,))
     running.start()
     deadline = time.monotonic() + 60
-    while world.downloads.routes["/slow.csv"].hits == 0:  # the first job is downloading
+    while world.downloads.routes["/slow.csv"].hits == 0:
         assert time.monotonic() < deadline and running.is_alive()
         time.sleep(0.05)
-
     world.github.add_file(REPO, BERKELEY, NEW_HEAD, source_json(world.serve_csv("/fast.csv", rows=2)))
     world.github.add_pull(REPO, NUMBER, [file_entry(BERKELEY, "added")], head_sha=NEW_HEAD, base_sha=BASE)
     world.deliver("pull_request", pr_payload("synchronize", NUMBER, NEW_HEAD))
     [second] = world.tick().run_requests
     running.join(timeout=120)
-    assert world.store.exists(superseded_key(first.partition_key))
+    assert world.store.exists(superseded_key(str(first.partition_key)))
     assert world.run(second).success
+    return first, second
+
+
+def test_a_new_head_supersedes_the_job_still_running(world: CiWorld) -> None:
+    first, _ = supersede_running_job(world)
 
     assert world.states(HEAD) == [
         ("pending", f"Checking 1 entry in {BERKELEY}"),
