@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from oa_dagster.sources.model import LAYERS
+from oa_dagster.wording import plural
 
 from .github_api import RESULTS_MARKER, STATUS_DESCRIPTION_LIMIT, status_description
 from .plan import SHORT_SHA, JobPlan
@@ -32,10 +33,6 @@ class EntryOutcome:
     links: Mapping[str, str] = field(default_factory=dict)  # preview / sample / output -> URL
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
-
-
 def _with_suffix(head: str, suffix: str = "") -> str:
     """`head` trimmed so that `suffix` (a count of others) always survives within the limit."""
     suffix = " ".join(suffix.split())
@@ -46,18 +43,14 @@ def _with_suffix(head: str, suffix: str = "") -> str:
 
 def _files_phrase(files: Iterable[str]) -> str:
     files = list(files)
-    return files[0] if len(files) == 1 else _plural(len(files), "file")
+    return files[0] if len(files) == 1 else plural(len(files), "file")
 
 
 def pending_description(plan: JobPlan) -> str:
     """The `pending` status when the job is requested: `Checking <n> entries in <files>`."""
     if not plan.files:
         return NO_SOURCE_CHANGES
-    return status_description(f"Checking {_entries(len(plan.entries))} in {_files_phrase(plan.files)}")
-
-
-def _entries(n: int) -> str:
-    return f"{n:,} entry" if n == 1 else f"{n:,} entries"
+    return status_description(f"Checking {plural(len(plan.entries), 'entry')} in {_files_phrase(plan.files)}")
 
 
 def final_status(outcomes: Iterable[EntryOutcome], plan: JobPlan | None = None) -> tuple[str, str]:
@@ -77,7 +70,7 @@ def final_status(outcomes: Iterable[EntryOutcome], plan: JobPlan | None = None) 
         else:
             first = f"{failed[0].layer} {failed[0].key}: {failed[0].problem}"
         others = problems - 1
-        return "failure", _with_suffix(first, f"(and {_plural(others, 'other')})" if others else "")
+        return "failure", _with_suffix(first, f"(and {plural(others, 'other')})" if others else "")
     if not outcomes:
         if plan is not None and plan.files:
             return "success", status_description(f"No changed entries in {_files_phrase(plan.files)}")
@@ -85,7 +78,7 @@ def final_status(outcomes: Iterable[EntryOutcome], plan: JobPlan | None = None) 
             return "success", status_description(f"Removes {_files_phrase(plan.removed)}: nothing to check")
         return "success", NO_SOURCE_CHANGES
     features = sum(outcome.feature_count or 0 for outcome in outcomes)
-    return "success", status_description(f"{_entries(len(outcomes))} processed: {_plural(features, 'feature')}")
+    return "success", status_description(f"{plural(len(outcomes), 'entry')} processed: {plural(features, 'feature')}")
 
 
 def error_description(reason: str) -> str:
@@ -164,9 +157,9 @@ def results_comment(
         lines += ["#### Removed source files", "", *[f"- {_cell(path)}" for path in plan.removed], ""]
     notes = []
     if plan.unchanged:
-        notes.append(f"{_entries(plan.unchanged)} unchanged")
+        notes.append(f"{plural(plan.unchanged, 'entry')} unchanged")
     if plan.skipped:
-        notes.append(f"{_entries(len(plan.skipped))} marked `skip` not run")
+        notes.append(f"{plural(len(plan.skipped), 'entry')} marked `skip` not run")
     if notes:
         lines += [", ".join(notes) + ".", ""]
     return _truncate("\n".join(lines).rstrip() + "\n", run_url)
