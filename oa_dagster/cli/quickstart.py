@@ -108,30 +108,32 @@ def ui_command(home: LocalHome, default_home: bool) -> str:
 def _build_downloads(
     defs: Any, instance: Any, run_config: dict[str, Any], tags: dict[str, str], catalog: dict[str, Any], report: Report
 ) -> None:
-    """The collections of every area and layer that has entries (each its own run, as the sensor launches them),
-    then one `coverage_job` run: coverage, the maps and the results index."""
-    import dagster as dg
-
-    from oa_dagster.assets.collections import AREA_DIMENSION, LAYER_DIMENSION
+    """The collections of every area and layer that has entries, in one run (the request the set's sensor would
+    make: a partition range with the partitions named in its config), then one `coverage_job` run: coverage, the
+    maps and the results index."""
+    from oa_dagster.assets.collections import collection_partition_key
     from oa_dagster.collections.areas import areas_of
     from oa_dagster.jobs.collections import collections_job
     from oa_dagster.jobs.coverage import coverage_job
+    from oa_dagster.sensors.collections import collections_request
 
     wanted = sorted(
         {
-            (layer, area)
+            collection_partition_key(area, layer)
             for layer, entries in catalog["entries"].items()
             for info in entries.values()
             if not info.get("skip")
             for area in areas_of(info["source"])
         }
     )
-    report.start_run("collections", [])
-    job = defs.resolve_job_def(collections_job.name)
-    for layer, area in wanted:
-        key = dg.MultiPartitionKey({AREA_DIMENSION: area, LAYER_DIMENSION: layer})
-        job.execute_in_process(
-            instance=instance, run_config=run_config, raise_on_error=False, tags=tags, partition_key=key
+    if wanted:
+        report.start_run("collections", [])
+        request = collections_request("quickstart", tags, wanted)
+        defs.resolve_job_def(collections_job.name).execute_in_process(
+            instance=instance,
+            run_config={**run_config, **request.run_config},
+            raise_on_error=False,
+            tags=request.tags,
         )
     report.start_run("coverage", [])
     defs.resolve_job_def(coverage_job.name).execute_in_process(
