@@ -1,25 +1,41 @@
 """Faults of issue 18 that hit the platform's I/O, with the real servers: S3 answering 503 (a fault-injecting proxy
-in front of moto, `tests/servers/s3_faults.py`) while a layer run publishes through the production S3 store."""
+in front of moto, `tests/servers/s3_faults.py`) while a layer run publishes through the production S3 store, and
+`oa-dagster serve` killed and restarted during a burst of deliveries that a client redelivers as GitHub does."""
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import subprocess
+import threading
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
+import requests
 
 from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import S3Store, get_json
 from oa_dagster.resources.deployments import S3_RETRIES, s3_resources
+from oa_dagster.webhook.deliveries import DeliveryStore
+from tests.ci_deliveries import SECRET, Receiver, pr_payload
 from tests.platform_helpers import (
     city_sources,
     local,
     materialize_catalog,
     materialize_range,
     partition_status,
+    postgres_or_skip,
+    serve_process,
+    wait_for,
     write_csv,
 )
 from tests.servers.fixtures import MOTO_CREDS, moto_bucket
@@ -142,3 +158,111 @@ def test_the_store_failing_after_the_held_run_is_dropped_leaves_the_old_latest_p
     assert f"{KEY}: Output store unavailable: S3 unavailable: deleting" in failure_description(result)
     assert get_json(store, layout.latest_key("addresses", KEY)) is None
     assert assert_published_keys_whole(store) == {}
+
+
+# -- `oa-dagster serve` killed during a burst of deliveries -------------------------------------------------------
+
+BURST = 200
+HELD_BACK = 150  # deliveries from this one on wait for the kill: the burst goes on while serve is down
+
+
+def redeliver(receiver: Receiver, delivery: str, payload: dict[str, Any], deadline: float) -> list[str]:
+    """One delivery as GitHub's redelivery treats it: sent again under the same delivery id after a 5xx, a refused
+    or dropped connection or a timeout, with backoff, until a 2xx or 4xx. Returns what each attempt got."""
+    attempts: list[str] = []
+    pause = 0.2
+    while True:
+        try:
+            answer = receiver.post("pull_request", payload, delivery=delivery)
+        except requests.ConnectionError as exc:  # refused, reset, closed before the answer
+            attempts.append(f"connection: {type(exc).__name__}")
+        except requests.Timeout:
+            attempts.append("timeout")
+        else:
+            if answer.status_code < 500:
+                attempts.append(f"{answer.status_code} {answer.json().get('status')}")
+                return attempts
+            attempts.append(str(answer.status_code))
+        assert time.monotonic() < deadline, f"delivery {delivery} never accepted: {attempts}"
+        time.sleep(pause)
+        pause = min(2 * pause, 2.0)
+
+
+@contextmanager
+def deliveries_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'webhook.db'}"
+    else:
+        with postgres_or_skip("oa_faults_burst") as url:
+            yield url
+
+
+def freeze_with_unanswered(serve: subprocess.Popen[bytes], store: DeliveryStore, answered: set[str]) -> set[str]:
+    """Stop `serve` (SIGSTOP) at a moment when it has recorded deliveries it has not answered yet: the ones whose
+    2xx a kill now loses. Tries again (SIGCONT, a moment of work, SIGSTOP) until it catches some."""
+    for _ in range(200):
+        os.killpg(serve.pid, signal.SIGSTOP)
+        time.sleep(1.0)  # answers already written reach their clients
+        unanswered = {d.delivery_id for d in store.deliveries_after(0, 1000, with_payload=False)} - answered
+        if unanswered:
+            return unanswered
+        os.killpg(serve.pid, signal.SIGCONT)
+        time.sleep(random.uniform(0.05, 0.3))
+    raise AssertionError("never caught serve between recording a delivery and answering it")
+
+
+@pytest.mark.parametrize("database", ["postgres", "sqlite"])
+def test_serve_killed_during_a_burst_of_redelivered_deliveries_records_each_exactly_once(
+    tmp_path: Path, database: str
+) -> None:
+    deliveries = {str(uuid.uuid4()): pr_payload(number=n + 1, head=f"{n:040x}") for n in range(BURST)}
+    ids = list(deliveries)
+    killed = threading.Event()
+    answered: set[str] = set()  # deliveries whose 2xx reached the client
+    with ExitStack() as stack:
+        url = stack.enter_context(deliveries_database(database, tmp_path))
+        env = {"OA_WEBHOOK_SECRET": SECRET, "OA_WEBHOOK_DB": url, "OA_DATA_DIR": str(tmp_path / "data")}
+        store = DeliveryStore(url)
+        stack.callback(store.close)
+        base, first = stack.enter_context(serve_process(env, tmp_path / "serve-1.log"))
+        receiver = Receiver(base, store)
+        deadline = time.monotonic() + 600
+
+        def send(delivery: str) -> list[str]:
+            if ids.index(delivery) >= HELD_BACK:
+                killed.wait()
+            attempts = redeliver(receiver, delivery, deliveries[delivery], deadline)
+            answered.add(delivery)
+            return attempts
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            sent = {delivery: pool.submit(send, delivery) for delivery in ids}
+            wait_for("40 deliveries recorded", lambda: store.count() >= 40, 120)
+            unanswered = freeze_with_unanswered(first, store, answered)
+            os.killpg(first.pid, signal.SIGKILL)  # mid-burst, with recorded deliveries not yet answered
+            first.wait()
+            killed.set()
+            recorded_by_first = store.count()
+            restarted = time.monotonic()
+            stack.enter_context(serve_process(env, tmp_path / "serve-2.log", port=urlsplit(base).port))
+            back_in = time.monotonic() - restarted
+            attempts = {delivery: future.result() for delivery, future in sent.items()}
+
+        # a redelivery of deliveries already answered (GitHub's "Redeliver" button) is acknowledged, not stored again
+        again = [redeliver(receiver, delivery, deliveries[delivery], deadline) for delivery in ids[:5]]
+        stored = store.deliveries_after(0, 1000)
+
+    assert all(answer[-1] in ("200 recorded", "200 already recorded") for answer in attempts.values()), attempts
+    assert sorted(d.delivery_id for d in stored) == sorted(ids), "a delivery lost or recorded twice"
+    assert all(d.pr_number == deliveries[d.delivery_id]["number"] for d in stored)
+    # recorded by the killed server, never answered by it: redelivered, and deduplicated by the restarted one
+    for delivery in unanswered:
+        assert attempts[delivery][0].startswith("connection") and attempts[delivery][-1] == "200 already recorded"
+    assert again == [["200 already recorded"]] * 5
+    refused = [d for d in ids if any(a.startswith("connection") for a in attempts[d])]
+    assert len(refused) > len(unanswered), "no delivery was sent while serve was down"
+    print(
+        f"{database}: {recorded_by_first} recorded before the kill, {len(unanswered)} of them unanswered, "
+        f"{len(refused)} deliveries retried after a connection failure; serve answered again {back_in:.1f} s after "
+        f"the restart (load {os.getloadavg()[0]:.1f})"
+    )
