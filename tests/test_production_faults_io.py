@@ -259,6 +259,10 @@ def test_serve_killed_during_a_burst_of_redelivered_deliveries_records_each_exac
     for delivery in unanswered:
         assert attempts[delivery][0].startswith("connection") and attempts[delivery][-1] == "200 already recorded"
     assert again == [["200 already recorded"]] * 5
+    # what the operator reads: the restarted serve's log names each redelivery it deduplicated
+    log = (tmp_path / "serve-2.log").read_text()
+    for delivery in unanswered:
+        assert f"webhook delivery {delivery!r} already recorded" in log
     refused = [d for d in ids if any(a.startswith("connection") for a in attempts[d])]
     assert len(refused) > len(unanswered), "no delivery was sent while serve was down"
     print(
