@@ -160,6 +160,35 @@ def test_the_store_failing_after_the_held_run_is_dropped_leaves_the_old_latest_p
     assert assert_published_keys_whole(store) == {}
 
 
+def test_serve_answers_downloads_502_while_s3_is_down_and_serves_them_again_after(
+    tmp_path: Path, proxy: S3FaultProxy
+) -> None:
+    """What a user of `/download` sees during an S3 outage: a 502 naming the cause once the client's retries are
+    spent (not a 500, nor a 404 that would say the file is gone), then the file again once S3 answers."""
+    resources, store = production_store(tmp_path, proxy, "downloads-outage")
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        assert materialize_range(instance, resources, "addresses", KEY, KEY).success
+    output = get_json(store, layout.latest_key("addresses", KEY))["files"]["output"]
+    env = {
+        "OA_ENV": "production",
+        "OA_S3_BUCKET": "downloads-outage",
+        "OA_S3_PREFIX": "oa",
+        "OA_S3_ENDPOINT_URL": proxy.url,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": MOTO_CREDS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": MOTO_CREDS["aws_secret_access_key"],
+    }
+    with serve_process(env, tmp_path / "serve.log") as (base, _):
+        outage = proxy.fail(Outage(requests=10 * ATTEMPTS))
+        down = requests.get(f"{base}/download/{output}", allow_redirects=False, timeout=120)
+        assert down.status_code == 502 and "the store could not answer (503)" in down.text
+        assert outage.failed == ATTEMPTS  # one request, retried by the client
+        proxy.fail(Outage(requests=0))
+        back = requests.get(f"{base}/download/{output}", allow_redirects=False, timeout=120)
+        assert back.status_code in (302, 307) and "downloads-outage/oa/runs/addresses/" in back.headers["location"]
+
+
 # -- `oa-dagster serve` killed during a burst of deliveries -------------------------------------------------------
 
 BURST = 200
