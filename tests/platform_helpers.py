@@ -208,7 +208,17 @@ def running_daemon(home: Path, env: dict[str, str], log: Path) -> Iterator[subpr
 def running_serve(env: dict[str, str], log: Path) -> Iterator[str]:
     """`oa-dagster serve` as its own process with `env` (on top of this one's): its base URL once `/hook` answers
     (401 unsigned, or 503 without a secret). Its process group is killed at the end."""
-    port = free_port()
+    with serve_process(env, log) as (base, _):
+        yield base
+
+
+@contextmanager
+def serve_process(
+    env: dict[str, str], log: Path, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`running_serve`, also giving the process (a test may kill it sooner), on `port` if given: a killed server's,
+    to restart it where its clients send."""
+    port = port or free_port()
     serve = subprocess.Popen(
         [sys.executable, "-m", "oa_dagster.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env={**os.environ, **env},
@@ -227,9 +237,10 @@ def running_serve(env: dict[str, str], log: Path) -> Iterator[str]:
 
     try:
         wait_for("oa-dagster serve", answering, 60)
-        yield base
+        yield base, serve
     finally:
-        os.killpg(serve.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # killed by the test already
+            os.killpg(serve.pid, signal.SIGKILL)
         serve.wait()
 
 

@@ -217,7 +217,9 @@ def run_layer(
                 else:
                     record(result)
         if first_attempts:
-            message = f"{layer}: second attempt for {plural(len(first_attempts), 'entry')} whose download failed"
+            message = (
+                f"{layer}: second attempt for {plural(len(first_attempts), 'entry')} whose download or store failed"
+            )
             write("second attempt", lambda: context.log.info(message))
         with closing(in_background(process, list(first_attempts), name=f"oa-{layer}-retry")) as entries:
             for key, result in entries:

@@ -280,8 +280,23 @@ def cmd_serve(args: argparse.Namespace, store: Any = None) -> int:
         return 2
     print(f"serving {store.describe()} on http://{args.host}:{args.port}/download/<key>", flush=True)
     print(f"POST http://{args.host}:{args.port}/hook: {hooks_line}", flush=True)
+    _log_to_stderr()
     bounded_server(app, host=args.host, port=args.port).run()
     return 0
+
+
+def _log_to_stderr() -> None:
+    """The app's INFO lines on stderr beside uvicorn's: what became of each delivery (recorded, already recorded,
+    ignored, refused for maintenance) is what an operator reads after an outage. Without a handler Python prints
+    WARNING and above only. None of them carries a secret or a body (`webhook/hooks.py`)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logger = logging.getLogger("oa_dagster")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    logger.propagate = False
 
 
 def _fail_stuck_runs(report: Any) -> int:

@@ -43,10 +43,13 @@ from .publishing import PublishedRun, latest_good, publish_run
 from .quality_gate import GateDecision
 from .store import OutputStore, get_json, put_json
 from .store_cleanup import WORK_FOLDER_PREFIX  # + the pid: the cleanup spares a live process's folder
+from .store_errors import OutputStoreUnavailable
 
 NOT_IN_CATALOG = "Source is not in the catalog"
 UNEXPECTED_ERROR = "Could not process or publish the entry"
-TRANSIENT_PROBLEMS = frozenset({"Could not download source data"})  # worth a second attempt in the same run
+STORE_UNAVAILABLE = "Output store unavailable"  # an S3 outage outlasted the client's retries
+# worth a second attempt in the same run: a server's hiccup may be over after the other entries
+TRANSIENT_PROBLEMS = frozenset({"Could not download source data", STORE_UNAVAILABLE})
 SAMPLE_ROWS = 10
 # The UI cannot show a file:// image: a local store's small previews travel inline (the metadata decides).
 INLINE_PREVIEW_BYTES = 48_000
@@ -126,7 +129,8 @@ class EntryResult:
 
     @property
     def worth_retrying(self) -> bool:
-        """No output because the download failed: a server's hiccup may be over after the other entries."""
+        """No output because the download failed or the store was unavailable: the outage may be over after the
+        other entries."""
         return not self.has_output and self.source_problem in TRANSIENT_PROBLEMS
 
     def after(self, earlier_lines: tuple[LogLine, ...]) -> EntryResult:
@@ -309,6 +313,9 @@ def process_entry(
             cancelled=cancelled,
             check=check,
         )
+    except OutputStoreUnavailable as exc:  # the store's outage, not the entry's problem: no traceback, a clear cause
+        warnings.lines.append((logging.ERROR, f"{key}: {exc}"))
+        result = EntryResult(layer, key, version, entry, source_problem=STORE_UNAVAILABLE, problem_detail=str(exc))
     except Exception as exc:
         detail = f"unexpected {type(exc).__name__} while processing or publishing: {exc}"
         warnings.lines.append((logging.ERROR, f"{key}: {detail}\n{traceback.format_exc()}"))

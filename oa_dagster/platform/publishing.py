@@ -112,8 +112,10 @@ def publish_run(
         decision = decide(manifest, previous, max_drop=max_drop)
         pointer = {**_pointer(manifest), "decided": decision.describe()}
         if decision.promote:
-            put_json(store, root + layout.latest_key(layer, entry_key), pointer)
+            # the held run goes first: this one supersedes it, and were the pointer written first, a store failing
+            # in between would leave an older held run that an operator's accept would promote over this one
             store.delete(root + layout.held_key(layer, entry_key))
+            put_json(store, root + layout.latest_key(layer, entry_key), pointer)
         else:
             put_json(store, root + layout.held_key(layer, entry_key), {**pointer, "reasons": decision.reasons})
     return PublishedRun(prefix, manifest, decision, previous, file_keys)

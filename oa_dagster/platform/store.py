@@ -13,11 +13,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .content_types import content_type as guess_content_type
+from .store_errors import OutputStoreUnavailable, s3_unavailable_reason
 
 Progress = Callable[[str, int, "int | None"], None]
 WRITING_PREFIX = ".tmp-"  # a local file being written: renamed into place when complete, never listed or served
@@ -217,26 +219,42 @@ class S3Store:
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
+    @contextmanager
+    def _calling(self, what: str, key: str) -> Iterator[None]:
+        """An outage that outlasted the client's retries becomes `OutputStoreUnavailable` naming what and where."""
+        try:
+            yield
+        except Exception as exc:
+            reason = s3_unavailable_reason(exc)
+            if reason is None:
+                raise
+            raise OutputStoreUnavailable(
+                f"S3 unavailable: {what} s3://{self.bucket}/{self.prefix}{key}: {reason}"
+            ) from exc
+
     def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None:
         """boto3's managed upload: one PUT, or a multipart upload for big files (invisible until complete)."""
         extra = {"ContentType": content_type or guess_content_type(key)}
-        self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=extra)
+        with self._calling("writing", key):
+            self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=extra)
 
     def put_bytes(
         self, key: str, data: bytes, *, content_type: str | None = None, cache_control: str | None = None
     ) -> None:
         extra = {"CacheControl": cache_control} if cache_control else {}
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=self._key(key),
-            Body=data,
-            ContentType=content_type or guess_content_type(key),
-            **extra,
-        )
+        with self._calling("writing", key):
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType=content_type or guess_content_type(key),
+                **extra,
+            )
 
     def copy(self, source: str, target: str) -> None:
         """boto3's managed copy, server-side (multipart for big objects); the source's type and headers are kept."""
-        self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
+        with self._calling(f"copying {source} to", target):
+            self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
 
     def rename(self, source: str, target: str) -> None:
         """S3 has no rename: a server-side copy (atomic for readers of `target`), then the source is deleted."""
@@ -244,13 +262,15 @@ class S3Store:
         self.delete(source)
 
     def get_bytes(self, key: str) -> bytes | None:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except self.client.exceptions.NoSuchKey:
-            return None
+        with self._calling("reading", key):
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            except self.client.exceptions.NoSuchKey:
+                return None
 
     def download(self, key: str, dest: Path, progress: Progress | None = None) -> None:
-        total = self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+        with self._calling("reading", key):
+            total = self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
         done = 0
 
         def callback(chunk: int) -> None:
@@ -259,38 +279,43 @@ class S3Store:
             if progress:
                 progress("download", done, total)
 
-        self.client.download_file(self.bucket, self._key(key), str(dest), Callback=callback)
+        with self._calling("downloading", key):
+            self.client.download_file(self.bucket, self._key(key), str(dest), Callback=callback)
 
     def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise  # denied, throttled, bad credentials: not the same as "not there"
+        with self._calling("looking up", key):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+                return True
+            except self.client.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise  # denied, throttled, bad credentials: not the same as "not there"
+
+    def _pages(self, operation: str, prefix: str) -> Iterator[dict[str, Any]]:
+        with self._calling("listing", prefix or "(everything)"):
+            yield from self.client.get_paginator(operation).paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
 
     def list(self, prefix: str) -> Iterator[str]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+        for page in self._pages("list_objects_v2", prefix):
             for item in page.get("Contents", []):
                 yield item["Key"][len(self.prefix) :]
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        with self._calling("deleting", key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list_objects(self, prefix: str) -> Iterator[StoredObject]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+        for page in self._pages("list_objects_v2", prefix):
             for item in page.get("Contents", []):
                 yield StoredObject(item["Key"][len(self.prefix) :], int(item["Size"]), item["LastModified"].timestamp())
 
     def in_progress(self) -> Iterator[StoredObject]:
         """Unfinished multipart uploads (large files): invisible to readers, but billed until aborted."""
-        paginator = self.client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+        for page in self._pages("list_multipart_uploads", ""):
             for upload in page.get("Uploads", []):
-                parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                with self._calling("listing the parts of", upload["Key"]):
+                    parts = self.client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
                 size = sum(int(part["Size"]) for part in parts.get("Parts", []))
                 yield StoredObject(
                     upload["Key"][len(self.prefix) :],
@@ -300,7 +325,8 @@ class S3Store:
                 )
 
     def discard_in_progress(self, item: StoredObject) -> None:
-        self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.prefix + item.key, UploadId=item.upload_id)
+        with self._calling("aborting the upload of", item.key):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.prefix + item.key, UploadId=item.upload_id)
 
     def url(self, key: str) -> str:
         if self.public_url:

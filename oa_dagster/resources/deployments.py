@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 
 DEFAULT_SET_CRON = "0 3 * * 6"
 DEFAULT_COLLECTIONS_CRON = "0 3 */2 * *"  # 03:00 UTC every other day
+# botocore's standard retry mode (dagster-aws sets it), which retries 503 SlowDown/ServiceUnavailable, other 5xx and
+# refused or dropped connections with full-jitter exponential backoff (up to 1, 2, 4, 8 s). S3Resource's
+# `max_attempts` is botocore's `retries.max_attempts`, which counts the retries after the first call: 4 retries are
+# 5 attempts, which ride out an outage of a few seconds and give up within about 15 s, so an entry fails clearly
+# (`platform/store_errors.py`) and gets its second attempt at the end of the run instead of hanging on a long outage.
+S3_RETRIES = 4
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,8 @@ def s3_resources(
 
     from .store_s3 import S3OutputStore
 
-    s3 = S3Resource(endpoint_url=endpoint_url, region_name=region_name, **(s3_kwargs or {}))
+    settings = {"max_attempts": S3_RETRIES, **(s3_kwargs or {})}
+    s3 = S3Resource(endpoint_url=endpoint_url, region_name=region_name, **settings)
     return {
         "s3": s3,
         "store": S3OutputStore(s3=s3, bucket=bucket, prefix=prefix, public_url=public_url, download_url=download_url),

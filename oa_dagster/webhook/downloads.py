@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from oa_dagster.platform.content_types import content_type
 from oa_dagster.platform.store import WRITING_PREFIX, LocalStore, OutputStore, S3Store, check_key, get_json
+from oa_dagster.platform.store_errors import OutputStoreUnavailable
 from oa_dagster.platform.store_layout import latest_key
 from oa_dagster.results_index.keys import CONTENT_TYPES, INDEX_HTML, ROOT_FILES
 from oa_dagster.results_index.page import page_csp
@@ -52,8 +53,9 @@ def _answering_502(endpoint: Callable[[Request], Response]) -> Callable[[Request
     def guarded(request: Request) -> Response:
         try:
             return endpoint(request)
-        except (ClientError, BotoCoreError, OSError) as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        except (ClientError, BotoCoreError, OSError, OutputStoreUnavailable) as exc:
+            cause = exc.__cause__ if isinstance(exc, OutputStoreUnavailable) and exc.__cause__ else exc
+            code = getattr(cause, "response", {}).get("Error", {}).get("Code", type(cause).__name__)
             return _text(502, f"the store could not answer ({code})")
 
     return guarded
