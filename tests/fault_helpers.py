@@ -78,8 +78,13 @@ def task_of(deployment: Deployment, run_id: str) -> AgentTask:
 
 
 def run_messages(deployment: Deployment, run_id: str) -> list[str]:
-    """The run's event log messages, as its page in the UI lists them."""
-    return [e.message or "" for e in deployment.instance.all_logs(run_id)]
+    """The run's event log messages with their errors' messages, as its page in the UI shows them."""
+    texts = []
+    for entry in deployment.instance.all_logs(run_id):
+        data = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        error = getattr(data, "error", None)
+        texts.append((entry.message or "") + (f"\n{error.message}" if error is not None else ""))
+    return texts
 
 
 def terminate_connections(database: str) -> int:
