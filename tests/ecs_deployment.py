@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -47,6 +47,8 @@ class Deployment:
     daemon_log: Path
     endpoint: str
     web: str  # the webserver's base URL: its GraphQL API is what the UI sends
+    # "daemon", "webserver", "code_server": the fault tests check that they are still up
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def launch(self, job: str, tags: dict[str, str] | None = None) -> str:
         """`dagster job launch` against the code server, as an operator would: the run is queued, and the daemon's
@@ -169,7 +171,8 @@ def production_deployment(
             base = f"http://127.0.0.1:{web_port}"
             wait_for_dagster_server(base, web)
             assert web.poll() is None, (tmp / "webserver.log").read_text()[-3000:]
-            yield Deployment(home, services_env, ecs, agent, instance, daemon_log, moto_url, base)
+            processes = {"daemon": daemon, "webserver": web, "code_server": code_server}
+            yield Deployment(home, services_env, ecs, agent, instance, daemon_log, moto_url, base, processes)
         finally:
             for process in (daemon, web, code_server):
                 if process is not None:

@@ -68,6 +68,7 @@ def production_env(tmp: Path, moto_url: str, database: str) -> dict[str, str]:
         "OA_SET_CRON": "1 2 * * 3",
         "OA_COLLECTIONS_CRON": "4 5 * * 6",
         "OA_FULL_REFRESH_DAYS": "17",
+        "OA_DOWNLOAD_DEADLINE_SECONDS": "1234",
         "OA_ALERT_WEBHOOK_URL": "https://alerts.env.test/hook",
         "OA_SET_EXPECTED_HOURS": "23",
         "OA_CI_RETENTION_DAYS": "9",
@@ -133,6 +134,7 @@ def _check_resources(env: dict[str, str]) -> None:
         env["OA_CACHE_DIR"],
         17,
     )
+    assert processing.fetch_options().download_deadline == 1234
 
 
 def _check_instance(env: dict[str, str], tmp: Path) -> None:

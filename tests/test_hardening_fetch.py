@@ -139,6 +139,16 @@ def test_http_download_past_its_deadline_fails(download_server: DownloadServer, 
     assert route.hits == 1
 
 
+def test_http_server_that_never_answers_fails_on_the_deadline_not_after_every_read_timeout(
+    download_server: DownloadServer, tmp_path: Path
+) -> None:
+    # accepts the connection, then says nothing: each attempt would wait the whole 20 s read timeout, 3 times
+    route = download_server.route("/addresses.csv", body=ROWS, content_type="text/csv", delay=120.0)
+    state, log = run(tmp_path, download_server.url("/addresses.csv"), timeout=20.0, download_deadline=2.0)
+    assert_download_problem(state, log, "download of http://", "took longer than the 2 s deadline")
+    assert route.hits == 1  # the first attempt's read timeout was cut to the deadline; no retry after it
+
+
 def test_ftp_server_trickling_the_file_fails_as_too_slow(ftp_root: Path, tmp_path: Path) -> None:
     (ftp_root / "addresses.csv").write_bytes(ROWS)
     server = FTPTestServer(ftp_root, write_limit=512).start()  # bursts of 512 bytes about every 2 s

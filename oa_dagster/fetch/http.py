@@ -191,7 +191,7 @@ def _attempt(
     """One GET; returns the response and the written sink (None on 304)."""
     try:
         response = session.get(
-            url, headers=headers, stream=True, timeout=options.timeouts, verify=options.verify_tls
+            url, headers=headers, stream=True, timeout=pace.timeouts(options.timeouts), verify=options.verify_tls
         )  # explicit: env CA bundles must not override
     except requests.exceptions.SSLError as exc:
         raise DownloadError(
@@ -275,6 +275,7 @@ def fetch_http(
                 response, sink = _attempt(session, url, part, request_headers, options, cached, pace)
                 break
             except RetryableError as retry:
+                pace.check_deadline()  # a server that timed out at the deadline: that is the cause, not the timeout
                 if attempt == options.retries:
                     raise DownloadError(f"{url} failed after {attempt + 1} attempts: {retry}") from retry
                 wait = retry.wait if retry.wait is not None else options.delay(attempt + 1)

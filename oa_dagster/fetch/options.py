@@ -143,6 +143,12 @@ class Pace:
             raise LimitExceeded(f"{what}: a retry in {seconds(wait)} would pass the {seconds(self.deadline)} deadline")
         time.sleep(wait)
 
+    def timeouts(self, timeouts: tuple[float, float]) -> tuple[float, float]:
+        """(connect, read) timeouts no longer than the time left: a server that accepts the connection and never
+        answers would otherwise hold each attempt for the whole read timeout, past the deadline."""
+        left = max(self.left(), 0.5)  # a last attempt near the deadline still gets a moment
+        return min(timeouts[0], left), min(timeouts[1], left)
+
     def check_deadline(self, received: int | None = None) -> None:
         if time.monotonic() > self.ends:
             got = f" ({received:,} bytes received)" if received is not None else ""

@@ -18,6 +18,7 @@ class ProcessingSettings(dg.ConfigurableResource):
     work_dir: str | None = None  # scratch space of runs (`oa-run-*` folders); None = <system temp>/oa-dagster-work
     timeout: float = 60.0
     retries: int = 4
+    download_deadline: float = 6 * 3600.0  # wall clock for one HTTP/FTP download, retries included (a hung server)
     max_drop: float = 0.5  # quality gate: hold runs losing more than this share of features
     warn_drop: float = 0.1  # asset check warns at this drop from the previous materialization
     batch_target_seconds: float = 120.0  # set runs pack entries up to this much expected work
@@ -36,7 +37,10 @@ class ProcessingSettings(dg.ConfigurableResource):
         from oa_dagster.fetch import FetchOptions
 
         return FetchOptions(
-            cache_dir=Path(self.cache_dir) if self.cache_dir else None, timeout=self.timeout, retries=self.retries
+            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
+            timeout=self.timeout,
+            retries=self.retries,
+            download_deadline=self.download_deadline,
         )
 
     def entry_options(self) -> EntryOptions:

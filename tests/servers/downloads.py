@@ -1,5 +1,6 @@
 """A local HTTP server for download tests: redirects, Content-Disposition, ETag/304, Retry-After, slow,
-dripping and truncated responses. Each route counts its hits and keeps the request headers it saw."""
+dripping, held (a server that hangs until the test lets it answer) and truncated responses. Each route counts its
+hits and keeps the request headers it saw."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Route:
     last_modified: str | None = None  # answers 304 to an equal If-Modified-Since
     redirect: str | None = None  # 302 to this path
     delay: float = 0.0  # seconds before the response headers
+    hold: threading.Event | None = None  # GETs wait for it before answering (never set: a server that hangs)
     stall: float = 0.0  # seconds between the first half of the body and the rest
     truncate: int = 0  # first N responses: half the body (or `cut_at` bytes), then the connection closes
     cut_at: int | None = None
@@ -84,6 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route.hits += 1
         route.seen_headers.append(dict(self.headers.items()))
+        if route.hold is not None:
+            route.hold.wait(timeout=900)  # bounded: a forgotten hold ends with the test session, not never
         if route.delay:
             time.sleep(route.delay)
         if route.statuses:
