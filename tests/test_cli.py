@@ -294,6 +294,22 @@ def test_console_script_runs_process_end_to_end(tmp_path: Path) -> None:
     assert state["files"]["preview"] is None and state["feature_count"] == 256
 
 
+def test_process_of_a_local_file_never_imports_an_http_client(tmp_path: Path) -> None:
+    """Start-up is part of every run's time: a local file's run leaves requests and urllib3 (a tenth of a second
+    of imports) unloaded, as it does the GDAL and shapely modules a CSV does not need."""
+    source = csv_source(tmp_path, {"number": "NUM", "street": "STREET"})
+    program = (
+        "import sys\n"
+        "from oa_dagster.cli import main\n"
+        f"code = main(['process', {str(source)!r}, '--layer', 'addresses', '--output', {str(tmp_path / 'out')!r}, "
+        "'-q', '--no-preview'])\n"
+        "print(code, sorted(m for m in ('requests', 'urllib3', 'pyogrio', 'shapely') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "0 []"
+
+
 def test_process_logs_to_the_stderr_of_each_call(tmp_path: Path) -> None:
     """`main()` run twice in one process (tests, embedding) logs to the stderr of the second call, not the first's."""
     import contextlib

@@ -98,6 +98,14 @@ def _stderr_logger(quiet: bool) -> logging.Logger:
     return logger
 
 
+def _allowed_hosts() -> frozenset[str]:
+    """`OA_CI_ALLOW_HOSTS` parsed; imported only here, since `fetch.hosts` brings in requests (a tenth of a second
+    that a run on a local file never needs)."""
+    from oa_dagster.fetch.hosts import parse_allowed_hosts
+
+    return parse_allowed_hosts(os.environ.get("OA_CI_ALLOW_HOSTS"))
+
+
 def cmd_process(args: argparse.Namespace) -> int:
     from oa_dagster.process import run_entry
     from oa_dagster.sources import EntryNotFound, SourceInvalid, has_coverage, load_source
@@ -118,10 +126,9 @@ def cmd_process(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from oa_dagster.fetch import FetchOptions
-    from oa_dagster.fetch.hosts import parse_allowed_hosts
 
     try:
-        allowed = parse_allowed_hosts(os.environ.get("OA_CI_ALLOW_HOSTS")) if args.public_hosts_only else frozenset()
+        allowed = _allowed_hosts() if args.public_hosts_only else frozenset()
     except ValueError as exc:
         print(f"error: OA_CI_ALLOW_HOSTS: {exc}", file=sys.stderr)
         return EXIT_USAGE

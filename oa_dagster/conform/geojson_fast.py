@@ -30,7 +30,7 @@ _NEWLINES_TO_SPACES = bytes.maketrans(b"\n\r", b"  ")
 def _real_quotes(data: np.ndarray) -> np.ndarray:
     """Positions of double quotes that are not escaped by an odd run of backslashes."""
     quotes = np.flatnonzero(data == 0x22)
-    if len(quotes) == 0:
+    if len(quotes) == 0 or not (data == 0x5C).any():  # most chunks hold no backslash: a byte scan, not a gather
         return quotes
     maybe_escaped = quotes[(quotes > 0) & (data[np.maximum(quotes - 1, 0)] == 0x5C)]
     if len(maybe_escaped) == 0:
@@ -45,10 +45,16 @@ def _real_quotes(data: np.ndarray) -> np.ndarray:
     return np.setdiff1d(quotes, np.array(escaped, dtype=quotes.dtype), assume_unique=True)
 
 
+def _brackets(data: np.ndarray) -> np.ndarray:
+    """Positions of `{`, `}`, `[` and `]` (strings included): `[`/`{` and `]`/`}` differ only in bit 0x20."""
+    folded = data | 0x20
+    return np.flatnonzero((folded == 0x7B) | (folded == 0x7D))
+
+
 def key_context(data: np.ndarray) -> tuple[int, bool]:
     """Structural depth at the end of `data` and whether the end lies inside a string."""
     quotes = _real_quotes(data)
-    structural = np.flatnonzero((data == 0x7B) | (data == 0x7D) | (data == 0x5B) | (data == 0x5D))
+    structural = _brackets(data)
     structural = structural[(np.searchsorted(quotes, structural) % 2) == 0]
     chars = data[structural]
     opens = np.count_nonzero((chars == 0x7B) | (chars == 0x5B))
@@ -72,7 +78,7 @@ def feature_spans(data: np.ndarray, max_depth: int = MAX_DEPTH) -> tuple[list[tu
     where the nesting first exceeds `max_depth`, complete object or not.
     """
     quotes = _real_quotes(data)
-    structural = np.flatnonzero((data == 0x7B) | (data == 0x7D) | (data == 0x5B) | (data == 0x5D))
+    structural = _brackets(data)
     outside = (np.searchsorted(quotes, structural) % 2) == 0
     structural = structural[outside]
     chars = data[structural]
