@@ -14,7 +14,9 @@ row its planned event made), in a few threads, since the time is mostly round tr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
+from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.events import (
     AssetMaterializationPlannedData,
     AssetObservationData,
@@ -31,9 +35,6 @@ from dagster._core.events import (
     StepMaterializationData,
 )
 from dagster._core.events.log import EventLogEntry
-from dagster._core.definitions.partitions.context import partition_loading_context
-
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
 
 from oa_dagster.assets.layers_checks import OUTPUT_QUALITY, OUTPUT_VALID, evaluate_checks
 from oa_dagster.assets.layers_metadata import entry_metadata, failure_metadata
@@ -94,7 +95,8 @@ def for_partition(template: EntryResult, key: str, run_id: str, count: int) -> E
     """The template as partition `key`'s result in run `run_id`: its own file keys and feature count."""
     published, state = template.published, template.state
     assert published is not None and state is not None
-    old, new = layout.run_prefix(template.layer, template.key, TEMPLATE_RUN), layout.run_prefix(template.layer, key, run_id)
+    old = layout.run_prefix(template.layer, template.key, TEMPLATE_RUN)
+    new = layout.run_prefix(template.layer, key, run_id)
     manifest = {**published.manifest, "stats": {**published.manifest.get("stats", {}), "features": count}}
     moved = dataclasses.replace(
         published,
@@ -116,7 +118,8 @@ def store_planned(storage: Any, events: list[EventLogEntry]) -> None:
         inserted = conn.execute(storage.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id))
         ids = [int(row[0]) for row in inserted.fetchall()]
     pairs = list(zip(events, ids, strict=True))
-    materializations = [(e, i) for e, i in pairs if e.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
+    planned = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    materializations = [(e, i) for e, i in pairs if e.dagster_event_type == planned]
     with storage.index_transaction() as conn:
         storage._store_asset_event(conn, *materializations[-1])
     for event, event_id in pairs:
@@ -130,7 +133,7 @@ def store_check_evaluations(storage: Any, events: list[EventLogEntry]) -> None:
     verdicts in one executemany: what `store_event` does one evaluation at a time (`_update_asset_check_evaluation`).
     """
     import sqlalchemy as sa
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
     from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
     from dagster_shared.serdes import serialize_value
 
@@ -141,7 +144,7 @@ def store_check_evaluations(storage: Any, events: list[EventLogEntry]) -> None:
         rows = []
         for event, event_id in zip(events, ids, strict=True):
             evaluation = event.get_dagster_event().asset_check_evaluation_data
-            status = AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed else AssetCheckExecutionRecordStatus.FAILED
+            status = Status.SUCCEEDED if evaluation.passed else Status.FAILED
             rows.append(
                 {
                     "b_key": evaluation.asset_key.to_string(),
@@ -206,6 +209,7 @@ class HistoryWriter:
         self.plans = {layer: create_execution_plan(job) for layer, job in self.jobs.items()}
         self.counts: dict[str, dict[str, int]] = {layer: {} for layer in LAYERS}  # latest feature count
         self.events = 0
+        self._lock = threading.Lock()
 
     def _planned(self, run: dg.DagsterRun, layer: str, keys: list[str], when: float) -> list[EventLogEntry]:
         """What `create_run` logs for a ranged run of a layer job, one event per partition and per check."""
@@ -240,7 +244,8 @@ class HistoryWriter:
                     for layer in self.shape.layers
                     for i in range(0, len(self.keys), self.shape.entries_per_run)
                 ]
-                list(pool.map(lambda chunk: self._run(set_id, number, when, *chunk), chunks))
+                run = functools.partial(self._run, set_id, number, when)
+                list(pool.map(lambda chunk, run=run: run(*chunk), chunks))
                 yield number, time.perf_counter() - began
 
     def failed(self, number: int, index: int) -> bool:
@@ -277,7 +282,8 @@ class HistoryWriter:
                 data = AssetObservationData(
                     dg.AssetObservation(asset_key=layer, partition=key, metadata=failure_metadata(failed, set_id))
                 )
-                observations.append(_entry(run, layer, at, _event(run, layer, DagsterEventType.ASSET_OBSERVATION, data)))
+                observed = _event(run, layer, DagsterEventType.ASSET_OBSERVATION, data)
+                observations.append(_entry(run, layer, at, observed))
                 continue
             previous = self.counts[layer].get(key)
             count = 1000 + (first + offset) * 7 + number
@@ -306,4 +312,5 @@ class HistoryWriter:
         else:
             ended = _event(run, layer, DagsterEventType.RUN_SUCCESS)
         self.instance.handle_new_event(_entry(run, layer, end, ended))
-        self.events += 2 + len(materializations) + len(observations) + len(checks)
+        with self._lock:
+            self.events += 2 + len(materializations) + len(observations) + len(checks)

@@ -83,10 +83,8 @@ def partition_counts(data: dict[str, Any]) -> dict[str, int]:
     """How many partitions the health bar shows in each state, and how many keys the tab lists."""
     node = data["assetNodeOrError"]
     statuses = node["assetPartitionStatuses"]
-    counts = {
-        name: len(statuses[name])
-        for name in ("materializedPartitions", "failedPartitions", "unmaterializedPartitions", "materializingPartitions")
-    }
+    states = ("materializedPartitions", "failedPartitions", "unmaterializedPartitions", "materializingPartitions")
+    counts = {name: len(statuses[name]) for name in states}
     counts["keys"] = sum(len(d["partitionKeys"]) for d in node["partitionKeysByDimension"])
     return counts
 
