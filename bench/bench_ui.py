@@ -102,7 +102,8 @@ def measure_queries(base: str, args: argparse.Namespace) -> dict[str, Any]:
     ):
         before = load()
         figures, answer = timed(lambda query=query, variables=variables: post(base, query, variables), args.calls)
-        results[name] = {**figures, "load_before": before, "load_after": load()}
+        size = len(json.dumps(answer))
+        results[name] = {**figures, "answer_bytes": size, "load_before": before, "load_after": load()}
         print(name, json.dumps(results[name]), flush=True)
         if name == "partition_health":
             checks["partitions"] = partition_counts(answer)
