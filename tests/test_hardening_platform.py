@@ -106,6 +106,15 @@ def test_a_set_with_a_killed_run_finishes_after_its_retry_and_counts_each_entry_
             return meta if meta and meta["finished"].value else None
 
         progress = _wait("the set to finish", finished, 240, log)
+
+        # the set's end brought the partition status cache up to date (after the finished progress and the report,
+        # in the same tick): the first page read does not wait for it
+        def cached() -> Any:
+            return instance.get_asset_records([dg.AssetKey("addresses")])[0].asset_entry.cached_status
+
+        cache = _wait("the partition status cache", cached, 60, log)
+        entry = instance.get_asset_records([dg.AssetKey("addresses")])[0].asset_entry
+        assert cache.latest_storage_id >= (entry.last_materialization_storage_id or 0)
         runs = instance.get_runs(dg.RunsFilter(tags={"oa/set": "set-k"}))
         retry = next(r for r in runs if r.parent_run_id == run.run_id)
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 
+from oa_dagster.assets.layers import LAYER_PARTITIONS
 from oa_dagster.assets.sets import SET_PROGRESS
 from oa_dagster.jobs.layers import LAYER_JOBS
 from oa_dagster.platform.set_planning import ChainsState, RunState, chains_state, plan_batches
-from oa_dagster.sensors.sets import build_set_schedule, set_launcher
+from oa_dagster.sensors.sets import build_set_schedule, refresh_partition_status, set_launcher
 from tests.platform_helpers import csv_entry, local, materialize_catalog, materialize_range, write_csv, write_source
 
 
@@ -152,3 +154,21 @@ def test_a_set_run_has_ended_only_when_no_retry_is_to_come() -> None:
     # no verdict yet: wait for it a while after the failure, not forever
     assert chains_state([run("f", "FAILURE", ended=now - 5)], now=now).ended == 0
     assert chains_state([run("f", "FAILURE", ended=now - 5)], now=now, grace_seconds=1).ended == 1
+
+
+def test_refreshing_the_partition_status_brings_the_cache_up_to_date(tmp_path: Path) -> None:
+    """What the set sensor does once a set ends: without it the cache stays as the last page read left it."""
+    sources = _sources(tmp_path, 2)
+    resources = local(tmp_path, sources)
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources)
+        materialize_range(instance, resources, "addresses", "us/xx/s00/city", "us/xx/s01/county")
+        key = dg.AssetKey("addresses")
+        assert instance.get_asset_records([key])[0].asset_entry.cached_status is None  # nothing read it yet
+        messages: list[str] = []
+        refresh_partition_status(instance, mock.Mock(warning=messages.append))
+        entry = instance.get_asset_records([key])[0].asset_entry
+        assert entry.cached_status is not None and not messages
+        assert entry.cached_status.latest_storage_id >= (entry.last_materialization_storage_id or 0)
+        materialized = entry.cached_status.deserialize_materialized_partition_subsets(LAYER_PARTITIONS["addresses"])
+        assert len(materialized) == 4
