@@ -32,12 +32,6 @@ SETTINGS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def pgbouncer_ini(host: str, port: int, database: str, user: str, listen_port: int, folder: Path) -> str:
     """The ini: one database alias (the same name) to `host:port/database`, trust auth for `user`."""
     settings = {
@@ -78,6 +72,8 @@ def running_pgbouncer(postgres_url: str) -> Iterator[str]:
     The process is this context's own: terminated (and its folder removed) at the end.
     """
     from sqlalchemy.engine import make_url
+
+    from tests.platform_helpers import free_port
 
     url = make_url(postgres_url)
     folder = Path(tempfile.mkdtemp(prefix="oa-pgbouncer-"))
