@@ -35,6 +35,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -413,6 +414,9 @@ def main() -> int:
     parser.add_argument("--weekly", action="store_true", help="set 1, then set 2 incremental and in full (see weekly)")
     parser.add_argument("--change", type=float, default=0.1, help="--weekly: share of upstreams changed before set 2")
     args = parser.parse_args()
+    # a shell's background job ignores SIGINT, and Dagster maps SIGTERM to the SIGINT handler: restore it, so that
+    # stopping a long run (kill -INT or -TERM) still stops its daemon and drops its database
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.weekly:
         return weekly(args)
 
