@@ -15,7 +15,14 @@ Per-entry processing is counted two ways: as the runs measured it (download + co
 materialization: inflated when the machine is saturated, since an entry then waits for the CPU) and as a
 baseline measured first in this process without Dagster (`run_entry` + publishing to a scratch store, one
 entry after another). The baseline share is the honest one: every second beyond the work itself is Dagster's.
-`--storage postgres` runs the instance on a throwaway database on 127.0.0.1:5432 (the production storage).
+`--storage postgres` runs the instance on a throwaway database on 127.0.0.1:5432 (the production storage); each
+set's report then adds what it wrote there (`pg_stats.py`). `--pgbouncer pgbouncer` puts PgBouncer (transaction
+pooling, `pgbouncer.py`) in front of it; `--pgbouncer both` runs the sets directly and then through PgBouncer, each
+on a fresh database and output store, and prints them side by side. `--layers real` spreads the entries over the
+four layers like the sources repository (`layer_mix.py`); `--baseline-sample K` times ~K entries for the baseline.
+
+    python bench/bench_set.py --entries 5000 --sets 1 --storage postgres --layers real --latency 0.2 \
+        --baseline-sample 500 --pgbouncer both
 
     python bench/bench_set.py --weekly --entries 1000 [--change 0.1] [--rows 1500] [--latency 0.2]
 
