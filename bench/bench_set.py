@@ -15,7 +15,14 @@ Per-entry processing is counted two ways: as the runs measured it (download + co
 materialization: inflated when the machine is saturated, since an entry then waits for the CPU) and as a
 baseline measured first in this process without Dagster (`run_entry` + publishing to a scratch store, one
 entry after another). The baseline share is the honest one: every second beyond the work itself is Dagster's.
-`--storage postgres` runs the instance on a throwaway database on 127.0.0.1:5432 (the production storage).
+`--storage postgres` runs the instance on a throwaway database on 127.0.0.1:5432 (the production storage); each
+set's report then adds what it wrote there (`pg_stats.py`). `--pgbouncer pgbouncer` puts PgBouncer (transaction
+pooling, `pgbouncer.py`) in front of it; `--pgbouncer both` runs the sets directly and then through PgBouncer, each
+on a fresh database and output store, and prints them side by side. `--layers real` spreads the entries over the
+four layers like the sources repository (`layer_mix.py`); `--baseline-sample K` times ~K entries for the baseline.
+
+    python bench/bench_set.py --entries 5000 --sets 1 --storage postgres --layers real --latency 0.2 \
+        --baseline-sample 500 --pgbouncer both
 
     python bench/bench_set.py --weekly --entries 1000 [--change 0.1] [--rows 1500] [--latency 0.2]
 
@@ -35,6 +42,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,14 +81,24 @@ class SlowHandler(SimpleHTTPRequestHandler):
         pass
 
 
-def make_sources(base: Path, entries: int, rows: int, url: str) -> Path:
+def make_sources(base: Path, entries: int, rows: int, url: str, layers: list[str] | None = None) -> Path:
+    """One source per entry, each a file on the server: entry i in `layers[i]` (default: all addresses), an
+    address CSV or another layer's GeoJSON (`layer_mix.write_shapes`)."""
+    from bench.layer_mix import write_shapes
+
     sources, data = base / "sources", base / "www"
     data.mkdir(parents=True)
     for i in range(entries):
-        lines = ["lon,lat,num,street"] + [
-            f"-122.{(i * rows + r) % 9999:04d},37.{r:04d},{r + 1},MAIN ST" for r in range(rows)
-        ]
-        (data / f"s{i:04d}.csv").write_text("\n".join(lines) + "\n")
+        layer = layers[i] if layers else "addresses"
+        if layer == "addresses":
+            lines = ["lon,lat,num,street"] + [
+                f"-122.{(i * rows + r) % 9999:04d},37.{r:04d},{r + 1},MAIN ST" for r in range(rows)
+            ]
+            (data / f"s{i:04d}.csv").write_text("\n".join(lines) + "\n")
+            name = f"s{i:04d}.csv"
+            conform = {"format": "csv", "lon": "lon", "lat": "lat", "number": "num", "street": "street"}
+        else:
+            name, conform = write_shapes(data, f"s{i:04d}", layer, rows, i)
         path = sources / "xx" / f"s{i:04d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         coverage = {"ISO 3166": {"alpha2": "US-CA"}, "country": "us"}
@@ -90,20 +108,7 @@ def make_sources(base: Path, entries: int, rows: int, url: str) -> Path:
                     "schema": 2,
                     "coverage": coverage,
                     "layers": {
-                        "addresses": [
-                            {
-                                "name": "main",
-                                "protocol": "http",
-                                "data": f"{url}/s{i:04d}.csv",
-                                "conform": {
-                                    "format": "csv",
-                                    "lon": "lon",
-                                    "lat": "lat",
-                                    "number": "num",
-                                    "street": "street",
-                                },
-                            }
-                        ]
+                        layer: [{"name": "main", "protocol": "http", "data": f"{url}/{name}", "conform": conform}]
                     },
                 }
             )
@@ -111,8 +116,12 @@ def make_sources(base: Path, entries: int, rows: int, url: str) -> Path:
     return sources
 
 
-def baseline_seconds(sources: Path, scratch: Path) -> float:
-    """Seconds to process and publish every entry one after another in this process, without Dagster."""
+def baseline_seconds(sources: Path, scratch: Path, sample: int = 0) -> float:
+    """Seconds to process and publish every entry one after another in this process, without Dagster.
+
+    With `sample`, only every k-th entry (about `sample` of them, all layers alike) is processed and the time is
+    scaled to all entries: the synthetic entries are alike, and a 5,000-entry baseline would take longer than
+    the set it measures."""
     from oa_dagster.platform.publishing import publish_run
     from oa_dagster.platform.store import LocalStore
     from oa_dagster.process import run_entry
@@ -123,25 +132,26 @@ def baseline_seconds(sources: Path, scratch: Path) -> float:
     assert not invalid, invalid
     settings = ProcessingSettings()
     store = LocalStore(scratch / "store")
+    entries = [entry for source in loaded for entry in source.entries]
+    step = max(1, len(entries) // sample) if sample else 1
     started = time.perf_counter()
-    for source in loaded:
-        for entry in source.entries:
-            out = scratch / "out"
-            state = run_entry(entry, out, preview=settings.preview, fetch_options=settings.fetch_options())
-            if not state.files.get("output"):  # a failed entry would make the baseline cheaper than the work
-                raise RuntimeError(
-                    f"baseline: {entry.source_key}/{entry.name}: {state.source_problem}: {state.problem_detail}"
-                )
-            publish_run(
-                store,
-                state.to_dict(),
-                out,
-                "baseline",
-                entry_key=f"{entry.source_key}/{entry.name}",
-                entry_version="baseline",
+    for entry in entries[::step]:
+        out = scratch / "out"
+        state = run_entry(entry, out, preview=settings.preview, fetch_options=settings.fetch_options())
+        if not state.files.get("output"):  # a failed entry would make the baseline cheaper than the work
+            raise RuntimeError(
+                f"baseline: {entry.source_key}/{entry.name}: {state.source_problem}: {state.problem_detail}"
             )
-            shutil.rmtree(out)
-    return time.perf_counter() - started
+        publish_run(
+            store,
+            state.to_dict(),
+            out,
+            "baseline",
+            entry_key=f"{entry.source_key}/{entry.name}",
+            entry_version="baseline",
+        )
+        shutil.rmtree(out)
+    return (time.perf_counter() - started) * len(entries) / len(entries[::step])
 
 
 def run_set(
@@ -156,6 +166,7 @@ def run_set(
     import dagster as dg
 
     from oa_dagster.run_tags import LAUNCH_TAG, SET_TAG
+    from oa_dagster.sources.model import LAYERS
     from tests.platform_helpers import materialize_catalog
 
     catalog = materialize_catalog(instance, resources, tags={SET_TAG: set_id, LAUNCH_TAG: launch})
@@ -177,19 +188,21 @@ def run_set(
                 break
         time.sleep(1)
     runs = instance.get_run_records(dg.RunsFilter(tags={SET_TAG: set_id}))
-    layer_runs = [r for r in runs if r.dagster_run.job_name == "addresses_job"]
-    work, publish, materialized, cursor = 0.0, 0.0, 0, None
-    while True:
-        result = instance.fetch_materializations(dg.AssetKey("addresses"), limit=5000, cursor=cursor)
-        for record in result.records:
-            m = record.asset_materialization.metadata
-            if m["set"].value == set_id:
-                work += m["download_seconds"].value + m["conform_seconds"].value
-                publish += m["publish_seconds"].value if "publish_seconds" in m else 0.0
-                materialized += 1
-        cursor = result.cursor
-        if not result.has_more:
-            break
+    layer_runs = [r for r in runs if r.dagster_run.job_name in {f"{layer}_job" for layer in LAYERS}]
+    work, publish, materialized = 0.0, 0.0, 0
+    for layer in LAYERS:
+        cursor = None
+        while True:
+            result = instance.fetch_materializations(dg.AssetKey(layer), limit=5000, cursor=cursor)
+            for record in result.records:
+                m = record.asset_materialization.metadata
+                if m["set"].value == set_id:
+                    work += m["download_seconds"].value + m["conform_seconds"].value
+                    publish += m["publish_seconds"].value if "publish_seconds" in m else 0.0
+                    materialized += 1
+            cursor = result.cursor
+            if not result.has_more:
+                break
     first = min(r.start_time for r in layer_runs if r.start_time)
     last = max(r.end_time for r in layer_runs if r.end_time)
     run_wall = sum(r.end_time - r.start_time for r in layer_runs if r.end_time and r.start_time)
@@ -395,16 +408,26 @@ def main() -> int:
         default=0.0,
         help="seconds the HTTP server waits before answering (a remote server; 0 = worst case)",
     )
+    parser.add_argument(
+        "--layers", choices=("addresses", "real"), default="addresses", help="real: the snapshot's mix of layers"
+    )
+    parser.add_argument(
+        "--pgbouncer",
+        choices=("direct", "pgbouncer", "both"),
+        default="direct",
+        help="--storage postgres: directly, through PgBouncer (transaction pooling), or both, one after the other",
+    )
+    parser.add_argument("--baseline-sample", type=int, default=0, help="time ~N entries for the baseline; 0: all")
     parser.add_argument("--weekly", action="store_true", help="set 1, then set 2 incremental and in full (see weekly)")
     parser.add_argument("--change", type=float, default=0.1, help="--weekly: share of upstreams changed before set 2")
     args = parser.parse_args()
+    # a shell's background job ignores SIGINT, and Dagster maps SIGTERM to the SIGINT handler: restore it, so that
+    # stopping a long run (kill -INT or -TERM) still stops its daemon and drops its database
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.weekly:
         return weekly(args)
 
-    import dagster as dg
-
-    from oa_dagster.resources.deployments import local_resources
-    from tests.platform_helpers import running_daemon, throwaway_postgres
+    from bench.layer_mix import layer_sequence, real_counts, scaled
 
     base = Path(tempfile.mkdtemp(prefix="oa-bench-set-"))
     www = base / "www"
@@ -413,47 +436,109 @@ def main() -> int:
     SlowHandler.latency = args.latency
     threading.Thread(target=server.serve_forever, daemon=True).start()
     shutil.rmtree(www)
-    cleanup = contextlib.ExitStack()
     try:
-        sources = make_sources(base, args.entries, args.rows, f"http://127.0.0.1:{server.server_port}")
-        home = base / "home"
-        home.mkdir()
-        config = instance_config(args)
-        if args.storage == "postgres":
-            url = cleanup.enter_context(throwaway_postgres("oa_bench"))
-            config += f"storage:\n  postgres:\n    postgres_url: {url}\n"
-        (home / "dagster.yaml").write_text(config)
-        args.baseline = baseline_seconds(sources, base / "baseline")
+        layers = None
+        if args.layers == "real":
+            counts, origin = real_counts()
+            mix = scaled(counts, args.entries)
+            layers = layer_sequence(mix)
+            print(f"layers: {mix} (the proportions of {counts} from {origin})", flush=True)
+        sources = make_sources(base, args.entries, args.rows, f"http://127.0.0.1:{server.server_port}", layers)
+        args.baseline = baseline_seconds(sources, base / "baseline", args.baseline_sample)
         print(
-            f"baseline: {args.entries} entries processed and published in {args.baseline:.1f} s without Dagster",
+            f"baseline: {args.entries} entries processed and published in {args.baseline:.1f} s without Dagster"
+            + (f" (measured on ~{args.baseline_sample} of them)" if args.baseline_sample else ""),
             flush=True,
         )
+        modes = ("direct", "pgbouncer") if args.pgbouncer == "both" else (args.pgbouncer,)
+        reports, failed = [], None
+        for mode in modes:
+            mode_reports = storage_pass(args, mode, sources, base / mode)
+            reports += mode_reports
+            if not all(r["finished"] for r in mode_reports):
+                failed = base / mode
+        if len(modes) > 1:
+            print(json.dumps(side_by_side(reports), indent=1), flush=True)
+        return exit_code(False, failed) if failed else 0
+    finally:
+        server.shutdown()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def storage_pass(args: argparse.Namespace, mode: str, sources: Path, folder: Path) -> list[dict[str, Any]]:
+    """`--sets` sets on a fresh instance and output store; on Postgres, directly or through PgBouncer (`mode`),
+    each set's report with what it added to the database."""
+    import dagster as dg
+
+    from bench.pg_stats import added, database_stats
+    from bench.pgbouncer import running_pgbouncer
+    from oa_dagster.resources.deployments import local_resources
+    from tests.platform_helpers import running_daemon, throwaway_postgres
+
+    folder.mkdir(parents=True)
+    with contextlib.ExitStack() as cleanup:
+        home = folder / "home"
+        home.mkdir()
+        config = instance_config(args)
+        url = None
+        if args.storage == "postgres":
+            url = cleanup.enter_context(throwaway_postgres("oa_bench"))
+            served = cleanup.enter_context(running_pgbouncer(url)) if mode == "pgbouncer" else url
+            config += f"storage:\n  postgres:\n    postgres_url: {served}\n"
+        (home / "dagster.yaml").write_text(config)
         env = {
             **os.environ,
             "DAGSTER_HOME": str(home),
             "OA_ENV": "local",
-            "OA_DATA_DIR": str(base / "data"),
+            "OA_DATA_DIR": str(folder / "data"),
             "OA_SOURCES_DIR": str(sources),
         }
         settings: dict[str, int] = {}
         if args.batch_max_entries:
             env["OA_BATCH_MAX_ENTRIES"] = str(args.batch_max_entries)
             settings["batch_max_entries"] = args.batch_max_entries
-        daemon = cleanup.enter_context(running_daemon(home, env, base / "daemon.log"))  # stopped before postgres
-        resources = local_resources(base / "data", sources, **settings)
+        daemon = cleanup.enter_context(running_daemon(home, env, folder / "daemon.log"))  # stopped before postgres
+        resources = local_resources(folder / "data", sources, **settings)
         reports = []
         with dg.DagsterInstance.from_config(str(home)) as instance:
             for number in range(1, args.sets + 1):
+                before = database_stats(url) if url else None
                 report = run_set(instance, resources, f"bench-{number}", args, daemon)
-                report["set"] = number
-                report["history"] = number > 1
+                if url and before:
+                    report |= added(before, database_stats(url), args.entries)
+                report |= {"set": number, "history": number > 1, "connection": mode, "load": load_average()}
                 print(json.dumps(report, indent=1), flush=True)
                 reports.append(report)
-        return exit_code(all(r["finished"] for r in reports), base)
-    finally:
-        cleanup.close()
-        server.shutdown()
-        shutil.rmtree(base, ignore_errors=True)
+        return reports
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages, as `uptime` shows them."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def side_by_side(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each set's figures directly and through PgBouncer, and the ratio direct / PgBouncer of its wall time."""
+    keys = (
+        "set_wall_seconds",
+        "dagster_share_set_vs_baseline",
+        "per_entry_overhead_vs_baseline_seconds",
+        "runs",
+        "pg_event_log_rows_per_entry",
+        "pg_database_bytes_per_entry",
+        "pg_sessions_per_entry",
+        "load",
+    )
+    table: dict[str, Any] = {}
+    for number in sorted({r["set"] for r in reports}):
+        by_mode = {r["connection"]: r for r in reports if r["set"] == number}
+        row = {f"{key}_{mode}": by_mode[mode].get(key) for mode in by_mode for key in keys}
+        if {"direct", "pgbouncer"} <= by_mode.keys():
+            row["wall_ratio_direct_over_pgbouncer"] = round(
+                by_mode["direct"]["set_wall_seconds"] / by_mode["pgbouncer"]["set_wall_seconds"], 2
+            )
+        table[f"set{number}"] = row
+    return table
 
 
 if __name__ == "__main__":
