@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import sys
 import tempfile
@@ -43,6 +44,7 @@ def run_set(side: str, moto_url: str, work: Path, sources: Path, batch: int) -> 
         moto_url, tmp, sources, launcher=side, env={"OA_BATCH_MAX_ENTRIES": str(batch)}
     ) as deployment:
         set_id = f"set-bench-{side}"
+        load_before = os.getloadavg()[0]
         started = time.perf_counter()
         deployment.launch("source_catalog_job", {"oa/set": set_id, "oa/launch": "all"})
 
@@ -59,7 +61,8 @@ def run_set(side: str, moto_url: str, work: Path, sources: Path, batch: int) -> 
         seconds = time.perf_counter() - started
         runs = deployment.instance.get_runs(dg.RunsFilter(tags={"oa/set": set_id}))
         tasks = len(deployment.agent.tasks)
-    return {"seconds": seconds, "runs": float(len(runs)), "tasks": float(tasks), **progress}
+    load = (load_before, os.getloadavg()[0])  # the machine's 1-min load around the side: a shared host skews it
+    return {"seconds": seconds, "runs": float(len(runs)), "tasks": float(tasks), "load": load, **progress}
 
 
 def main() -> int:
@@ -102,7 +105,8 @@ def main() -> int:
     for side, r in results.items():
         print(
             f"  {side:8s} {r['seconds']:7.1f} s  set-tagged runs {r['runs']:.0f} (ECS tasks {r['tasks']:.0f})  "
-            f"entries done {r['done']} failed {r['failed']}  {args.entries / r['seconds']:.2f} entries/s"
+            f"entries done {r['done']} failed {r['failed']}  {args.entries / r['seconds']:.2f} entries/s  "
+            f"(load {r['load'][0]:.1f} -> {r['load'][1]:.1f})"
         )
     extra = ecs["seconds"] - base["seconds"]
     print(f"  ECS / default: {ecs['seconds'] / base['seconds']:.2f}x")
