@@ -5,9 +5,12 @@ process: what launching every run as an ECS task costs per run and per entry.
 
 Each side starts a fresh production deployment (`tests/ecs_deployment.py`: a throwaway Postgres database,
 deploy/production/dagster.yaml with S3 compute logs on moto, the gRPC code server, the daemon and the webserver
-as processes), `--entries` CSV entries of `--rows` rows on a local HTTP server, and starts a set as the schedule
-does (`dagster job launch source_catalog_job` tagged `oa/set` + `oa/launch=all`); the set sensor packs runs of
-`--batch` entries. The clock runs from that launch to the set's `set_progress` saying finished.
+as processes), `--entries` entries mixed as in the end-to-end test (`tests/set_entries.py`: CSV over HTTP,
+share-alike, an ArcGIS layer, a shapefile zip, one answering 404, parcels and buildings; `--rows` address rows
+each) on local HTTP and ArcGIS servers, and starts a set as the schedule does (`dagster job launch
+source_catalog_job` tagged `oa/set` + `oa/launch=all`); the set sensor packs runs of `--batch` entries. The clock
+runs from that launch to the set's `set_progress` saying finished. The code location is the local deployment
+(sources from a folder, outputs on disk) on both sides: what differs is only the launch path.
 
 ECS path: each run is RegisterTaskDefinition/RunTask on moto's ECS over HTTP and the fake ECS agent starts the
 task's container command (`dagster api execute_run`, the same command the default launcher starts) as a local
@@ -77,31 +80,50 @@ def main() -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
 
-    from tests.platform_helpers import csv_entry, write_source
+    from tests.platform_helpers import write_source
+    from tests.servers.arcgis import FakeArcGISServer
     from tests.servers.downloads import DownloadServer
+    from tests.set_entries import SHARE_ALIKE, serve_set_data
 
     downloads = DownloadServer().start()
-    rows = "lon,lat,num,street\n" + "".join(f"-122.{i:04d},37.{i:04d},{i + 1},MAIN ST\n" for i in range(args.rows))
+    arcgis = FakeArcGISServer().start()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     moto.start()
     host, port = moto.get_host_and_port()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ecs-") as scratch:
             work = Path(scratch)
+            entries = serve_set_data(downloads, arcgis, work, args.rows)
+            # the end-to-end test's dozen, repeated: five CSV (one share-alike), one 404, an ArcGIS layer, a
+            # shapefile zip, two parcels, two buildings
+            mix = [
+                ("addresses", entries.csv),
+                ("parcels", entries.parcels),
+                ("buildings", entries.buildings),
+                ("addresses", lambda name: entries.csv(name, license=SHARE_ALIKE)),
+                ("addresses", entries.missing),
+                ("addresses", entries.esri),
+                ("addresses", entries.shapefile),
+                ("addresses", entries.csv),
+                ("buildings", entries.buildings),
+                ("addresses", entries.csv),
+                ("parcels", entries.parcels),
+                ("addresses", entries.csv),
+            ]
             for i in range(args.entries):
-                downloads.route(f"/e{i}.csv", body=rows.encode(), content_type="text/csv")
-                layers = {"addresses": [csv_entry("city", downloads.url(f"/e{i}.csv"))]}
-                write_source(work / "sources", f"us/xx/e{i:04d}", layers)
+                layer, entry = mix[i % len(mix)]
+                write_source(work / "sources", f"us/xx/e{i:04d}", {layer: [entry("city")]})
             results = {
                 side: run_set(side, f"http://{host}:{port}", work, work / "sources", args.batch)
                 for side in (args.first, "ecs" if args.first == "default" else "default")
             }
     finally:
         moto.stop()
+        arcgis.stop()
         downloads.stop()
 
     base, ecs = results["default"], results["ecs"]
-    print(f"set of {args.entries} entries, {args.batch} per run, {args.rows} rows each, Postgres, one process")
+    print(f"set of {args.entries} mixed entries, {args.batch} per run, {args.rows} address rows, Postgres, one process")
     for side, r in results.items():
         print(
             f"  {side:8s} {r['seconds']:7.1f} s  set-tagged runs {r['runs']:.0f} (ECS tasks {r['tasks']:.0f})  "

@@ -5,7 +5,8 @@ of deploy/production/dagster.yaml (a throwaway Postgres database, compute logs o
 against moto's ECS), each in its own process group, and the fake ECS agent running each RunTask's container command
 as a local process; this test adds `oa-dagster serve`, the code's production deployment (`OA_ENV=production`: the
 sources are the tarball a fake GitHub serves at the default branch, outputs go to an S3 bucket), and the data: a
-local HTTP server (CSV, a shapefile zip, the bundled parcels zip and buildings GeoJSON) and a fake ArcGIS server.
+local HTTP server (CSV, a shapefile zip, the bundled parcels zip and buildings GeoJSON) and a fake ArcGIS server
+(`tests/set_entries.py`, which `bench/bench_ecs.py` builds its set from too).
 
 Then, with no clicks: the set schedule (cron every minute) starts a set of a dozen entries in three layers (one
 fails, one is share-alike); the set finishes; `collections_after_set` and `coverage_after_collections` build the
@@ -31,22 +32,19 @@ import requests
 from oa_dagster.webhook.signatures import sign
 from tests.ci_deliveries import pr_payload
 from tests.ecs_deployment import SECRETS, Deployment, production_deployment
-from tests.geofiles import write_layer, zip_folder
-from tests.platform_helpers import EXAMPLE_DATA, csv_entry, running_serve, wait_for
-from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
+from tests.platform_helpers import running_serve, wait_for
+from tests.servers.arcgis import FakeArcGISServer
 from tests.servers.downloads import DownloadServer
 from tests.servers.fixtures import MOTO_CREDS
 from tests.servers.github import FakeGitHubServer, file_entry, sources_tarball
+from tests.set_entries import SHARE_ALIKE, SetEntries, serve_set_data
 
 pytestmark = pytest.mark.production_e2e
 
 REPO = "openaddresses/openaddresses"
 SHA = "5e75e75e75e75e75e75e75e75e75e75e75e75e75"
 ROWS = 20
-CSV = "lon,lat,num,street\n" + "".join(f"-122.{i:04d},37.{i:04d},{i + 1},MAIN ST\n" for i in range(ROWS))
 PR_NUMBER, PR_HEAD = 9, "ab" * 20
-FREE = {"text": "Public domain"}
-SHARE_ALIKE = {"text": "ODbL", "share-alike": True}
 DONE = {
     "addresses": {f"us/{key}" for key in ("ca/alpha/city", "ca/beta/city", "ca/delta/county", "ca/epsilon/city")}
     | {"us/or/portland/city", "us/nv/reno/city"},
@@ -67,73 +65,29 @@ CONTENT_TYPES = {
 SET_JOBS = {"addresses_job", "parcels_job", "buildings_job"}
 
 
-def _serve_data(data: DownloadServer, tmp: Path) -> None:
-    """The upstreams on the HTTP server: a CSV, a shapefile zip written here with GDAL, and the bundled parcels
-    shapefile zip and buildings GeoJSON (gzip); `/missing.csv` has no route, so it answers 404."""
-    data.route("/addresses.csv", body=CSV.encode(), content_type="text/csv")
-    folder = tmp / "shapefile"
-    folder.mkdir()
-    rows = [{"NUM": str(i + 1), "STREET": "OAK AVE"} for i in range(ROWS)]
-    write_layer(
-        folder / "points.shp", rows, [f"POINT (-121.{i:04d} 38.{i:04d})" for i in range(ROWS)], driver="ESRI Shapefile"
-    )
-    data.route("/points.zip", body=zip_folder(folder, tmp / "points.zip").read_bytes(), content_type="application/zip")
-    parcels = (EXAMPLE_DATA / "example_parcels.zip").read_bytes()
-    data.route("/parcels.zip", body=parcels, content_type="application/zip")
-    buildings = (EXAMPLE_DATA / "example_buildings.geojson.gz").read_bytes()
-    data.route("/buildings.geojson.gz", body=buildings, content_type="application/gzip")
-
-
-def _sources(data: DownloadServer, arcgis: FakeArcGISServer) -> dict[str, Any]:
+def _sources(entries: SetEntries) -> dict[str, Any]:
     """Twelve entries: eight addresses (CSV over HTTP, a share-alike CSV, one answering 404, an ArcGIS layer, a
     shapefile zip), two parcels (shapefile zip), two buildings (gzipped GeoJSON)."""
 
     def source(state: str, layers: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         return {"schema": 2, "coverage": {"country": "us", "state": state}, "layers": layers}
 
-    def csv(name: str, path: str = "/addresses.csv", license: dict[str, Any] = FREE) -> dict[str, Any]:
-        return csv_entry(name, data.url(path), license=license)
-
-    parcels = {
-        "name": "county",
-        "protocol": "http",
-        "data": data.url("/parcels.zip"),
-        "compression": "zip",
-        "license": FREE,
-        "conform": {"format": "shapefile", "file": "Parcels.shp", "pid": "APN"},
-    }
-    buildings = {
-        "name": "city",
-        "protocol": "http",
-        "data": data.url("/buildings.geojson.gz"),
-        "compression": "gzip",
-        "license": FREE,
-        "conform": {"format": "geojson", "id": "BLDG_ID", "height": "HEIGHT_M", "levels": "STORIES"},
-    }
-    esri = {
-        "name": "county",
-        "protocol": "ESRI",
-        "data": arcgis.add_layer("delta", FakeLayer(point_features(ROWS), max_record_count=8)),  # three pages
-        "license": FREE,
-        "conform": {"format": "geojson", "number": "NUMBER", "street": "STREET"},
-    }
-    shapefile = {
-        "name": "city",
-        "protocol": "http",
-        "data": data.url("/points.zip"),
-        "compression": "zip",
-        "license": FREE,
-        "conform": {"format": "shapefile", "number": "NUM", "street": "STREET"},
-    }
     return {
-        "us/ca/alpha": source("ca", {"addresses": [csv("city")], "parcels": [parcels], "buildings": [buildings]}),
-        "us/ca/beta": source("ca", {"addresses": [csv("city", license=SHARE_ALIKE)]}),
-        "us/ca/gamma": source("ca", {"addresses": [csv("city", "/missing.csv")]}),
-        "us/ca/delta": source("ca", {"addresses": [esri]}),
-        "us/ca/epsilon": source("ca", {"addresses": [shapefile]}),
-        "us/or/portland": source("or", {"addresses": [csv("city")], "buildings": [buildings]}),
-        "us/nv/reno": source("nv", {"addresses": [csv("city")]}),
-        "us/wa/seattle": source("wa", {"parcels": [parcels]}),
+        "us/ca/alpha": source(
+            "ca",
+            {
+                "addresses": [entries.csv("city")],
+                "parcels": [entries.parcels("county")],
+                "buildings": [entries.buildings("city")],
+            },
+        ),
+        "us/ca/beta": source("ca", {"addresses": [entries.csv("city", license=SHARE_ALIKE)]}),
+        "us/ca/gamma": source("ca", {"addresses": [entries.missing("city")]}),
+        "us/ca/delta": source("ca", {"addresses": [entries.esri("county")]}),
+        "us/ca/epsilon": source("ca", {"addresses": [entries.shapefile("city")]}),
+        "us/or/portland": source("or", {"addresses": [entries.csv("city")], "buildings": [entries.buildings("city")]}),
+        "us/nv/reno": source("nv", {"addresses": [entries.csv("city")]}),
+        "us/wa/seattle": source("wa", {"parcels": [entries.parcels("county")]}),
     }
 
 
@@ -255,8 +209,7 @@ def _groups_gone(pgids: list[int]) -> bool:
 def test_the_production_processes_run_a_set_through_ecs_a_pull_request_and_answer_the_ui(
     tmp_path: Path, moto_url: str, download_server: DownloadServer, arcgis_server: FakeArcGISServer
 ) -> None:
-    _serve_data(download_server, tmp_path)
-    sources = _sources(download_server, arcgis_server)
+    sources = _sources(serve_set_data(download_server, arcgis_server, tmp_path, ROWS))
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1", **MOTO_CREDS)
     outputs = f"e2e-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=outputs)
