@@ -43,9 +43,10 @@ def run_set(side: str, moto_url: str, work: Path, sources: Path, batch: int) -> 
 
     tmp = work / side
     tmp.mkdir()
-    with production_deployment(
-        moto_url, tmp, sources, launcher=side, env={"OA_BATCH_MAX_ENTRIES": str(batch)}
-    ) as deployment:
+    # the default launcher's launch is one gRPC call to the code server, which starts the run's process: on a busy
+    # host the 60 s default fails launches (runs marked failed, the set never finishes); both sides get the same
+    env = {"OA_BATCH_MAX_ENTRIES": str(batch), "DAGSTER_GRPC_TIMEOUT_SECONDS": "300"}
+    with production_deployment(moto_url, tmp, sources, launcher=side, env=env) as deployment:
         set_id = f"set-bench-{side}"
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
@@ -113,10 +114,10 @@ def main() -> int:
             for i in range(args.entries):
                 layer, entry = mix[i % len(mix)]
                 write_source(work / "sources", f"us/xx/e{i:04d}", {layer: [entry("city")]})
-            results = {
-                side: run_set(side, f"http://{host}:{port}", work, work / "sources", args.batch)
-                for side in (args.first, "ecs" if args.first == "default" else "default")
-            }
+            results = {}
+            for side in (args.first, "ecs" if args.first == "default" else "default"):
+                results[side] = run_set(side, f"http://{host}:{port}", work, work / "sources", args.batch)
+                print(f"  ({side} done: {results[side]})", flush=True)  # a figure even if the other side fails
     finally:
         moto.stop()
         arcgis.stop()
