@@ -5,9 +5,12 @@ process: what launching every run as an ECS task costs per run and per entry.
 
 Each side starts a fresh production deployment (`tests/ecs_deployment.py`: a throwaway Postgres database,
 deploy/production/dagster.yaml with S3 compute logs on moto, the gRPC code server, the daemon and the webserver
-as processes), `--entries` CSV entries of `--rows` rows on a local HTTP server, and starts a set as the schedule
-does (`dagster job launch source_catalog_job` tagged `oa/set` + `oa/launch=all`); the set sensor packs runs of
-`--batch` entries. The clock runs from that launch to the set's `set_progress` saying finished.
+as processes), `--entries` entries mixed as in the end-to-end test (`tests/set_entries.py`: CSV over HTTP,
+share-alike, an ArcGIS layer, a shapefile zip, one answering 404, parcels and buildings; `--rows` address rows
+each) on local HTTP and ArcGIS servers, and starts a set as the schedule does (`dagster job launch
+source_catalog_job` tagged `oa/set` + `oa/launch=all`); the set sensor packs runs of `--batch` entries. The clock
+runs from that launch to the set's `set_progress` saying finished. The code location is the local deployment
+(sources from a folder, outputs on disk) on both sides: what differs is only the launch path.
 
 ECS path: each run is RegisterTaskDefinition/RunTask on moto's ECS over HTTP and the fake ECS agent starts the
 task's container command (`dagster api execute_run`, the same command the default launcher starts) as a local
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import sys
 import tempfile
@@ -39,10 +43,12 @@ def run_set(side: str, moto_url: str, work: Path, sources: Path, batch: int) -> 
 
     tmp = work / side
     tmp.mkdir()
-    with production_deployment(
-        moto_url, tmp, sources, launcher=side, env={"OA_BATCH_MAX_ENTRIES": str(batch)}
-    ) as deployment:
+    # the default launcher's launch is one gRPC call to the code server, which starts the run's process: on a busy
+    # host the 60 s default fails launches (runs marked failed, the set never finishes); both sides get the same
+    env = {"OA_BATCH_MAX_ENTRIES": str(batch), "DAGSTER_GRPC_TIMEOUT_SECONDS": "300"}
+    with production_deployment(moto_url, tmp, sources, launcher=side, env=env) as deployment:
         set_id = f"set-bench-{side}"
+        load_before = os.getloadavg()[0]
         started = time.perf_counter()
         deployment.launch("source_catalog_job", {"oa/set": set_id, "oa/launch": "all"})
 
@@ -59,7 +65,8 @@ def run_set(side: str, moto_url: str, work: Path, sources: Path, batch: int) -> 
         seconds = time.perf_counter() - started
         runs = deployment.instance.get_runs(dg.RunsFilter(tags={"oa/set": set_id}))
         tasks = len(deployment.agent.tasks)
-    return {"seconds": seconds, "runs": float(len(runs)), "tasks": float(tasks), **progress}
+    load = (load_before, os.getloadavg()[0])  # the machine's 1-min load around the side: a shared host skews it
+    return {"seconds": seconds, "runs": float(len(runs)), "tasks": float(tasks), "load": load, **progress}
 
 
 def main() -> int:
@@ -74,35 +81,55 @@ def main() -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
 
-    from tests.platform_helpers import csv_entry, write_source
+    from tests.platform_helpers import write_source
+    from tests.servers.arcgis import FakeArcGISServer
     from tests.servers.downloads import DownloadServer
+    from tests.set_entries import SHARE_ALIKE, serve_set_data
 
     downloads = DownloadServer().start()
-    rows = "lon,lat,num,street\n" + "".join(f"-122.{i:04d},37.{i:04d},{i + 1},MAIN ST\n" for i in range(args.rows))
+    arcgis = FakeArcGISServer().start()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     moto.start()
     host, port = moto.get_host_and_port()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ecs-") as scratch:
             work = Path(scratch)
+            entries = serve_set_data(downloads, arcgis, work, args.rows)
+            # the end-to-end test's dozen, repeated: five CSV (one share-alike), one 404, an ArcGIS layer, a
+            # shapefile zip, two parcels, two buildings
+            mix = [
+                ("addresses", entries.csv),
+                ("parcels", entries.parcels),
+                ("buildings", entries.buildings),
+                ("addresses", lambda name: entries.csv(name, license=SHARE_ALIKE)),
+                ("addresses", entries.missing),
+                ("addresses", entries.esri),
+                ("addresses", entries.shapefile),
+                ("addresses", entries.csv),
+                ("buildings", entries.buildings),
+                ("addresses", entries.csv),
+                ("parcels", entries.parcels),
+                ("addresses", entries.csv),
+            ]
             for i in range(args.entries):
-                downloads.route(f"/e{i}.csv", body=rows.encode(), content_type="text/csv")
-                layers = {"addresses": [csv_entry("city", downloads.url(f"/e{i}.csv"))]}
-                write_source(work / "sources", f"us/xx/e{i:04d}", layers)
-            results = {
-                side: run_set(side, f"http://{host}:{port}", work, work / "sources", args.batch)
-                for side in (args.first, "ecs" if args.first == "default" else "default")
-            }
+                layer, entry = mix[i % len(mix)]
+                write_source(work / "sources", f"us/xx/e{i:04d}", {layer: [entry("city")]})
+            results = {}
+            for side in (args.first, "ecs" if args.first == "default" else "default"):
+                results[side] = run_set(side, f"http://{host}:{port}", work, work / "sources", args.batch)
+                print(f"  ({side} done: {results[side]})", flush=True)  # a figure even if the other side fails
     finally:
         moto.stop()
+        arcgis.stop()
         downloads.stop()
 
     base, ecs = results["default"], results["ecs"]
-    print(f"set of {args.entries} entries, {args.batch} per run, {args.rows} rows each, Postgres, one process")
+    print(f"set of {args.entries} mixed entries, {args.batch} per run, {args.rows} address rows, Postgres, one process")
     for side, r in results.items():
         print(
             f"  {side:8s} {r['seconds']:7.1f} s  set-tagged runs {r['runs']:.0f} (ECS tasks {r['tasks']:.0f})  "
-            f"entries done {r['done']} failed {r['failed']}  {args.entries / r['seconds']:.2f} entries/s"
+            f"entries done {r['done']} failed {r['failed']}  {args.entries / r['seconds']:.2f} entries/s  "
+            f"(load {r['load'][0]:.1f} -> {r['load'][1]:.1f})"
         )
     extra = ecs["seconds"] - base["seconds"]
     print(f"  ECS / default: {ecs['seconds'] / base['seconds']:.2f}x")

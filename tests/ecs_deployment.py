@@ -3,8 +3,10 @@ of deploy/production/dagster.yaml (Postgres, S3 compute logs and ECS on moto), t
 and webserver as processes in their own process groups, and the fake ECS agent (`tests/servers/ecs.py`) running
 each run task's container command as a local process. `launcher="default"` drops the instance's run launcher
 (runs start as subprocesses of the code server): the baseline the benchmark compares the ECS path against.
-The code location runs its local deployment (`OA_ENV=local`: sources from a folder, outputs on disk), so runs
-need no GitHub; what is under test is the instance and the launch path, which are production's.
+By default the code location runs its local deployment (`OA_ENV=local`: sources from a folder, outputs on disk), so
+runs need no GitHub; what is under test is the instance and the launch path, which are production's. The end-to-end
+test (`tests/test_production_e2e.py`) passes `OA_ENV=production` and no sources folder: its code reads the sources
+from a (fake) GitHub and writes to S3, everything then as deployed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +26,7 @@ import dagster as dg
 import yaml
 
 from tests.platform_helpers import ROOT, free_port, post_graphql, postgres_or_skip, wait_for, wait_for_dagster_server
-from tests.servers.ecs import EcsAgent, EcsSetup, client, prepare_ecs
+from tests.servers.ecs import AgentTask, EcsAgent, EcsSetup, client, prepare_ecs
 
 SECRETS = {
     "DAGSTER_PG_PASSWORD": "pg-secret-4f1c9a",
@@ -73,6 +76,10 @@ class Deployment:
     def graphql(self, query: str, **variables: object) -> dict:
         return post_graphql(self.web, query, **variables)
 
+    def tasks_by_run(self) -> dict[str, AgentTask]:
+        """The tasks the agent ran so far, by the run id the launcher tagged each with."""
+        return {task.tags["dagster/run_id"]: task for task in list(self.agent.tasks.values())}
+
 
 def production_yaml(home: Path, launcher: str) -> None:
     """deploy/production/dagster.yaml as it is, but for the polling intervals (seconds here, not minutes), and
@@ -99,11 +106,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def production_deployment(
-    moto_url: str, tmp: Path, sources: Path, *, launcher: str = "ecs", env: dict[str, str] | None = None
+    moto_url: str, tmp: Path, sources: Path | None, *, launcher: str = "ecs", env: dict[str, str] | None = None
 ) -> Iterator[Deployment]:
     """Everything started, on a throwaway Postgres database; all stopped (process groups killed) at the end.
-    `env` adds deployment variables (e.g. `OA_BATCH_MAX_ENTRIES`). The caller's environment is left as it was."""
-    name = f"oa-{tmp.name[-8:].lower().replace('_', '-')}"
+    `sources`: the local deployment's sources folder (None: none, e.g. for `OA_ENV=production` in `env`). `env` adds
+    deployment variables (e.g. `OA_BATCH_MAX_ENTRIES`). The caller's environment is left as it was."""
+    # moto keeps every earlier deployment's cluster, secrets and buckets for the session: a name of its own
+    name = f"oa-{uuid.uuid4().hex[:10]}"
     ecs = prepare_ecs(moto_url, name, SECRETS)
     client(moto_url, "s3").create_bucket(Bucket=f"{name}-logs")
     home = tmp / "home"
@@ -122,7 +131,7 @@ def production_deployment(
             "OA_LOGS_BUCKET": f"{name}-logs",
             "OA_ENV": "local",
             "OA_DATA_DIR": str(tmp / "data"),
-            "OA_SOURCES_DIR": str(sources),
+            **({"OA_SOURCES_DIR": str(sources)} if sources is not None else {}),
             "OA_CODE_SERVER_HOST": "127.0.0.1",
             "OA_CODE_SERVER_PORT": str(port),
             **(env or {}),
