@@ -13,6 +13,9 @@ forwarded to the run's event log; the previous feature counts of all the run's e
 before processing, not one per entry; and entries are processed in a worker thread (`layers_worker.py`) while
 the step's thread writes the events of those done, so the writes overlap the next entry's download.
 
+A set run skips the entries of its range that the set's planning carried over (recorded in bulk by the
+`set_launcher` sensor, `carry_over.py`) and reuses the planning's upstream answers for the others.
+
 Every event write is retried on a lost database connection (`layers_event_writes.py`); if the instance stays
 unreachable, the run fails and is marked retryable, so the set's run-retry policy runs the batch again.
 """
