@@ -7,9 +7,10 @@ overhead, and Dagster's share: (wall x concurrency - sum of per-entry processing
 
     python bench/bench_set.py --entries 1000 [--sets 2] [--rows 50] [--latency S] [--storage sqlite|postgres]
 
-Set 1 has no history (entries are packed by a guess); set 2 is the weekly case, packed by the previous
-run's seconds. Reported per set; the "set wall" is set_progress's own (catalog materialization to the
-sensor tick that saw the last run end), `catalog_to_last_run_end` leaves out that reporting delay.
+Set 1 has no history (entries are packed by the sizes the set's planning asks of their upstreams, HEAD's
+`Content-Length`); set 2 is the weekly case, packed by the previous run's seconds. Reported per set; the "set
+wall" is set_progress's own (catalog materialization to the sensor tick that saw the last run end),
+`catalog_to_last_run_end` leaves out that reporting delay.
 
 Per-entry processing is counted two ways: as the runs measured it (download + conform seconds in each
 materialization: inflated when the machine is saturated, since an entry then waits for the CPU) and as a
@@ -70,6 +71,10 @@ class SlowHandler(SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         time.sleep(self.latency)
         super().do_GET()
+
+    def do_HEAD(self) -> None:  # a set's planning asks a file's size with HEAD: a round trip like any other
+        time.sleep(self.latency)
+        super().do_HEAD()
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
         size = os.fstat(source.fileno()).st_size

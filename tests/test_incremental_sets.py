@@ -111,10 +111,14 @@ def run_set(
     for request in result.run_requests:
         job = defs.resolve_job_def(request.job_name)
         job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
-    after = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
-    progress = instance.fetch_materializations(SET_PROGRESS, limit=1).records[0].asset_materialization
-    assert progress is not None
-    return str(after.cursor), {k: v.value for k, v in progress.metadata.items()}
+    cursor = result.cursor
+    for _ in range(3):  # a tick records the entries the planning carried over, one sees the set finished
+        cursor = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)).cursor
+        progress = instance.fetch_materializations(SET_PROGRESS, limit=1).records[0].asset_materialization
+        assert progress is not None
+        if progress.metadata["finished"].value:
+            break
+    return str(cursor), {k: v.value for k, v in progress.metadata.items()}
 
 
 def latest_by_partition(instance: dg.DagsterInstance, layer: str = "addresses") -> dict[str, dict[str, Any]]:
@@ -171,7 +175,7 @@ def test_a_second_set_carries_unchanged_entries_over_and_processes_the_changed_o
     assert after["etag"] - before["etag"] == 1 and upstreams.etag.seen_headers[-1]["If-None-Match"] == '"v1"'
     assert set2["us/xx/web/etag"]["change_signal"] == 'HTTP 304 Not Modified (ETag "v1")'
     # the server ignoring conditional requests: its 200 was not read; HEAD is used from the next set on
-    assert after["stubborn"] - before["stubborn"] == 1 and after["stubborn_head"] == 0
+    assert after["stubborn"] - before["stubborn"] == 1 and after["stubborn_head"] == before["stubborn_head"]
     assert "same length and validators" in set2["us/xx/web/stubborn"]["change_signal"]
     assert "FTP SIZE" in set2["us/xx/web/ftp"]["change_signal"]
     # the changed ones were downloaded again and carry the new data

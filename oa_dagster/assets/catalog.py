@@ -3,8 +3,13 @@
 Building and reading the stored catalog is plain code in `platform/catalog.py`; this asset runs it and adds and
 removes the layer assets' partitions: one per entry to process (entries marked `skip: true` are listed in the
 metadata, not made partitions).
+
+The catalog run of a set is also the set's planning: it probes the upstream of every entry the set launches
+(`platform/set_probing.py`), keeps the answers as the set's plan, and the events of the entries it carries over
+(`carry_over.py`), so the `set_launcher` sensor launches runs only for the others.
 """
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +24,17 @@ from oa_dagster.platform.catalog import (
     read_pointers,
     temp_checkout_dir,
 )
-from oa_dagster.platform.store import put_json
+from oa_dagster.platform.set_planning import launched_entries
+from oa_dagster.platform.set_probing import plan_key, probe_set, save_plan
+from oa_dagster.platform.set_probing import summary as probe_summary
+from oa_dagster.platform.store import OutputStore, put_json
+from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.sources_repo import SourcesRepository
 from oa_dagster.resources.store import OutputStoreResource
-from oa_dagster.run_tags import LAUNCH_TAG, SET_TAG
+from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_CHANGED, LAUNCH_FULL, LAUNCH_TAG, SET_TAG
 
 from . import OWNERS
+from .carry_over import carried_key, save_carried_events
 from .layers import LAYER_PARTITIONS
 
 MAX_LISTED = 200  # keys listed in metadata per layer; the stored catalog has them all
@@ -49,6 +59,39 @@ def sync_partitions(instance: dg.DagsterInstance, layer: str, wanted: list[str])
     return added, removed
 
 
+def plan_set(
+    context: dg.AssetExecutionContext,
+    out: OutputStore,
+    catalog: dict[str, Any],
+    set_id: str,
+    launch: str,
+    processing: ProcessingSettings,
+) -> dict[str, Any]:
+    """Probe the upstreams of the set's entries, keep the plan and the carried entries' events; metadata to show."""
+    options = processing.entry_options()
+    # a full set carries nothing over, but its runs still judge the upstreams' honesty by the planning's answers
+    policy = options.refresh_policy(force_full=launch == LAUNCH_FULL)
+    launched = {layer: launched_entries(catalog, layer, launch) for layer in catalog["entries"]}
+    started = time.monotonic()
+    probes = probe_set(catalog, launched, out, options, policy, workers=processing.probe_workers)
+    seconds = time.monotonic() - started
+    save_plan(out, set_id, catalog["id"], probes, seconds)
+    carried = save_carried_events(
+        context.instance, out, probes, catalog_id=catalog["id"], set_id=set_id, warn_drop=processing.warn_drop
+    )
+    counts = probe_summary(probes)
+    context.log.info(
+        f"{set_id}: {counts['probed']} upstreams asked, {carried} entries carried over, {counts['sized']} sized, "
+        f"{counts['probe_failed']} probes failed ({seconds:.1f} s)"
+    )
+    return {
+        **{f"plan_{name}": n for name, n in counts.items()},
+        "plan_probe_seconds": round(seconds, 1),
+        "plan": dg.MetadataValue.path(out.url(plan_key(set_id))),
+        "plan_carried_events": dg.MetadataValue.path(out.url(carried_key(set_id))),
+    }
+
+
 def _listing(keys_: list[str]) -> str:
     shown = "\n".join(keys_[:MAX_LISTED])
     more = f"\n... and {len(keys_) - MAX_LISTED} more (see the stored catalog)" if len(keys_) > MAX_LISTED else ""
@@ -67,6 +110,7 @@ def source_catalog(
     config: CatalogConfig,
     sources_repo: SourcesRepository,
     store: OutputStoreResource,
+    processing: ProcessingSettings,
 ) -> dg.MaterializeResult:
     out = store.get_store()
     ref = config.ref or sources_repo.default_ref
@@ -120,6 +164,9 @@ def source_catalog(
         metadata[f"{layer}_changed_keys"] = dg.MetadataValue.text(_listing(changed[layer]))
     for key, errors in catalog["invalid"].items():
         context.log.warning(f"invalid source {key}: {'; '.join(errors[:3])}")
+    launch = metadata["launch"]
+    if set_id and launch in (LAUNCH_ALL, LAUNCH_FULL, LAUNCH_CHANGED):  # after the partitions: their history is read
+        metadata.update(plan_set(context, out, catalog, set_id, launch, processing))
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(catalog["id"]))
 
 

@@ -13,6 +13,9 @@ forwarded to the run's event log; the previous feature counts of all the run's e
 before processing, not one per entry; and entries are processed in a worker thread (`layers_worker.py`) while
 the step's thread writes the events of those done, so the writes overlap the next entry's download.
 
+A set run skips the entries of its range that the set's planning carried over (recorded in bulk by the
+`set_launcher` sensor, `carry_over.py`) and reuses the planning's upstream answers for the others.
+
 Every event write is retried on a lost database connection (`layers_event_writes.py`); if the instance stays
 unreachable, the run fails and is marked retryable, so the set's run-retry policy runs the batch again.
 """
@@ -28,6 +31,7 @@ from oa_dagster.platform.catalog import load_stored_catalog
 from oa_dagster.platform.change_detection import RefreshPolicy
 from oa_dagster.platform.entry_processing import EntryOptions, EntryResult, check_entry, process_entry
 from oa_dagster.platform.set_planning import BACKFILL_MAX_PARTITIONS
+from oa_dagster.platform.set_probing import carried_keys, load_plan, recorded_answer
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.run_tags import (
@@ -100,6 +104,22 @@ def previous_counts(instance: dg.DagsterInstance, layer: str, keys_: list[str]) 
     return counts
 
 
+def entry_events(
+    result: EntryResult, store: Any, catalog_id: str, set_id: str, previous: int | None, warn_drop: float
+) -> list[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """An entry with output as the event log records it: its materialization (its data version) and both checks.
+
+    The same whether a run writes them or the set's planning carries the entry over in bulk.
+    """
+    materialization = dg.AssetMaterialization(
+        asset_key=result.layer,
+        partition=result.key,
+        tags={DATA_VERSION_TAG: result.entry_version},
+        metadata=entry_metadata(result, store, catalog_id, set_id, previous),
+    )
+    return [materialization, *evaluate_checks(result, previous, warn_drop)]
+
+
 def record_entry(
     context: dg.AssetExecutionContext,
     result: EntryResult,
@@ -123,14 +143,10 @@ def record_entry(
         observation = dg.AssetObservation(asset_key=layer, partition=key, metadata=metadata)
         write(f"{key}: its {'skip' if skipped else 'failure'}", lambda: context.log_event(observation))
         return None if skipped else f"{key}: {result.source_problem}: {result.problem_detail}"
-    materialization = dg.AssetMaterialization(
-        asset_key=layer,
-        partition=key,
-        tags={DATA_VERSION_TAG: result.entry_version},
-        metadata=entry_metadata(result, store, catalog_id, set_id, previous),
-    )
+    materialization, *evaluations = entry_events(result, store, catalog_id, set_id, previous, warn_drop)
     write(f"{key}: its materialization", lambda: context.log_event(materialization))
-    for evaluation in evaluate_checks(result, previous, warn_drop):
+    for evaluation in evaluations:
+        assert isinstance(evaluation, dg.AssetCheckEvaluation)
         write(f"{key}: check {evaluation.check_name}", lambda evaluation=evaluation: context.log_event(evaluation))
     return None
 
@@ -182,9 +198,17 @@ def run_layer(
     if set_id and context.run.tags.get(INSTANCE_LOST_TAG) == "true":
         # the retry of a run that lost the instance: like every set run, it retries crashes only
         context.instance.add_run_tags(context.run.run_id, {RETRY_ON_FAILURE_TAG: "false", INSTANCE_LOST_TAG: "retry"})
-    keys_ = list(context.partition_keys)
+    run_id, options = context.run.run_id, processing.entry_options()  # the worker gets plain values, no context
+    refresh = _refresh_policy(context, layer, options)
+    plan = load_plan(store, set_id, catalog["id"]) if refresh is not None else None
+    carried = carried_keys(plan, layer)  # recorded in bulk by the set's planning: not this run's to write
+    keys_ = [key for key in context.partition_keys if key not in carried]
     previous = previous_counts(context.instance, layer, keys_)
-    context.log.info(f"{layer}: {plural(len(keys_), 'entry')}" + (f", {key_range(keys_)}" if keys_ else ""))
+    context.log.info(
+        f"{layer}: {plural(len(keys_), 'entry')}"
+        + (f", {key_range(keys_)}" if keys_ else "")
+        + (f" ({len(context.partition_keys) - len(keys_)} in the range carried over by the set)" if carried else "")
+    )
     failures: list[str] = []
 
     def write(what: str, event: Callable[[], None]) -> None:
@@ -197,10 +221,18 @@ def run_layer(
         if failure:
             failures.append(failure)
 
-    run_id, options = context.run.run_id, processing.entry_options()  # the worker gets plain values, no context
-    refresh = _refresh_policy(context, layer, options)
-    # the upstream of every entry is asked ahead, several at once: each check is a round trip or three of waiting
-    checks = Ahead(lambda key: check_entry(catalog, layer, key, store, options, refresh), keys_) if refresh else None
+    # the upstream of every entry is asked ahead, several at once: each check is a round trip or three of waiting;
+    # one the set's planning asked already is not asked again
+    checks = (
+        Ahead(
+            lambda key: check_entry(
+                catalog, layer, key, store, options, refresh, answer=recorded_answer(plan, layer, key)
+            ),
+            keys_,
+        )
+        if refresh
+        else None
+    )
 
     def process(key: str, cancelled: Any) -> EntryResult:
         known = checks.get(key) if checks is not None else None

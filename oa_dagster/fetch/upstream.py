@@ -12,6 +12,10 @@ Each protocol has its own signal, recorded with the output when it was downloade
 
 A probe never raises: a probe that fails (a timeout, an error answer, a refused host) says "changed", and the
 download that follows reports the problem the usual way. Nothing here knows about the store or Dagster.
+
+A probe also tells how big the data is, when the answer says so (`UpstreamSize`: an ArcGIS layer's feature count,
+an HTTP `Content-Length`, an FTP `SIZE`): a set packs entries never run before by it. `probe_size` asks only that,
+for an entry with no output to compare with (one `returnCountOnly` query, one `HEAD`, one `SIZE`).
 """
 
 from __future__ import annotations
@@ -39,12 +43,21 @@ ESRI_FIELDS = ("last_edit", "data_last_edit", "count", "oid_min", "oid_max")
 
 
 @dataclass(frozen=True)
+class UpstreamSize:
+    """How much data an upstream holds, in the unit its protocol tells: `features` (ArcGIS) or `bytes`."""
+
+    unit: str
+    amount: int
+
+
+@dataclass(frozen=True)
 class UpstreamAnswer:
     """What the upstream said: unchanged or not, in words (`signal`), and what to keep for the next probe."""
 
     unchanged: bool
     signal: str  # e.g. `HTTP 304 Not Modified (ETag "v1")`, or why the entry counts as changed
     keep: dict[str, Any] = field(default_factory=dict)  # learnt about the server (`conditional: false`)
+    size: UpstreamSize | None = None  # when the answer told it (not a 304, which has no body)
 
 
 def probe_upstream(
@@ -105,17 +118,23 @@ def _probe_http(entry: LayerEntry, url: str, recorded: Mapping[str, Any], option
             if status != 200:
                 return UpstreamAnswer(False, f"{'HEAD' if head else 'conditional GET'} answered HTTP {status}")
             now = http_validators(response.headers)
+            length = response.headers.get("Content-Length", "")
+    size = _bytes(int(length)) if length.isdigit() else None
     if not now:
-        return UpstreamAnswer(False, "the server sends no ETag or Last-Modified any more")
+        return UpstreamAnswer(False, "the server sends no ETag or Last-Modified any more", size=size)
     differs = _same(recorded, now, HTTP_FIELDS)
     if recorded.get("length") is not None and now.get("length") != recorded.get("length"):
         differs.append(f"length {recorded.get('length')} -> {now.get('length')}")
     if differs:
-        return UpstreamAnswer(False, "changed: " + "; ".join(differs))
+        return UpstreamAnswer(False, "changed: " + "; ".join(differs), size=size)
     how = "HEAD" if head else "the server ignores conditional requests; its answer"
     return UpstreamAnswer(
-        True, f"{how}: same length and validators ({_describe(recorded)})", keep={"conditional": False}
+        True, f"{how}: same length and validators ({_describe(recorded)})", keep={"conditional": False}, size=size
     )
+
+
+def _bytes(length: Any) -> UpstreamSize | None:
+    return UpstreamSize("bytes", int(length)) if isinstance(length, int) and length >= 0 else None
 
 
 def _probe_ftp(url: str, recorded: Mapping[str, Any], options: FetchOptions) -> UpstreamAnswer:
@@ -124,7 +143,7 @@ def _probe_ftp(url: str, recorded: Mapping[str, Any], options: FetchOptions) -> 
         return UpstreamAnswer(False, "the FTP server no longer answers SIZE and MDTM")
     differs = _same(recorded, now, ("size", "mtime"))
     if differs:
-        return UpstreamAnswer(False, "changed: " + "; ".join(differs))
+        return UpstreamAnswer(False, "changed: " + "; ".join(differs), size=_bytes(now.get("size")))
     return UpstreamAnswer(True, f"FTP SIZE {now['size']:,} and MDTM {now['mtime']} unchanged")
 
 
@@ -144,9 +163,45 @@ def _probe_esri(
         return UpstreamAnswer(False, "no feature count or object ids to compare")
     differs = _same(recorded, now, ESRI_FIELDS)
     if differs:
-        return UpstreamAnswer(False, "changed: " + "; ".join(differs))
+        return UpstreamAnswer(False, "changed: " + "; ".join(differs), size=_features(now.get("count")))
     return UpstreamAnswer(
         True,
         f"ArcGIS lastEditDate {now['last_edit']}, dataLastEditDate {now['data_last_edit']}, "
         f"{now['count']:,} features, object ids {now['oid_min']}-{now['oid_max']} unchanged",
     )
+
+
+def _features(count: Any) -> UpstreamSize | None:
+    return UpstreamSize("features", int(count)) if isinstance(count, int) and count >= 0 else None
+
+
+def probe_size(entry: LayerEntry, options: FetchOptions, log: logging.Logger | None = None) -> UpstreamSize | None:
+    """How much data the entry's upstream holds, asked without downloading it; None when it cannot tell.
+
+    Never raises: an entry whose size is unknown is packed by the default guess and processed as usual.
+    """
+    log = get_logger(log)
+    protocol = entry.protocol.lower()
+    url = entry.data.strip()
+    scheme = urlsplit(url).scheme.lower()
+    try:
+        if protocol == "esri":
+            base, token = layer_url(url)
+            client = ArcGISClient(base, options, entry.request_headers, log, token)
+            try:
+                return _features(client.count())
+            finally:
+                client.close()
+        if scheme in ("http", "https"):
+            with make_session(options, pool=1) as session:
+                headers = checked_headers(entry.request_headers)
+                with session.head(
+                    url, headers=headers, timeout=options.timeouts, verify=options.verify_tls, allow_redirects=True
+                ) as response:
+                    length = response.headers.get("Content-Length", "")
+                    return _bytes(int(length)) if response.status_code == 200 and length.isdigit() else None
+        if scheme == "ftp":
+            return _bytes(ftp_signal(url, options).get("size"))
+    except Exception as exc:  # any trouble: the size stays unknown
+        log.info("size probe failed: %s: %s", type(exc).__name__, exc)
+    return None

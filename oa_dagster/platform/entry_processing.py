@@ -176,6 +176,7 @@ class EntryCheck:
     keep: dict[str, Any] = dataclasses.field(default_factory=dict)  # learnt about the server, kept with the output
     carried: EntryResult | None = None
     seconds: float = 0.0
+    size: Any = None  # fetch.upstream.UpstreamSize, when the upstream's answer told it (planning packs by it)
 
 
 def _root_prefix(root: str) -> str:
@@ -191,11 +192,13 @@ def check_entry(
     policy: RefreshPolicy,
     *,
     root: str = "",
+    answer: Any = None,
 ) -> EntryCheck:
     """Whether the entry may be carried over from its latest good output (no download, no conform).
 
     Safe to run for many entries at once (threads): it reads the store and asks the upstream, writing nothing.
-    Never raises: any trouble means "process it".
+    Never raises: any trouble means "process it". `answer` (a `fetch.upstream.UpstreamAnswer`) is what the
+    upstream already said when the set was planned: then it is not asked again.
     """
     from oa_dagster.fetch import FetchOptions
     from oa_dagster.fetch.upstream import probe_upstream
@@ -216,9 +219,9 @@ def check_entry(
         if not plan.probe:
             return EntryCheck(plan, pointer, seconds=time.perf_counter() - started)
         assert pointer is not None
-        fetch_options = options.fetch_options or FetchOptions()
-        answer = probe_upstream(entry, pointer.get("upstream"), fetch_options)
-        check = EntryCheck(plan, pointer, answer.unchanged, answer.signal, answer.keep)
+        if answer is None:
+            answer = probe_upstream(entry, pointer.get("upstream"), options.fetch_options or FetchOptions())
+        check = EntryCheck(plan, pointer, answer.unchanged, answer.signal, answer.keep, size=answer.size)
         if plan.may_carry_over and answer.unchanged:
             carried = _carry_over(entry, version, pointer, answer.signal, store)
             check = dataclasses.replace(check, carried=carried)
@@ -260,7 +263,7 @@ def _carry_over(
     )
 
 
-def _remember(store: OutputStore, check: EntryCheck, layer: str, key: str, root: str) -> None:
+def remember_probe(store: OutputStore, check: EntryCheck, layer: str, key: str, root: str = "") -> None:
     """Keep what the probe learnt about the server (`conditional: false`: use HEAD) with the carried-over output."""
     pointer = check.pointer or {}
     upstream = dict(pointer.get("upstream") or {})
@@ -297,7 +300,7 @@ def process_entry(
     if refresh is not None and check is None:
         check = check_entry(catalog, layer, key, store, options, refresh, root=root)
     if check is not None and check.carried is not None:
-        _remember(store, check, layer, key, _root_prefix(root))
+        remember_probe(store, check, layer, key, _root_prefix(root))
         return check.carried
     warnings = EntryWarnings(key)
     try:

@@ -9,6 +9,12 @@ With `slots` (runs of a set at once) above 1 the budget also shrinks so the set 
 `slots` batches, a few rounds when there is enough work (`min_batch_seconds` per run): a set of small entries
 packed into fewer runs than slots would leave slots idle, and a last round with one run would idle the others.
 
+An entry never run before has no seconds to pack by: the set's planning asks its upstream how big it is (an ArcGIS
+layer's feature count, an HTTP `Content-Length`, an FTP `SIZE`: `platform/set_probing.py`) and `estimate_seconds`
+turns that into seconds at a per-unit rate: learnt from this set's entries that have both a size and previous
+seconds when there are enough of them (`learn_rates`), else a prior. Entries the planning carried over (upstream
+unchanged, recorded in bulk) may lie inside a batch's range: the run skips them.
+
 A set is finished when every requested run has ended *with its retries*: a crashed run is retried by the
 instance's run-retry daemon, asynchronously, so a failed run that the instance will retry (or has not decided
 about yet) keeps the set open (`chains_state`).
@@ -32,6 +38,46 @@ ROUNDS_PER_SLOT = 2  # balancing aims at this many runs per slot: batches are ev
 # A backfill launched from the UI has no history to pack by: its runs take as many entries as a set's first runs,
 # which pack entries never run before by the guess (`target / guess` = 24 entries, about 2 minutes of work).
 BACKFILL_MAX_PARTITIONS = int(DEFAULT_TARGET_SECONDS // DEFAULT_GUESS_SECONDS)
+MIN_RATE_SAMPLES = 3  # entries with both a size and previous seconds before their rate replaces the prior
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Seconds of an entry of one size unit: a fixed part (requests, conform's start, publishing) + per unit."""
+
+    fixed: float
+    per_unit: float
+
+    def seconds(self, amount: int) -> float:
+        return self.fixed + self.per_unit * amount
+
+
+# Priors, before a set has learnt better: an ArcGIS page of 1,000-2,000 features takes 1-3 s to fetch and convert;
+# a file downloads and converts at a few MB/s.
+PRIOR_RATES: dict[str, Rate] = {"features": Rate(1.0, 0.002), "bytes": Rate(0.5, 1 / 2_000_000)}
+
+
+def estimate_seconds(size: Mapping[str, Any] | None, rates: Mapping[str, Rate] = PRIOR_RATES) -> float | None:
+    """An entry's expected seconds from its upstream's size (`{"unit": "features"|"bytes", "amount": n}`)."""
+    if not size or size.get("unit") not in rates:
+        return None
+    return rates[size["unit"]].seconds(int(size.get("amount") or 0))
+
+
+def learn_rates(samples: Iterable[tuple[str, int, float]], prior: Mapping[str, Rate] = PRIOR_RATES) -> dict[str, Rate]:
+    """Per-unit rates from (unit, amount, seconds) of entries that ran: the prior's fixed part, the rest per unit."""
+    totals: dict[str, list[float]] = {}
+    for unit, amount, seconds in samples:
+        if unit in prior and amount > 0 and seconds > 0:
+            bucket = totals.setdefault(unit, [0.0, 0.0, 0])
+            bucket[0] += max(0.0, seconds - prior[unit].fixed)
+            bucket[1] += amount
+            bucket[2] += 1
+    rates = dict(prior)
+    for unit, (extra, amount, count) in totals.items():
+        if count >= MIN_RATE_SAMPLES:
+            rates[unit] = Rate(prior[unit].fixed, extra / amount)
+    return rates
 
 
 def launched_entries(catalog: Mapping[str, Any], layer: str, launch: str) -> list[str]:
@@ -67,17 +113,22 @@ def plan_batches(
     entry_overhead_seconds: float = 0.0,
     slots: int = 1,
     min_batch_seconds: float = MIN_BATCH_SECONDS,
+    carried: Iterable[str] = (),
 ) -> list[Batch]:
     """Contiguous batches of `partition_keys` (in their order) covering exactly the `selected` keys.
 
+    `carried` keys (recorded by the set's planning, skipped by the runs) may lie inside a batch's range; its keys
+    are the ones to process, so the range runs from the first to the last of them.
+
     An entry is expected to take its `expected_seconds` (else `guess_seconds`) plus `entry_overhead_seconds`.
-    A batch breaks at an unselected key (a range must not sweep in entries nobody asked for), at
+    A batch breaks at an unselected key that is not carried (a range must not sweep in entries nobody asked for), at
     `max_entries`, and when adding the next entry would exceed the budget: `target_seconds`, lowered for
     `slots` > 1 to spread the set over whole rounds of `slots` runs, up to `ROUNDS_PER_SLOT` rounds as long as a run
     keeps `min_batch_seconds` of work.
     """
     keys_ = list(partition_keys)
     chosen = None if selected is None else set(selected)
+    swept = set(carried)
     expected = expected_seconds or {}
 
     def estimate(key: str) -> float:
@@ -104,7 +155,8 @@ def plan_batches(
 
     for key in keys_:
         if chosen is not None and key not in chosen:
-            close()
+            if key not in swept:
+                close()
             continue
         seconds = estimate(key)
         if current and (len(current) >= max_entries or budget + seconds > target_seconds):
@@ -135,6 +187,11 @@ class SetProgress:
     finished: float | None = None
     cursors: dict[str, int] = field(default_factory=dict)  # last storage id counted, per layer and kind
     start_id: int = 0  # storage id of the catalog materialization that started the set
+    carry: int = 0  # entries the planning carried over, recorded by the sensor from the tick after the launch
+    carry_written: int = 0  # of them, recorded so far
+
+    def carry_pending(self) -> bool:
+        return self.carry_written < self.carry
 
     def pending(self) -> int:
         return max(0, sum(self.total.values()) - sum(self.done.values()) - sum(self.failed.values()))

@@ -9,6 +9,11 @@ finishing the set when all its runs have ended, retries included; an entry recor
 retry counts once, by its last outcome. Set runs carry entries whose upstream did not change over
 (`oa/refresh=incremental`; `oa/launch=full` processes every entry), and `unchanged` counts them. A finished set gets
 its regression report (`platform/set_report.py`): `sets/<id>/report.json` and a `set_report` materialization.
+
+The set's catalog run planned it (`assets/catalog.py`, `platform/set_probing.py`): entries whose upstream did not
+change are not launched; the sensor records them in bulk (`assets/carry_over.py`) from the tick after it requested
+the runs, so their materializations come after the runs' planned events, and the set finishes only once they are
+all recorded. Entries never run before are packed by the size their upstream told the planning.
 """
 
 import json
@@ -18,6 +23,7 @@ from typing import Any
 
 import dagster as dg
 
+from oa_dagster.assets.carry_over import write_carried_events
 from oa_dagster.assets.layers import LAYER_PARTITIONS, metadata_by_id
 from oa_dagster.assets.links import link_metadata
 from oa_dagster.assets.sets import SET_PROGRESS, SET_REPORT
@@ -31,9 +37,12 @@ from oa_dagster.platform.set_planning import (
     RunState,
     SetProgress,
     chains_state,
+    estimate_seconds,
     launched_entries,
+    learn_rates,
     plan_batches,
 )
+from oa_dagster.platform.set_probing import carried_keys, load_plan, sizes
 from oa_dagster.platform.set_report import EntryOutcome, publish_set_report, report_key, report_markdown
 from oa_dagster.platform.set_report import headline as report_headline
 from oa_dagster.platform.store import put_json
@@ -84,15 +93,31 @@ def build_set_schedule(cron: str, running: bool) -> dg.ScheduleDefinition:
     return weekly_set
 
 
+def expected_seconds(entries: dict[str, Any], sized: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Each entry's expected seconds: its previous run's, else its upstream's size at the rate its kind runs at
+    (learnt from the entries that have both, else the prior)."""
+    history = {k: float(v["seconds"]) for k, v in entries.items() if v.get("seconds")}
+    rates = learn_rates((s["unit"], int(s["amount"]), history[k]) for k, s in sized.items() if k in history)
+    estimates = {k: estimate_seconds(s, rates) for k, s in sized.items() if k not in history}
+    return {**{k: v for k, v in estimates.items() if v is not None}, **history}
+
+
 def set_run_requests(
-    instance: dg.DagsterInstance, catalog: dict[str, Any], set_id: str, launch: str, processing: ProcessingSettings
+    instance: dg.DagsterInstance,
+    catalog: dict[str, Any],
+    set_id: str,
+    launch: str,
+    processing: ProcessingSettings,
+    plan: dict[str, Any] | None = None,
 ) -> list[dg.RunRequest]:
-    """One request per batch per layer; `run_key` makes a repeated tick harmless."""
+    """One request per batch per layer; `run_key` makes a repeated tick harmless. Entries the `plan` carries over
+    are not launched (a batch's range may sweep them in: its run skips them)."""
     requests = []
     for layer in LAYERS:
         entries = catalog["entries"].get(layer, {})
-        selected = launched_entries(catalog, layer, launch)
-        expected = {k: v.get("seconds") for k, v in entries.items() if v.get("seconds")}
+        carried = carried_keys(plan, layer)
+        selected = [key for key in launched_entries(catalog, layer, launch) if key not in carried]
+        expected = expected_seconds(entries, sizes(plan, layer))
         name = LAYER_PARTITIONS[layer].name
         assert name is not None
         batches = plan_batches(
@@ -103,6 +128,7 @@ def set_run_requests(
             max_entries=processing.batch_max_entries,
             slots=processing.set_slots,
             entry_overhead_seconds=ENTRY_OVERHEAD_SECONDS,
+            carried=carried,
         )
         for number, batch in enumerate(batches):
             requests.append(
@@ -348,7 +374,8 @@ def set_launcher(
         if catalog is None:
             context.log.warning(f"catalog {meta['catalog_id'].value} is not in the store; {set_id} not launched")
             continue
-        batch = set_run_requests(instance, catalog, set_id, launch, processing)
+        plan = load_plan(out, set_id, catalog["id"])
+        batch = set_run_requests(instance, catalog, set_id, launch, processing, plan)
         requests += batch
         total = {layer: len(launched_entries(catalog, layer, launch)) for layer in LAYERS}
         skipped = (
@@ -365,12 +392,19 @@ def set_launcher(
             runs_requested=len(batch),
             start_id=record.storage_id,
             cursors={f"{k}:{layer}": record.storage_id for layer in LAYERS for k in "mo"},
+            carry=sum(len(carried_keys(plan, layer)) for layer in LAYERS),
         )
-        context.log.info(f"{set_id}: {len(batch)} runs for {sum(total.values())} entries")
+        context.log.info(
+            f"{set_id}: {len(batch)} runs for {sum(total.values())} entries"
+            + (f", {open_sets[set_id].carry} carried over" if plan else "")
+        )
     for set_id, progress in list(open_sets.items()):
         known = set_id in state.get("sets", {})
+        carrying = progress.carry_pending()
+        if known and carrying:  # the tick after the launch: the runs' planned events come before these
+            progress.carry_written, _ = write_carried_events(instance, out, set_id, progress.carry_written)
         chains = _chains(instance, set_id)  # before counting: a run that ended has stored all its events
-        done = known and chains.chains >= progress.runs_requested and chains.ended == chains.chains
+        done = known and not carrying and chains.chains >= progress.runs_requested and chains.ended == chains.chains
         # a finished set is recounted below: the incremental count would only be replaced, so it is not read
         changed = done or _count(instance, progress) or not known
         if (chains.ended, chains.retries) != (progress.runs_finished, progress.retries):
