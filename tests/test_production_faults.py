@@ -138,11 +138,12 @@ def test_cut_database_connections_during_a_set_leave_no_run_started_and_the_set_
             300,
             deployment.daemon_log,
         )
-        # a failover's worth: every connection cut, five times two seconds apart, while the runs download and write
-        # their events (the test reads no database meanwhile: it would be cut too)
-        with ConnectionCutter(deployment.env["DAGSTER_PG_DB"], every=2.0) as cutter:
-            wait_for("five rounds of cuts", lambda: cutter.rounds >= 5, 120)
-        assert cutter.cut > 0
+        # a failover's worth: every connection cut, round after round half a second apart, until at least five
+        # connections were cut, while the runs download and write their events (the test reads no database
+        # meanwhile: it would be cut too). Dagster's Postgres storage opens a connection per statement and closes it,
+        # so on a quiet machine a round often finds none open: the count, not the rounds, says the cuts happened.
+        with ConnectionCutter(deployment.env["DAGSTER_PG_DB"], every=0.5) as cutter:
+            wait_for("five connections cut", lambda: cutter.cut >= 5 and cutter.rounds >= 5, 180)
     finally:
         for route in data.routes.values():
             route.drip = 0.0
