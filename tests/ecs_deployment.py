@@ -194,3 +194,14 @@ def production_deployment(
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+def task_of(deployment: Deployment, run_id: str) -> AgentTask:
+    """The ECS task the launcher started for `run_id`, once the agent runs it."""
+    (task,) = wait_for(
+        f"the task of run {run_id}",
+        lambda: [t for t in deployment.agent.tasks.values() if t.tags.get("dagster/run_id") == run_id],
+        180,
+        deployment.daemon_log,
+    )
+    return task

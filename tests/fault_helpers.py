@@ -21,7 +21,6 @@ from oa_dagster.platform import store_layout as layout
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_TAG, RANGE_START_TAG, SET_TAG
 from tests.ecs_deployment import Deployment
 from tests.platform_helpers import PG, wait_for
-from tests.servers.ecs import AgentTask
 
 LAYER_JOB = "addresses_job"
 
@@ -64,17 +63,6 @@ def set_runs(deployment: Deployment, set_id: str, job: str = LAYER_JOB) -> list[
 def entry_runs(deployment: Deployment, set_id: str, partition_key: str) -> list[dg.DagsterRun]:
     """The set's runs of one entry (one entry per run: `OA_BATCH_MAX_ENTRIES=1`), newest first."""
     return [r for r in set_runs(deployment, set_id) if r.tags.get(RANGE_START_TAG) == partition_key]
-
-
-def task_of(deployment: Deployment, run_id: str) -> AgentTask:
-    """The ECS task the launcher started for `run_id`, once the agent runs it."""
-    (task,) = wait_for(
-        f"the task of run {run_id}",
-        lambda: [t for t in deployment.agent.tasks.values() if t.tags.get("dagster/run_id") == run_id],
-        180,
-        deployment.daemon_log,
-    )
-    return task
 
 
 def run_messages(deployment: Deployment, run_id: str) -> list[str]:

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from tests.ecs_deployment import IMAGE, SECRETS, Deployment, production_deployment
+from tests.ecs_deployment import IMAGE, SECRETS, Deployment, production_deployment, task_of
 from tests.platform_helpers import csv_entry, wait_for, write_source
 from tests.servers.downloads import DownloadServer
-from tests.servers.ecs import AgentTask, client
+from tests.servers.ecs import client
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +91,6 @@ def test_a_run_goes_from_launch_to_success_in_its_own_ecs_task(deployment: Deplo
 
 def runs_of_set(instance: dg.DagsterInstance, set_id: str, job: str) -> list[dg.DagsterRun]:
     return [r for r in instance.get_runs(dg.RunsFilter(tags={"oa/set": set_id})) if r.job_name == job]
-
-
-def task_of(deployment: Deployment, run_id: str) -> AgentTask:
-    (task,) = wait_for(
-        f"the task of run {run_id}",
-        lambda: [t for t in deployment.agent.tasks.values() if t.tags.get("dagster/run_id") == run_id],
-        120,
-        deployment.daemon_log,
-    )
-    return task
 
 
 def test_a_task_stopped_from_outside_fails_its_run_through_run_monitoring_and_the_retry_succeeds(

@@ -35,7 +35,7 @@ from tests.ecs_deployment import SECRETS, Deployment, production_deployment
 from tests.platform_helpers import running_serve, wait_for
 from tests.servers.arcgis import FakeArcGISServer
 from tests.servers.downloads import DownloadServer
-from tests.servers.fixtures import MOTO_CREDS
+from tests.servers.fixtures import MOTO_CREDS, PUBLIC_CONTENT_TYPES
 from tests.servers.github import FakeGitHubServer, file_entry, sources_tarball
 from tests.set_entries import SHARE_ALIKE, SetEntries, serve_set_data
 
@@ -54,16 +54,6 @@ DONE = {
     "buildings": {"us/ca/alpha/city", "us/or/portland/city"},
 }
 FAILED = {"addresses": {"us/ca/gamma/city"}}  # its server answers 404
-# what a public bucket must serve each kind of object as (by suffix), written out rather than read from the code
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".png": "image/png",
-    ".json": "application/json",
-    ".zip": "application/zip",
-    ".parquet": "application/vnd.apache.parquet",
-    ".geojson": "application/x-ndjson",  # GeoJSON lines: one Feature per line
-    ".txt": "text/plain; charset=utf-8",
-}
 SET_JOBS = {"addresses_job", "parcels_job", "buildings_job"}
 
 
@@ -138,12 +128,12 @@ def _assert_content_types(s3: Any, bucket: str) -> set[str]:
     kinds = set()
     for key in keys:
         suffix = Path(key).suffix
-        if suffix not in CONTENT_TYPES:
+        if suffix not in PUBLIC_CONTENT_TYPES:
             continue
-        want = "application/geo+json" if key == "coverage/render-world.geojson" else CONTENT_TYPES[suffix]
+        want = "application/geo+json" if key == "coverage/render-world.geojson" else PUBLIC_CONTENT_TYPES[suffix]
         assert s3.head_object(Bucket=bucket, Key=key)["ContentType"] == want, key
         kinds.add(suffix)
-    assert kinds == set(CONTENT_TYPES), kinds  # every kind was written and checked
+    assert kinds == set(PUBLIC_CONTENT_TYPES), kinds  # every kind was written and checked
     return keys
 
 

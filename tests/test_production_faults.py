@@ -24,7 +24,7 @@ import dagster as dg
 import pytest
 
 from oa_dagster.platform.set_report import report_key
-from tests.ecs_deployment import Deployment, production_deployment
+from tests.ecs_deployment import Deployment, production_deployment, task_of
 from tests.fault_helpers import (
     ConnectionCutter,
     entry_runs,
@@ -33,7 +33,6 @@ from tests.fault_helpers import (
     set_runs,
     start_set,
     stored,
-    task_of,
     wait_for_set,
 )
 from tests.platform_helpers import csv_entry, wait_for, write_source

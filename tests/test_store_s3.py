@@ -12,7 +12,7 @@ from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.store import LocalStore, get_json
 from oa_dagster.resources.deployments import local_resources, s3_resources
 from tests.platform_helpers import materialize_catalog, materialize_range
-from tests.servers.fixtures import MOTO_CREDS, moto_bucket
+from tests.servers.fixtures import MOTO_CREDS, PUBLIC_CONTENT_TYPES, moto_bucket
 
 
 def test_s3_store_round_trips_lists_and_downloads(moto_url: str, tmp_path: Path) -> None:
@@ -90,15 +90,7 @@ def test_every_object_a_set_publishes_carries_its_content_type(moto_url: str, tm
         area = dg.MultiPartitionKey({"area": "global", "layer": "addresses"})
         assert dg.materialize([collections], partition_key=area, resources=resources, instance=instance).success
         assert dg.materialize([*COVERAGE_ASSETS, results_index], resources=resources, instance=instance).success
-    expected = {
-        ".html": "text/html; charset=utf-8",
-        ".png": "image/png",
-        ".json": "application/json",
-        ".zip": "application/zip",
-        ".parquet": "application/vnd.apache.parquet",
-        ".geojson": "application/x-ndjson",  # GeoJSON lines: one Feature per line
-        ".txt": "text/plain; charset=utf-8",
-    }
+    expected = PUBLIC_CONTENT_TYPES
     found: dict[str, str] = {}
     for stored in store.list(""):
         head = store.client.head_object(Bucket="content-types", Key=f"oa/{stored}")

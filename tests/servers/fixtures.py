@@ -81,3 +81,15 @@ def github_server() -> Iterator[FakeGitHubServer]:
     server = FakeGitHubServer(token=GITHUB_TOKEN).start()
     yield server
     server.stop()
+
+
+# what a public bucket must serve each kind of object as (by suffix), written out rather than read from the code
+PUBLIC_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".png": "image/png",
+    ".json": "application/json",
+    ".zip": "application/zip",
+    ".parquet": "application/vnd.apache.parquet",
+    ".geojson": "application/x-ndjson",  # GeoJSON lines: one Feature per line
+    ".txt": "text/plain; charset=utf-8",
+}
