@@ -51,6 +51,19 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 LAYER = "addresses"
 
 
+def local_home(base: Path, postgres_url: str) -> tuple[Path, dict[str, str]]:
+    """The instance folder under `base` on that database, and the environment the local code location reads."""
+    home = base / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(instance_yaml(postgres_url))
+    return home, {
+        "DAGSTER_HOME": str(home),
+        "OA_ENV": "local",
+        "OA_DATA_DIR": str(base / "data"),
+        "OA_SOURCES_DIR": str(base / "sources"),
+    }
+
+
 def instance_yaml(url: str) -> str:
     """The production instance settings on this database: everything but the ECS launcher and S3 compute logs
     (runs are not launched here; the UI never reads compute logs on these pages)."""
@@ -182,15 +195,7 @@ def main() -> int:
     cleanup = contextlib.ExitStack()
     try:
         url = args.postgres_url or cleanup.enter_context(throwaway_postgres("oa_bench_ui"))
-        home = base_dir / "home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text(instance_yaml(url))
-        env = {
-            "DAGSTER_HOME": str(home),
-            "OA_ENV": "local",
-            "OA_DATA_DIR": str(base_dir / "data"),
-            "OA_SOURCES_DIR": str(base_dir / "sources"),
-        }
+        home, env = local_home(base_dir, url)
         os.environ.update(env)
         report: dict[str, Any] = {"partitions": args.partitions, "sets": args.sets, "layers": args.layers}
         if not args.skip_seed:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from unittest import mock
 
-from bench.bench_ui import instance_yaml, measure_queries, seed
+from bench.bench_ui import local_home, measure_queries, seed
 from tests.platform_helpers import postgres_or_skip, running_webserver_url
 
 
@@ -16,15 +16,7 @@ def test_the_seeded_sets_are_what_the_asset_page_reads(tmp_path: Path) -> None:
         partitions=20, sets=2, entries_per_run=10, threads=2, layers=["addresses", "parcels"], calls=1
     )
     with postgres_or_skip("oa_bench_ui_test") as url:
-        home = tmp_path / "home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text(instance_yaml(url))
-        env = {
-            "DAGSTER_HOME": str(home),
-            "OA_ENV": "local",
-            "OA_DATA_DIR": str(tmp_path / "data"),
-            "OA_SOURCES_DIR": str(tmp_path / "sources"),
-        }
+        home, env = local_home(tmp_path, url)
         with mock.patch.dict(os.environ, env):
             seeded = seed(home, tmp_path / "seed", args)
             # per set and layer: 2 run events + 19 materializations with 2 check evaluations each + 1 failure
