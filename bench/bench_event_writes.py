@@ -6,7 +6,9 @@ Runs two ranged `addresses` runs in this process (`--small` and `--large` tiny l
 Postgres database, directly or through PgBouncer (`bench/pgbouncer.py`), counting every connection SQLAlchemy
 opens and every statement it sends. The difference of the two runs divided by the difference of their entries
 is the cost of one more entry, without the run's own (start, resources, step events). Reported per entry:
-connections, statements by kind (verb and table), event-log rows by type, and seconds.
+connections, statements by kind (verb and table), event-log rows by type, and seconds; twice, side by side:
+with Dagster's connection per statement (`OA_PG_HELD_CONNECTIONS=off`) and with the layer run's held connections
+(`assets/held_connections.py`, the default).
 """
 
 from __future__ import annotations
@@ -107,20 +109,32 @@ def per_entry(small: dict[str, Any], large: dict[str, Any], small_entries: int, 
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--small", type=int, default=10)
-    parser.add_argument("--large", type=int, default=40)
-    parser.add_argument("--rows", type=int, default=20)
-    parser.add_argument("--pgbouncer", action="store_true", help="the instance's storage through PgBouncer")
-    args = parser.parse_args()
+@contextlib.contextmanager
+def held_connections_setting(value: str) -> Iterator[None]:
+    """`OA_PG_HELD_CONNECTIONS` for one pass, as it was afterwards (the bench also runs inside pytest)."""
+    import os
 
+    previous = os.environ.get("OA_PG_HELD_CONNECTIONS")
+    os.environ["OA_PG_HELD_CONNECTIONS"] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["OA_PG_HELD_CONNECTIONS"]
+        else:
+            os.environ["OA_PG_HELD_CONNECTIONS"] = previous
+
+
+def measure(args: argparse.Namespace, held: bool) -> dict[str, Any]:
+    """One pass on its own throwaway database and instance: connections per statement (Dagster's NullPool) or held
+    by the layer run (`assets/held_connections.py`)."""
     import dagster as dg
 
     from bench.pgbouncer import running_pgbouncer
     from tests.platform_helpers import city_sources, local, materialize_catalog, throwaway_postgres, write_csv
 
     with tempfile.TemporaryDirectory(prefix="oa-bench-writes-") as folder, contextlib.ExitStack() as stack:
+        stack.enter_context(held_connections_setting("on" if held else "off"))
         tmp = Path(folder)
         count = args.small + args.large
         files = {}
@@ -143,9 +157,25 @@ def main() -> int:
         counter = stack.enter_context(Counter().listening())
         small = run_entries(instance, resources, keys[: args.small], counter)
         large = run_entries(instance, resources, keys[args.small :], counter)
-        report = per_entry(small, large, args.small, args.large - args.small)
-        report |= {"runs": {"small": args.small, "large": args.large}, "pgbouncer": args.pgbouncer}
-        print(json.dumps(report, indent=1))
+        return per_entry(small, large, args.small, args.large - args.small)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", type=int, default=10)
+    parser.add_argument("--large", type=int, default=40)
+    parser.add_argument("--rows", type=int, default=20)
+    parser.add_argument("--pgbouncer", action="store_true", help="the instance's storage through PgBouncer")
+    args = parser.parse_args()
+    # the same runs with Dagster's connection per statement, then with the layer run's held connections
+    report: dict[str, Any] = {"per_statement": measure(args, held=False), "held": measure(args, held=True)}
+    seconds = (report["per_statement"]["seconds_per_entry"], report["held"]["seconds_per_entry"])
+    report |= {
+        "seconds_per_entry_ratio": round(seconds[0] / seconds[1], 2) if seconds[1] > 0 else None,
+        "runs": {"small": args.small, "large": args.large},
+        "pgbouncer": args.pgbouncer,
+    }
+    print(json.dumps(report, indent=1))
     return 0
 
 

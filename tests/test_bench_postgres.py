@@ -117,7 +117,8 @@ def test_synthetic_entries_of_every_layer_process(tmp_path: Path) -> None:
 
 def test_one_more_entry_writes_four_event_rows(capsys, monkeypatch) -> None:
     """bench_event_writes by its command line: one more entry with output costs one planned materialization, its
-    materialization and its two check evaluations, each an insert into event_logs (what docs/operations.md says)."""
+    materialization and its two check evaluations, each an insert into event_logs (what docs/operations.md says);
+    with connections per statement, at least four new connections, held by the layer run, none."""
     from bench import bench_event_writes
 
     with postgres_or_skip("oa_probe"):  # skips where no server answers; the bench makes its own database
@@ -126,10 +127,12 @@ def test_one_more_entry_writes_four_event_rows(capsys, monkeypatch) -> None:
     assert bench_event_writes.main() == 0
     out = capsys.readouterr().out
     report = json.loads(out[out.rfind("\n{") + 1 :])  # the last JSON object printed
-    assert report["event_log_rows_per_entry_by_type"] == {
-        "ASSET_CHECK_EVALUATION": 2.0,
-        "ASSET_MATERIALIZATION": 1.0,
-        "ASSET_MATERIALIZATION_PLANNED": 1.0,
-    }
-    assert report["statements_per_entry_by_kind"]["INSERT event_logs"] == 4.0
-    assert report["connections_per_entry"] >= 4  # NullPool: at least one connection per event write
+    for connections in ("per_statement", "held"):
+        assert report[connections]["event_log_rows_per_entry_by_type"] == {
+            "ASSET_CHECK_EVALUATION": 2.0,
+            "ASSET_MATERIALIZATION": 1.0,
+            "ASSET_MATERIALIZATION_PLANNED": 1.0,
+        }, connections
+        assert report[connections]["statements_per_entry_by_kind"]["INSERT event_logs"] == 4.0, connections
+    assert report["per_statement"]["connections_per_entry"] >= 4  # NullPool: at least one per event write
+    assert report["held"]["connections_per_entry"] < 1  # held by the layer run: none more per entry

@@ -48,6 +48,7 @@ from oa_dagster.sources.model import LAYERS
 from oa_dagster.wording import key_range, plural
 
 from . import OWNERS
+from .held_connections import hold_connections
 from .layers_checks import check_specs, evaluate_checks
 from .layers_event_writes import LOG as WRITES_LOG
 from .layers_event_writes import InstanceUnreachable, write_retrying
@@ -192,6 +193,7 @@ def run_layer(
     An event write costs about as much as a small source's processing (figures in docs/platform.md); pipelined,
     the writes overlap the next entry's download (mostly waiting on a server) instead of adding to it.
     """
+    hold_connections(context.instance)  # events for every entry: not a new database connection per statement
     store = store_resource.get_store()
     catalog = _catalog(store, context.run.tags.get(CATALOG_TAG))
     set_id = context.run.tags.get(SET_TAG, "")
