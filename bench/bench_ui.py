@@ -77,24 +77,20 @@ def instance_yaml(url: str) -> str:
 
 
 def seed(home: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    import dagster as dg
-
-    from bench.ui_history import HistoryShape, HistoryWriter
-    from oa_dagster.definitions import defs
+    from bench.ui_history import HistoryShape, HistoryWriter, template_results
 
     shape = HistoryShape(
         partitions=args.partitions,
         sets=args.sets,
         entries_per_run=args.entries_per_run,
-        threads=args.threads,
+        workers=args.workers,
         layers=tuple(args.layers),
     )
     started = time.perf_counter()
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        writer = HistoryWriter(instance, defs, work, shape)
-        writer.add_partitions()
-        for number, seconds in writer.write():
-            print(f"set {number}: {seconds:.0f} s, {writer.events:,} events so far, load {load()}", flush=True)
+    writer = HistoryWriter(home, template_results(work), shape)
+    writer.add_partitions()
+    for number, seconds in writer.write():
+        print(f"set {number}: {seconds:.0f} s, {writer.events:,} events so far, load {load()}", flush=True)
     seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 1), "events": writer.events, "events_per_second": round(writer.events / seconds)}
 
@@ -179,7 +175,7 @@ def main() -> int:
     parser.add_argument("--sets", type=int, default=20)
     parser.add_argument("--layers", type=lambda s: s.split(","), default=None, help="default: all four")
     parser.add_argument("--entries-per-run", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=4, help="seeding threads (mostly database round trips)")
+    parser.add_argument("--workers", type=int, default=2, help="seeding processes (building events is Python's)")
     parser.add_argument("--calls", type=int, default=20, help="calls of each query")
     parser.add_argument("--postgres-url", help="an existing database (kept) instead of a throwaway one")
     parser.add_argument("--skip-seed", action="store_true", help="the database is seeded already: only measure")
