@@ -2,7 +2,8 @@
 
 A throwaway database on 127.0.0.1:5432 gets the project's layer assets with `--partitions` dynamic partitions per
 layer and `--sets` sets of history (bench/ui_history.py: every entry's materialization with the metadata the real
-runs write, both check evaluations, failure observations, the set's runs tagged `oa/set`). Then `dagster-webserver`
+runs write, both check evaluations, failure observations, the set's runs tagged `oa/set`; stored in bulk, as the
+rows Dagster's `store_event` writes, by `--workers` processes). Then `dagster-webserver`
 runs on it with the production instance settings (deploy/production/dagster.yaml less its ECS launcher and S3
 compute logs), and the bench times, `--calls` times each, what the `addresses` page asks for:
 
@@ -13,7 +14,7 @@ compute logs), and the bench times, `--calls` times each, what the `addresses` p
 and opens `/assets/addresses?view=partitions` in Chromium (Debian's, driven by playwright): seconds until the
 partitions bar shows the materialized count, and a screenshot under `--out`.
 
-    python bench/bench_ui.py [--partitions 5000] [--sets 20] [--layers addresses,...] [--calls 20]
+    python bench/bench_ui.py [--partitions 5000] [--sets 20] [--layers addresses,...] [--workers 2] [--calls 20]
     python bench/bench_ui.py --postgres-url URL [--skip-seed]   # seed an existing database, or only measure it
 
 Prints the seeding time and rate, p50 / p95 / max (and the first call) of each query, the page's time and the
