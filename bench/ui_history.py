@@ -173,6 +173,11 @@ class RunWriter:
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=2)
         for storage in (instance.event_log_storage, instance.run_storage, instance.schedule_storage):
             sa.event.listen(storage._engine, "connect", _no_commit_wait)  # type: ignore[attr-defined]
+        # the schema does not change while seeding, yet Dagster reads it from the database for every asset event's
+        # tags (on a second connection, opened anew each time) and every run event: asked once here
+        events, runs = instance.event_log_storage, instance.run_storage
+        events.has_table = functools.cache(events.has_table)  # type: ignore[method-assign]
+        runs.has_run_stats_index_cols = functools.cache(runs.has_run_stats_index_cols)  # type: ignore[attr-defined]
         self.keys = partition_keys(shape.partitions)
         self.jobs = {layer: defs.resolve_job_def(f"{layer}_job") for layer in shape.layers}
         self.plans = {layer: create_execution_plan(job) for layer, job in self.jobs.items()}
