@@ -152,8 +152,8 @@ def feature_count(number: int, index: int) -> int:
 
 def _no_commit_wait(connection: Any, _record: Any) -> None:
     """Commits that do not wait for their WAL to reach the disk (`synchronous_commit = off`): a run writes some
-    forty statements, each its own transaction, and waiting on the disk for each was most of the seeding's time.
-    The rows are the same; a crash of the server would lose the last moment's, of a database thrown away."""
+    forty statements, each its own transaction, none of which needs to wait for the disk. The rows are the same; a
+    crash of the server would lose the last moment's, of a database thrown away."""
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = off")
 
