@@ -2,16 +2,18 @@
 
 The catalog run of a set probes every launched entry (`platform/set_probing.py`); for each one it may carry over
 it builds here the events a run would have written (`layers.entry_events`: the materialization with the same data
-version and metadata, `status: unchanged`, and both check evaluations) and keeps them serialized in the store
-(`sets/<set id>/carried.json`). The `set_launcher` sensor writes them as runless events once the set's runs have
-been requested, a bounded number of seconds per tick, so the UI shows those partitions fresh with their data version
-and checks, and `set_progress` counts them as unchanged, without a run per batch.
+version and metadata, `status: unchanged`, and both check evaluations) and keeps them serialized in the store, in
+chunks of `CHUNK_ENTRIES` entries of one layer (`sets/<set id>/carried/<layer>-<n>.json`, listed in order by
+`sets/<set id>/carried.json`). The `set_launcher` sensor writes them as runless events once the set's runs have
+been requested, `WRITE_ENTRIES` entries to a database transaction (`bulk_events.py`), a bounded number of seconds
+per tick, reading only the chunks it writes; so the UI shows those partitions fresh with their data version and
+checks, and `set_progress` counts them as unchanged, without a run per batch.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -19,14 +21,22 @@ import dagster as dg
 from oa_dagster.platform.set_probing import EntryProbe
 from oa_dagster.platform.store import OutputStore, get_json, put_json
 
+from .bulk_events import store_runless_events
 from .layers import entry_events, previous_counts
 
 Event = dg.AssetMaterialization | dg.AssetCheckEvaluation
 WRITE_BUDGET_SECONDS = 20.0  # per sensor tick: the rest is written at the next tick
+CHUNK_ENTRIES = 200  # entries per stored chunk: a tick reads only the chunks it writes
+WRITE_ENTRIES = 100  # entries per database transaction: short enough not to hold up the runs' own writes
 
 
 def carried_key(set_id: str) -> str:
+    """The list of the set's chunks of carried events (what the catalog's metadata links)."""
     return f"sets/{set_id}/carried.json"
+
+
+def chunk_key(set_id: str, layer: str, number: int) -> str:
+    return f"sets/{set_id}/carried/{layer}-{number:04d}.json"
 
 
 def save_carried_events(
@@ -38,19 +48,39 @@ def save_carried_events(
     set_id: str,
     warn_drop: float,
 ) -> int:
-    """Build and store the events of every carried entry; returns how many entries."""
-    stored: dict[str, dict[str, str]] = {}
-    for layer, entries in probes.items():
+    """Build and store the events of every carried entry, in chunks; returns how many entries."""
+    chunks: list[dict[str, Any]] = []
+    for layer in sorted(probes):
+        entries = probes[layer]
         carried = {key: p.check.carried for key, p in entries.items() if p.check is not None and p.check.carried}
         if not carried:
             continue
         previous = previous_counts(instance, layer, list(carried))
-        stored[layer] = {
-            key: dg.serialize_value(entry_events(result, store, catalog_id, set_id, previous[key], warn_drop))
-            for key, result in carried.items()
-        }
-    put_json(store, carried_key(set_id), stored)
-    return sum(len(v) for v in stored.values())
+        keys = sorted(carried)
+        for number, first in enumerate(range(0, len(keys), CHUNK_ENTRIES)):
+            part = keys[first : first + CHUNK_ENTRIES]
+            events = {
+                key: dg.serialize_value(entry_events(carried[key], store, catalog_id, set_id, previous[key], warn_drop))
+                for key in part
+            }
+            put_json(store, chunk_key(set_id, layer, number), events)
+            chunks.append({"key": chunk_key(set_id, layer, number), "layer": layer, "entries": len(part)})
+    put_json(store, carried_key(set_id), {"entries": sum(c["entries"] for c in chunks), "chunks": chunks})
+    return sum(c["entries"] for c in chunks)
+
+
+def _entries_from(store: OutputStore, listing: Mapping[str, Any], start: int) -> Iterator[str]:
+    """The serialized events of each carried entry from entry number `start` on, reading only the chunks needed."""
+    if "chunks" not in listing:  # a set planned before chunks: every layer's events in the one file
+        texts = [listing[layer][key] for layer in sorted(listing) for key in sorted(listing[layer])]
+        yield from texts[start:]
+        return
+    first = 0
+    for chunk in listing["chunks"]:
+        if first + chunk["entries"] > start:
+            stored: dict[str, str] = get_json(store, chunk["key"]) or {}
+            yield from [stored[key] for key in sorted(stored)][max(0, start - first) :]
+        first += chunk["entries"]
 
 
 def write_carried_events(
@@ -65,15 +95,19 @@ def write_carried_events(
 
     Returns (entries written so far, entries in all); the caller keeps the first to go on at its next tick.
     """
-    stored: dict[str, dict[str, str]] = get_json(store, carried_key(set_id)) or {}
-    entries = [(layer, key, text) for layer in sorted(stored) for key, text in sorted(stored[layer].items())]
+    listing: dict[str, Any] = get_json(store, carried_key(set_id)) or {}
+    total = listing["entries"] if "chunks" in listing else sum(len(v) for v in listing.values())
     started = time.monotonic()
     done = start
-    for _layer, _key, text in entries[start:]:
-        events: list[Any] = dg.deserialize_value(text, list)
-        for event in events:
-            instance.report_runless_asset_event(event)
-        done += 1
-        if time.monotonic() - started > budget_seconds:
-            break
-    return done, len(entries)
+    pending: list[Event] = []
+    written = 0
+    for text in _entries_from(store, listing, start):
+        pending += dg.deserialize_value(text, list)
+        written += 1
+        if written == WRITE_ENTRIES:
+            store_runless_events(instance, pending)
+            done, pending, written = done + written, [], 0
+            if time.monotonic() - started > budget_seconds:
+                return done, total
+    store_runless_events(instance, pending)
+    return done + written, total
