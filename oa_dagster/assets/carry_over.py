@@ -89,12 +89,14 @@ def write_carried_events(
     set_id: str,
     start: int,
     *,
-    budget_seconds: float = WRITE_BUDGET_SECONDS,
+    budget_seconds: float | None = None,
 ) -> tuple[int, int]:
     """Write the carried entries' events from entry number `start` on, until done or out of time.
 
     Returns (entries written so far, entries in all); the caller keeps the first to go on at its next tick.
+    `budget_seconds` defaults to `WRITE_BUDGET_SECONDS`.
     """
+    budget = WRITE_BUDGET_SECONDS if budget_seconds is None else budget_seconds
     listing: dict[str, Any] = get_json(store, carried_key(set_id)) or {}
     total = listing["entries"] if "chunks" in listing else sum(len(v) for v in listing.values())
     started = time.monotonic()
@@ -107,7 +109,7 @@ def write_carried_events(
         if written == WRITE_ENTRIES:
             store_runless_events(instance, pending)
             done, pending, written = done + written, [], 0
-            if time.monotonic() - started > budget_seconds:
+            if time.monotonic() - started >= budget:
                 return done, total
     store_runless_events(instance, pending)
     return done + written, total
