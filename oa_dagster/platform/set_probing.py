@@ -26,7 +26,7 @@ from .change_detection import RefreshPolicy
 from .entry_processing import EntryCheck, EntryOptions, check_entry, remember_probe
 from .store import OutputStore, get_json, put_json
 
-DEFAULT_PROBE_WORKERS = 16  # upstreams asked at once: mostly waiting on servers, bounded for their sake
+DEFAULT_PROBE_WORKERS = 64  # upstreams asked at once: mostly waiting on servers, bounded for their sake
 
 
 def plan_key(set_id: str) -> str:
