@@ -69,8 +69,9 @@ def plan_set(
 ) -> dict[str, Any]:
     """Probe the upstreams of the set's entries, keep the plan and the carried entries' events; metadata to show."""
     options = processing.entry_options()
-    # a full set carries nothing over, but its runs still judge the upstreams' honesty by the planning's answers
-    policy = options.refresh_policy(force_full=launch == LAUNCH_FULL)
+    # a full set carries nothing over: its runs ask each upstream themselves, ahead of processing its entry (the
+    # answer judges the upstream's honesty), so its planning asks only the sizes of entries never run before
+    policy = None if launch == LAUNCH_FULL else options.refresh_policy()
     launched = {layer: launched_entries(catalog, layer, launch) for layer in catalog["entries"]}
     started = time.monotonic()
     probes = probe_set(catalog, launched, out, options, policy, workers=processing.probe_workers)

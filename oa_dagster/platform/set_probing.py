@@ -3,8 +3,9 @@
 A run costs seconds of Dagster overhead, so the entries of a weekly set whose upstream did not change should not
 need one: the catalog run of a set asks every launched entry's upstream (a few at once, `workers`) whether its data
 changed since its latest good output (`check_entry`: a conditional GET, an FTP `SIZE`/`MDTM`, ArcGIS
-`editingInfo`), and how big it is when it has no previous seconds to be packed by (`probe_size`). The answers are
-kept in the store as the set's plan (`sets/<set id>/plan.json`):
+`editingInfo`), and how big it is when it has no previous seconds to be packed by (`probe_size`). A full set
+(`oa/launch=full`) asks only those sizes: its runs ask each upstream themselves, ahead of processing it, to judge its
+honesty. The answers are kept in the store as the set's plan (`sets/<set id>/plan.json`):
 
 - an entry that may be carried over is recorded in bulk by the `set_launcher` sensor, not by a run;
 - the runs skip the carried entries their range sweeps in and reuse the recorded answers of the others (each
@@ -97,12 +98,16 @@ def probe_set(
     *,
     workers: int = DEFAULT_PROBE_WORKERS,
 ) -> dict[str, dict[str, EntryProbe]]:
-    """Every launched entry probed, `workers` at once; sizes asked only of entries without previous seconds."""
+    """Every launched entry probed, `workers` at once; sizes asked only of entries without previous seconds.
+
+    Without `policy` (a full set: nothing carried over) only those sizes are asked.
+    """
     jobs = [
         (layer, key, not catalog["entries"][layer].get(key, {}).get("seconds"))
         for layer, keys_ in launched.items()
         for key in keys_
     ]
+    jobs = [job for job in jobs if policy is not None or job[2]]
     found: dict[str, dict[str, EntryProbe]] = {layer: {} for layer in launched}
     if not jobs:
         return found
