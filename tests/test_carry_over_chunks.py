@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from oa_dagster.assets import carry_over
-from oa_dagster.platform.store import LocalStore, get_json
+from oa_dagster.platform.store import LocalStore, get_json, put_json
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_TAG, SET_TAG
 from oa_dagster.sensors.sets import set_launcher
 from tests.platform_helpers import local, materialize_catalog, write_source
@@ -79,3 +79,16 @@ def test_carried_chunks_are_all_written_a_transaction_per_tick_and_again_in_the_
         assert sorted(r.partition for r in runless) == [f"us/xx/web/{n}" for n in names]  # one row each, latest
         e03 = next(r for r in runless if r.partition == "us/xx/web/e03")
         assert e03.event is not None and e03.event.timestamp >= latest.timestamp - 60
+
+
+def test_a_set_planned_before_chunks_has_its_carried_events_written(tmp_path: Path) -> None:
+    from tests.test_bulk_events import events
+
+    store = LocalStore(tmp_path / "data")
+    keys = ["us/xx/a", "us/xx/b", "us/xx/c"]
+    # the one file a catalog run wrote before chunks: every layer's entries, each its serialized events
+    put_json(store, carry_over.carried_key("set-0"), {"addresses": {k: dg.serialize_value(events([k])) for k in keys}})
+    with dg.instance_for_test() as instance:
+        assert carry_over.write_carried_events(instance, store, "set-0", 1) == (3, 3)  # from entry 1 on
+        written = instance.fetch_materializations(dg.AssetKey("addresses"), limit=10).records
+    assert sorted(r.partition_key for r in written) == ["us/xx/b", "us/xx/c"]
