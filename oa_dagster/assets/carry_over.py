@@ -1,24 +1,26 @@
 """Carried-over entries recorded in bulk: a set's planning found their upstream unchanged, so no run processes them.
 
-The catalog run of a set probes every launched entry (`platform/set_probing.py`); for each one it may carry over
-it builds here the events a run would have written (`layers.entry_events`: the materialization with the same data
-version and metadata, `status: unchanged`, and both check evaluations) and keeps them serialized in the store, in
-chunks of `CHUNK_ENTRIES` entries of one layer (`sets/<set id>/carried/<layer>-<n>.json`, listed in order by
-`sets/<set id>/carried.json`). The `set_launcher` sensor writes them as runless events once the set's runs have
-been requested, `WRITE_ENTRIES` entries to a database transaction (`bulk_events.py`), a bounded number of seconds
-per tick, reading only the chunks it writes; so the UI shows those partitions fresh with their data version and
-checks, and `set_progress` counts them as unchanged, without a run per batch.
+The catalog run of a set probes every launched entry (`platform/set_probing.py`); for each one it may carry over it
+builds here (`CarriedEvents`, as the probe answers) the events a run would have written (`layers.entry_events`: the
+materialization with the same data version and metadata, `status: unchanged`, and both check evaluations) and keeps
+them serialized in the store, in chunks of `CHUNK_ENTRIES` entries of one layer (`sets/<set
+id>/carried/<layer>-<n>.json`, listed in order by `sets/<set id>/carried.json`). The `set_launcher` sensor writes
+them as runless events once the set's runs have been requested, `WRITE_ENTRIES` entries to a database transaction
+(`bulk_events.py`), a bounded number of seconds per tick, reading only the chunks it writes; so the UI shows those
+partitions fresh with their data version and checks, and `set_progress` counts them as unchanged, without a run per
+batch.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
 
-from oa_dagster.platform.set_probing import EntryProbe
 from oa_dagster.platform.store import OutputStore, get_json, put_json
 
 from .bulk_events import store_runless_events
@@ -39,34 +41,57 @@ def chunk_key(set_id: str, layer: str, number: int) -> str:
     return f"sets/{set_id}/carried/{layer}-{number:04d}.json"
 
 
-def save_carried_events(
-    instance: dg.DagsterInstance,
-    store: OutputStore,
-    probes: Mapping[str, Mapping[str, EntryProbe]],
-    *,
-    catalog_id: str,
-    set_id: str,
-    warn_drop: float,
-) -> int:
-    """Build and store the events of every carried entry, in chunks; returns how many entries."""
-    chunks: list[dict[str, Any]] = []
-    for layer in sorted(probes):
-        entries = probes[layer]
-        carried = {key: p.check.carried for key, p in entries.items() if p.check is not None and p.check.carried}
-        if not carried:
-            continue
-        previous = previous_counts(instance, layer, list(carried))
-        keys = sorted(carried)
-        for number, first in enumerate(range(0, len(keys), CHUNK_ENTRIES)):
-            part = keys[first : first + CHUNK_ENTRIES]
-            events = {
-                key: dg.serialize_value(entry_events(carried[key], store, catalog_id, set_id, previous[key], warn_drop))
-                for key in part
-            }
-            put_json(store, chunk_key(set_id, layer, number), events)
-            chunks.append({"key": chunk_key(set_id, layer, number), "layer": layer, "entries": len(part)})
-    put_json(store, carried_key(set_id), {"entries": sum(c["entries"] for c in chunks), "chunks": chunks})
-    return sum(c["entries"] for c in chunks)
+class CarriedEvents:
+    """The serialized events of the entries a set's planning carries over, built as their probes answer.
+
+    Passed to `set_probing.probe_set` as `on_carried`: each entry's events are built in its probe's thread, so the
+    serializing overlaps the other probes' waiting on their servers; the feature counts of the launched entries'
+    latest materializations (what the quality check compares with) are read meanwhile in a thread of their own.
+    """
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        store: OutputStore,
+        launched: Mapping[str, Iterable[str]],
+        *,
+        catalog_id: str,
+        set_id: str,
+        warn_drop: float,
+    ) -> None:
+        self.store, self.catalog_id, self.set_id, self.warn_drop = store, catalog_id, set_id, warn_drop
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oa-previous")
+        self._previous = {
+            layer: self._reader.submit(previous_counts, instance, layer, list(keys_))
+            for layer, keys_ in launched.items()
+        }
+        self._lock = threading.Lock()
+        self.built: dict[str, dict[str, str]] = {}
+
+    def __call__(self, layer: str, key: str, result: Any) -> None:
+        previous = self._previous[layer].result().get(key)
+        text = dg.serialize_value(
+            entry_events(result, self.store, self.catalog_id, self.set_id, previous, self.warn_drop)
+        )
+        with self._lock:
+            self.built.setdefault(layer, {})[key] = text
+
+    def close(self) -> None:
+        self._reader.shutdown(wait=True, cancel_futures=True)
+
+    def save(self) -> int:
+        """Store the events in chunks and their list; returns how many entries."""
+        chunks: list[dict[str, Any]] = []
+        for layer in sorted(self.built):
+            keys = sorted(self.built[layer])
+            for number, first in enumerate(range(0, len(keys), CHUNK_ENTRIES)):
+                part = keys[first : first + CHUNK_ENTRIES]
+                key = chunk_key(self.set_id, layer, number)
+                put_json(self.store, key, {k: self.built[layer][k] for k in part})
+                chunks.append({"key": key, "layer": layer, "entries": len(part)})
+        entries = sum(c["entries"] for c in chunks)
+        put_json(self.store, carried_key(self.set_id), {"entries": entries, "chunks": chunks})
+        return entries
 
 
 def _entries_from(store: OutputStore, listing: Mapping[str, Any], start: int) -> Iterator[str]:

@@ -34,7 +34,7 @@ from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_CHANGED, LAUNCH_FULL, LAUNCH_TAG, SET_TAG
 
 from . import OWNERS
-from .carry_over import carried_key, save_carried_events
+from .carry_over import CarriedEvents, carried_key
 from .layers import LAYER_PARTITIONS
 
 MAX_LISTED = 200  # keys listed in metadata per layer; the stored catalog has them all
@@ -74,23 +74,32 @@ def plan_set(
     policy = None if launch == LAUNCH_FULL else options.refresh_policy()
     launched = {layer: launched_entries(catalog, layer, launch) for layer in catalog["entries"]}
     started = time.monotonic()
-    probes = probe_set(catalog, launched, out, options, policy, workers=processing.probe_workers)
+    events = CarriedEvents(
+        context.instance,
+        out,
+        launched if policy is not None else {},
+        catalog_id=catalog["id"],
+        set_id=set_id,
+        warn_drop=processing.warn_drop,
+    )
+    try:  # the carried entries' events are built as their probes answer
+        probes = probe_set(catalog, launched, out, options, policy, workers=processing.probe_workers, on_carried=events)
+    finally:
+        events.close()
     seconds = time.monotonic() - started
     save_plan(out, set_id, catalog["id"], probes, seconds)
     started = time.monotonic()
-    carried = save_carried_events(
-        context.instance, out, probes, catalog_id=catalog["id"], set_id=set_id, warn_drop=processing.warn_drop
-    )
+    carried = events.save()
     carry_seconds = time.monotonic() - started
     counts = probe_summary(probes)
     context.log.info(
         f"{set_id}: {counts['probed']} upstreams asked, {carried} entries carried over, {counts['sized']} sized, "
-        f"{counts['probe_failed']} probes failed ({seconds:.1f} s; carried events built in {carry_seconds:.1f} s)"
+        f"{counts['probe_failed']} probes failed ({seconds:.1f} s; carried events stored in {carry_seconds:.1f} s)"
     )
     return {
         **{f"plan_{name}": n for name, n in counts.items()},
         "plan_probe_seconds": round(seconds, 1),
-        "plan_carry_seconds": round(carry_seconds, 1),  # building and storing the carried entries' events
+        "plan_carry_seconds": round(carry_seconds, 1),  # storing the carried entries' events (built while probing)
         "plan": dg.MetadataValue.path(out.url(plan_key(set_id))),
         "plan_carried_events": dg.MetadataValue.path(out.url(carried_key(set_id))),
     }
