@@ -3,12 +3,12 @@
 The catalog run of a set probes every launched entry (`platform/set_probing.py`); for each one it may carry over it
 builds here (`CarriedEvents`, as the probe answers) the events a run would have written (`layers.entry_events`: the
 materialization with the same data version and metadata, `status: unchanged`, and both check evaluations) and keeps
-them serialized in the store, in chunks of `CHUNK_ENTRIES` entries of one layer (`sets/<set
-id>/carried/<layer>-<n>.json`, listed in order by `sets/<set id>/carried.json`). The `set_launcher` sensor writes
-them as runless events once the set's runs have been requested, `WRITE_ENTRIES` entries to a database transaction
-(`bulk_events.py`), a bounded number of seconds per tick, reading only the chunks it writes; so the UI shows those
-partitions fresh with their data version and checks, and `set_progress` counts them as unchanged, without a run per
-batch.
+them serialized in the store, in chunks of `CHUNK_ENTRIES` entries of one layer
+(`sets/<set id>/carried/<layer>-<n>.json`, listed in order by `sets/<set id>/carried.json`). The `set_launcher`
+sensor writes them as runless events once the set's runs have been requested, `WRITE_ENTRIES` entries to a database
+transaction (`bulk_events.py`), a bounded number of seconds per tick, reading only the chunks it writes; so the UI
+shows those partitions fresh with their data version and checks, and `set_progress` counts them as unchanged,
+without a run per batch.
 """
 
 from __future__ import annotations
