@@ -69,6 +69,7 @@ def production_env(tmp: Path, moto_url: str, database: str) -> dict[str, str]:
         "OA_COLLECTIONS_CRON": "4 5 * * 6",
         "OA_FULL_REFRESH_DAYS": "17",
         "OA_DOWNLOAD_DEADLINE_SECONDS": "1234",
+        "OA_PROBE_WORKERS": "7",
         "OA_ALERT_WEBHOOK_URL": "https://alerts.env.test/hook",
         "OA_SET_EXPECTED_HOURS": "23",
         "OA_CI_RETENTION_DAYS": "9",
@@ -134,7 +135,7 @@ def _check_resources(env: dict[str, str]) -> None:
         env["OA_CACHE_DIR"],
         17,
     )
-    assert processing.fetch_options().download_deadline == 1234
+    assert processing.fetch_options().download_deadline == 1234 and processing.probe_workers == 7
 
 
 def _check_instance(env: dict[str, str], tmp: Path) -> None:

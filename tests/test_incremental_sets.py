@@ -14,6 +14,7 @@ import pytest
 from oa_dagster.assets.sets import SET_PROGRESS
 from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.change_detection import trust_key
+from oa_dagster.platform.set_probing import plan_key
 from oa_dagster.platform.store import LocalStore, get_json, put_json
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_FULL, LAUNCH_TAG, REFRESH_TAG, SET_TAG
 from oa_dagster.sensors.sets import set_launcher
@@ -235,11 +236,14 @@ def test_forced_full_refreshes_by_age_launch_and_engine_and_a_lying_server_loses
         assert etag["run_id"] != first_run
 
         # a full launch: everything processed; the untrusted entry without even asking its server; the server
-        # that ignores conditional requests is asked with HEAD (learnt in set 2)
+        # that ignores conditional requests is asked with HEAD (learnt in set 2). Its planning asks no upstream
+        # (every entry has previous seconds to be packed by): each run asks its entries' upstreams, for honesty
         before = upstreams.requests()
         cursor, third = run_set(instance, resources, "set-3", cursor, launch=LAUNCH_FULL)
         set3 = latest_by_partition(instance)
         after = upstreams.requests()
+        plan = get_json(store, plan_key("set-3"))
+        assert plan is not None and not any(plan["entries"].values())
         assert third["unchanged"] == 0 and third["done"] == 6
         assert set3["us/xx/web/dated"]["refresh"] == "full refresh requested (oa/launch=full)"
         assert set3["us/xx/web/etag"]["refresh"].startswith(f"validators not trusted since {etag['run_id']}")

@@ -34,7 +34,7 @@ from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_CHANGED, LAUNCH_FULL, LAUNCH_TAG, SET_TAG
 
 from . import OWNERS
-from .carry_over import carried_key, save_carried_events
+from .carry_over import CarriedEvents, carried_key
 from .layers import LAYER_PARTITIONS
 
 MAX_LISTED = 200  # keys listed in metadata per layer; the stored catalog has them all
@@ -69,24 +69,37 @@ def plan_set(
 ) -> dict[str, Any]:
     """Probe the upstreams of the set's entries, keep the plan and the carried entries' events; metadata to show."""
     options = processing.entry_options()
-    # a full set carries nothing over, but its runs still judge the upstreams' honesty by the planning's answers
-    policy = options.refresh_policy(force_full=launch == LAUNCH_FULL)
+    # a full set carries nothing over: its runs ask each upstream themselves, ahead of processing its entry (the
+    # answer judges the upstream's honesty), so its planning asks only the sizes of entries never run before
+    policy = None if launch == LAUNCH_FULL else options.refresh_policy()
     launched = {layer: launched_entries(catalog, layer, launch) for layer in catalog["entries"]}
     started = time.monotonic()
-    probes = probe_set(catalog, launched, out, options, policy, workers=processing.probe_workers)
+    events = CarriedEvents(
+        context.instance,
+        out,
+        launched if policy is not None else {},
+        catalog_id=catalog["id"],
+        set_id=set_id,
+        warn_drop=processing.warn_drop,
+    )
+    try:  # the carried entries' events are built as their probes answer
+        probes = probe_set(catalog, launched, out, options, policy, workers=processing.probe_workers, on_carried=events)
+    finally:
+        events.close()
     seconds = time.monotonic() - started
     save_plan(out, set_id, catalog["id"], probes, seconds)
-    carried = save_carried_events(
-        context.instance, out, probes, catalog_id=catalog["id"], set_id=set_id, warn_drop=processing.warn_drop
-    )
+    started = time.monotonic()
+    carried = events.save()
+    carry_seconds = time.monotonic() - started
     counts = probe_summary(probes)
     context.log.info(
         f"{set_id}: {counts['probed']} upstreams asked, {carried} entries carried over, {counts['sized']} sized, "
-        f"{counts['probe_failed']} probes failed ({seconds:.1f} s)"
+        f"{counts['probe_failed']} probes failed ({seconds:.1f} s; carried events stored in {carry_seconds:.1f} s)"
     )
     return {
         **{f"plan_{name}": n for name, n in counts.items()},
         "plan_probe_seconds": round(seconds, 1),
+        "plan_carry_seconds": round(carry_seconds, 1),  # storing the carried entries' events (built while probing)
         "plan": dg.MetadataValue.path(out.url(plan_key(set_id))),
         "plan_carried_events": dg.MetadataValue.path(out.url(carried_key(set_id))),
     }

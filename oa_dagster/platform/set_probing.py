@@ -3,8 +3,9 @@
 A run costs seconds of Dagster overhead, so the entries of a weekly set whose upstream did not change should not
 need one: the catalog run of a set asks every launched entry's upstream (a few at once, `workers`) whether its data
 changed since its latest good output (`check_entry`: a conditional GET, an FTP `SIZE`/`MDTM`, ArcGIS
-`editingInfo`), and how big it is when it has no previous seconds to be packed by (`probe_size`). The answers are
-kept in the store as the set's plan (`sets/<set id>/plan.json`):
+`editingInfo`), and how big it is when it has no previous seconds to be packed by (`probe_size`). A full set
+(`oa/launch=full`) asks only those sizes: its runs ask each upstream themselves, ahead of processing it, to judge its
+honesty. The answers are kept in the store as the set's plan (`sets/<set id>/plan.json`):
 
 - an entry that may be carried over is recorded in bulk by the `set_launcher` sensor, not by a run;
 - the runs skip the carried entries their range sweeps in and reuse the recorded answers of the others (each
@@ -17,7 +18,7 @@ A probe that fails is an entry processed normally: its run asks again and downlo
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from .change_detection import RefreshPolicy
 from .entry_processing import EntryCheck, EntryOptions, check_entry, remember_probe
 from .store import OutputStore, get_json, put_json
 
-DEFAULT_PROBE_WORKERS = 16  # upstreams asked at once: mostly waiting on servers, bounded for their sake
+DEFAULT_PROBE_WORKERS = 64  # upstreams asked at once: mostly waiting on servers, bounded for their sake
 
 
 def plan_key(set_id: str) -> str:
@@ -59,6 +60,9 @@ class EntryProbe:
         }
 
 
+OnCarried = Callable[[str, str, Any], None]  # (layer, key, the carried `EntryResult`), in the probe's thread
+
+
 def probe_entry(
     catalog: dict[str, Any],
     layer: str,
@@ -67,8 +71,12 @@ def probe_entry(
     options: EntryOptions,
     policy: RefreshPolicy | None,
     want_size: bool,
+    on_carried: OnCarried | None = None,
 ) -> EntryProbe:
-    """The change probe (with `policy`) and, when `want_size` and that told no size, the size probe. Never raises."""
+    """The change probe (with `policy`) and, when `want_size` and that told no size, the size probe.
+
+    Never raises, but for `on_carried`, called with an entry that may be carried over (its errors are the caller's).
+    """
     from oa_dagster.fetch import FetchOptions
     from oa_dagster.fetch.upstream import probe_size
 
@@ -77,6 +85,8 @@ def probe_entry(
     check = check_entry(catalog, layer, key, store, options, policy) if policy is not None else None
     if check is not None and check.carried is not None:
         remember_probe(store, check, layer, key)  # e.g. `conditional: false`, as a run carrying it over would
+        if on_carried is not None:
+            on_carried(layer, key, check.carried)
         return EntryProbe(key, check)
     size = check.size if check is not None else None
     if want_size and size is None:
@@ -96,18 +106,26 @@ def probe_set(
     policy: RefreshPolicy | None,
     *,
     workers: int = DEFAULT_PROBE_WORKERS,
+    on_carried: OnCarried | None = None,
 ) -> dict[str, dict[str, EntryProbe]]:
-    """Every launched entry probed, `workers` at once; sizes asked only of entries without previous seconds."""
+    """Every launched entry probed, `workers` at once; sizes asked only of entries without previous seconds.
+
+    Without `policy` (a full set: nothing carried over) only those sizes are asked. `on_carried` gets each entry
+    that may be carried over as soon as its probe says so: what it does overlaps the other probes' waiting.
+    """
     jobs = [
         (layer, key, not catalog["entries"][layer].get(key, {}).get("seconds"))
         for layer, keys_ in launched.items()
         for key in keys_
     ]
+    jobs = [job for job in jobs if policy is not None or job[2]]
     found: dict[str, dict[str, EntryProbe]] = {layer: {} for layer in launched}
     if not jobs:
         return found
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="oa-probe") as pool:
-        answers = pool.map(lambda job: probe_entry(catalog, job[0], job[1], store, options, policy, job[2]), jobs)
+        answers = pool.map(
+            lambda job: probe_entry(catalog, job[0], job[1], store, options, policy, job[2], on_carried), jobs
+        )
         for (layer, key, _), probe in zip(jobs, answers, strict=True):
             found[layer][key] = probe
     return found

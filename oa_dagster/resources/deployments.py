@@ -11,8 +11,9 @@ Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable link
 `OA_WORK_DIR` (the one folder runs' scratch space goes under; default `<system temp>/oa-dagster-work`); local:
 `OA_BATCH_MAX_ENTRIES` (entries per set run). Incremental sets: `OA_FULL_REFRESH_DAYS` (default 28: an output older
 than that is processed in full), `OA_DOWNLOAD_DEADLINE_SECONDS` (default 6 h: one download's wall clock, a hung
-data server included), `OA_ALERT_WEBHOOK_URL` (a Slack-compatible webhook for set alerts; none: no
-alerts), `OA_SET_EXPECTED_HOURS` (default 36: a set running longer is reported stalled).
+data server included), `OA_PROBE_WORKERS` (default 64: upstreams a set's planning asks at once),
+`OA_ALERT_WEBHOOK_URL` (a Slack-compatible webhook for set alerts; none: no alerts), `OA_SET_EXPECTED_HOURS`
+(default 36: a set running longer is reported stalled).
 CI jobs, both: `OA_GITHUB_API_URL` (default https://api.github.com), `GITHUB_TOKEN` or a GitHub App
 (`OA_GITHUB_APP_ID`, `OA_GITHUB_APP_PRIVATE_KEY`, `OA_GITHUB_APP_INSTALLATION_ID`), `OA_STATUS_CONTEXT` (default
 `oa-dagster`), `OA_DAGSTER_UI_URL`, `OA_SOURCES_REPO`, `OA_CI_ALLOW_HOSTS`, `OA_CI_RETENTION_DAYS` (default 14:
@@ -193,6 +194,8 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
         processing["full_refresh_days"] = float(env["OA_FULL_REFRESH_DAYS"])
     if env.get("OA_DOWNLOAD_DEADLINE_SECONDS"):
         processing["download_deadline"] = float(env["OA_DOWNLOAD_DEADLINE_SECONDS"])
+    if env.get("OA_PROBE_WORKERS"):
+        processing["probe_workers"] = int(env["OA_PROBE_WORKERS"])
     shared = {**ci_resources(env), **set_alert_resources(env)}
     if name == "local":
         batch = {"batch_max_entries": int(env["OA_BATCH_MAX_ENTRIES"])} if env.get("OA_BATCH_MAX_ENTRIES") else {}

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from oa_dagster.platform.entry_processing import EntryOptions
+from oa_dagster.platform.set_probing import DEFAULT_PROBE_WORKERS
 
 WORK_DIR_NAME = "oa-dagster-work"  # under the system temp dir when `work_dir` is not set
 
@@ -25,7 +26,7 @@ class ProcessingSettings(dg.ConfigurableResource):
     batch_max_entries: int = 200
     set_slots: int = 2  # runs of a set at once (the `oa/set` tag limit): batches come in whole rounds of these
     full_refresh_days: float = 28.0  # incremental sets process an entry in full once its output is this old
-    probe_workers: int = 16  # a set's planning asks this many upstreams at once (changed? how big?)
+    probe_workers: int = DEFAULT_PROBE_WORKERS  # a set's planning asks this many upstreams at once (changed? how big?)
     run_max_runtime_seconds: int = 6 * 3600  # `dagster/max_runtime` on set runs (needs run_monitoring)
     # how long a layer run keeps retrying an event write on a lost database connection before failing (retried)
     instance_retry_seconds: float = 300.0
