@@ -25,11 +25,14 @@ four layers like the sources repository (`layer_mix.py`); `--baseline-sample K` 
     python bench/bench_set.py --entries 5000 --sets 1 --storage postgres --layers real --latency 0.2 \
         --baseline-sample 500 --pgbouncer both
 
-    python bench/bench_set.py --weekly --entries 1000 [--change 0.1] [--rows 1500] [--latency 0.2]
+    python bench/bench_set.py --weekly --entries 1000 [--change 0.1] [--change-kind edit|grow] [--rows 1500]
+        [--latency 0.2]
 
 The weekly mode measures change detection: half the entries are CSVs from the HTTP server (Last-Modified), half
 ArcGIS layers on the fake ArcGIS server (editingInfo; pages of rows/3 features), all with `--latency`. Set 1
-processes everything; then `--change` of the upstreams change (as many CSVs as layers); set 2 runs incrementally
+processes everything; then `--change` of the upstreams change (as many CSVs as layers; `--change-kind edit`, the
+default: every row edited, the same size; `grow`: one row more, which adds a page to every changed ArcGIS layer, so
+the changed entries cost a third more than the others, as a week's edits rarely do); set 2 runs incrementally
 (the weekly schedule's `oa/launch=all`: unchanged entries carried over) and then again in full (`oa/launch=full`)
 on the same upstreams. Reported: each set's wall time (from its catalog's materialization, and from the start of
 its catalog run: the set's planning, probes and carried events, counted in), the catalog run's and its probing's
@@ -311,8 +314,9 @@ class WeeklyUpstreams:
             _cache=cache,
         )
 
-    def change(self, share: float) -> list[int]:
-        """Change every 1/share-th entry upstream (new rows, new validators); returns their numbers."""
+    def change(self, share: float, grow: bool = False) -> list[int]:
+        """Change every 1/share-th entry upstream (new validators and new content: every row edited, or with `grow`
+        one row added, which for an ArcGIS layer of exactly three pages means a fourth); returns their numbers."""
         step = max(1, round(1 / share)) if share > 0 else 0
         count = len(list(self.sources.rglob("*.json")))
         # one CSV and one ArcGIS layer in every 2 * step entries: the mix changes evenly
@@ -321,12 +325,12 @@ class WeeklyUpstreams:
         for i in changed:
             if i in self.layers:
                 layer = self.layers[i]
-                layer.features = self._points(self.rows + 1)
+                layer.features = self._points(self.rows + 1) if grow else self._points(self.rows, start=2)
                 layer._cache = {}
                 layer.editing_info = {"lastEditDate": 1_700_000_000_001, "dataLastEditDate": 1_700_000_000_001}
             else:
                 path = self.www / f"s{i:04d}.csv"
-                write_csv(path, self.rows + 1, i)
+                write_csv(path, self.rows + 1, i) if grow else write_csv(path, self.rows, i + count)
                 os.utime(path, (later, later))  # a new Last-Modified
         return changed
 
@@ -382,7 +386,7 @@ def weekly(args: argparse.Namespace) -> int:
         results: dict[str, dict[str, Any]] = {}
         for name, launch in (("set1", "all"), ("set2_incremental", "all"), ("set2_full", "full")):
             if name == "set2_incremental":
-                changed = upstreams.change(args.change)
+                changed = upstreams.change(args.change, grow=args.change_kind == "grow")
                 print(f"changed {len(changed)} of {args.entries} upstreams", flush=True)
             sent = upstreams.bytes_sent()
             report = run_set(instance, resources, f"weekly-{name}", args, daemon, launch)
@@ -402,6 +406,7 @@ def weekly(args: argparse.Namespace) -> int:
         summary = {
             "entries": args.entries,
             "changed_share": args.change,
+            "change_kind": args.change_kind,
             "latency": args.latency,
             "rows": args.rows,
             **{
@@ -453,6 +458,13 @@ def main() -> int:
     parser.add_argument("--baseline-sample", type=int, default=0, help="time ~N entries for the baseline; 0: all")
     parser.add_argument("--weekly", action="store_true", help="set 1, then set 2 incremental and in full (see weekly)")
     parser.add_argument("--change", type=float, default=0.1, help="--weekly: share of upstreams changed before set 2")
+    parser.add_argument(
+        "--change-kind",
+        choices=["edit", "grow"],
+        default="edit",
+        help="--weekly: a changed upstream has its rows edited (the same size, as most weeks' edits) or one more row "
+        "(an ArcGIS layer then needs one more page: the changed entries cost more than the others)",
+    )
     args = parser.parse_args()
     # a shell's background job ignores SIGINT, and Dagster maps SIGTERM to the SIGINT handler: restore it, so that
     # stopping a long run (kill -INT or -TERM) still stops its daemon and drops its database
