@@ -76,16 +76,42 @@ def feature_hashes(fingerprint: str, source_columns: pa.Table, geometry: pa.Arra
     return hex16(hash_strings(joined, fingerprint))
 
 
+def _constant_text(values: pa.Array) -> str | None:
+    """The text every row of a non-null string array holds, or None when the rows differ."""
+    n = len(values)
+    if n == 0 or values.null_count:
+        return None
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=n + 1, offset=values.offset * 4)
+    width = int(offsets[1] - offsets[0])
+    if offsets[-1] - offsets[0] != n * width:
+        return None
+    if width == 0:
+        return ""
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8, count=n * width, offset=int(offsets[0]))
+    if not (data.reshape(n, width) == data[:width]).all():
+        return None
+    return data[:width].tobytes().decode()
+
+
 def feature_lines(properties: dict[str, pa.Array], integer_properties: set[str], geometry: pa.Array) -> pa.Array:
-    """One GeoJSON Feature line (with trailing newline) per row; properties in the given order."""
-    pieces: list[pa.Array | str] = ['{"type":"Feature","properties":{']
+    """One GeoJSON Feature line (with trailing newline) per row; properties in the given order.
+
+    Arrow joins the pieces row by row at a cost per piece, so a property whose rows all hold the same text (a
+    constant, an empty column) goes into the literal text around it rather than being a piece of its own.
+    """
+    pieces: list[pa.Array | str] = []
+    literal = '{"type":"Feature","properties":{'
     for i, (name, values) in enumerate(properties.items()):
         comma = "," if i else ""
-        if name in integer_properties:
-            pieces += [f'{comma}"{name}":', _as_string(values)]
+        quote = "" if name in integer_properties else '"'
+        text = _as_string(values) if name in integer_properties else json_escape(values)
+        constant = _constant_text(text)
+        if constant is not None:
+            literal += f'{comma}"{name}":{quote}{constant}{quote}'
         else:
-            pieces += [f'{comma}"{name}":"', json_escape(values), '"']
-    pieces += ['},"geometry":', geometry, "}\n"]
+            pieces += [f'{literal}{comma}"{name}":{quote}', text]
+            literal = quote
+    pieces += [f'{literal}}},"geometry":', geometry, "}\n"]
     return pc.binary_join_element_wise(*pieces, "")
 
 
