@@ -16,11 +16,12 @@ import pyarrow.compute as pc
 
 
 def _as_string(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The values as a non-null `pa.string()` array (null as `''`), copied only when something changes."""
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+        values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
     if not pa.types.is_string(values.type):
         values = pc.cast(values, pa.string())
-    return pc.fill_null(values, "")
+    return pc.fill_null(values, "") if values.null_count else values
 
 
 def _data_bytes(values: pa.Array) -> np.ndarray:
@@ -54,7 +55,10 @@ def json_escape(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def format_coordinates(values: np.ndarray) -> pa.Array:
     """Rounded floats as the shortest text that round-trips (e.g. -122.6308422)."""
-    return pc.cast(pa.array(values, pa.float64()), pa.string())
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    # straight from the buffer: `pa.array` on numpy imports numpy.ma (10 ms of start-up) to look for masks
+    floats = pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(values)])
+    return pc.cast(floats, pa.string())
 
 
 def point_geometry_json(lon: np.ndarray, lat: np.ndarray) -> pa.Array:
