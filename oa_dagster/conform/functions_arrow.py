@@ -49,15 +49,15 @@ def _ends_printable_ascii(array: pa.Array) -> bool:
     if not isinstance(array, pa.Array) or array.type != STRING or array.null_count or len(array) == 0:
         return False
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=len(array) + 1, offset=array.offset * 4)
-    starts, ends = offsets[:-1], offsets[1:]
-    if not (ends > starts).all():
-        nonblank = ends > starts
-        starts, ends = starts[nonblank], ends[nonblank]
-    if len(starts) == 0:
-        return True
-    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
-    edges = np.concatenate([data[starts], data[ends - 1]])
-    return bool(((edges > 0x20) & (edges < 0x7F)).all())
+    buffer = array.buffers()[2]
+    if offsets[-1] == offsets[0] or buffer is None:
+        return True  # every value empty
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    # an empty value's "first" and "last" bytes are its neighbours' (clipped at the ends): not counted below
+    firsts = data.take(offsets[:-1], mode="clip")
+    lasts = data.take(offsets[1:] - 1, mode="clip")
+    printable = (firsts > 0x20) & (firsts < 0x7F) & (lasts > 0x20) & (lasts < 0x7F)
+    return bool((printable | (offsets[1:] == offsets[:-1])).all())
 
 
 def nonempty(array: pa.Array) -> pa.Array:
