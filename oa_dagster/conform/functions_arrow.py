@@ -111,8 +111,11 @@ def keep_nonempty(new: pa.Array, previous: pa.Array | None) -> pa.Array:
 
 
 def without_trailing_zero(array: pa.Array) -> pa.Array:
-    """Drop one trailing `.0` (house numbers stored as floats)."""
-    return pc.if_else(pc.ends_with(array, ".0"), pc.utf8_slice_codeunits(array, 0, -2), array)
+    """Drop one trailing `.0` (house numbers stored as floats); a column without one is returned as it is."""
+    ends = pc.ends_with(array, ".0")
+    if not pc.any(ends).as_py():
+        return array
+    return pc.if_else(ends, pc.utf8_slice_codeunits(array, 0, -2), array)
 
 
 def map_values(array: pa.Array, mapping: Mapping[str, str], default: str) -> pa.Array:
