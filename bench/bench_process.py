@@ -99,10 +99,14 @@ class Child:
 
 
 def _wait(command: list[str], code: Path | None) -> Child:
-    """Run a child on this tree's code, or on the tree at `code`; its wall and CPU seconds, peak RSS, stdout."""
+    """Run a child on this tree's code, or on the tree at `code`; its wall and CPU seconds, peak RSS, stdout.
+
+    The child of another tree also runs in that tree: `python -c`/`-m` put the working directory first on the
+    import path, so from this tree's root it would import this tree's package whatever PYTHONPATH says.
+    """
     env = {**os.environ, "PYTHONPATH": str(code)} if code else None
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, cwd=code)
     output = child.stdout.read().decode() if child.stdout else ""
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
@@ -169,6 +173,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "oa-dagster-bench")
     parser.add_argument("--baseline", type=Path, help="another version's source tree, run in turn with this one")
     args = parser.parse_args()
+    args.data = args.data.resolve()  # children of another tree run in that tree
     args.data.mkdir(parents=True, exist_ok=True)
     versions = {"this": None, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
     sizes = sorted({args.rows, *args.memory_rows} if args.rounds else set(args.memory_rows))

@@ -42,3 +42,12 @@ def test_no_collisions_on_many_similar_rows() -> None:
 def test_hex_encoding_matches_python() -> None:
     values = hash_strings(pa.array(["abc", "def"]), "f")
     assert hex16(values).to_pylist() == [f"{int(v):016x}" for v in values]
+
+
+def test_hash_of_a_row_does_not_depend_on_the_lengths_of_its_neighbours() -> None:
+    # rows of one length are hashed as a padded matrix; a very long neighbour takes the longest-first path
+    rows = [f"{i:05d}\x1fOAK AVE\x1f{'x' * (i % 11)}" for i in range(300)]
+    alone = digests(rows)
+    with_long_row = digests([*rows, "y" * 50_000])
+    with_empty_and_null = digests([*rows, "", None])
+    assert with_long_row[:300] == alone == with_empty_and_null[:300]

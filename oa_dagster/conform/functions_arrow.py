@@ -36,7 +36,28 @@ def constant(value: str, length: int) -> pa.Array:
 
 
 def strip(array: pa.Array) -> pa.Array:
+    """Python's `str.strip()` on every value; a column whose values start and end in printable ASCII (most)
+    is returned as it is, decided from its first and last bytes without a pass of the trim kernel."""
+    if _ends_printable_ascii(array):
+        return array
     return pc.utf8_trim_whitespace(array)
+
+
+def _ends_printable_ascii(array: pa.Array) -> bool:
+    """Whether every non-empty value's first and last byte is printable ASCII other than space, which no
+    strip removes (whitespace is ASCII 0x09-0x0D, 0x1C-0x20 or a character of more than one byte)."""
+    if not isinstance(array, pa.Array) or array.type != STRING or array.null_count or len(array) == 0:
+        return False
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=len(array) + 1, offset=array.offset * 4)
+    buffer = array.buffers()[2]
+    if offsets[-1] == offsets[0] or buffer is None:
+        return True  # every value empty
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    # an empty value's "first" and "last" bytes are its neighbours' (clipped at the ends): not counted below
+    firsts = data.take(offsets[:-1], mode="clip")
+    lasts = data.take(offsets[1:] - 1, mode="clip")
+    printable = (firsts > 0x20) & (firsts < 0x7F) & (lasts > 0x20) & (lasts < 0x7F)
+    return bool((printable | (offsets[1:] == offsets[:-1])).all())
 
 
 def nonempty(array: pa.Array) -> pa.Array:
@@ -44,16 +65,34 @@ def nonempty(array: pa.Array) -> pa.Array:
 
 
 def join_nonempty(arrays: Sequence[pa.Array], separator: str, length: int) -> pa.Array:
-    """Strip each value, drop the empty ones, join the rest with `separator` (the `list` / `join` rule)."""
+    """Strip each value, drop the empty ones, join the rest with `separator` (the `list` / `join` rule).
+
+    One join of the stripped values and, between them, a separator column that holds `separator` where a
+    value follows an earlier non-empty one and `''` elsewhere: no nulls, so no trailing separator to cut.
+    """
     if not arrays:
         return constant("", length)
-    nulled = [pc.if_else(nonempty(s), s, pa.scalar(None, STRING)) for s in (strip(a) for a in arrays)]
-    # Arrow (26) drops rows whose inputs are all null under null_handling="skip"; a trailing non-null ''
-    # keeps every row, and the separator it adds is cut again below.
-    joined = pc.binary_join_element_wise(*nulled, constant("", length), separator, null_handling="skip")
-    if not separator:
-        return joined
-    return pc.if_else(nonempty(joined), pc.utf8_slice_codeunits(joined, 0, -len(separator)), joined)
+    stripped = [strip(pc.fill_null(a, "") if a.null_count else a) for a in arrays]  # a null is dropped too
+    pieces: list[pa.Array] = [stripped[0]]
+    seen = nonempty(stripped[0])
+    for value in stripped[1:]:
+        if separator:
+            present = nonempty(value)
+            pieces.append(_text_where(pc.and_(seen, present), separator))
+            seen = pc.or_(seen, present)
+        pieces.append(value)
+    return pc.binary_join_element_wise(*pieces, "") if len(pieces) > 1 else pieces[0]
+
+
+def _text_where(mask: pa.Array, text: str) -> pa.Array:
+    """`text` where `mask` is true, `''` elsewhere, built straight from the mask's counts."""
+    rows = mask.to_numpy(zero_copy_only=False)
+    encoded = text.encode()
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(rows, out=offsets[1:])
+    count = int(offsets[-1])
+    offsets *= len(encoded)
+    return pa.Array.from_buffers(STRING, len(rows), [None, pa.py_buffer(offsets), pa.py_buffer(encoded * count)])
 
 
 def first_non_blank(arrays: Sequence[pa.Array], length: int) -> pa.Array:
@@ -72,8 +111,11 @@ def keep_nonempty(new: pa.Array, previous: pa.Array | None) -> pa.Array:
 
 
 def without_trailing_zero(array: pa.Array) -> pa.Array:
-    """Drop one trailing `.0` (house numbers stored as floats)."""
-    return pc.if_else(pc.ends_with(array, ".0"), pc.utf8_slice_codeunits(array, 0, -2), array)
+    """Drop one trailing `.0` (house numbers stored as floats); a column without one is returned as it is."""
+    ends = pc.ends_with(array, ".0")
+    if not pc.any(ends).as_py():
+        return array
+    return pc.if_else(ends, pc.utf8_slice_codeunits(array, 0, -2), array)
 
 
 def map_values(array: pa.Array, mapping: Mapping[str, str], default: str) -> pa.Array:

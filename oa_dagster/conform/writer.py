@@ -16,11 +16,12 @@ import pyarrow.compute as pc
 
 
 def _as_string(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The values as a non-null `pa.string()` array (null as `''`), copied only when something changes."""
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+        values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
     if not pa.types.is_string(values.type):
         values = pc.cast(values, pa.string())
-    return pc.fill_null(values, "")
+    return pc.fill_null(values, "") if values.null_count else values
 
 
 def _data_bytes(values: pa.Array) -> np.ndarray:
@@ -54,7 +55,10 @@ def json_escape(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def format_coordinates(values: np.ndarray) -> pa.Array:
     """Rounded floats as the shortest text that round-trips (e.g. -122.6308422)."""
-    return pc.cast(pa.array(values, pa.float64()), pa.string())
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    # straight from the buffer: `pa.array` on numpy imports numpy.ma (10 ms of start-up) to look for masks
+    floats = pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(values)])
+    return pc.cast(floats, pa.string())
 
 
 def point_geometry_json(lon: np.ndarray, lat: np.ndarray) -> pa.Array:
@@ -76,16 +80,42 @@ def feature_hashes(fingerprint: str, source_columns: pa.Table, geometry: pa.Arra
     return hex16(hash_strings(joined, fingerprint))
 
 
+def _constant_text(values: pa.Array) -> str | None:
+    """The text every row of a non-null string array holds, or None when the rows differ."""
+    n = len(values)
+    if n == 0 or values.null_count:
+        return None
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=n + 1, offset=values.offset * 4)
+    width = int(offsets[1] - offsets[0])
+    if offsets[-1] - offsets[0] != n * width:
+        return None
+    if width == 0:
+        return ""
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8, count=n * width, offset=int(offsets[0]))
+    if not (data.reshape(n, width) == data[:width]).all():
+        return None
+    return data[:width].tobytes().decode()
+
+
 def feature_lines(properties: dict[str, pa.Array], integer_properties: set[str], geometry: pa.Array) -> pa.Array:
-    """One GeoJSON Feature line (with trailing newline) per row; properties in the given order."""
-    pieces: list[pa.Array | str] = ['{"type":"Feature","properties":{']
+    """One GeoJSON Feature line (with trailing newline) per row; properties in the given order.
+
+    Arrow joins the pieces row by row at a cost per piece, so a property whose rows all hold the same text (a
+    constant, an empty column) goes into the literal text around it rather than being a piece of its own.
+    """
+    pieces: list[pa.Array | str] = []
+    literal = '{"type":"Feature","properties":{'
     for i, (name, values) in enumerate(properties.items()):
         comma = "," if i else ""
-        if name in integer_properties:
-            pieces += [f'{comma}"{name}":', _as_string(values)]
+        quote = "" if name in integer_properties else '"'
+        text = _as_string(values) if name in integer_properties else json_escape(values)
+        constant = _constant_text(text)
+        if constant is not None:
+            literal += f'{comma}"{name}":{quote}{constant}{quote}'
         else:
-            pieces += [f'{comma}"{name}":"', json_escape(values), '"']
-    pieces += ['},"geometry":', geometry, "}\n"]
+            pieces += [f'{literal}{comma}"{name}":{quote}', text]
+            literal = quote
+    pieces += [f'{literal}}},"geometry":', geometry, "}\n"]
     return pc.binary_join_element_wise(*pieces, "")
 
 

@@ -113,7 +113,7 @@ def _copy_file(path: Path, workdir: Path, options: FetchOptions, log: logging.Lo
     started = time.perf_counter()
     fd = _open_local(path, tree, options.max_download_bytes)
     part = workdir / "cache.part"
-    sink = Sink(part, options.max_download_bytes)
+    sink = Sink(part, options.max_download_bytes, hash_behind=True)
     try:
         with os.fdopen(fd, "rb") as src:
             while chunk := src.read(1 << 20):
