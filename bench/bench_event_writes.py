@@ -7,7 +7,7 @@ Postgres database, directly or through PgBouncer (`bench/pgbouncer.py`), countin
 opens and every statement it sends. The difference of the two runs divided by the difference of their entries
 is the cost of one more entry, without the run's own (start, resources, step events). Reported per entry:
 connections, statements by kind (verb and table), event-log rows by type, and seconds; twice, side by side:
-with Dagster's connection per statement (`OA_PG_HELD_CONNECTIONS=off`) and with the layer run's held connections
+with Dagster's connection per statement (`hold_db_connections=False`) and with the layer run's held connections
 (`assets/held_connections.py`, the default).
 """
 
@@ -109,22 +109,6 @@ def per_entry(small: dict[str, Any], large: dict[str, Any], small_entries: int, 
     }
 
 
-@contextlib.contextmanager
-def held_connections_setting(value: str) -> Iterator[None]:
-    """`OA_PG_HELD_CONNECTIONS` for one pass, as it was afterwards (the bench also runs inside pytest)."""
-    import os
-
-    previous = os.environ.get("OA_PG_HELD_CONNECTIONS")
-    os.environ["OA_PG_HELD_CONNECTIONS"] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["OA_PG_HELD_CONNECTIONS"]
-        else:
-            os.environ["OA_PG_HELD_CONNECTIONS"] = previous
-
-
 def measure(args: argparse.Namespace, held: bool) -> dict[str, Any]:
     """One pass on its own throwaway database and instance: connections per statement (Dagster's NullPool) or held
     by the layer run (`assets/held_connections.py`)."""
@@ -134,7 +118,6 @@ def measure(args: argparse.Namespace, held: bool) -> dict[str, Any]:
     from tests.platform_helpers import city_sources, local, materialize_catalog, throwaway_postgres, write_csv
 
     with tempfile.TemporaryDirectory(prefix="oa-bench-writes-") as folder, contextlib.ExitStack() as stack:
-        stack.enter_context(held_connections_setting("on" if held else "off"))
         tmp = Path(folder)
         count = args.small + args.large
         files = {}
@@ -151,7 +134,7 @@ def measure(args: argparse.Namespace, held: bool) -> dict[str, Any]:
             f"storage:\n  postgres:\n    postgres_url: {url}\ntelemetry:\n  enabled: false\n"
         )
         instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
-        resources = local(tmp, sources)
+        resources = local(tmp, sources, hold_db_connections=held)
         materialize_catalog(instance, resources)
         keys = sorted(f"{key}/city" for key in files)
         counter = stack.enter_context(Counter().listening())

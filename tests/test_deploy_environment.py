@@ -70,6 +70,7 @@ def production_env(tmp: Path, moto_url: str, database: str) -> dict[str, str]:
         "OA_FULL_REFRESH_DAYS": "17",
         "OA_DOWNLOAD_DEADLINE_SECONDS": "1234",
         "OA_PROBE_WORKERS": "7",
+        "OA_PG_HELD_CONNECTIONS": "off",
         "OA_ALERT_WEBHOOK_URL": "https://alerts.env.test/hook",
         "OA_SET_EXPECTED_HOURS": "23",
         "OA_CI_RETENTION_DAYS": "9",
@@ -136,6 +137,7 @@ def _check_resources(env: dict[str, str]) -> None:
         17,
     )
     assert processing.fetch_options().download_deadline == 1234 and processing.probe_workers == 7
+    assert processing.hold_db_connections is False  # on by default
 
 
 def _check_instance(env: dict[str, str], tmp: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -30,18 +31,18 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def _twelve_cities(tmp: Path) -> tuple[dict, list[str]]:
+def _twelve_cities(tmp: Path, **settings: Any) -> tuple[dict, list[str]]:
     files = {}
     for i in range(ENTRIES):
         write_csv(tmp / f"d{i:02d}.csv", 5)
         files[f"xx/s{i:02d}"] = f"d{i:02d}.csv"
-    return local(tmp, city_sources(tmp, files)), sorted(f"{key}/city" for key in files)
+    return local(tmp, city_sources(tmp, files), **settings), sorted(f"{key}/city" for key in files)
 
 
-def _connections_of_a_run(pg_url: str, tmp: Path) -> int:
+def _connections_of_a_run(pg_url: str, tmp: Path, **settings: Any) -> int:
     """The database connections a 12-entry `addresses` run opens."""
     tmp.mkdir()
-    resources, keys = _twelve_cities(tmp)
+    resources, keys = _twelve_cities(tmp, **settings)
     with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": pg_url}}}) as instance:
         materialize_catalog(instance, resources)
         with Counter().listening() as counter:
@@ -51,10 +52,8 @@ def _connections_of_a_run(pg_url: str, tmp: Path) -> int:
     return counter.connections
 
 
-def test_a_layer_run_holds_its_connections(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OA_PG_HELD_CONNECTIONS", "off")
-    per_statement = _connections_of_a_run(pg_url, tmp_path / "off")
-    monkeypatch.delenv("OA_PG_HELD_CONNECTIONS")
+def test_a_layer_run_holds_its_connections(pg_url: str, tmp_path: Path) -> None:
+    per_statement = _connections_of_a_run(pg_url, tmp_path / "off", hold_db_connections=False)
     held = _connections_of_a_run(pg_url, tmp_path / "held")
     # per statement: about 17 per entry (~250 here); held: the run's start (its planned events, one per entry, are
     # written before the asset runs) and the pools' first connections

@@ -14,13 +14,12 @@ checkouts would still connect) and a statement timeout meant for interactive rea
 the way that method builds them, on the storages' `_engine` attribute. That attribute is private to the
 dagster-postgres version the project pins; `tests/test_held_connections.py` fails if it moves.
 
-`OA_PG_HELD_CONNECTIONS=off` keeps Dagster's behaviour (a benchmark's baseline; a database that limits connections
-so tightly that a few held per run worker are too many).
+`ProcessingSettings.hold_db_connections=False` (`OA_PG_HELD_CONNECTIONS=off` in a deployment) keeps Dagster's
+behaviour: a benchmark's baseline, or a database that limits connections so tightly that two per run are too many.
 """
 
 from __future__ import annotations
 
-import os
 import weakref
 from typing import Any
 
@@ -29,7 +28,6 @@ import dagster as dg
 POOL_SIZE = 2  # one event write nests two checkouts (measured: 1 reconnects, 3 or 6 save nothing more)
 MAX_OVERFLOW = 8
 POOL_RECYCLE_SECONDS = 3600  # reconnect hourly, as the webserver does: a long set run outlives idle timeouts
-SETTING = "OA_PG_HELD_CONNECTIONS"
 
 _held: weakref.WeakSet[dg.DagsterInstance] = weakref.WeakSet()
 
@@ -37,10 +35,8 @@ _held: weakref.WeakSet[dg.DagsterInstance] = weakref.WeakSet()
 def hold_connections(instance: dg.DagsterInstance) -> bool:
     """Pool this process's connections to the instance's Postgres storages from now on; once per instance.
 
-    Returns whether they are held: False on other storage (SQLite needs none) or when the setting turns it off.
+    Returns whether they are held: False on other storage (SQLite needs none).
     """
-    if os.environ.get(SETTING, "on").strip().lower() in {"off", "0", "false", "no"}:
-        return False
     if instance in _held:
         return True
     storages = [s for s in (instance.run_storage, instance.event_log_storage, instance.schedule_storage) if _on_pg(s)]

@@ -193,7 +193,8 @@ def run_layer(
     An event write costs about as much as a small source's processing (figures in docs/platform.md); pipelined,
     the writes overlap the next entry's download (mostly waiting on a server) instead of adding to it.
     """
-    hold_connections(context.instance)  # events for every entry: not a new database connection per statement
+    if processing.hold_db_connections:  # events for every entry: not a new database connection per statement
+        hold_connections(context.instance)
     store = store_resource.get_store()
     catalog = _catalog(store, context.run.tags.get(CATALOG_TAG))
     set_id = context.run.tags.get(SET_TAG, "")

@@ -12,6 +12,7 @@ Both: `OA_DOWNLOAD_URL` (the `/download` base of `oa-dagster serve`: stable link
 `OA_BATCH_MAX_ENTRIES` (entries per set run). Incremental sets: `OA_FULL_REFRESH_DAYS` (default 28: an output older
 than that is processed in full), `OA_DOWNLOAD_DEADLINE_SECONDS` (default 6 h: one download's wall clock, a hung
 data server included), `OA_PROBE_WORKERS` (default 64: upstreams a set's planning asks at once),
+`OA_PG_HELD_CONNECTIONS` (default on: a layer run keeps its Postgres connections; `off`: one per statement),
 `OA_ALERT_WEBHOOK_URL` (a Slack-compatible webhook for set alerts; none: no alerts), `OA_SET_EXPECTED_HOURS`
 (default 36: a set running longer is reported stalled).
 CI jobs, both: `OA_GITHUB_API_URL` (default https://api.github.com), `GITHUB_TOKEN` or a GitHub App
@@ -196,6 +197,8 @@ def deployment(env: dict[str, str] | os._Environ[str] = os.environ) -> Deploymen
         processing["download_deadline"] = float(env["OA_DOWNLOAD_DEADLINE_SECONDS"])
     if env.get("OA_PROBE_WORKERS"):
         processing["probe_workers"] = int(env["OA_PROBE_WORKERS"])
+    if env.get("OA_PG_HELD_CONNECTIONS"):
+        processing["hold_db_connections"] = env["OA_PG_HELD_CONNECTIONS"].strip().lower() not in {"off", "0", "false"}
     shared = {**ci_resources(env), **set_alert_resources(env)}
     if name == "local":
         batch = {"batch_max_entries": int(env["OA_BATCH_MAX_ENTRIES"])} if env.get("OA_BATCH_MAX_ENTRIES") else {}

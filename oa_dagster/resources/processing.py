@@ -27,6 +27,8 @@ class ProcessingSettings(dg.ConfigurableResource):
     set_slots: int = 2  # runs of a set at once (the `oa/set` tag limit): batches come in whole rounds of these
     full_refresh_days: float = 28.0  # incremental sets process an entry in full once its output is this old
     probe_workers: int = DEFAULT_PROBE_WORKERS  # a set's planning asks this many upstreams at once (changed? how big?)
+    # a layer run on Postgres keeps a few connections instead of one per statement (assets/held_connections.py)
+    hold_db_connections: bool = True
     run_max_runtime_seconds: int = 6 * 3600  # `dagster/max_runtime` on set runs (needs run_monitoring)
     # how long a layer run keeps retrying an event write on a lost database connection before failing (retried)
     instance_retry_seconds: float = 300.0
