@@ -17,18 +17,17 @@ compare them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._serdes import serialize_value
 from dagster._time import get_current_timestamp
+
+if TYPE_CHECKING:  # Dagster's SQL storages import SQLAlchemy: only where events are written, not at code load
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
 Event = dg.AssetMaterialization | dg.AssetCheckEvaluation
 
@@ -54,6 +53,8 @@ def _log_entry(event: Event, timestamp: float) -> EventLogEntry:
 
 def _check_row(storage: SqlEventLogStorage, entry: EventLogEntry, event_id: int) -> dict[str, Any]:
     """The asset check execution row of a runless evaluation (as `_store_runless_asset_check_evaluation`)."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
     evaluation: dg.AssetCheckEvaluation = entry.get_dagster_event().event_specific_data  # type: ignore[assignment]
     target = evaluation.target_materialization_data
     return {
@@ -77,6 +78,9 @@ def store_runless_events(instance: dg.DagsterInstance, events: Sequence[Event]) 
     """Store the events as runless asset events, in order, in one transaction (per shard on SQLite)."""
     if not events:
         return
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
     storage = instance.event_log_storage
     if not isinstance(storage, SqlEventLogStorage) or not storage.supports_asset_checks:
         for event in events:
@@ -120,7 +124,8 @@ def _store_check_rows(conn: Any, rows: list[dict[str, Any]]) -> None:
     second runless evaluation of a partition's check (an entry carried over in two sets) is refused by its unique
     index (`report_runless_asset_event` raises). Here it replaces the first, so the check shows its latest result.
     """
-    table = AssetCheckExecutionsTable
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as table
+
     new = []
     for row in rows:
         replaced = 0
