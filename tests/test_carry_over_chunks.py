@@ -12,10 +12,10 @@ from oa_dagster.assets import carry_over
 from oa_dagster.platform.store import LocalStore, get_json, put_json
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_TAG, SET_TAG
 from oa_dagster.sensors.sets import set_launcher
-from tests.platform_helpers import local, materialize_catalog, write_source
+from tests.platform_helpers import materialize_catalog
 from tests.servers.downloads import DownloadServer
-from tests.test_incremental_sets import CSV_CONFORM, check_results, csv_bytes, entry
-from tests.test_set_planning_probes import _run_requests
+from tests.test_incremental_sets import check_results, csv_bytes
+from tests.test_set_planning_probes import _run_requests, etag_csv_sources
 
 pytest_plugins = ["tests.servers.fixtures"]
 
@@ -31,15 +31,7 @@ def test_carried_chunks_are_all_written_a_transaction_per_tick_and_again_in_the_
     monkeypatch.setattr(carry_over, "CHUNK_ENTRIES", 3)  # 7 carried entries: chunks of 3, 3 and 1
     monkeypatch.setattr(carry_over, "WRITE_ENTRIES", 2)  # a transaction of 2 entries, then the budget is spent
     monkeypatch.setattr(carry_over, "WRITE_BUDGET_SECONDS", 0.0)
-    names = [f"e{i:02d}" for i in range(8)]
-    routes = {n: download_server.route(f"/{n}.csv", body=csv_bytes(4), etag=f'"{n}-1"') for n in names}
-    sources = tmp_path / "sources"
-    write_source(
-        sources,
-        "us/xx/web",
-        {"addresses": [entry(n, "http", download_server.url(f"/{n}.csv"), CSV_CONFORM) for n in names]},
-    )
-    resources = local(tmp_path, sources, set_slots=1)
+    names, routes, resources = etag_csv_sources(tmp_path, download_server)
     store = LocalStore(tmp_path / "data")
     with dg.instance_for_test() as instance:
         cursor = None

@@ -100,9 +100,8 @@ def test_an_arcgis_count_and_a_content_length_pack_a_first_set_and_an_unsized_en
     assert progress["done"] == 6 and progress["failed"] == 0 and progress["unchanged"] == 0
 
 
-def test_unchanged_entries_are_recorded_in_bulk_and_only_changed_ones_run(
-    tmp_path: Path, download_server: DownloadServer
-) -> None:
+def etag_csv_sources(tmp_path: Path, download_server: DownloadServer) -> tuple[list[str], dict[str, Any], dict]:
+    """Eight CSV entries of one source served with ETags, and the local resources (one set slot) that read them."""
     names = [f"e{i:02d}" for i in range(8)]
     routes = {n: download_server.route(f"/{n}.csv", body=csv_bytes(4), etag=f'"{n}-1"') for n in names}
     sources = tmp_path / "sources"
@@ -111,7 +110,13 @@ def test_unchanged_entries_are_recorded_in_bulk_and_only_changed_ones_run(
         "us/xx/web",
         {"addresses": [entry(n, "http", download_server.url(f"/{n}.csv"), CSV_CONFORM) for n in names]},
     )
-    resources = local(tmp_path, sources, set_slots=1)
+    return names, routes, local(tmp_path, sources, set_slots=1)
+
+
+def test_unchanged_entries_are_recorded_in_bulk_and_only_changed_ones_run(
+    tmp_path: Path, download_server: DownloadServer
+) -> None:
+    names, routes, resources = etag_csv_sources(tmp_path, download_server)
     with dg.instance_for_test() as instance:
         materialize_catalog(instance, resources, tags={SET_TAG: "set-1", LAUNCH_TAG: LAUNCH_ALL})
         first = set_launcher(dg.build_sensor_context(instance=instance, resources=resources))
