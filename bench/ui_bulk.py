@@ -28,6 +28,8 @@ from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 
+from oa_dagster.assets.bulk_events import check_verdict
+
 ASSET_EVENTS = (
     DagsterEventType.ASSET_MATERIALIZATION,
     DagsterEventType.ASSET_OBSERVATION,
@@ -112,14 +114,7 @@ def _check_evaluation(
         raise ValueError("a run-less check evaluation: not what a layer run logs")
     evaluation = event.get_dagster_event().asset_check_evaluation_data
     key = (evaluation.asset_key.to_string(), evaluation.check_name, event.run_id, evaluation.partition)
-    target = evaluation.target_materialization_data
-    verdict = {
-        "execution_status": (Status.SUCCEEDED if evaluation.passed else Status.FAILED).value,
-        "evaluation_event": serialized,
-        "evaluation_event_storage_id": event_id,
-        "materialization_event_storage_id": target.storage_id if target else None,
-        "partition": evaluation.partition,
-    }
+    verdict = check_verdict(event, event_id, serialized)
     if key in checks:
         checks[key].update(verdict, evaluation_event_timestamp=storage._event_insert_timestamp(event))
     else:  # no planned row: Dagster inserts one (with a naive UTC timestamp of its own making)

@@ -51,26 +51,31 @@ def _log_entry(event: Event, timestamp: float) -> EventLogEntry:
     )
 
 
+def check_verdict(entry: EventLogEntry, event_id: int, serialized: str) -> dict[str, Any]:
+    """The columns a check evaluation sets on its execution row, as Dagster's storage sets them (also used by the
+    UI benchmark's bulk writer, `bench/ui_bulk.py`); `serialized` is the entry as its event-log row holds it."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
+
+    evaluation = entry.get_dagster_event().asset_check_evaluation_data
+    target = evaluation.target_materialization_data
+    return {
+        "execution_status": (Status.SUCCEEDED if evaluation.passed else Status.FAILED).value,
+        "evaluation_event": serialized,
+        "evaluation_event_storage_id": event_id,
+        "materialization_event_storage_id": target.storage_id if target else None,
+        "partition": evaluation.partition,
+    }
+
+
 def _check_row(storage: SqlEventLogStorage, entry: EventLogEntry, event_id: int) -> dict[str, Any]:
     """The asset check execution row of a runless evaluation (as `_store_runless_asset_check_evaluation`)."""
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
-    evaluation: dg.AssetCheckEvaluation = entry.get_dagster_event().event_specific_data  # type: ignore[assignment]
-    target = evaluation.target_materialization_data
+    evaluation = entry.get_dagster_event().asset_check_evaluation_data
     return {
         "asset_key": evaluation.asset_key.to_string(),
         "check_name": evaluation.check_name,
         "run_id": entry.run_id,
-        "execution_status": (
-            AssetCheckExecutionRecordStatus.SUCCEEDED.value
-            if evaluation.passed
-            else AssetCheckExecutionRecordStatus.FAILED.value
-        ),
-        "evaluation_event": serialize_value(entry),
         "evaluation_event_timestamp": storage._event_insert_timestamp(entry),  # noqa: SLF001
-        "evaluation_event_storage_id": event_id,
-        "materialization_event_storage_id": target.storage_id if target else None,
-        "partition": evaluation.partition,
+        **check_verdict(entry, event_id, serialize_value(entry)),
     }
 
 

@@ -23,10 +23,9 @@ import dagster as dg
 
 from oa_dagster.platform.store import OutputStore, get_json, put_json
 
-from .bulk_events import store_runless_events
+from .bulk_events import Event, store_runless_events
 from .layers import entry_events, previous_counts
 
-Event = dg.AssetMaterialization | dg.AssetCheckEvaluation
 WRITE_BUDGET_SECONDS = 20.0  # per sensor tick: the rest is written at the next tick
 CHUNK_ENTRIES = 200  # entries per stored chunk: a tick reads only the chunks it writes
 WRITE_ENTRIES = 100  # entries per database transaction: short enough not to hold up the runs' own writes
