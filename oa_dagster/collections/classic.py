@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
+from oa_dagster.conform.arrow_buffers import value_offsets
+
 from .features import FeatureBlock, in_range
 
 CSV_COLUMNS = ("LON", "LAT", "NUMBER", "STREET", "UNIT", "CITY", "DISTRICT", "REGION", "POSTCODE", "ID", "HASH")
@@ -91,7 +93,7 @@ def _string_bytes(values: pa.Array) -> memoryview:
     """The concatenated UTF-8 of a string array, straight from its data buffer."""
     if len(values) == 0:
         return memoryview(b"")
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=len(values) + 1, offset=values.offset * 4)
+    offsets = value_offsets(values)
     return memoryview(values.buffers()[2])[offsets[0] : offsets[-1]]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from oa_dagster.conform.arrow_buffers import value_offsets
 from oa_dagster.conform.functions_text import FORMAT_REFERENCE
 
 STRING = pa.string()
@@ -48,7 +49,7 @@ def _ends_printable_ascii(array: pa.Array) -> bool:
     strip removes (whitespace is ASCII 0x09-0x0D, 0x1C-0x20 or a character of more than one byte)."""
     if not isinstance(array, pa.Array) or array.type != STRING or array.null_count or len(array) == 0:
         return False
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=len(array) + 1, offset=array.offset * 4)
+    offsets = value_offsets(array)
     buffer = array.buffers()[2]
     if offsets[-1] == offsets[0] or buffer is None:
         return True  # every value empty

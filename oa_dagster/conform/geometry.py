@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from oa_dagster.conform.arrow_buffers import value_offsets
 from oa_dagster.errors import ConformError
 
 WGS84 = "EPSG:4326"
@@ -154,7 +155,7 @@ def _plain_wkb_points(wkb: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
     """
     if not isinstance(wkb, pa.Array) or wkb.null_count or len(wkb) == 0 or not pa.types.is_binary(wkb.type):
         return None
-    offsets = np.frombuffer(wkb.buffers()[1], dtype=np.int32, count=len(wkb) + 1, offset=wkb.offset * 4)
+    offsets = value_offsets(wkb)
     if not np.all(np.diff(offsets) == _WKB_POINT.itemsize):
         return None
     points = np.frombuffer(wkb.buffers()[2], dtype=_WKB_POINT, count=len(wkb), offset=int(offsets[0]))

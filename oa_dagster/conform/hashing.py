@@ -18,6 +18,8 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
+from oa_dagster.conform.arrow_buffers import value_offsets
+
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xFF51AFD7ED558CCD)
 _MIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
@@ -55,7 +57,7 @@ def hash_strings(values: pa.Array, fingerprint: str) -> np.ndarray:
         values = pc.fill_null(values, "")
     values = values.cast(pa.large_string()) if not pa.types.is_large_string(values.type) else values
     n = len(values)
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64, count=n + 1, offset=values.offset * 8)
+    offsets = value_offsets(values)
     lengths = np.diff(offsets)
     width = (int(lengths.max()) + 7) // 8 * 8 if n else 0
     with np.errstate(over="ignore"):
@@ -77,7 +79,7 @@ def _padded_words(values: pa.Array, width: int) -> np.ndarray | None:
 
     n = len(values)
     padded = pc.ascii_rpad(values, width, "\0")  # pads bytes, not characters
-    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int64, count=n + 1, offset=padded.offset * 8)
+    offsets = value_offsets(padded)
     if width == 0 or offsets[-1] - offsets[0] != n * width:
         return None
     matrix = np.frombuffer(padded.buffers()[2], dtype="<u8", count=n * width // 8, offset=int(offsets[0]))

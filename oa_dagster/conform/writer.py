@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from oa_dagster.conform.arrow_buffers import value_offsets
+
 
 def _as_string(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """The values as a non-null `pa.string()` array (null as `''`), copied only when something changes."""
@@ -29,13 +31,7 @@ def _data_bytes(values: pa.Array) -> np.ndarray:
     buffer = values.buffers()[2]
     if buffer is None or len(values) == 0:
         return np.empty(0, dtype=np.uint8)
-    width = 8 if pa.types.is_large_string(values.type) else 4
-    offsets = np.frombuffer(
-        values.buffers()[1],
-        dtype=np.int64 if width == 8 else np.int32,
-        count=len(values) + 1,
-        offset=values.offset * width,
-    )
+    offsets = value_offsets(values)
     return np.frombuffer(buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
 
 
@@ -85,7 +81,7 @@ def _constant_text(values: pa.Array) -> str | None:
     n = len(values)
     if n == 0 or values.null_count:
         return None
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=n + 1, offset=values.offset * 4)
+    offsets = value_offsets(values)
     width = int(offsets[1] - offsets[0])
     if offsets[-1] - offsets[0] != n * width:
         return None
@@ -125,13 +121,7 @@ def write_lines(out: BinaryIO, lines: pa.Array) -> None:
         lines = lines.combine_chunks()
     if len(lines) == 0:
         return
-    width = 8 if pa.types.is_large_string(lines.type) else 4
-    offsets = np.frombuffer(
-        lines.buffers()[1],
-        dtype=np.int64 if width == 8 else np.int32,
-        count=len(lines) + 1,
-        offset=lines.offset * width,
-    )
+    offsets = value_offsets(lines)
     data = lines.buffers()[2]
     out.write(memoryview(data)[offsets[0] : offsets[-1]])
 
