@@ -3,6 +3,8 @@ per statement, and a held connection cut from outside is replaced before a state
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,3 +73,15 @@ def test_held_connections_cut_from_outside_are_replaced(pg_url: str, tmp_path: P
         assert materialize_range(instance, resources, "addresses", keys[6], keys[-1]).success
         statuses = partition_status(instance, "addresses", keys)
     assert set(statuses.values()) == {dg.AssetPartitionStatus.MATERIALIZED}
+
+
+def test_on_sqlite_nothing_is_held_and_dagster_postgres_is_not_imported() -> None:
+    """Every layer run asks: on SQLite (the local deployment) the answer costs no import of dagster_postgres."""
+    code = (
+        "import sys, dagster as dg\n"
+        "from oa_dagster.assets.held_connections import hold_connections\n"
+        "with dg.instance_for_test() as instance:\n"
+        "    print(hold_connections(instance), 'dagster_postgres' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["False", "False"], done.stdout + done.stderr
