@@ -206,6 +206,8 @@ def run_set(
     runs = instance.get_run_records(dg.RunsFilter(tags={SET_TAG: set_id}))
     layer_runs = [r for r in runs if r.dagster_run.job_name in {f"{layer}_job" for layer in LAYERS}]
     work, publish, materialized = 0.0, 0.0, 0
+    by_run: list[float] = []  # materialization times after the catalog's, written by runs / in bulk
+    carried_times: list[float] = []
     for layer in LAYERS:
         cursor = None
         while True:
@@ -213,6 +215,7 @@ def run_set(
             for record in result.records:
                 m = record.asset_materialization.metadata
                 if m["set"].value == set_id:
+                    (by_run if record.run_id else carried_times).append(record.timestamp - catalog_time)
                     work += m["download_seconds"].value + m["conform_seconds"].value
                     publish += m["publish_seconds"].value if "publish_seconds" in m else 0.0
                     materialized += 1
@@ -225,6 +228,7 @@ def run_set(
     # the set's own wall time as set_progress reports it: catalog materialization to "finished" (sensor tick)
     wall = float(progress["wall_seconds"].value) if finished else time.time() - started
     to_last_run = last - catalog_time
+    print_timeline(layer_runs, catalog_time, by_run, carried_times, wall)
     slots = args.concurrency
 
     def share(seconds: float) -> float:
@@ -260,6 +264,26 @@ def run_set(
         "per_entry_overhead_vs_baseline_seconds": round((wall * slots - args.baseline) / max(1, args.entries), 3),
         "storage": args.storage,
     }
+
+
+def print_timeline(runs: list[Any], origin: float, by_run: list[float], carried: list[float], wall: float) -> None:
+    """Where a set's wall time went, in seconds after its catalog's materialization: each run's creation, start and
+    end, the entries its runs recorded (first, last) and the carried-over ones (first, last)."""
+
+    def span(times: list[float]) -> str:
+        return f"{min(times):6.1f} .. {max(times):6.1f} s ({len(times)})" if times else "none"
+
+    for record in sorted(runs, key=lambda r: r.create_timestamp.timestamp()):
+        run = record.dagster_run
+        created = record.create_timestamp.timestamp() - origin
+        start = f"{record.start_time - origin:6.1f}" if record.start_time else "     -"
+        end = f"{record.end_time - origin:6.1f}" if record.end_time else "     -"
+        print(
+            f"  run {run.run_id[:8]} {run.tags.get('oa/entries', '?'):>4} entries: created {created:6.1f}, "
+            f"started {start}, ended {end} ({run.status.value})",
+            flush=True,
+        )
+    print(f"  entries recorded by runs {span(by_run)}; carried over {span(carried)}; set finished {wall:6.1f} s")
 
 
 def write_csv(path: Path, rows: int, seed: int) -> None:

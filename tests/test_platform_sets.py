@@ -13,7 +13,8 @@ from oa_dagster.assets.layers import LAYER_PARTITIONS
 from oa_dagster.assets.sets import SET_PROGRESS
 from oa_dagster.jobs.layers import LAYER_JOBS
 from oa_dagster.platform.set_planning import ChainsState, RunState, chains_state, plan_batches
-from oa_dagster.sensors.sets import build_set_schedule, refresh_partition_status, set_launcher
+from oa_dagster.resources.processing import ProcessingSettings
+from oa_dagster.sensors.sets import build_set_schedule, refresh_partition_status, set_launcher, set_run_requests
 from tests.platform_helpers import csv_entry, local, materialize_catalog, materialize_range, write_csv, write_source
 
 
@@ -40,6 +41,26 @@ def test_batches_for_several_slots_come_in_whole_rounds_and_long_entries_still_r
     assert max(len(b.keys) for b in plan_batches(keys, slots=2)) <= 200  # max_entries still caps a batch
     unknown = plan_batches(keys, slots=2)  # no history: 5 s guessed per entry, 120 s per run
     assert all(len(b.keys) <= 24 for b in unknown) and len(unknown) % 2 == 0
+
+
+def test_entries_that_all_ran_before_come_in_one_round_and_estimated_ones_in_two() -> None:
+    """Each round costs every slot a run start: an incremental set's changed entries (all with previous seconds)
+    take one run per slot; a set with an entry never run before keeps a second round to even out its estimate."""
+    keys = [f"us/xx/s{i:02d}/city" for i in range(10)]
+    processing = ProcessingSettings(batch_target_seconds=300.0, set_slots=2)
+
+    def runs(entries: dict[str, dict[str, object]]) -> list[int]:
+        catalog = {"id": "c1", "entries": {"addresses": entries}}
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions(LAYER_PARTITIONS["addresses"].name, keys)
+            requests = set_run_requests(instance, catalog, "set-x", "all", processing)
+        return [int(r.tags["oa/entries"]) for r in requests]
+
+    known = {key: {"skip": False, "seconds": 20.0} for key in keys}
+    assert runs(known) == [5, 5]  # 200 s of known work on 2 slots: one round
+    one_new = {**known, keys[3]: {"skip": False}}  # never ran: its seconds are a guess
+    assert len(runs(one_new)) == 4 and sum(runs(one_new)) == 10  # two rounds
+    assert len(plan_batches(keys, expected_seconds=dict.fromkeys(keys, 20.0), slots=2, rounds_per_slot=3)) == 6
 
 
 def test_schedule_starts_a_tagged_catalog_run() -> None:

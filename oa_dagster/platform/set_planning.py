@@ -8,6 +8,8 @@ dynamic partitions' insertion order, so a batch is a contiguous slice of that or
 With `slots` (runs of a set at once) above 1 the budget also shrinks so the set splits into whole rounds of
 `slots` batches, a few rounds when there is enough work (`min_batch_seconds` per run): a set of small entries
 packed into fewer runs than slots would leave slots idle, and a last round with one run would idle the others.
+Two rounds when some entries' seconds are estimates (a slot that finishes early takes the next run), one when every
+entry ran before (an incremental set's changed entries): each round costs every slot a run start.
 
 An entry never run before has no seconds to pack by: the set's planning asks its upstream how big it is (an ArcGIS
 layer's feature count, an HTTP `Content-Length`, an FTP `SIZE`: `platform/set_probing.py`) and `estimate_seconds`
@@ -35,6 +37,9 @@ DEFAULT_GUESS_SECONDS = 5.0  # an entry never run before (70% of entries are Arc
 ENTRY_OVERHEAD_SECONDS = 0.1  # per entry besides download + conform: publish, materialization, checks
 MIN_BATCH_SECONDS = 20.0  # balancing never makes a run smaller than this (a run takes seconds to start)
 ROUNDS_PER_SLOT = 2  # balancing aims at this many runs per slot: batches are even, and each run costs its start
+# ... when some entries' seconds are estimates (a size at a rate, or a guess): a second round lets a slot that
+# finished early take the next run. Entries that all ran before are packed by their seconds: one round, one start.
+KNOWN_ROUNDS_PER_SLOT = 1
 # A backfill launched from the UI has no history to pack by: its runs take as many entries as a set's first runs,
 # which pack entries never run before by the guess (`target / guess` = 24 entries, about 2 minutes of work).
 BACKFILL_MAX_PARTITIONS = int(DEFAULT_TARGET_SECONDS // DEFAULT_GUESS_SECONDS)
@@ -114,6 +119,7 @@ def plan_batches(
     slots: int = 1,
     min_batch_seconds: float = MIN_BATCH_SECONDS,
     carried: Iterable[str] = (),
+    rounds_per_slot: int = ROUNDS_PER_SLOT,
 ) -> list[Batch]:
     """Contiguous batches of `partition_keys` (in their order) covering exactly the `selected` keys.
 
@@ -123,7 +129,7 @@ def plan_batches(
     An entry is expected to take its `expected_seconds` (else `guess_seconds`) plus `entry_overhead_seconds`.
     A batch breaks at an unselected key that is not carried (a range must not sweep in entries nobody asked for), at
     `max_entries`, and when adding the next entry would exceed the budget: `target_seconds`, lowered for
-    `slots` > 1 to spread the set over whole rounds of `slots` runs, up to `ROUNDS_PER_SLOT` rounds as long as a run
+    `slots` > 1 to spread the set over whole rounds of `slots` runs, up to `rounds_per_slot` rounds as long as a run
     keeps `min_batch_seconds` of work.
     """
     keys_ = list(partition_keys)
@@ -134,36 +140,63 @@ def plan_batches(
     def estimate(key: str) -> float:
         return float(expected.get(key) or guess_seconds) + entry_overhead_seconds
 
-    if slots > 1:
-        estimates = [estimate(k) for k in keys_ if chosen is None or k in chosen]
-        total = sum(estimates)
-        wanted = min(slots * ROUNDS_PER_SLOT, int(total // max(min_batch_seconds, 1e-9)))
-        count = max(math.ceil(total / target_seconds), math.ceil(len(estimates) / max_entries), wanted, 1)
-        count = math.ceil(count / slots) * slots  # whole rounds
-        # + the largest entry: packing in order then needs at most `count` batches
-        share = total / count + max(estimates, default=0.0)
-        target_seconds = min(target_seconds, share)
-    batches: list[Batch] = []
-    current: list[str] = []
-    budget = 0.0
-
-    def close() -> None:
-        nonlocal current, budget
+    def pack(limit: float) -> list[Batch]:
+        """Greedy in order: a batch closes at `max_entries`, at the `limit` of seconds, or at a key it must not
+        sweep in."""
+        batches: list[Batch] = []
+        current: list[str] = []
+        budget = 0.0
+        for key in keys_:
+            if chosen is not None and key not in chosen:
+                if key not in swept and current:
+                    batches.append(Batch(tuple(current)))
+                    current, budget = [], 0.0
+                continue
+            seconds = estimate(key)
+            if current and (len(current) >= max_entries or budget + seconds > limit):
+                batches.append(Batch(tuple(current)))
+                current, budget = [], 0.0
+            current.append(key)
+            budget += seconds
         if current:
             batches.append(Batch(tuple(current)))
-        current, budget = [], 0.0
+        return batches
 
-    for key in keys_:
-        if chosen is not None and key not in chosen:
-            if key not in swept:
-                close()
-            continue
-        seconds = estimate(key)
-        if current and (len(current) >= max_entries or budget + seconds > target_seconds):
-            close()
-        current.append(key)
-        budget += seconds
-    close()
+    if slots <= 1:
+        return pack(target_seconds)
+    estimates = [estimate(k) for k in keys_ if chosen is None or k in chosen]
+    total = sum(estimates)
+    wanted = min(slots * rounds_per_slot, int(total // max(min_batch_seconds, 1e-9)))
+    count = max(math.ceil(total / target_seconds), math.ceil(len(estimates) / max_entries), wanted, 1)
+    count = math.ceil(count / slots) * slots  # whole rounds
+    # + the largest entry: packing in order then needs at most `count` batches
+    high = min(target_seconds, total / count + max(estimates, default=0.0))
+    low = max(estimates, default=0.0)
+    if len(pack(high)) > count:  # breaks at keys not to sweep in, or `max_entries`: more batches whatever the limit
+        return pack(high)
+    # the smallest limit that still packs into `count` batches: the longest batch, which a round waits for, is as
+    # short as contiguous batches allow (a limit of total / count + the largest entry can leave one slot 20% longer)
+    for _ in range(30):
+        middle = (low + high) / 2
+        if len(pack(middle)) <= count:
+            high = middle
+        else:
+            low = middle
+        if high - low < 0.01:
+            break
+    batches = pack(high)
+    while batches and len(batches) < count:  # whole rounds: the longest batch split in two (a slot must not idle a round)
+        seconds = [sum(estimate(k) for k in b.keys) if len(b.keys) > 1 else -1.0 for b in batches]
+        longest = max(range(len(batches)), key=seconds.__getitem__)
+        if seconds[longest] < 0:
+            break
+        keys = batches[longest].keys
+        half, cut = 0.0, 1
+        for cut in range(1, len(keys)):
+            half += estimate(keys[cut - 1])
+            if half >= seconds[longest] / 2:
+                break
+        batches[longest : longest + 1] = [Batch(keys[:cut]), Batch(keys[cut:])]
     return batches
 
 
