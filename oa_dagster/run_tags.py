@@ -23,6 +23,8 @@ AFTER_SET_TAG = "oa/after_set"  # on a collections run: the set whose end reques
 SCHEDULE_TAG = "oa/collections_schedule"  # on a collections run: the scheduled time that requested it
 AFTER_COLLECTIONS_TAG = "oa/after_collections"  # on a coverage run: the collections batch whose end requested it
 ENTRIES_TAG = "oa/entries"  # on a set run: how many entries its partition range holds (shown in the Runs list)
+BATCH_END_TAG = "oa/batch_end"  # on a set run whose batch spans carried-over entries: its last entry; Dagster's
+# range then holds only the first, so creating the run writes no planned event for the carried ones between them
 INSTANCE_LOST_TAG = "oa/instance_lost"  # "true": the run failed because the instance was unreachable; "retry":
 # the retry of such a run, which set itself back to retrying crashes only
 

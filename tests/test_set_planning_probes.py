@@ -13,7 +13,7 @@ from oa_dagster.platform.set_probing import plan_key
 from oa_dagster.platform.store import LocalStore, get_json
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_TAG, SET_TAG
 from oa_dagster.sensors.sets import expected_seconds, set_launcher
-from tests.platform_helpers import local, materialize_catalog, write_source
+from tests.platform_helpers import local, materialize_catalog, partition_status, write_source
 from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
 from tests.servers.downloads import DownloadServer
 from tests.test_incremental_sets import CSV_CONFORM, EDITED, ESRI_CONFORM, check_results, csv_bytes, entry
@@ -152,9 +152,12 @@ def test_unchanged_entries_are_recorded_in_bulk_and_only_changed_ones_run(
         }
         plan = get_json(LocalStore(tmp_path / "data"), plan_key("set-2"))
     assert meta["plan_probed"].value == 8 and meta["plan_carried"].value == 6
-    # one run for the two changed entries: its range sweeps in the carried ones between them, which it skips
+    # one run for the two changed entries: its batch spans the carried ones between them, which it skips; Dagster's
+    # range holds its first entry only (no planned events for the carried ones), `oa/batch_end` its last
     assert len(requests) == 1
-    assert (requests[0].tags[RANGE[0]], requests[0].tags[RANGE[1]], requests[0].tags["oa/entries"]) == (
+    tags = requests[0].tags
+    assert (tags[RANGE[0]], tags[RANGE[1]], tags["oa/batch_end"], tags["oa/entries"]) == (
+        "us/xx/web/e02",
         "us/xx/web/e02",
         "us/xx/web/e05",
         "2",
@@ -172,3 +175,43 @@ def test_unchanged_entries_are_recorded_in_bulk_and_only_changed_ones_run(
         assert metadata["set"].value == "set-2"
     assert carried_checks == {"output_valid": True, "output_quality": True}
     assert progress["done"] == 8 and progress["unchanged"] == 6 and progress["failed"] == 0 and progress["runs"] == 1
+
+
+def test_a_run_of_an_incremental_set_plans_its_changed_entries_only_and_one_that_fails_shows_failed(
+    tmp_path: Path, download_server: DownloadServer
+) -> None:
+    """Creating the run plans its first entry (Dagster's range); the run plans its other changed entries itself, so
+    the UI shows them in progress, then failed when they fail, as a range run's would; the carried ones between them
+    get no planned event."""
+    names, routes, resources = etag_csv_sources(tmp_path, download_server)
+    keys = [f"us/xx/web/{n}" for n in names]
+    with dg.instance_for_test() as instance:
+        materialize_catalog(instance, resources, tags={SET_TAG: "set-1", LAUNCH_TAG: LAUNCH_ALL})
+        first = set_launcher(dg.build_sensor_context(instance=instance, resources=resources))
+        _run_requests(instance, resources, list(first.run_requests))
+        cursor = _finish_cursor(instance, resources, first.cursor)
+        for name in ("e01", "e04", "e06"):  # three upstreams change; e04 is gone by the time its run downloads it
+            routes[name].body, routes[name].etag = csv_bytes(6), f'"{name}-2"'
+        materialize_catalog(instance, resources, tags={SET_TAG: "set-2", LAUNCH_TAG: LAUNCH_ALL})
+        second = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor))
+        routes["e04"].status = 404
+        (run_id,) = _run_requests(instance, resources, list(second.run_requests))
+        planned = {
+            r.dagster_event.event_specific_data.partition
+            for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+        }
+        progress = _finish(instance, resources, second.cursor)
+        statuses = partition_status(instance, "addresses", keys)
+    assert planned == {"us/xx/web/e01", "us/xx/web/e04", "us/xx/web/e06"}
+    assert statuses == {
+        key: dg.AssetPartitionStatus.FAILED if key.endswith("e04") else dg.AssetPartitionStatus.MATERIALIZED
+        for key in keys
+    }
+    assert progress["done"] == 7 and progress["failed"] == 1 and progress["unchanged"] == 5
+
+
+def _finish_cursor(instance: dg.DagsterInstance, resources: dict[str, Any], cursor: str | None) -> str | None:
+    """The sensor's cursor once its set has finished (the ticks that see the runs end)."""
+    for _ in range(3):
+        cursor = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)).cursor
+    return cursor

@@ -14,7 +14,9 @@ before processing, not one per entry; and entries are processed in a worker thre
 the step's thread writes the events of those done, so the writes overlap the next entry's download.
 
 A set run skips the entries of its range that the set's planning carried over (recorded in bulk by the
-`set_launcher` sensor, `carry_over.py`) and reuses the planning's upstream answers for the others.
+`set_launcher` sensor, `carry_over.py`) and reuses the planning's upstream answers for the others. Such a run's
+Dagster range holds only its first entry, its last is in `oa/batch_end`, and the run writes the planned events of
+the others itself (`planned_events.py`): Dagster would write one for every carried entry in between too.
 
 Every event write is retried on a lost database connection (`layers_event_writes.py`); if the instance stays
 unreachable, the run fails and is marked retryable, so the set's run-retry policy runs the batch again.
@@ -35,6 +37,7 @@ from oa_dagster.platform.set_probing import carried_keys, load_plan, recorded_an
 from oa_dagster.resources.processing import ProcessingSettings
 from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.run_tags import (
+    BATCH_END_TAG,
     CATALOG_TAG,
     DATA_VERSION_TAG,
     INSTANCE_LOST_TAG,
@@ -54,6 +57,7 @@ from .layers_event_writes import LOG as WRITES_LOG
 from .layers_event_writes import InstanceUnreachable, write_retrying
 from .layers_metadata import entry_metadata, failure_metadata, skipped_metadata
 from .layers_worker import Ahead, in_background
+from .planned_events import batch_partitions, report_planned
 
 # One dynamic partitions definition per layer, named after it; a key is `<source key>/<entry name>` (contract).
 # `source_catalog` adds and removes them.
@@ -205,17 +209,29 @@ def run_layer(
     refresh = _refresh_policy(context, layer, options)
     plan = load_plan(store, set_id, catalog["id"]) if refresh is not None else None
     carried = carried_keys(plan, layer)  # recorded in bulk by the set's planning: not this run's to write
-    keys_ = [key for key in context.partition_keys if key not in carried]
+    batch_end = context.run.tags.get(BATCH_END_TAG)  # Dagster's range holds the first entry only (planned_events)
+    in_range = (
+        batch_partitions(context.instance, layer, context.partition_keys[0], batch_end)
+        if batch_end
+        else list(context.partition_keys)
+    )
+    keys_ = [key for key in in_range if key not in carried]
     previous = previous_counts(context.instance, layer, keys_)
     context.log.info(
         f"{layer}: {plural(len(keys_), 'entry')}"
         + (f", {key_range(keys_)}" if keys_ else "")
-        + (f" ({len(context.partition_keys) - len(keys_)} in the range carried over by the set)" if carried else "")
+        + (f" ({len(in_range) - len(keys_)} in the range carried over by the set)" if carried else "")
     )
     failures: list[str] = []
 
     def write(what: str, event: Callable[[], None]) -> None:
         write_retrying(event, f"{layer} {what}", processing.instance_retry_seconds)
+
+    if batch_end:
+        try:
+            report_planned(context, layer, [key for key in keys_ if key not in context.partition_keys], write)
+        except InstanceUnreachable as error:
+            _fail_retryable(context, error)
 
     def record(result: EntryResult) -> None:
         failure = record_entry(

@@ -185,7 +185,7 @@ def plan_batches(
         if high - low < 0.01:
             break
     batches = pack(high)
-    while batches and len(batches) < count:  # whole rounds: the longest batch split in two (a slot must not idle a round)
+    while batches and len(batches) < count:  # whole rounds: the longest batch split in two (no slot idles a round)
         seconds = [sum(estimate(k) for k in b.keys) if len(b.keys) > 1 else -1.0 for b in batches]
         longest = max(range(len(batches)), key=seconds.__getitem__)
         if seconds[longest] < 0:
