@@ -269,10 +269,10 @@ def run_set(
     }
 
 
-def wait_for_idle_queue(instance: Any, quiet_seconds: float = 12.0, timeout: float = 1800.0) -> float:
-    """Wait until no run is queued or running for `quiet_seconds` (over two sensor loops: a set's end starts its
-    collections, then coverage, seconds later), so each set is measured on an idle instance, as a weekly set would
-    start; returns the seconds waited."""
+def wait_for_idle_queue(instance: Any, quiet_seconds: float = 75.0, timeout: float = 1800.0) -> float:
+    """Wait until no run is queued or running for `quiet_seconds`, so each set is measured on an idle instance, as a
+    weekly set starts; returns the seconds waited. A set's end starts its collections run up to 35 s later
+    (`collections_after_set` ticks every 30 s), and that run's end a coverage run up to 65 s later (every 60 s)."""
     import dagster as dg
 
     active = dg.RunsFilter(
