@@ -8,6 +8,7 @@ from pathlib import Path
 from unittest import mock
 
 import dagster as dg
+import pytest
 
 from oa_dagster.assets.layers import LAYER_PARTITIONS
 from oa_dagster.assets.sets import SET_PROGRESS
@@ -193,3 +194,16 @@ def test_refreshing_the_partition_status_brings_the_cache_up_to_date(tmp_path: P
         assert entry.cached_status.latest_storage_id >= (entry.last_materialization_storage_id or 0)
         materialized = entry.cached_status.deserialize_materialized_partition_subsets(LAYER_PARTITIONS["addresses"])
         assert len(materialized) == 4
+
+
+def test_a_batch_runs_from_its_first_to_its_last_entry_in_the_partitions_order() -> None:
+    from oa_dagster.assets.planned_events import batch_partitions
+
+    keys = [f"us/xx/s{i:02d}/city" for i in (3, 1, 2, 0)]  # insertion order, not sorted: a range's order
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("addresses", keys)
+        assert batch_partitions(instance, "addresses", keys[1], keys[3]) == keys[1:]
+        with pytest.raises(dg.Failure, match="before its first entry"):
+            batch_partitions(instance, "addresses", keys[2], keys[0])
+        with pytest.raises(dg.Failure, match="us/xx/s09/city is no longer a partition"):
+            batch_partitions(instance, "addresses", keys[0], "us/xx/s09/city")

@@ -19,7 +19,11 @@ Write = Callable[[str, Callable[[], None]], None]  # (what, write): one event-lo
 def batch_partitions(instance: dg.DagsterInstance, layer: str, first: str, last: str) -> list[str]:
     """The layer's partitions from `first` to `last`, in the dynamic partitions' order (a Dagster range's)."""
     ordered = instance.get_dynamic_partitions(layer)
-    start, end = ordered.index(first), ordered.index(last)
+    position = {key: number for number, key in enumerate(ordered)}
+    missing = [key for key in (first, last) if key not in position]
+    if missing:  # a partition deleted between the set's planning and its run
+        raise dg.Failure(f"{layer}: the batch's entry {missing[0]} is no longer a partition of the layer")
+    start, end = position[first], position[last]
     if end < start:
         raise dg.Failure(f"{layer}: the batch ends at {last}, before its first entry {first}")
     return ordered[start : end + 1]
