@@ -54,7 +54,7 @@ from . import OWNERS
 from .held_connections import hold_connections
 from .layers_checks import check_specs, evaluate_checks
 from .layers_event_writes import LOG as WRITES_LOG
-from .layers_event_writes import InstanceUnreachable, write_retrying
+from .layers_event_writes import InstanceUnreachable, Write, write_retrying
 from .layers_metadata import entry_metadata, failure_metadata, skipped_metadata
 from .layers_worker import Ahead, in_background
 from .planned_events import batch_partitions, report_planned
@@ -71,8 +71,6 @@ FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=9), warn_w
 # into ranged runs, like a set's first runs, instead of one run per partition.
 BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_MAX_PARTITIONS)
 POOL = "oa_layer_runs"
-
-Write = Callable[[str, Callable[[], None]], None]  # (what, write): one event-log write, retried
 
 
 def _catalog(store: Any, catalog_id: str | None) -> dict[str, Any]:
@@ -209,11 +207,11 @@ def run_layer(
     refresh = _refresh_policy(context, layer, options)
     plan = load_plan(store, set_id, catalog["id"]) if refresh is not None else None
     carried = carried_keys(plan, layer)  # recorded in bulk by the set's planning: not this run's to write
+    # `partition_keys` asks the instance for the layer's partitions at every read: read once (or by batch_partitions)
     batch_end = context.run.tags.get(BATCH_END_TAG)  # Dagster's range holds the first entry only (planned_events)
+    first = context.partition_key_range.start
     in_range = (
-        batch_partitions(context.instance, layer, context.partition_keys[0], batch_end)
-        if batch_end
-        else list(context.partition_keys)
+        batch_partitions(context.instance, layer, first, batch_end) if batch_end else list(context.partition_keys)
     )
     keys_ = [key for key in in_range if key not in carried]
     previous = previous_counts(context.instance, layer, keys_)
@@ -227,9 +225,9 @@ def run_layer(
     def write(what: str, event: Callable[[], None]) -> None:
         write_retrying(event, f"{layer} {what}", processing.instance_retry_seconds)
 
-    if batch_end:
+    if batch_end:  # creating the run planned its first entry only
         try:
-            report_planned(context, layer, [key for key in keys_ if key not in context.partition_keys], write)
+            report_planned(context, layer, [key for key in keys_ if key != first], write)
         except InstanceUnreachable as error:
             _fail_retryable(context, error)
 

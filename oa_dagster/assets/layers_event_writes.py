@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 
 LOG = logging.getLogger(__name__)  # the run worker's stderr (compute logs): the event log is what is failing
+Write = Callable[[str, Callable[[], None]], None]  # (what, write): one event-log write, retried
 FIRST_DELAY_SECONDS = 0.5
 MAX_DELAY_SECONDS = 30.0
 

@@ -9,11 +9,11 @@ would have at the run's creation.
 """
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import dagster as dg
 
-Write = Callable[[str, Callable[[], None]], None]  # (what, write): one event-log write, retried
+from .layers_event_writes import Write
 
 
 def batch_partitions(instance: dg.DagsterInstance, layer: str, first: str, last: str) -> list[str]:
