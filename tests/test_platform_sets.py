@@ -61,7 +61,9 @@ def test_entries_that_all_ran_before_come_in_one_round_and_estimated_ones_in_two
     assert runs(known) == [5, 5]  # 200 s of known work on 2 slots: one round
     one_new = {**known, keys[3]: {"skip": False}}  # never ran: its seconds are a guess
     assert len(runs(one_new)) == 4 and sum(runs(one_new)) == 10  # two rounds
-    assert len(plan_batches(keys, expected_seconds=dict.fromkeys(keys, 20.0), slots=2, rounds_per_slot=3)) == 6
+    twenty = dict.fromkeys(keys, 20.0)
+    assert len(plan_batches(keys, expected_seconds=twenty, slots=2)) == 4  # as if estimates: two rounds
+    assert len(plan_batches(keys, expected_seconds=twenty, slots=2, known_seconds=True)) == 2
 
 
 def test_schedule_starts_a_tagged_catalog_run() -> None:

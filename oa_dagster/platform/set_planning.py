@@ -119,7 +119,7 @@ def plan_batches(
     slots: int = 1,
     min_batch_seconds: float = MIN_BATCH_SECONDS,
     carried: Iterable[str] = (),
-    rounds_per_slot: int = ROUNDS_PER_SLOT,
+    known_seconds: bool = False,
 ) -> list[Batch]:
     """Contiguous batches of `partition_keys` (in their order) covering exactly the `selected` keys.
 
@@ -129,8 +129,9 @@ def plan_batches(
     An entry is expected to take its `expected_seconds` (else `guess_seconds`) plus `entry_overhead_seconds`.
     A batch breaks at an unselected key that is not carried (a range must not sweep in entries nobody asked for), at
     `max_entries`, and when adding the next entry would exceed the budget: `target_seconds`, lowered for
-    `slots` > 1 to spread the set over whole rounds of `slots` runs, up to `rounds_per_slot` rounds as long as a run
-    keeps `min_batch_seconds` of work.
+    `slots` > 1 to spread the set over whole rounds of `slots` runs, as long as a run keeps `min_batch_seconds` of
+    work: up to `ROUNDS_PER_SLOT` rounds, or `KNOWN_ROUNDS_PER_SLOT` when `known_seconds` (every expected second is
+    the entry's previous run's, none an estimate).
     """
     keys_ = list(partition_keys)
     chosen = None if selected is None else set(selected)
@@ -166,14 +167,16 @@ def plan_batches(
         return pack(target_seconds)
     estimates = [estimate(k) for k in keys_ if chosen is None or k in chosen]
     total = sum(estimates)
-    wanted = min(slots * rounds_per_slot, int(total // max(min_batch_seconds, 1e-9)))
+    rounds = KNOWN_ROUNDS_PER_SLOT if known_seconds else ROUNDS_PER_SLOT
+    wanted = min(slots * rounds, int(total // max(min_batch_seconds, 1e-9)))
     count = max(math.ceil(total / target_seconds), math.ceil(len(estimates) / max_entries), wanted, 1)
     count = math.ceil(count / slots) * slots  # whole rounds
     # + the largest entry: packing in order then needs at most `count` batches
     high = min(target_seconds, total / count + max(estimates, default=0.0))
     low = max(estimates, default=0.0)
-    if len(pack(high)) > count:  # breaks at keys not to sweep in, or `max_entries`: more batches whatever the limit
-        return pack(high)
+    widest = pack(high)
+    if len(widest) > count:  # breaks at keys not to sweep in, or `max_entries`: more batches whatever the limit
+        return widest
     # the smallest limit that still packs into `count` batches: the longest batch, which a round waits for, is as
     # short as contiguous batches allow (a limit of total / count + the largest entry can leave one slot 20% longer)
     for _ in range(30):

@@ -33,8 +33,6 @@ from oa_dagster.platform import store_layout as layout
 from oa_dagster.platform.catalog import load_stored_catalog
 from oa_dagster.platform.set_planning import (
     ENTRY_OVERHEAD_SECONDS,
-    KNOWN_ROUNDS_PER_SLOT,
-    ROUNDS_PER_SLOT,
     Batch,
     ChainsState,
     RunState,
@@ -134,7 +132,7 @@ def set_run_requests(
         carried = carried_keys(plan, layer)
         selected = [key for key in launched_entries(catalog, layer, launch) if key not in carried]
         expected = expected_seconds(entries, sizes(plan, layer))
-        known = all(entries.get(key, {}).get("seconds") for key in selected)  # all ran before: packed by history
+        ran_before = all(entries.get(key, {}).get("seconds") for key in selected)  # all ran before: packed by history
         name = LAYER_PARTITIONS[layer].name
         assert name is not None
         batches = plan_batches(
@@ -146,7 +144,7 @@ def set_run_requests(
             slots=processing.set_slots,
             entry_overhead_seconds=ENTRY_OVERHEAD_SECONDS,
             carried=carried,
-            rounds_per_slot=KNOWN_ROUNDS_PER_SLOT if known else ROUNDS_PER_SLOT,
+            known_seconds=ran_before,
         )
         for number, batch in enumerate(batches):
             requests.append(
