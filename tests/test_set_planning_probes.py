@@ -16,7 +16,7 @@ from oa_dagster.sensors.sets import expected_seconds, set_launcher
 from tests.platform_helpers import local, materialize_catalog, partition_status, write_source
 from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
 from tests.servers.downloads import DownloadServer
-from tests.test_incremental_sets import CSV_CONFORM, EDITED, ESRI_CONFORM, check_results, csv_bytes, entry
+from tests.test_incremental_sets import CSV_CONFORM, EDITED, ESRI_CONFORM, check_results, csv_bytes, entry, run_set
 
 pytest_plugins = ["tests.servers.fixtures"]
 
@@ -186,10 +186,8 @@ def test_a_run_of_an_incremental_set_plans_its_changed_entries_only_and_one_that
     names, routes, resources = etag_csv_sources(tmp_path, download_server)
     keys = [f"us/xx/web/{n}" for n in names]
     with dg.instance_for_test() as instance:
-        materialize_catalog(instance, resources, tags={SET_TAG: "set-1", LAUNCH_TAG: LAUNCH_ALL})
-        first = set_launcher(dg.build_sensor_context(instance=instance, resources=resources))
-        _run_requests(instance, resources, list(first.run_requests))
-        cursor = _finish_cursor(instance, resources, first.cursor)
+        cursor, first = run_set(instance, resources, "set-1", None)
+        assert first["finished"] and first["done"] == 8
         for name in ("e01", "e04", "e06"):  # three upstreams change; e04 is gone by the time its run downloads it
             routes[name].body, routes[name].etag = csv_bytes(6), f'"{name}-2"'
         materialize_catalog(instance, resources, tags={SET_TAG: "set-2", LAUNCH_TAG: LAUNCH_ALL})
@@ -208,10 +206,3 @@ def test_a_run_of_an_incremental_set_plans_its_changed_entries_only_and_one_that
         for key in keys
     }
     assert progress["done"] == 7 and progress["failed"] == 1 and progress["unchanged"] == 5
-
-
-def _finish_cursor(instance: dg.DagsterInstance, resources: dict[str, Any], cursor: str | None) -> str | None:
-    """The sensor's cursor once its set has finished (the ticks that see the runs end)."""
-    for _ in range(3):
-        cursor = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)).cursor
-    return cursor
