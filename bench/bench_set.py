@@ -274,16 +274,9 @@ def wait_for_idle_queue(instance: Any, quiet_seconds: float = 75.0, timeout: flo
     weekly set starts; returns the seconds waited. A set's end starts its collections run up to 35 s later
     (`collections_after_set` ticks every 30 s), and that run's end a coverage run up to 65 s later (every 60 s)."""
     import dagster as dg
+    from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
-    active = dg.RunsFilter(
-        statuses=[
-            dg.DagsterRunStatus.QUEUED,
-            dg.DagsterRunStatus.NOT_STARTED,
-            dg.DagsterRunStatus.STARTING,
-            dg.DagsterRunStatus.STARTED,
-            dg.DagsterRunStatus.CANCELING,
-        ]
-    )
+    active = dg.RunsFilter(statuses=[status for status in dg.DagsterRunStatus if status not in FINISHED_STATUSES])
     started = quiet_since = time.time()
     while time.time() - started < timeout:
         if instance.get_runs_count(active):
@@ -301,13 +294,15 @@ def print_timeline(runs: list[Any], origin: float, by_run: list[float], carried:
     def span(times: list[float]) -> str:
         return f"{min(times):6.1f} .. {max(times):6.1f} s ({len(times)})" if times else "none"
 
+    from oa_dagster.run_tags import ENTRIES_TAG
+
     for record in sorted(runs, key=lambda r: r.create_timestamp.timestamp()):
         run = record.dagster_run
         created = record.create_timestamp.timestamp() - origin
         start = f"{record.start_time - origin:6.1f}" if record.start_time else "     -"
         end = f"{record.end_time - origin:6.1f}" if record.end_time else "     -"
         print(
-            f"  run {run.run_id[:8]} {run.tags.get('oa/entries', '?'):>4} entries: created {created:6.1f}, "
+            f"  run {run.run_id[:8]} {run.tags.get(ENTRIES_TAG, '?'):>4} entries: created {created:6.1f}, "
             f"started {start}, ended {end} ({run.status.value})",
             flush=True,
         )
