@@ -32,7 +32,7 @@ from oa_dagster.errors import DownloadError
 from oa_dagster.fetch.cache import conditional_headers
 from oa_dagster.fetch.esri.client import ArcGISClient
 from oa_dagster.fetch.esri.dumper import layer_url
-from oa_dagster.fetch.esri.signal import layer_signal
+from oa_dagster.fetch.esri.signal import count_and_extent, signal_from
 from oa_dagster.fetch.ftp import ftp_signal
 from oa_dagster.fetch.http import checked_headers, http_validators, make_session
 from oa_dagster.fetch.options import FetchOptions, get_logger
@@ -156,7 +156,8 @@ def _probe_esri(
         info = client.metadata()
         if not info.raw.get("editingInfo"):
             return UpstreamAnswer(False, "the layer has no editingInfo: always downloaded")
-        now = layer_signal(client, info, client.count())
+        count, extent = count_and_extent(client, info)
+        now = signal_from(info, count, extent.result())
     finally:
         client.close()
     if not now:

@@ -52,6 +52,9 @@ class FakeLayer:
     editing_info: dict[str, Any] | None = None
     supports_statistics: bool = True  # `outStatistics` min/max queries
     hits: int = 0  # every request to this layer (metadata, count, ids, statistics, pages)
+    in_flight: int = 0  # requests being answered now
+    most_in_flight: int = 0  # the most answered at once: whether a client asked concurrently
+    statistics_queries: int = 0  # `outStatistics` requests
     bytes_sent: int = 0  # response bodies, as sent
     queries: list[dict[str, str]] = field(default_factory=list)
     _cache: dict[tuple, bytes] = field(default_factory=dict, repr=False)
@@ -279,6 +282,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with layer._lock:
             layer.hits += 1
+            layer.in_flight += 1
+            layer.most_in_flight = max(layer.most_in_flight, layer.in_flight)
+            layer.statistics_queries += bool(params.get("outStatistics"))
+        try:
+            self._answer(layer, is_query, params)
+        finally:
+            with layer._lock:
+                layer.in_flight -= 1
+
+    def _answer(self, layer: FakeLayer, is_query: bool, params: dict[str, str]) -> None:
         if layer.latency:
             time.sleep(layer.latency)
         if layer.token_required:

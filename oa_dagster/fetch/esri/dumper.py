@@ -31,7 +31,7 @@ from oa_dagster.fetch.esri.pages import (
     parse_geojson_page,
     split_envelope,
 )
-from oa_dagster.fetch.esri.signal import layer_signal
+from oa_dagster.fetch.esri.signal import count_and_extent, signal_from
 from oa_dagster.fetch.options import Download, FetchOptions, LimitExceeded, Throttle
 
 DEFAULT_PAGE_SIZE = 1000
@@ -239,8 +239,8 @@ def dump_layer(
     writer: _Writer | None = None
     try:
         info = client.metadata()
-        count = client.count()
-        signal = _signal(client, info, count, log)  # before the pages: a change during the dump shows next time
+        count, extent = count_and_extent(client, info)
+        signal = _signal(info, count, extent, log)  # before the pages: a change during the dump shows next time
         page_size = max(1, min(info.max_record_count or DEFAULT_PAGE_SIZE, options.esri_page_size_cap))
         out_fields = info.out_fields(fields, log)
         fmt = "geojson" if info.supports_geojson else "json"
@@ -293,10 +293,12 @@ def dump_layer(
     )
 
 
-def _signal(client: ArcGISClient, info: LayerInfo, count: int | None, log: logging.Logger) -> dict[str, Any]:
+def _signal(
+    info: LayerInfo, count: int | None, extent: Future[tuple[int, int] | None], log: logging.Logger
+) -> dict[str, Any]:
     """The layer's change signal recorded with this dump; none (always downloaded again) when it cannot be read."""
     try:
-        return layer_signal(client, info, count)
+        return signal_from(info, count, extent.result())
     except (EsriTokenRequired, LimitExceeded):
         raise
     except DownloadError as exc:

@@ -9,6 +9,7 @@ alone misses edits in place. A layer without `editingInfo` gives no signal and i
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from oa_dagster.errors import DownloadError, EsriTokenRequired
@@ -54,16 +55,27 @@ def object_id_extent(client: ArcGISClient, oid_field: str | None) -> tuple[int, 
     return (ids[0], ids[-1]) if ids else None
 
 
-def layer_signal(client: ArcGISClient, info: LayerInfo, count: int | None) -> dict[str, Any]:
-    """The layer's signal now, or `{}` when it has none (no `editingInfo`, no count or no object ids).
+def count_and_extent(client: ArcGISClient, info: LayerInfo) -> tuple[int | None, Future[tuple[int, int] | None]]:
+    """The feature count, and the object-id extent asked at the same time: one round trip of waiting instead of two
+    (a set's planning asks every ArcGIS layer it launches, a dump asks before its pages).
 
-    Raises `DownloadError` when the server fails to answer (the caller decides what that means).
+    The count's errors are raised here; the extent's are kept in its (completed) future, for `signal_from`'s caller
+    to judge. A layer without `editingInfo` has no signal, so its extent is not asked (the future holds None).
     """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oa-esri-extent") as pool:
+        if editing_dates(info) is None:
+            extent: Future[tuple[int, int] | None] = Future()
+            extent.set_result(None)
+        else:
+            extent = pool.submit(object_id_extent, client, info.oid_field)
+        count = client.count()
+    return count, extent
+
+
+def signal_from(info: LayerInfo, count: int | None, extent: tuple[int, int] | None) -> dict[str, Any]:
+    """The layer's signal from its editing dates, count and object-id extent; `{}` when a part is missing."""
     dates = editing_dates(info)
-    if dates is None or count is None:
-        return {}
-    extent = object_id_extent(client, info.oid_field)
-    if extent is None and count:
+    if dates is None or count is None or (extent is None and count):
         return {}
     low, high = extent or (None, None)
     return {"protocol": "esri", **dates, "count": count, "oid_min": low, "oid_max": high}
