@@ -53,41 +53,14 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-class SlowHandler(SimpleHTTPRequestHandler):
-    """Serves the files after `latency` seconds: a remote server's response time (no CPU used meanwhile).
-
-    Like any static file server it sends `Last-Modified` and answers a matching `If-Modified-Since` with 304;
-    `bytes_sent` counts the file bodies it sent.
-    """
-
-    latency = 0.0
-    bytes_sent = 0
-    lock = threading.Lock()
-
-    def do_GET(self) -> None:
-        time.sleep(self.latency)
-        super().do_GET()
-
-    def do_HEAD(self) -> None:  # a set's planning asks a file's size with HEAD: a round trip like any other
-        time.sleep(self.latency)
-        super().do_HEAD()
-
-    def copyfile(self, source: Any, outputfile: Any) -> None:
-        size = os.fstat(source.fileno()).st_size
-        with SlowHandler.lock:
-            SlowHandler.bytes_sent += size
-        super().copyfile(source, outputfile)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+from bench.upstreams import SlowHandler, UpstreamsProcess  # noqa: E402
 
 
 def make_sources(base: Path, entries: int, rows: int, url: str, layers: list[str] | None = None) -> Path:
@@ -178,7 +151,7 @@ def run_set(
     from oa_dagster.sources.model import LAYERS
     from tests.platform_helpers import materialize_catalog
 
-    waited = wait_for_idle_queue(instance)
+    waited = wait_for_idle_queue(instance, args.quiet)
     if waited > 1:
         print(f"{set_id}: waited {waited:.0f} s for the runs before it to end (the previous set's collections)")
     catalog_started = time.time()
@@ -309,82 +282,6 @@ def print_timeline(runs: list[Any], origin: float, by_run: list[float], carried:
     print(f"  entries recorded by runs {span(by_run)}; carried over {span(carried)}; set finished {wall:6.1f} s")
 
 
-def write_csv(path: Path, rows: int, seed: int) -> None:
-    lines = ["lon,lat,num,street"] + [
-        f"-122.{(seed * rows + r) % 9999:04d},37.{r:04d},{r + 1},MAIN ST" for r in range(rows)
-    ]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def entry_json(protocol: str, data: str, conform: dict[str, Any]) -> str:
-    layers = {"addresses": [{"name": "main", "protocol": protocol, "data": data, "conform": conform}]}
-    coverage = {"ISO 3166": {"alpha2": "US-CA"}, "country": "us"}
-    return json.dumps({"schema": 2, "coverage": coverage, "layers": layers})
-
-
-class WeeklyUpstreams:
-    """The weekly mix: every other entry a CSV from the HTTP server, the others ArcGIS layers (fake server, pages of
-    `rows // 3` features, the same latency); every upstream tracks changes (Last-Modified, editingInfo)."""
-
-    CSV_CONFORM = {"format": "csv", "lon": "lon", "lat": "lat", "number": "num", "street": "street"}
-    ESRI_CONFORM = {"format": "geojson", "number": "NUMBER", "street": "STREET"}
-
-    def __init__(self, base: Path, entries: int, rows: int, latency: float, http_url: str) -> None:
-        from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
-
-        self.rows, self.latency = rows, latency
-        self.www, self.sources = base / "www", base / "sources"
-        self.www.mkdir(parents=True)
-        self.arcgis = FakeArcGISServer().start()
-        self.features = point_features(rows)  # unchanged layers share their features and cached pages
-        self.cache: dict[tuple, bytes] = {}
-        self.layers: dict[int, Any] = {}
-        self._layer, self._points = FakeLayer, point_features
-        for i in range(entries):
-            path = self.sources / "xx" / f"s{i:04d}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if i % 2 == 0:
-                write_csv(self.www / f"s{i:04d}.csv", rows, i)
-                path.write_text(entry_json("http", f"{http_url}/s{i:04d}.csv", self.CSV_CONFORM))
-            else:
-                self.layers[i] = self._new_layer(self.features, self.cache, 1_700_000_000_000)
-                url = self.arcgis.add_layer(f"s{i:04d}", self.layers[i])
-                path.write_text(entry_json("ESRI", url, self.ESRI_CONFORM))
-
-    def _new_layer(self, features: list[dict[str, Any]], cache: dict[tuple, bytes], edited: int) -> Any:
-        return self._layer(
-            features,
-            max_record_count=max(1, self.rows // 3),
-            latency=self.latency,
-            cache_responses=True,
-            editing_info={"lastEditDate": edited, "dataLastEditDate": edited},
-            _cache=cache,
-        )
-
-    def change(self, share: float, grow: bool = False) -> list[int]:
-        """Change every 1/share-th entry upstream (new validators and new content: every row edited, or with `grow`
-        one row added, which for an ArcGIS layer of exactly three pages means a fourth); returns their numbers."""
-        step = max(1, round(1 / share)) if share > 0 else 0
-        count = len(list(self.sources.rglob("*.json")))
-        # one CSV and one ArcGIS layer in every 2 * step entries: the mix changes evenly
-        changed = [i for i in range(count) if step and i % (2 * step) in (0, step + 1)]
-        later = time.time() + 3600
-        for i in changed:
-            if i in self.layers:
-                layer = self.layers[i]
-                layer.features = self._points(self.rows + 1) if grow else self._points(self.rows, start=2)
-                layer._cache = {}
-                layer.editing_info = {"lastEditDate": 1_700_000_000_001, "dataLastEditDate": 1_700_000_000_001}
-            else:
-                path = self.www / f"s{i:04d}.csv"
-                write_csv(path, self.rows + 1, i) if grow else write_csv(path, self.rows, i + count)
-                os.utime(path, (later, later))  # a new Last-Modified
-        return changed
-
-    def bytes_sent(self) -> int:
-        return SlowHandler.bytes_sent + sum(layer.bytes_sent for layer in self.layers.values())
-
-
 def instance_config(args: argparse.Namespace) -> str:
     """deploy/local/dagster.yaml with `--concurrency` runs at once and the run queue polled every 5 s."""
     config = (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
@@ -409,10 +306,8 @@ def weekly(args: argparse.Namespace) -> int:
     from tests.platform_helpers import running_daemon
 
     base = Path(tempfile.mkdtemp(prefix="oa-bench-weekly-"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(base / "www")))
-    SlowHandler.latency = args.latency
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    upstreams = WeeklyUpstreams(base, args.entries, args.rows, args.latency, f"http://127.0.0.1:{server.server_port}")
+    # in a process of their own, as remote servers are: the catalog run (in this process) asks every one of them
+    upstreams = UpstreamsProcess(base, args.entries, args.rows, args.latency)
     cleanup = contextlib.ExitStack()
     try:
         home = base / "home"
@@ -473,8 +368,7 @@ def weekly(args: argparse.Namespace) -> int:
         return exit_code(all(r["finished"] for r in results.values()), base)
     finally:
         cleanup.close()
-        server.shutdown()
-        upstreams.arcgis.stop()
+        upstreams.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -503,6 +397,9 @@ def main() -> int:
         help="--storage postgres: directly, through PgBouncer (transaction pooling), or both, one after the other",
     )
     parser.add_argument("--baseline-sample", type=int, default=0, help="time ~N entries for the baseline; 0: all")
+    parser.add_argument(
+        "--quiet", type=float, default=75.0, help="seconds with no run queued or running before each set starts"
+    )
     parser.add_argument("--weekly", action="store_true", help="set 1, then set 2 incremental and in full (see weekly)")
     parser.add_argument("--change", type=float, default=0.1, help="--weekly: share of upstreams changed before set 2")
     parser.add_argument(
