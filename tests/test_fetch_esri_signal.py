@@ -20,25 +20,42 @@ def _entry(server: FakeArcGISServer, layer: FakeLayer) -> Any:
     return make_entry(server.add_layer("signal", layer), protocol="ESRI", conform=dict(CONFORM))
 
 
-def _recorded(count: int = 30) -> dict[str, Any]:
-    return {
+def _recorded(count: int = 30, oid_field: str | None = "OBJECTID") -> dict[str, Any]:
+    recorded = {
         "protocol": "esri",
         "last_edit": EDITED["lastEditDate"],
         "data_last_edit": EDITED["dataLastEditDate"],
         "count": count,
         "oid_min": 1,
         "oid_max": count,
+        "oid_field": oid_field,
     }
+    return recorded if oid_field else {k: v for k, v in recorded.items() if k != "oid_field"}
 
 
-def test_the_probe_asks_the_count_and_the_object_id_extent_at_once(arcgis_server: FakeArcGISServer) -> None:
+def test_the_probe_asks_the_metadata_the_count_and_the_extent_at_once(arcgis_server: FakeArcGISServer) -> None:
     layer = FakeLayer(point_features(30), editing_info=dict(EDITED), latency=0.3)
     answer = probe_upstream(_entry(arcgis_server, layer), _recorded(), fast_options())
     assert answer.unchanged, answer.signal
     assert "30 features, object ids 1-30 unchanged" in answer.signal
+    assert layer.hits == 3 and layer.statistics_queries == 1
+    assert layer.most_in_flight == 3  # the recorded id field: nothing waits for the metadata
+
+
+def test_a_record_without_the_id_field_asks_the_metadata_first(arcgis_server: FakeArcGISServer) -> None:
+    layer = FakeLayer(point_features(30), editing_info=dict(EDITED), latency=0.3)
+    answer = probe_upstream(_entry(arcgis_server, layer), _recorded(oid_field=None), fast_options())
+    assert answer.unchanged, answer.signal
     assert layer.hits == 3  # metadata, then the count and the statistics together
-    assert layer.statistics_queries == 1
     assert layer.most_in_flight == 2
+
+
+def test_a_republished_layer_with_another_id_field_has_changed(arcgis_server: FakeArcGISServer) -> None:
+    layer = FakeLayer(point_features(30), editing_info=dict(EDITED), oid_field="FID")
+    answer = probe_upstream(_entry(arcgis_server, layer), _recorded(), fast_options())
+    assert not answer.unchanged
+    assert answer.signal == "changed: object-id field 'OBJECTID' -> 'FID'"
+    assert answer.size is not None and answer.size.amount == 30
 
 
 def test_a_changed_count_is_seen_with_the_extent_asked_beside_it(arcgis_server: FakeArcGISServer) -> None:
@@ -49,11 +66,18 @@ def test_a_changed_count_is_seen_with_the_extent_asked_beside_it(arcgis_server: 
     assert answer.size is not None and answer.size.amount == 31
 
 
-def test_a_layer_without_editing_info_is_not_asked_its_extent(arcgis_server: FakeArcGISServer) -> None:
+def test_a_layer_that_stopped_tracking_edits_has_changed_and_a_dump_does_not_ask_its_extent(
+    arcgis_server: FakeArcGISServer, tmp_path: Path
+) -> None:
     layer = FakeLayer(point_features(30))
-    answer = probe_upstream(_entry(arcgis_server, layer), _recorded(), fast_options())
+    entry = _entry(arcgis_server, layer)
+    answer = probe_upstream(entry, _recorded(), fast_options())
     assert not answer.unchanged and "no editingInfo" in answer.signal
-    assert layer.statistics_queries == 0
+
+    asked = layer.statistics_queries  # the probe asked it beside the metadata: the record said it tracked edits
+    download = fetch_entry(entry, tmp_path, fast_options())
+    assert download.feature_count == 30 and download.validators == {}
+    assert layer.statistics_queries == asked  # the dump reads the metadata first: no signal, no extent asked
 
 
 def test_an_unanswerable_extent_fails_the_probe_but_not_the_dump(

@@ -154,6 +154,7 @@ def test_a_second_set_carries_unchanged_entries_over_and_processes_the_changed_o
             "count": 30,
             "oid_min": 1,
             "oid_max": 30,
+            "oid_field": "OBJECTID",
         }
         set1 = latest_by_partition(instance)
         before = upstreams.requests()

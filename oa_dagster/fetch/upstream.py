@@ -8,7 +8,8 @@ Each protocol has its own signal, recorded with the output when it was downloade
   same without sending a body (`conditional: false` is kept with the signal).
 - FTP: the same `SIZE` and `MDTM`.
 - ArcGIS REST: the same `editingInfo` dates, feature count and object-id extent (`fetch/esri/signal.py`); a layer
-  without `editingInfo` is always changed.
+  without `editingInfo` is always changed. The metadata, the count and the extent are asked at once when the
+  recorded signal names the object-id field (older records: the metadata first); a different field is a change.
 
 A probe never raises: a probe that fails (a timeout, an error answer, a refused host) says "changed", and the
 download that follows reports the problem the usual way. Nothing here knows about the store or Dagster.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -153,10 +155,23 @@ def _probe_esri(
     base, token = layer_url(url)
     client = ArcGISClient(base, options, entry.request_headers, log, token)
     try:
-        info = client.metadata()
+        known_field = recorded.get("oid_field")
+        if known_field:  # the recorded id field: the metadata, the count and the extent asked at once
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oa-esri-count") as pool:
+                asked = pool.submit(count_and_extent, client, known_field)
+                info = client.metadata()
+            count, extent = asked.result()
+        else:
+            info = client.metadata()
+            count, extent = None, None
         if not info.raw.get("editingInfo"):
             return UpstreamAnswer(False, "the layer has no editingInfo: always downloaded")
-        count, extent = count_and_extent(client, info)
+        if known_field and info.oid_field != known_field:  # republished: its ids mean something else now
+            return UpstreamAnswer(
+                False, f"changed: object-id field {known_field!r} -> {info.oid_field!r}", size=_features(count)
+            )
+        if extent is None:
+            count, extent = count_and_extent(client, info.oid_field)
         now = signal_from(info, count, extent.result())
     finally:
         client.close()

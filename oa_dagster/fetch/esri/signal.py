@@ -4,6 +4,9 @@ A layer whose service tracks edits (`editingInfo.lastEditDate`, and `dataLastEdi
 is taken as unchanged only when those dates, the feature count and the object-id extent (min and max) are all
 what they were: an edit date alone misses a layer truncated and reloaded by a script that keeps the date, a count
 alone misses edits in place. A layer without `editingInfo` gives no signal and is always downloaded again.
+
+The count and the extent are asked at once; the signal keeps the object-id field's name, so the next probe asks the
+extent beside the metadata too (one round trip of waiting per layer, where a set's planning asks thousands).
 """
 
 from __future__ import annotations
@@ -55,19 +58,21 @@ def object_id_extent(client: ArcGISClient, oid_field: str | None) -> tuple[int, 
     return (ids[0], ids[-1]) if ids else None
 
 
-def count_and_extent(client: ArcGISClient, info: LayerInfo) -> tuple[int | None, Future[tuple[int, int] | None]]:
-    """The feature count, and the object-id extent asked at the same time: one round trip of waiting instead of two
-    (a set's planning asks every ArcGIS layer it launches, a dump asks before its pages).
+def count_and_extent(
+    client: ArcGISClient, oid_field: str | None, *, extent_wanted: bool = True
+) -> tuple[int | None, Future[tuple[int, int] | None]]:
+    """The feature count, and the extent of `oid_field` asked at the same time: one round trip of waiting instead of
+    two (a set's planning asks every ArcGIS layer it launches, a dump asks before its pages).
 
     The count's errors are raised here; the extent's are kept in its (completed) future, for `signal_from`'s caller
-    to judge. A layer without `editingInfo` has no signal, so its extent is not asked (the future holds None).
+    to judge. Without `extent_wanted` (a layer without `editingInfo` has no signal) the future holds None.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oa-esri-extent") as pool:
-        if editing_dates(info) is None:
-            extent: Future[tuple[int, int] | None] = Future()
-            extent.set_result(None)
+        if extent_wanted:
+            extent = pool.submit(object_id_extent, client, oid_field)
         else:
-            extent = pool.submit(object_id_extent, client, info.oid_field)
+            extent = Future()
+            extent.set_result(None)
         count = client.count()
     return count, extent
 
@@ -78,4 +83,5 @@ def signal_from(info: LayerInfo, count: int | None, extent: tuple[int, int] | No
     if dates is None or count is None or (extent is None and count):
         return {}
     low, high = extent or (None, None)
-    return {"protocol": "esri", **dates, "count": count, "oid_min": low, "oid_max": high}
+    # the id field too: the next probe asks its extent beside the metadata, not after it
+    return {"protocol": "esri", **dates, "count": count, "oid_min": low, "oid_max": high, "oid_field": info.oid_field}
