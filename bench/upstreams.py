@@ -13,6 +13,7 @@ import functools
 import json
 import multiprocessing
 import os
+import tempfile
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -64,33 +65,39 @@ def entry_json(protocol: str, data: str, conform: dict[str, Any]) -> str:
 
 
 class WeeklyUpstreams:
-    """The weekly mix: every other entry a CSV from the HTTP server, the others ArcGIS layers (fake server, pages of
-    `rows // 3` features, the same latency); every upstream tracks changes (Last-Modified, editingInfo)."""
+    """The weekly mix: every other entry a CSV from an HTTP server, the others ArcGIS layers (fake servers, pages of
+    `rows // 3` features, the same latency); every upstream tracks changes (Last-Modified, editingInfo). The entries
+    are spread over `HOSTS` servers of each kind, as real ones are over many hosts (a set's planning asks at most a
+    few of one host at once)."""
 
+    HOSTS = 4
     CSV_CONFORM = {"format": "csv", "lon": "lon", "lat": "lat", "number": "num", "street": "street"}
     ESRI_CONFORM = {"format": "geojson", "number": "NUMBER", "street": "STREET"}
 
-    def __init__(self, base: Path, entries: int, rows: int, latency: float, http_url: str) -> None:
+    def __init__(self, base: Path, entries: int, rows: int, latency: float, http_urls: list[str]) -> None:
         from tests.servers.arcgis import FakeArcGISServer, FakeLayer, point_features
 
         self.rows, self.latency = rows, latency
         self.www, self.sources = base / "www", base / "sources"
         self.www.mkdir(parents=True)
-        self.arcgis = FakeArcGISServer().start()
+        self.arcgis = [FakeArcGISServer().start() for _ in range(self.HOSTS)]
         self.features = point_features(rows)  # unchanged layers share their features and cached pages
         self.cache: dict[tuple, bytes] = {}
         self.layers: dict[int, Any] = {}
+        self.urls: dict[int, str] = {}
         self._layer, self._points = FakeLayer, point_features
         for i in range(entries):
             path = self.sources / "xx" / f"s{i:04d}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
+            host = (i // 2) % self.HOSTS
             if i % 2 == 0:
                 write_csv(self.www / f"s{i:04d}.csv", rows, i)
-                path.write_text(entry_json("http", f"{http_url}/s{i:04d}.csv", self.CSV_CONFORM))
+                self.urls[i] = f"{http_urls[host % len(http_urls)]}/s{i:04d}.csv"
+                path.write_text(entry_json("http", self.urls[i], self.CSV_CONFORM))
             else:
                 self.layers[i] = self._new_layer(self.features, self.cache, 1_700_000_000_000)
-                url = self.arcgis.add_layer(f"s{i:04d}", self.layers[i])
-                path.write_text(entry_json("ESRI", url, self.ESRI_CONFORM))
+                self.urls[i] = self.arcgis[host].add_layer(f"s{i:04d}", self.layers[i])
+                path.write_text(entry_json("ESRI", self.urls[i], self.ESRI_CONFORM))
 
     def _new_layer(self, features: list[dict[str, Any]], cache: dict[tuple, bytes], edited: int) -> Any:
         return self._layer(
@@ -104,35 +111,58 @@ class WeeklyUpstreams:
 
     def change(self, share: float, grow: bool = False) -> list[int]:
         """Change every 1/share-th entry upstream (new validators and new content: every row edited, or with `grow`
-        one row added, which for an ArcGIS layer of exactly three pages means a fourth); returns their numbers."""
+        one row added, which for an ArcGIS layer of exactly three pages means a fourth); returns their numbers.
+
+        The changed layers share one cache of pages, filled here by one dump: every layer's pages are then served
+        from a cache, in the incremental set as in the full one (rendering them is the fake server's CPU, taken
+        from the runs on this machine, not a cost of the platform)."""
         step = max(1, round(1 / share)) if share > 0 else 0
         count = len(list(self.sources.rglob("*.json")))
         # one CSV and one ArcGIS layer in every 2 * step entries: the mix changes evenly
         changed = [i for i in range(count) if step and i % (2 * step) in (0, step + 1)]
         later = time.time() + 3600
+        features = self._points(self.rows + 1) if grow else self._points(self.rows, start=2)
+        fresh: dict[tuple, bytes] = {}
         for i in changed:
             if i in self.layers:
                 layer = self.layers[i]
-                layer.features = self._points(self.rows + 1) if grow else self._points(self.rows, start=2)
-                layer._cache = {}
+                layer.features, layer._cache = features, fresh
                 layer.editing_info = {"lastEditDate": 1_700_000_000_001, "dataLastEditDate": 1_700_000_000_001}
             else:
                 path = self.www / f"s{i:04d}.csv"
                 write_csv(path, self.rows + 1, i) if grow else write_csv(path, self.rows, i + count)
                 os.utime(path, (later, later))  # a new Last-Modified
+        warm = next((i for i in changed if i in self.layers), None)
+        if warm is not None:
+            self._dump(self.urls[warm])
         return changed
+
+    def _dump(self, url: str) -> None:
+        """One layer dumped as a set's run dumps it (the same queries: its pages are what the runs will ask)."""
+        from oa_dagster.fetch import fetch_entry
+        from oa_dagster.resources.processing import ProcessingSettings
+        from tests.servers.helpers import make_entry
+
+        with tempfile.TemporaryDirectory(prefix="oa-bench-warm-") as tmp:
+            entry = make_entry(url, protocol="ESRI", conform=dict(self.ESRI_CONFORM))
+            fetch_entry(entry, Path(tmp), ProcessingSettings().fetch_options())
 
     def bytes_sent(self) -> int:
         return SlowHandler.bytes_sent + sum(layer.bytes_sent for layer in self.layers.values())
 
 
 def _serve_weekly(conn: Connection, base: str, entries: int, rows: int, latency: float) -> None:
-    """The child process: the file server and the ArcGIS server, answering the parent's commands until `stop`."""
+    """The child process: the file servers and the ArcGIS servers, answering the parent's commands until `stop`."""
     www = Path(base) / "www"  # made by WeeklyUpstreams
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(www)))
     SlowHandler.latency = latency
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    upstreams = WeeklyUpstreams(Path(base), entries, rows, latency, f"http://127.0.0.1:{server.server_port}")
+    servers = [
+        ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(www)))
+        for _ in range(WeeklyUpstreams.HOSTS)
+    ]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    urls = [f"http://127.0.0.1:{server.server_port}" for server in servers]
+    upstreams = WeeklyUpstreams(Path(base), entries, rows, latency, urls)
     conn.send(str(upstreams.sources))
     try:
         while True:
@@ -141,8 +171,10 @@ def _serve_weekly(conn: Connection, base: str, entries: int, rows: int, latency:
                 break
             conn.send(upstreams.change(*params) if command == "change" else upstreams.bytes_sent())
     finally:
-        server.shutdown()
-        upstreams.arcgis.stop()
+        for server in servers:
+            server.shutdown()
+        for arcgis in upstreams.arcgis:
+            arcgis.stop()
 
 
 class UpstreamsProcess:

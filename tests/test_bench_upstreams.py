@@ -20,24 +20,22 @@ def _data_urls(sources: Path) -> list[str]:
 
 
 def test_the_upstreams_process_serves_changes_and_counts_its_bytes(tmp_path: Path) -> None:
-    upstreams = UpstreamsProcess(tmp_path, entries=4, rows=6, latency=0.0)
+    upstreams = UpstreamsProcess(tmp_path, entries=8, rows=6, latency=0.0)
     try:
         assert upstreams.process.pid is not None and upstreams.process.is_alive()
-        csv_url, layer_url, *_ = _data_urls(upstreams.sources)
-        first = requests.get(csv_url, timeout=10)
+        urls = _data_urls(upstreams.sources)
+        assert len({url.split("/")[2] for url in urls}) == 8  # four file servers and four ArcGIS servers
+        first = requests.get(urls[0], timeout=10)
         assert first.status_code == 200 and first.text.startswith("lon,lat,num,street")
         assert upstreams.bytes_sent() == len(first.content)
 
-        metadata = requests.get(layer_url, params={"f": "json"}, timeout=10).json()
-        edited = metadata["editingInfo"]["lastEditDate"]
-        assert upstreams.change(0.5) == [0, 3]  # one CSV and one layer in every two entries
-        assert (
-            requests.get(layer_url.replace("s0001", "s0003"), params={"f": "json"}, timeout=10).json()["editingInfo"][
-                "lastEditDate"
-            ]
-            == edited + 1
-        )
-        again = requests.get(csv_url, headers={"If-Modified-Since": first.headers["Last-Modified"]}, timeout=10)
+        edited = requests.get(urls[3], params={"f": "json"}, timeout=10).json()["editingInfo"]["lastEditDate"]
+        sent = upstreams.bytes_sent()
+        assert upstreams.change(0.5) == [0, 3, 4, 7]  # one CSV and one layer in every two entries
+        assert upstreams.bytes_sent() > sent  # the changed layers' pages, dumped once to fill their cache
+        layer = requests.get(urls[3], params={"f": "json"}, timeout=10).json()
+        assert layer["editingInfo"]["lastEditDate"] == edited + 1
+        again = requests.get(urls[0], headers={"If-Modified-Since": first.headers["Last-Modified"]}, timeout=10)
         assert again.status_code == 200 and again.content != first.content  # a new Last-Modified, new rows
     finally:
         upstreams.stop()

@@ -206,3 +206,32 @@ def test_a_run_of_an_incremental_set_plans_its_changed_entries_only_and_one_that
         for key in keys
     }
     assert progress["done"] == 7 and progress["failed"] == 1 and progress["unchanged"] == 5
+
+
+def test_the_planning_asks_many_upstreams_at_once_but_few_of_one_host(tmp_path: Path) -> None:
+    from oa_dagster.platform.catalog import build_catalog
+    from oa_dagster.platform.set_probing import probe_set, upstream_host
+    from oa_dagster.resources.processing import ProcessingSettings
+
+    busy, quiet = FakeArcGISServer().start(), FakeArcGISServer().start()
+    try:
+        sources = tmp_path / "sources"
+        for i in range(12):  # twelve layers on one server, four on another: sizes asked (never run), one query each
+            server = busy if i < 12 - 4 else quiet
+            url = server.add_layer(f"l{i:02d}", FakeLayer(point_features(5), latency=0.3))
+            write_source(sources, f"us/xx/l{i:02d}", {"addresses": [entry("main", "ESRI", url, ESRI_CONFORM)]})
+        catalog = build_catalog(sources, "c0", ref="main", origin="test", keep_source_dir=True)
+        keys = sorted(catalog["entries"]["addresses"])
+        assert upstream_host(catalog, "addresses", keys[0]) == f"127.0.0.1:{busy.server_address[1]}"
+        assert upstream_host(catalog, "addresses", "us/xx/missing") == ""
+
+        options = ProcessingSettings().entry_options()
+        probes = probe_set(
+            catalog, {"addresses": keys}, LocalStore(tmp_path / "out"), options, None, workers=8, per_host=3
+        )
+        assert {key: p.size.amount for key, p in probes["addresses"].items() if p.size} == dict.fromkeys(keys, 5)
+        assert busy.most_in_flight == 3  # eight layers, three at a time
+        assert quiet.most_in_flight == 3  # the other host's probes went beside them, under its own limit
+    finally:
+        busy.stop()
+        quiet.stop()

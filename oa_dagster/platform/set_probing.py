@@ -1,11 +1,11 @@
 """A set's planning probes: every launched entry's upstream asked once, before any run starts.
 
 A run costs seconds of Dagster overhead, so the entries of a weekly set whose upstream did not change should not
-need one: the catalog run of a set asks every launched entry's upstream (a few at once, `workers`) whether its data
-changed since its latest good output (`check_entry`: a conditional GET, an FTP `SIZE`/`MDTM`, ArcGIS
-`editingInfo`), and how big it is when it has no previous seconds to be packed by (`probe_size`). A full set
-(`oa/launch=full`) asks only those sizes: its runs ask each upstream themselves, ahead of processing it, to judge its
-honesty. The answers are kept in the store as the set's plan (`sets/<set id>/plan.json`):
+need one: the catalog run of a set asks every launched entry's upstream (`workers` at once, at most `per_host` to
+one host) whether its data changed since its latest good output (`check_entry`: a conditional GET, an FTP
+`SIZE`/`MDTM`, ArcGIS `editingInfo`), and how big it is when it has no previous seconds to be packed by
+(`probe_size`). A full set (`oa/launch=full`) asks only those sizes: its runs ask each upstream themselves, ahead
+of processing it, to judge its honesty. The answers are kept in the store as the set's plan (`sets/<set id>/plan.json`):
 
 - an entry that may be carried over is recorded in bulk by the `set_launcher` sensor, not by a run;
 - the runs skip the carried entries their range sweeps in and reuse the recorded answers of the others (each
@@ -17,17 +17,21 @@ A probe that fails is an entry processed normally: its run asks again and downlo
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .change_detection import RefreshPolicy
 from .entry_processing import EntryCheck, EntryOptions, check_entry, remember_probe
 from .store import OutputStore, get_json, put_json
 
-DEFAULT_PROBE_WORKERS = 64  # upstreams asked at once: mostly waiting on servers, bounded for their sake
+DEFAULT_PROBE_WORKERS = 128  # upstreams asked at once: small requests that mostly wait on their servers
+PROBES_PER_HOST = 16  # of those, at most this many to one host: entries share servers (ArcGIS Online, a state GIS)
 
 
 def plan_key(set_id: str) -> str:
@@ -98,6 +102,17 @@ def probe_entry(
     return EntryProbe(key, check, size)
 
 
+def upstream_host(catalog: dict[str, Any], layer: str, key: str) -> str:
+    """The `host:port` an entry's data comes from, as its source names it; "" when that cannot be read."""
+    try:
+        info = catalog["entries"][layer][key]
+        items = catalog["sources"][info["source"]]["data"]["layers"][layer]
+        data = next(item["data"] for item in items if item.get("name") == info["name"])
+        return urlsplit(str(data).strip()).netloc.lower()
+    except (KeyError, TypeError, ValueError, StopIteration):
+        return ""
+
+
 def probe_set(
     catalog: dict[str, Any],
     launched: Mapping[str, Iterable[str]],
@@ -106,9 +121,11 @@ def probe_set(
     policy: RefreshPolicy | None,
     *,
     workers: int = DEFAULT_PROBE_WORKERS,
+    per_host: int = PROBES_PER_HOST,
     on_carried: OnCarried | None = None,
 ) -> dict[str, dict[str, EntryProbe]]:
-    """Every launched entry probed, `workers` at once; sizes asked only of entries without previous seconds.
+    """Every launched entry probed, `workers` at once and at most `per_host` to one host; sizes asked only of
+    entries without previous seconds.
 
     Without `policy` (a full set: nothing carried over) only those sizes are asked. `on_carried` gets each entry
     that may be carried over as soon as its probe says so: what it does overlaps the other probes' waiting.
@@ -122,10 +139,15 @@ def probe_set(
     found: dict[str, dict[str, EntryProbe]] = {layer: {} for layer in launched}
     if not jobs:
         return found
+    hosts = [upstream_host(catalog, layer, key) for layer, key, _ in jobs]
+    limits = {host: threading.BoundedSemaphore(max(1, per_host)) for host in set(hosts) if host}
+
+    def probe(job: tuple[str, str, bool], host: str) -> EntryProbe:
+        with limits.get(host) or contextlib.nullcontext():
+            return probe_entry(catalog, job[0], job[1], store, options, policy, job[2], on_carried)
+
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="oa-probe") as pool:
-        answers = pool.map(
-            lambda job: probe_entry(catalog, job[0], job[1], store, options, policy, job[2], on_carried), jobs
-        )
+        answers = pool.map(probe, jobs, hosts)
         for (layer, key, _), probe in zip(jobs, answers, strict=True):
             found[layer][key] = probe
     return found

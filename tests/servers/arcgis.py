@@ -280,16 +280,20 @@ class _Handler(BaseHTTPRequestHandler):
         if layer is None:
             self._send(404, b'{"error":{"code":404,"message":"Not found"}}')
             return
-        with layer._lock:
+        server = self.server
+        with layer._lock, server.lock:
             layer.hits += 1
             layer.in_flight += 1
             layer.most_in_flight = max(layer.most_in_flight, layer.in_flight)
             layer.statistics_queries += bool(params.get("outStatistics"))
+            server.in_flight += 1
+            server.most_in_flight = max(server.most_in_flight, server.in_flight)
         try:
             self._answer(layer, is_query, params)
         finally:
-            with layer._lock:
+            with layer._lock, server.lock:
                 layer.in_flight -= 1
+                server.in_flight -= 1
 
     def _answer(self, layer: FakeLayer, is_query: bool, params: dict[str, str]) -> None:
         if layer.latency:
@@ -337,6 +341,9 @@ class FakeArcGISServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.layers: dict[str, FakeLayer] = {}
+        self.lock = threading.Lock()
+        self.in_flight = 0  # requests to any layer being answered now, and the most at once
+        self.most_in_flight = 0
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def add_layer(self, name: str, layer: FakeLayer, kind: str = "FeatureServer") -> str:
