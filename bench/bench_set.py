@@ -28,11 +28,14 @@ four layers like the sources repository (`layer_mix.py`); `--baseline-sample K` 
     python bench/bench_set.py --weekly --entries 1000 [--change 0.1] [--change-kind edit|grow] [--rows 1500]
         [--latency 0.2]
 
-The weekly mode measures change detection: half the entries are CSVs from the HTTP server (Last-Modified), half
-ArcGIS layers on the fake ArcGIS server (editingInfo; pages of rows/3 features), all with `--latency`. Set 1
+The weekly mode measures change detection: half the entries are CSVs from HTTP servers (Last-Modified), half
+ArcGIS layers on fake ArcGIS servers (editingInfo; pages of rows/3 features), all with `--latency`, four servers of
+each kind in a process of their own (`upstreams.py`: real upstreams are many hosts, and their answers cost this
+process nothing). Set 1
 processes everything; then `--change` of the upstreams change (as many CSVs as layers; `--change-kind edit`, the
 default: every row edited, the same size; `grow`: one row more, which adds a page to every changed ArcGIS layer, so
-the changed entries cost a third more than the others, as a week's edits rarely do); set 2 runs incrementally
+the changed entries cost a third more than the others, as a week's edits rarely do; the changed layers' pages are
+cached before set 2, as the others' are); set 2 runs incrementally
 (the weekly schedule's `oa/launch=all`: unchanged entries carried over) and then again in full (`oa/launch=full`)
 on the same upstreams. Reported: each set's wall time (from its catalog's materialization, and from the start of
 its catalog run: the set's planning, probes and carried events, counted in), the catalog run's and its probing's
