@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +33,7 @@ from oa_dagster.errors import DownloadError
 from oa_dagster.fetch.cache import conditional_headers
 from oa_dagster.fetch.esri.client import ArcGISClient
 from oa_dagster.fetch.esri.dumper import layer_url
-from oa_dagster.fetch.esri.signal import count_and_extent, signal_from
+from oa_dagster.fetch.esri.signal import ask_at_once, signal_from
 from oa_dagster.fetch.ftp import ftp_signal
 from oa_dagster.fetch.http import checked_headers, http_validators, make_session
 from oa_dagster.fetch.options import FetchOptions, get_logger
@@ -157,21 +156,17 @@ def _probe_esri(
     try:
         known_field = recorded.get("oid_field")
         if known_field:  # the recorded id field: the metadata, the count and the extent asked at once
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oa-esri-count") as pool:
-                asked = pool.submit(count_and_extent, client, known_field)
-                info = client.metadata()
-            count, extent = asked.result()
-        else:
+            info, count, extent = ask_at_once(client, known_field)
+        else:  # an older record: the id field comes with the metadata
             info = client.metadata()
-            count, extent = None, None
         if not info.raw.get("editingInfo"):
             return UpstreamAnswer(False, "the layer has no editingInfo: always downloaded")
-        if known_field and info.oid_field != known_field:  # republished: its ids mean something else now
+        if not known_field:
+            _, count, extent = ask_at_once(client, info.oid_field, info=info)
+        elif info.oid_field != known_field:  # republished: its ids mean something else now
             return UpstreamAnswer(
                 False, f"changed: object-id field {known_field!r} -> {info.oid_field!r}", size=_features(count)
             )
-        if extent is None:
-            count, extent = count_and_extent(client, info.oid_field)
         now = signal_from(info, count, extent.result())
     finally:
         client.close()

@@ -31,7 +31,7 @@ from oa_dagster.fetch.esri.pages import (
     parse_geojson_page,
     split_envelope,
 )
-from oa_dagster.fetch.esri.signal import count_and_extent, editing_dates, signal_from
+from oa_dagster.fetch.esri.signal import ask_at_once, editing_dates, signal_from
 from oa_dagster.fetch.options import Download, FetchOptions, LimitExceeded, Throttle
 
 DEFAULT_PAGE_SIZE = 1000
@@ -239,7 +239,7 @@ def dump_layer(
     writer: _Writer | None = None
     try:
         info = client.metadata()
-        count, extent = count_and_extent(client, info.oid_field, extent_wanted=editing_dates(info) is not None)
+        _, count, extent = ask_at_once(client, info.oid_field, info=info, extent_wanted=editing_dates(info) is not None)
         signal = _signal(info, count, extent, log)  # before the pages: a change during the dump shows next time
         page_size = max(1, min(info.max_record_count or DEFAULT_PAGE_SIZE, options.esri_page_size_cap))
         out_fields = info.out_fields(fields, log)
