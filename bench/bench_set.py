@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import shutil
@@ -54,16 +53,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.upstreams import SlowHandler, UpstreamsProcess  # noqa: E402
+from bench.upstreams import UpstreamsProcess, serve_files  # noqa: E402
 
 
 def make_sources(base: Path, entries: int, rows: int, url: str, layers: list[str] | None = None) -> Path:
@@ -424,9 +421,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="oa-bench-set-"))
     www = base / "www"
     www.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(www)))
-    SlowHandler.latency = args.latency
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = serve_files(www, args.latency)
     shutil.rmtree(www)
     try:
         layers = None
@@ -435,7 +430,7 @@ def main() -> int:
             mix = scaled(counts, args.entries)
             layers = layer_sequence(mix)
             print(f"layers: {mix} (the proportions of {counts} from {origin})", flush=True)
-        sources = make_sources(base, args.entries, args.rows, f"http://127.0.0.1:{server.server_port}", layers)
+        sources = make_sources(base, args.entries, args.rows, url, layers)
         args.baseline = baseline_seconds(sources, base / "baseline", args.baseline_sample)
         print(
             f"baseline: {args.entries} entries processed and published in {args.baseline:.1f} s without Dagster"

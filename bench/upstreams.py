@@ -51,6 +51,15 @@ class SlowHandler(SimpleHTTPRequestHandler):
         pass
 
 
+def serve_files(directory: Path, latency: float = 0.0) -> tuple[ThreadingHTTPServer, str]:
+    """A file server for `directory` on a free local port, answering `latency` seconds late (every `SlowHandler`
+    shares the latency), serving in a thread of its own; returns it and its URL."""
+    SlowHandler.latency = latency
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
 def write_csv(path: Path, rows: int, seed: int) -> None:
     lines = ["lon,lat,num,street"] + [
         f"-122.{(seed * rows + r) % 9999:04d},37.{r:04d},{r + 1},MAIN ST" for r in range(rows)
@@ -154,15 +163,8 @@ class WeeklyUpstreams:
 def _serve_weekly(conn: Connection, base: str, entries: int, rows: int, latency: float) -> None:
     """The child process: the file servers and the ArcGIS servers, answering the parent's commands until `stop`."""
     www = Path(base) / "www"  # made by WeeklyUpstreams
-    SlowHandler.latency = latency
-    servers = [
-        ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(www)))
-        for _ in range(WeeklyUpstreams.HOSTS)
-    ]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    urls = [f"http://127.0.0.1:{server.server_port}" for server in servers]
-    upstreams = WeeklyUpstreams(Path(base), entries, rows, latency, urls)
+    servers, urls = zip(*(serve_files(www, latency) for _ in range(WeeklyUpstreams.HOSTS)), strict=True)
+    upstreams = WeeklyUpstreams(Path(base), entries, rows, latency, list(urls))
     conn.send(str(upstreams.sources))
     try:
         while True:

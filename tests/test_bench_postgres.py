@@ -3,21 +3,19 @@ what a set adds to the database, and the synthetic entries in the real workload'
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from bench.bench_set import SlowHandler, baseline_seconds, make_sources
+from bench.bench_set import baseline_seconds, make_sources
 from bench.layer_mix import SNAPSHOT_COUNTS, layer_sequence, real_counts, scaled, snapshot_counts
 from bench.pg_stats import added, database_stats
 from bench.pgbouncer import PGBOUNCER, running_pgbouncer
+from bench.upstreams import serve_files
 from oa_dagster.sources.load import load_catalog
 from tests.platform_helpers import postgres_or_skip, write_source
 from tests.sources_snapshot import require_snapshot
@@ -98,12 +96,11 @@ def test_synthetic_entries_of_every_layer_process(tmp_path: Path) -> None:
     (the baseline raises on an entry without output)."""
     www = tmp_path / "www"
     www.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SlowHandler, directory=str(www)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = serve_files(www)
     www.rmdir()
     try:
         mix = scaled(SNAPSHOT_COUNTS, 30)
-        sources = make_sources(tmp_path, 30, 5, f"http://127.0.0.1:{server.server_port}", layer_sequence(mix))
+        sources = make_sources(tmp_path, 30, 5, url, layer_sequence(mix))
         loaded, invalid = load_catalog(sources)
         assert not invalid
         by_layer = {layer: sum(1 for s in loaded for e in s.entries if e.layer == layer) for layer in mix}
