@@ -28,9 +28,8 @@ def _recorded(count: int = 30, oid_field: str | None = "OBJECTID") -> dict[str, 
         "count": count,
         "oid_min": 1,
         "oid_max": count,
-        "oid_field": oid_field,
     }
-    return recorded if oid_field else {k: v for k, v in recorded.items() if k != "oid_field"}
+    return {**recorded, "oid_field": oid_field} if oid_field else recorded
 
 
 def test_the_probe_asks_the_metadata_the_count_and_the_extent_at_once(arcgis_server: FakeArcGISServer) -> None:

@@ -148,8 +148,8 @@ def probe_set(
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="oa-probe") as pool:
         answers = pool.map(probe, jobs, hosts)
-        for (layer, key, _), probe in zip(jobs, answers, strict=True):
-            found[layer][key] = probe
+        for (layer, key, _), answer in zip(jobs, answers, strict=True):
+            found[layer][key] = answer
     return found
 
 
