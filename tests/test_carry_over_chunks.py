@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -12,9 +13,9 @@ from oa_dagster.assets import carry_over
 from oa_dagster.platform.store import LocalStore, get_json, put_json
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_TAG, SET_TAG
 from oa_dagster.sensors.sets import set_launcher
-from tests.platform_helpers import materialize_catalog
+from tests.platform_helpers import local, materialize_catalog, write_source
 from tests.servers.downloads import DownloadServer
-from tests.test_incremental_sets import check_results, csv_bytes
+from tests.test_incremental_sets import CSV_CONFORM, check_results, csv_bytes, entry
 from tests.test_set_planning_probes import _run_requests, etag_csv_sources
 
 pytest_plugins = ["tests.servers.fixtures"]
@@ -84,3 +85,83 @@ def test_a_set_planned_before_chunks_has_its_carried_events_written(tmp_path: Pa
         assert carry_over.write_carried_events(instance, store, "set-0", 1) == (3, 3)  # from entry 1 on
         written = instance.fetch_materializations(dg.AssetKey("addresses"), limit=10).records
     assert sorted(r.partition_key for r in written) == ["us/xx/b", "us/xx/c"]
+
+
+def _set(instance: dg.DagsterInstance, resources: dict, set_id: str, cursor: str | None) -> str | None:
+    """One set through the catalog run, its runs and set_launcher's ticks until it finished; the sensor's cursor."""
+    materialize_catalog(instance, resources, tags={SET_TAG: set_id, LAUNCH_TAG: LAUNCH_ALL})
+    result = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor))
+    _run_requests(instance, resources, list(result.run_requests))
+    cursor = result.cursor
+    for _ in range(4):
+        cursor = set_launcher(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)).cursor
+        if _progress(instance)["finished"]:
+            return cursor
+    raise AssertionError(f"{set_id} did not finish")
+
+
+def _latest(instance: dg.DagsterInstance) -> dict[str, dg.AssetMaterialization]:
+    latest: dict[str, dg.AssetMaterialization] = {}
+    for record in instance.fetch_materializations(dg.AssetKey("addresses"), limit=20).records:
+        event = record.asset_materialization
+        assert event is not None and event.partition is not None
+        latest.setdefault(event.partition, event)
+    return latest
+
+
+def test_the_planning_keeps_carried_outputs_as_plain_data_and_the_sensor_builds_the_events_a_run_would(
+    tmp_path: Path, download_server: DownloadServer
+) -> None:
+    """The catalog run stores each carried entry's output and previous count, no serialized Dagster event (the
+    planning, which the set's runs wait for, builds none); the sensor's events show what the entry's run showed."""
+    names = ["p0", "p1"]
+    for name in names:
+        download_server.route(f"/{name}.csv", body=csv_bytes(4), etag=f'"{name}-1"')
+    licence = {"url": "https://example.org/licence", "text": "Open", "attribution name": "Example County"}
+    extra = {"license": licence, "website": "https://example.org/gis"}
+    sources = tmp_path / "sources"
+    layer = [{**entry(n, "http", download_server.url(f"/{n}.csv"), CSV_CONFORM), **extra} for n in names]
+    write_source(sources, "us/xx/kept", {"addresses": layer})
+    resources = local(tmp_path, sources, set_slots=1, preview=True)
+    store = LocalStore(tmp_path / "data")
+    with dg.instance_for_test() as instance:
+        cursor = _set(instance, resources, "set-1", None)
+        first = _latest(instance)
+        _set(instance, resources, "set-2", cursor)
+        second = _latest(instance)
+        listing = get_json(store, carry_over.carried_key("set-2"))
+        chunk_text = (store.root / listing["chunks"][0]["key"]).read_text()
+    assert listing["entries"] == 2 and listing["catalog_id"]
+    stored = json.loads(chunk_text)
+    assert "__class__" not in chunk_text  # plain data: no Dagster serializer in the planning
+    assert {stored[k]["previous"] for k in stored} == {4}  # the count the quality check compares with
+    for name in names:
+        key = f"us/xx/kept/{name}"
+        before, after = first[key].metadata, second[key].metadata
+        assert second[key].tags == first[key].tags  # the same data version
+        assert after["status"].value == "unchanged" and after["set"].value == "set-2"
+        assert after["quality_gate"].value == "carried over (promoted)" and after["previous_feature_count"].value == 4
+        for same in ("feature_count", "fingerprint", "url_output", "files", "licence", "licence_url", "website"):
+            assert after[same] == before[same], same
+        assert after["attribution"].value == "Example County"
+        assert after["sample"] == before["sample"] and after["preview"] == before["preview"]  # columns in order
+        assert before["preview"].value.startswith("![preview](data:image/png;base64,")
+
+
+def test_carried_events_serialized_by_an_older_planning_are_still_written(tmp_path: Path) -> None:
+    """A set planned before the planning kept plain outputs: its chunks hold each entry's serialized events."""
+    from tests.test_bulk_events import events
+
+    store = LocalStore(tmp_path / "data")
+    keys = ["us/xx/a", "us/xx/b"]
+    chunk = carry_over.chunk_key("set-0", "addresses", 0)
+    put_json(store, chunk, {k: dg.serialize_value(events([k])) for k in keys})
+    put_json(
+        store,
+        carry_over.carried_key("set-0"),
+        {"entries": 2, "chunks": [{"key": chunk, "layer": "addresses", "entries": 2}]},
+    )
+    with dg.instance_for_test() as instance:
+        assert carry_over.write_carried_events(instance, store, "set-0", 0) == (2, 2)
+        written = instance.fetch_materializations(dg.AssetKey("addresses"), limit=10).records
+    assert sorted(r.partition_key for r in written) == keys

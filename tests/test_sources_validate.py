@@ -233,3 +233,40 @@ def test_coverage_geometry_type_is_checked_through_the_geojson_schema() -> None:
     errors = errors_of(lambda d: d["coverage"].update(geometry={"type": "Circle", "coordinates": [0, 0]}))
     assert len(errors) == 1 and errors[0].startswith('$.coverage.geometry.type: "Circle" is not one of "Point"')
     assert errors_of(lambda d: d["coverage"].update(geometry={"type": "Point", "coordinates": [1, 2]})) == []
+
+
+def test_the_schema_verdict_is_remembered_by_content_and_a_changed_source_is_validated_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The catalog run validates each source, then its set's planning rebuilds every entry from it: the second
+    time is a lookup. Key order does not matter; `true` and `1` (equal in Python) are not the same source."""
+    from oa_dagster.sources import validate
+
+    calls: list[Any] = []
+    real = validate.schema_errors
+
+    def counted(validator: Any, data: Any) -> list[str]:
+        calls.append(data)
+        return real(validator, data)
+
+    monkeypatch.setattr(validate, "schema_errors", counted)
+    monkeypatch.setattr(validate, "_schema_memo", {})
+    skipped = copy.deepcopy(ADDRESS)
+    skipped["layers"]["addresses"][0]["skip"] = True
+    reordered = {key: skipped[key] for key in reversed(list(skipped))}
+    assert validate_v2(skipped) == [] and validate_v2(reordered) == [] and len(calls) == 1
+    as_number = copy.deepcopy(skipped)
+    as_number["layers"]["addresses"][0]["skip"] = 1
+    wrong = validate_v2(as_number)
+    assert wrong and wrong[0].startswith("$.layers.addresses[0].skip:") and len(calls) == 2
+    assert validate_v2(as_number) == wrong and len(calls) == 2  # the errors remembered too
+    # the platform's own refusals come with a remembered verdict
+    refused = copy.deepcopy(ADDRESS)
+    refused["layers"]["addresses"][0]["name"] = "a,b"
+    first = validate_v2(refused)
+    assert first == validate_v2(refused) and any("comma" in line for line in first)
+    monkeypatch.setattr(validate, "SCHEMA_MEMO_SOURCES", 3)  # full: the memo starts over
+    validate_v2(ADDRESS)
+    assert len(calls) == 4 and len(validate._schema_memo) == 1
+    validate_v2(skipped)  # forgotten when the memo started over
+    assert len(calls) == 5 and len(validate._schema_memo) == 2

@@ -1,14 +1,15 @@
 """Carried-over entries recorded in bulk: a set's planning found their upstream unchanged, so no run processes them.
 
 The catalog run of a set probes every launched entry (`platform/set_probing.py`); for each one it may carry over it
-builds here (`CarriedEvents`, as the probe answers) the events a run would have written (`layers.entry_events`: the
-materialization with the same data version and metadata, `status: unchanged`, and both check evaluations) and keeps
-them serialized in the store, in chunks of `CHUNK_ENTRIES` entries of one layer
-(`sets/<set id>/carried/<layer>-<n>.json`, listed in order by `sets/<set id>/carried.json`). The `set_launcher`
-sensor writes them as runless events once the set's runs have been requested, `WRITE_ENTRIES` entries to a database
-transaction (`bulk_events.py`), a bounded number of seconds per tick, reading only the chunks it writes; so the UI
-shows those partitions fresh with their data version and checks, and `set_progress` counts them as unchanged,
-without a run per batch.
+keeps here (`CarriedEntries`, as the probe answers) the entry's latest good output as plain data
+(`entry_processing.carried_output`) and the feature count of its latest materialization, in chunks of
+`CHUNK_ENTRIES` entries of one layer (`sets/<set id>/carried/<layer>-<n>.json`, listed in order by
+`sets/<set id>/carried.json`). The `set_launcher` sensor, once the set's runs have been requested, builds from them
+the events a run would have written (`layers.entry_events`: the materialization with the same data version and
+metadata, `status: unchanged`, and both check evaluations) and writes them as runless events, `WRITE_ENTRIES`
+entries to a database transaction (`bulk_events.py`), a bounded number of seconds per tick, reading only the
+chunks it writes. So the UI shows those partitions fresh with their data version and checks, and `set_progress`
+counts them as unchanged, without a run per batch; and the planning, which the set's runs wait for, builds no event.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import dagster as dg
 
+from oa_dagster.platform.entry_processing import carried_result
 from oa_dagster.platform.store import OutputStore, get_json, put_json
 
 from .bulk_events import Event, store_runless_events
@@ -29,6 +31,10 @@ from .layers import entry_events, previous_counts
 WRITE_BUDGET_SECONDS = 20.0  # per sensor tick: the rest is written at the next tick
 CHUNK_ENTRIES = 200  # entries per stored chunk: a tick reads only the chunks it writes
 WRITE_ENTRIES = 100  # entries per database transaction: short enough not to hold up the runs' own writes
+
+# a stored carried entry: {"output": its `carried_output` record, "previous": feature count or None}; a set
+# planned by an older version stored its serialized events instead
+Carried = dict[str, Any] | str
 
 
 def carried_key(set_id: str) -> str:
@@ -40,12 +46,11 @@ def chunk_key(set_id: str, layer: str, number: int) -> str:
     return f"sets/{set_id}/carried/{layer}-{number:04d}.json"
 
 
-class CarriedEvents:
-    """The serialized events of the entries a set's planning carries over, built as their probes answer.
+class CarriedEntries:
+    """The entries a set's planning carries over, kept as their probes answer (plain data, no events yet).
 
-    Passed to `set_probing.probe_set` as `on_carried`: each entry's events are built in its probe's thread, so the
-    serializing overlaps the other probes' waiting on their servers; the feature counts of the launched entries'
-    latest materializations (what the quality check compares with) are read meanwhile in a thread of their own.
+    Passed to `set_probing.probe_set` as `on_carried`. The feature counts of the launched entries' latest
+    materializations (what the quality check compares with) are read meanwhile in a thread of their own.
     """
 
     def __init__(
@@ -65,36 +70,34 @@ class CarriedEvents:
             for layer, keys_ in launched.items()
         }
         self._lock = threading.Lock()
-        self.built: dict[str, dict[str, str]] = {}
+        self.kept: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def __call__(self, layer: str, key: str, result: Any) -> None:
-        previous = self._previous[layer].result().get(key)
-        text = dg.serialize_value(
-            entry_events(result, self.store, self.catalog_id, self.set_id, previous, self.warn_drop)
-        )
+    def __call__(self, layer: str, key: str, output: dict[str, Any]) -> None:
+        carried = {"output": output, "previous": self._previous[layer].result().get(key)}
         with self._lock:
-            self.built.setdefault(layer, {})[key] = text
+            self.kept.setdefault(layer, {})[key] = carried
 
     def close(self) -> None:
         self._reader.shutdown(wait=True, cancel_futures=True)
 
     def save(self) -> int:
-        """Store the events in chunks and their list; returns how many entries."""
+        """Store the entries in chunks and their list; returns how many entries."""
         chunks: list[dict[str, Any]] = []
-        for layer in sorted(self.built):
-            keys = sorted(self.built[layer])
+        for layer in sorted(self.kept):
+            keys = sorted(self.kept[layer])
             for number, first in enumerate(range(0, len(keys), CHUNK_ENTRIES)):
                 part = keys[first : first + CHUNK_ENTRIES]
                 key = chunk_key(self.set_id, layer, number)
-                put_json(self.store, key, {k: self.built[layer][k] for k in part})
+                put_json(self.store, key, {k: self.kept[layer][k] for k in part})
                 chunks.append({"key": key, "layer": layer, "entries": len(part)})
         entries = sum(c["entries"] for c in chunks)
-        put_json(self.store, carried_key(self.set_id), {"entries": entries, "chunks": chunks})
+        listing = {"entries": entries, "chunks": chunks, "catalog_id": self.catalog_id, "warn_drop": self.warn_drop}
+        put_json(self.store, carried_key(self.set_id), listing)
         return entries
 
 
-def _entries_from(store: OutputStore, listing: Mapping[str, Any], start: int) -> Iterator[str]:
-    """The serialized events of each carried entry from entry number `start` on, reading only the chunks needed."""
+def _entries_from(store: OutputStore, listing: Mapping[str, Any], start: int) -> Iterator[Carried]:
+    """Each carried entry from entry number `start` on, reading only the chunks needed."""
     if "chunks" not in listing:  # a set planned before chunks: every layer's events in the one file
         texts = [listing[layer][key] for layer in sorted(listing) for key in sorted(listing[layer])]
         yield from texts[start:]
@@ -102,9 +105,18 @@ def _entries_from(store: OutputStore, listing: Mapping[str, Any], start: int) ->
     first = 0
     for chunk in listing["chunks"]:
         if first + chunk["entries"] > start:
-            stored: dict[str, str] = get_json(store, chunk["key"]) or {}
+            stored: dict[str, Carried] = get_json(store, chunk["key"]) or {}
             yield from [stored[key] for key in sorted(stored)][max(0, start - first) :]
         first += chunk["entries"]
+
+
+def _events_of(carried: Carried, store: OutputStore, listing: Mapping[str, Any], set_id: str) -> list[Event]:
+    """The events of one carried entry: built from its output, or as serialized by a planning of an older version."""
+    if isinstance(carried, str):
+        return dg.deserialize_value(carried, list)
+    result = carried_result(carried["output"])
+    previous = carried["previous"]
+    return entry_events(result, store, listing["catalog_id"], set_id, previous, listing["warn_drop"])
 
 
 def write_carried_events(
@@ -127,8 +139,8 @@ def write_carried_events(
     done = start
     pending: list[Event] = []
     written = 0
-    for text in _entries_from(store, listing, start):
-        pending += dg.deserialize_value(text, list)
+    for carried in _entries_from(store, listing, start):
+        pending += _events_of(carried, store, listing, set_id)
         written += 1
         if written == WRITE_ENTRIES:
             store_runless_events(instance, pending)

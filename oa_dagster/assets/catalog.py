@@ -5,8 +5,9 @@ removes the layer assets' partitions: one per entry to process (entries marked `
 metadata, not made partitions).
 
 The catalog run of a set is also the set's planning: it probes the upstream of every entry the set launches
-(`platform/set_probing.py`), keeps the answers as the set's plan, and the events of the entries it carries over
-(`carry_over.py`), so the `set_launcher` sensor launches runs only for the others.
+(`platform/set_probing.py`), keeps the answers as the set's plan, and the outputs of the entries it carries over
+(`carry_over.py`), so the `set_launcher` sensor launches runs only for the others and writes the carried entries'
+events.
 """
 
 import time
@@ -34,7 +35,7 @@ from oa_dagster.resources.store import OutputStoreResource
 from oa_dagster.run_tags import LAUNCH_ALL, LAUNCH_CHANGED, LAUNCH_FULL, LAUNCH_TAG, SET_TAG
 
 from . import OWNERS
-from .carry_over import CarriedEvents, carried_key
+from .carry_over import CarriedEntries, carried_key
 from .layers import LAYER_PARTITIONS
 
 MAX_LISTED = 200  # keys listed in metadata per layer; the stored catalog has them all
@@ -67,14 +68,14 @@ def plan_set(
     launch: str,
     processing: ProcessingSettings,
 ) -> dict[str, Any]:
-    """Probe the upstreams of the set's entries, keep the plan and the carried entries' events; metadata to show."""
+    """Probe the upstreams of the set's entries, keep the plan and the carried entries' outputs; metadata to show."""
     options = processing.entry_options()
     # a full set carries nothing over: its runs ask each upstream themselves, ahead of processing its entry (the
     # answer judges the upstream's honesty), so its planning asks only the sizes of entries never run before
     policy = None if launch == LAUNCH_FULL else options.refresh_policy()
     launched = {layer: launched_entries(catalog, layer, launch) for layer in catalog["entries"]}
     started = time.monotonic()
-    events = CarriedEvents(
+    carried_entries = CarriedEntries(
         context.instance,
         out,
         launched if policy is not None else {},
@@ -82,24 +83,26 @@ def plan_set(
         set_id=set_id,
         warn_drop=processing.warn_drop,
     )
-    try:  # the carried entries' events are built as their probes answer
-        probes = probe_set(catalog, launched, out, options, policy, workers=processing.probe_workers, on_carried=events)
+    try:  # the carried entries are kept as their probes answer
+        probes = probe_set(
+            catalog, launched, out, options, policy, workers=processing.probe_workers, on_carried=carried_entries
+        )
     finally:
-        events.close()
+        carried_entries.close()
     seconds = time.monotonic() - started
     save_plan(out, set_id, catalog["id"], probes, seconds)
     started = time.monotonic()
-    carried = events.save()
+    carried = carried_entries.save()
     carry_seconds = time.monotonic() - started
     counts = probe_summary(probes)
     context.log.info(
         f"{set_id}: {counts['probed']} upstreams asked, {carried} entries carried over, {counts['sized']} sized, "
-        f"{counts['probe_failed']} probes failed ({seconds:.1f} s; carried events stored in {carry_seconds:.1f} s)"
+        f"{counts['probe_failed']} probes failed ({seconds:.1f} s; carried entries stored in {carry_seconds:.1f} s)"
     )
     return {
         **{f"plan_{name}": n for name, n in counts.items()},
         "plan_probe_seconds": round(seconds, 1),
-        "plan_carry_seconds": round(carry_seconds, 1),  # storing the carried entries' events (built while probing)
+        "plan_carry_seconds": round(carry_seconds, 1),  # storing the carried entries (kept while probing)
         "plan": dg.MetadataValue.path(out.url(plan_key(set_id))),
         "plan_carried_events": dg.MetadataValue.path(out.url(carried_key(set_id))),
     }

@@ -171,7 +171,7 @@ def _fail_retryable(context: dg.AssetExecutionContext, error: InstanceUnreachabl
 
 
 def _carried(checks: Ahead[Any], key: str) -> bool:
-    return checks.get(key).carried is not None
+    return checks.get(key).carried_output is not None
 
 
 def _refresh_policy(context: dg.AssetExecutionContext, layer: str, options: EntryOptions) -> RefreshPolicy | None:

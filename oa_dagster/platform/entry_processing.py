@@ -10,6 +10,7 @@ the Dagster event log: the entry's INFO lines go to its `log.txt`, and its warni
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
 import json
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import oa_dagster
+from oa_dagster.conform.fields import OUTPUT_ATTRIBUTES
 from oa_dagster.process import RunState, run_entry
 from oa_dagster.sources import LayerEntry, SourceInvalid, has_coverage
 
@@ -165,8 +167,9 @@ def entry_logger(warnings: EntryWarnings) -> logging.Logger:
 class EntryCheck:
     """What change detection found out about one entry before processing it (`check_entry`).
 
-    `carried` is the entry's result when it is unchanged (its output carried over); otherwise the plan and the
-    upstream's answer go on to the full processing, which judges the upstream's honesty with them.
+    `carried_output` is the entry's latest good output when it is unchanged (carried over), as plain data;
+    `carried` is the result built from it. Otherwise the plan and the upstream's answer go on to the full
+    processing, which judges the upstream's honesty with them.
     """
 
     plan: RefreshPlan
@@ -174,9 +177,13 @@ class EntryCheck:
     unchanged: bool = False  # what the upstream said (also when the entry is processed anyway)
     signal: str = ""
     keep: dict[str, Any] = dataclasses.field(default_factory=dict)  # learnt about the server, kept with the output
-    carried: EntryResult | None = None
+    carried_output: dict[str, Any] | None = None  # `carried_output`'s record
     seconds: float = 0.0
     size: Any = None  # fetch.upstream.UpstreamSize, when the upstream's answer told it (planning packs by it)
+
+    @property
+    def carried(self) -> EntryResult | None:
+        return carried_result(self.carried_output) if self.carried_output is not None else None
 
 
 def _root_prefix(root: str) -> str:
@@ -223,44 +230,77 @@ def check_entry(
             answer = probe_upstream(entry, pointer.get("upstream"), options.fetch_options or FetchOptions())
         check = EntryCheck(plan, pointer, answer.unchanged, answer.signal, answer.keep, size=answer.size)
         if plan.may_carry_over and answer.unchanged:
-            carried = _carry_over(entry, version, pointer, answer.signal, store)
-            check = dataclasses.replace(check, carried=carried)
+            output = carried_output(entry, version, pointer, answer.signal, store)
+            check = dataclasses.replace(check, carried_output=output)
         return dataclasses.replace(check, seconds=time.perf_counter() - started)
     except Exception as exc:  # a store hiccup, a bug: never carry over on doubt
         plan = RefreshPlan(False, False, f"change detection failed ({type(exc).__name__}: {exc})")
         return EntryCheck(plan, seconds=time.perf_counter() - started)
 
 
-def _carry_over(
+def carried_output(
     entry: LayerEntry, version: str, pointer: dict[str, Any], signal: str, store: OutputStore
-) -> EntryResult | None:
-    """The latest good output as this set's result for the entry, read back from the store (None if incomplete)."""
+) -> dict[str, Any] | None:
+    """The latest good output as this set's output for the entry, read back from the store (None if incomplete).
+
+    Plain JSON data, not an `EntryResult`: a set's planning keeps it for the `set_launcher` sensor, which builds
+    the entry's events from it (`carried_result`) while the set's runs work, so the planning pays no event
+    building nor Dagster serializer for the entries it carries over.
+    """
     files = dict(pointer.get("files") or {})
     manifest = get_json(store, f"{pointer['prefix']}/{layout.MANIFEST}")
     stored_state = get_json(store, files["state"]) if files.get("state") else None
     if manifest is None or stored_state is None or not files.get("output"):
         return None
-    state = RunState.from_dict(stored_state)
-    state.cache_seconds = state.process_seconds = 0.0  # nothing downloaded or converted this time
     preview = None
     preview_key = files.get("preview")
     size = (pointer.get("sizes") or {}).get("preview") or 0
     if preview_key and size <= INLINE_PREVIEW_BYTES and store.url(preview_key).startswith("file:"):
-        preview = store.get_bytes(preview_key)  # only a local store's preview is shown inline
+        preview = base64.b64encode(store.get_bytes(preview_key)).decode()  # only a local store's shows inline
+    return {
+        "entry": {"source": entry.source_key, "layer": entry.layer, "name": entry.name, "index": entry.index},
+        "raw": entry.raw,
+        "version": version,
+        "pointer": pointer,
+        "manifest": manifest,
+        "state": stored_state,
+        "preview": preview,
+        "signal": signal,
+    }
+
+
+def carried_result(output: dict[str, Any]) -> EntryResult:
+    """The `EntryResult` of a carried-over entry from its `carried_output` record: nothing downloaded or converted.
+
+    Its `LayerEntry` serves the event's metadata (licence, attribution, website) only: it has no source directory
+    and never fetches.
+    """
+    described = output["entry"]
+    entry = LayerEntry(described["source"], described["layer"], described["name"], described["index"], output["raw"])
+    state = RunState.from_dict(output["state"])
+    state.cache_seconds = state.process_seconds = 0.0  # nothing downloaded or converted this time
+    pointer, manifest = output["pointer"], output["manifest"]
+    files = dict(pointer.get("files") or {})
     published = PublishedRun(pointer["prefix"], manifest, GateDecision(True), pointer, files)
-    rows = tuple(dict(row) for row in manifest.get("output_sample") or ())
     return EntryResult(
         entry.layer,
         entry.key,
-        version,
+        output["version"],
         entry,
         state,
         published,
-        sample_rows=rows,
-        preview_png=preview,
+        sample_rows=tuple(_in_output_order(entry.layer, row) for row in manifest.get("output_sample") or ()),
+        preview_png=base64.b64decode(output["preview"]) if output["preview"] else None,
         unchanged_since=str(pointer.get("run_id") or ""),
-        change_signal=signal,
+        change_signal=output["signal"],
     )
+
+
+def _in_output_order(layer: str, row: dict[str, str]) -> dict[str, str]:
+    """A sample row read back from a manifest (stored with sorted keys) in the output's column order again, so a
+    carried-over entry's sample table shows its columns as its run's did."""
+    order = ("hash", *OUTPUT_ATTRIBUTES.get(layer, ()))
+    return {**{c: row[c] for c in order if c in row}, **{c: v for c, v in row.items() if c not in order}}
 
 
 def remember_probe(store: OutputStore, check: EntryCheck, layer: str, key: str, root: str = "") -> None:
@@ -299,9 +339,9 @@ def process_entry(
         return EntryResult(layer, key, source_problem=NOT_IN_CATALOG, problem_detail=str(exc))
     if refresh is not None and check is None:
         check = check_entry(catalog, layer, key, store, options, refresh, root=root)
-    if check is not None and check.carried is not None:
+    if check is not None and check.carried_output is not None:
         remember_probe(store, check, layer, key, _root_prefix(root))
-        return check.carried
+        return carried_result(check.carried_output)
     warnings = EntryWarnings(key)
     try:
         result = _process_and_publish(

@@ -48,7 +48,7 @@ class EntryProbe:
 
     @property
     def carried(self) -> bool:
-        return self.check is not None and self.check.carried is not None
+        return self.check is not None and self.check.carried_output is not None
 
     def record(self) -> dict[str, Any]:
         check = self.check
@@ -64,7 +64,8 @@ class EntryProbe:
         }
 
 
-OnCarried = Callable[[str, str, Any], None]  # (layer, key, the carried `EntryResult`), in the probe's thread
+# (layer, key, the entry's `entry_processing.carried_output` record), in the probe's thread
+OnCarried = Callable[[str, str, dict[str, Any]], None]
 
 
 def probe_entry(
@@ -87,10 +88,10 @@ def probe_entry(
     from .catalog import entry_from_catalog
 
     check = check_entry(catalog, layer, key, store, options, policy) if policy is not None else None
-    if check is not None and check.carried is not None:
+    if check is not None and check.carried_output is not None:
         remember_probe(store, check, layer, key)  # e.g. `conditional: false`, as a run carrying it over would
         if on_carried is not None:
-            on_carried(layer, key, check.carried)
+            on_carried(layer, key, check.carried_output)
         return EntryProbe(key, check)
     size = check.size if check is not None else None
     if want_size and size is None:

@@ -6,7 +6,7 @@ runs/<layer>/<source key>/<name>/<run id>/<file>       one run's files; manifest
 latest/<layer>/<source key>/<name>.json                the latest good pointer (read by downloads, ...)
 held/<layer>/<source key>/<name>.json                  a stored run the quality gate did not promote
 sets/<set id>/summary.json                             a finished set's summary
-sets/<set id>/plan.json, carried.json                  its planning's probe answers; carried-over entries' events
+sets/<set id>/plan.json, carried.json                  its planning's probe answers; carried-over entries' outputs
 sets/<set id>/report.json, entries.json; sets/last.json  its regression report, entry outcomes; the newest set
 upstream/<layer>/<source key>/<name>.json              an entry whose upstream's validators are not trusted
 jobs/<job key>/...                                     CI jobs (`pr-<n>-<sha7>`, `push-<sha7>`; keys: `ci/plan.py`)
