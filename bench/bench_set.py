@@ -38,7 +38,7 @@ the changed entries cost a third more than the others, as a week's edits rarely 
 cached before set 2, as the others' are); set 2 runs incrementally
 (the weekly schedule's `oa/launch=all`: unchanged entries carried over) and then again in full (`oa/launch=full`)
 on the same upstreams. Reported: each set's wall time (from its catalog's materialization, and from the start of
-its catalog run: the set's planning, probes and carried events, counted in), the catalog run's and its probing's
+its catalog run: the set's planning, probes and carried entries, counted in), the catalog run's and its probing's
 seconds, the bytes the servers sent, and the ratios full / incremental.
 """
 
@@ -164,7 +164,7 @@ def run_set(
     carrying = float(meta["plan_carry_seconds"].value) if "plan_carry_seconds" in meta else 0.0
     print(
         f"{set_id}: catalog ready; {args.entries} entries; catalog run {started - catalog_started:.1f} s "
-        f"(probing {probing:.1f} s, carried events {carrying:.1f} s)",
+        f"(probing {probing:.1f} s, carried entries stored {carrying:.1f} s)",
         flush=True,
     )
     finished, progress, shown = None, {}, ""
@@ -218,7 +218,7 @@ def run_set(
         "concurrency": slots,
         "finished": bool(finished),
         "set_wall_seconds": round(wall, 1),
-        # the set from the start of its catalog run: its planning (probes, carried events) counted in
+        # the set from the start of its catalog run: its planning (probes, carried entries) counted in
         "set_wall_with_catalog_seconds": round(wall + catalog_time - catalog_started, 1),
         "catalog_run_seconds": round(started - catalog_started, 1),
         "catalog_probing_seconds": probing,

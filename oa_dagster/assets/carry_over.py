@@ -38,7 +38,7 @@ Carried = dict[str, Any] | str
 
 
 def carried_key(set_id: str) -> str:
-    """The list of the set's chunks of carried events (what the catalog's metadata links)."""
+    """The list of the set's chunks of carried entries (what the catalog's metadata links)."""
     return f"sets/{set_id}/carried.json"
 
 
