@@ -167,8 +167,8 @@ def entry_logger(warnings: EntryWarnings) -> logging.Logger:
 class EntryCheck:
     """What change detection found out about one entry before processing it (`check_entry`).
 
-    `carried_output` is the entry's latest good output when it is unchanged (carried over), as plain data;
-    `carried` is the result built from it. Otherwise the plan and the upstream's answer go on to the full
+    `carried_output` is the entry's latest good output when it is unchanged (carried over), as plain data
+    (`carried_result` builds its result). Otherwise the plan and the upstream's answer go on to the full
     processing, which judges the upstream's honesty with them.
     """
 
@@ -180,10 +180,6 @@ class EntryCheck:
     carried_output: dict[str, Any] | None = None  # `carried_output`'s record
     seconds: float = 0.0
     size: Any = None  # fetch.upstream.UpstreamSize, when the upstream's answer told it (planning packs by it)
-
-    @property
-    def carried(self) -> EntryResult | None:
-        return carried_result(self.carried_output) if self.carried_output is not None else None
 
 
 def _root_prefix(root: str) -> str:
